@@ -1,0 +1,365 @@
+//! Building the bus and dispatching trapped accesses.
+//!
+//! Dispatch goes through vm-device's `IoManager` (a `BTreeMap` keyed by range: O(log n)),
+//! which checks that the whole access lies inside one device's range and hands the device
+//! its region base and the offset. The bus is immutable once built, so vCPU threads share
+//! it behind an `Arc` with no lock; devices synchronise their own state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vm_device::bus::{MmioAddress, MmioRange, PioAddress, PioRange};
+use vm_device::device_manager::{IoManager, MmioManager, PioManager};
+use vm_device::{DeviceMmio, DevicePio};
+
+use crate::{AddressSpace, BusError, RegionId, RegionKind, ResourceTree, Result};
+
+/// A device reachable through MMIO.
+pub type MmioDevice = Arc<dyn DeviceMmio + Send + Sync>;
+/// A device reachable through I/O ports.
+pub type PioDevice = Arc<dyn DevicePio + Send + Sync>;
+
+/// Where a trapped access went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// A device took it.
+    Device,
+    /// No device covers the whole access: reads returned all ones, writes were dropped.
+    Unmapped,
+}
+
+/// Collects regions and devices, then freezes them into a [`Bus`].
+pub struct BusBuilder {
+    io: IoManager,
+    mmio: ResourceTree,
+    pio: ResourceTree,
+}
+
+impl Default for BusBuilder {
+    fn default() -> Self {
+        BusBuilder {
+            io: IoManager::new(),
+            mmio: ResourceTree::new(AddressSpace::Mmio),
+            pio: ResourceTree::new(AddressSpace::Pio),
+        }
+    }
+}
+
+impl BusBuilder {
+    /// An empty bus.
+    pub fn new() -> BusBuilder {
+        BusBuilder::default()
+    }
+
+    /// The tree of `space`, for reading while building.
+    pub fn tree(&self, space: AddressSpace) -> &ResourceTree {
+        match space {
+            AddressSpace::Mmio => &self.mmio,
+            AddressSpace::Pio => &self.pio,
+        }
+    }
+
+    fn tree_mut(&mut self, space: AddressSpace) -> &mut ResourceTree {
+        match space {
+            AddressSpace::Mmio => &mut self.mmio,
+            AddressSpace::Pio => &mut self.pio,
+        }
+    }
+
+    /// Adds a region that no device answers: a bus window (`Container`) or a named part of a
+    /// device region (`Window`).
+    pub fn add_region(
+        &mut self,
+        space: AddressSpace,
+        parent: Option<RegionId>,
+        name: &str,
+        start: u64,
+        size: u64,
+        kind: RegionKind,
+    ) -> Result<RegionId> {
+        debug_assert!(kind != RegionKind::Device, "devices go through add_*_device");
+        self.tree_mut(space).insert(parent, name, start, size, kind)
+    }
+
+    /// Adds `device` answering MMIO accesses to `size` bytes from `start`.
+    pub fn add_mmio_device(
+        &mut self,
+        parent: Option<RegionId>,
+        name: &str,
+        start: u64,
+        size: u64,
+        device: MmioDevice,
+    ) -> Result<RegionId> {
+        let id = self.mmio.insert(parent, name, start, size, RegionKind::Device)?;
+        // The tree has already refused overlaps, zero sizes and wrapping, so vm-device
+        // cannot refuse this range; map its error anyway rather than trust that.
+        MmioRange::new(MmioAddress(start), size)
+            .and_then(|range| self.io.register_mmio(range, device))
+            .map_err(|_| self.conflict(AddressSpace::Mmio, id))?;
+        Ok(id)
+    }
+
+    /// Adds `device` answering I/O-port accesses to `size` ports from `start`.
+    pub fn add_pio_device(
+        &mut self,
+        parent: Option<RegionId>,
+        name: &str,
+        start: u16,
+        size: u16,
+        device: PioDevice,
+    ) -> Result<RegionId> {
+        let id = self
+            .pio
+            .insert(parent, name, start.into(), size.into(), RegionKind::Device)?;
+        PioRange::new(PioAddress(start), size)
+            .and_then(|range| self.io.register_pio(range, device))
+            .map_err(|_| self.conflict(AddressSpace::Pio, id))?;
+        Ok(id)
+    }
+
+    fn conflict(&self, space: AddressSpace, id: RegionId) -> BusError {
+        let tree = self.tree(space);
+        BusError::Overlap {
+            space,
+            name: tree.name(id).to_owned(),
+            range: tree.range(id),
+            other: "a device registered earlier".to_owned(),
+            other_range: tree.range(id),
+        }
+    }
+
+    /// Freezes the bus.
+    pub fn build(self) -> Bus {
+        Bus {
+            io: self.io,
+            mmio: self.mmio,
+            pio: self.pio,
+            unmapped: UnmappedCounters::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct UnmappedCounters {
+    mmio_reads: AtomicU64,
+    mmio_writes: AtomicU64,
+    pio_reads: AtomicU64,
+    pio_writes: AtomicU64,
+}
+
+/// How many accesses hit no device, since the bus was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnmappedCounts {
+    /// MMIO reads.
+    pub mmio_reads: u64,
+    /// MMIO writes.
+    pub mmio_writes: u64,
+    /// I/O-port reads.
+    pub pio_reads: u64,
+    /// I/O-port writes.
+    pub pio_writes: u64,
+}
+
+/// The frozen bus: resource trees plus the dispatch table.
+pub struct Bus {
+    io: IoManager,
+    mmio: ResourceTree,
+    pio: ResourceTree,
+    unmapped: UnmappedCounters,
+}
+
+impl Bus {
+    /// The tree of `space`.
+    pub fn tree(&self, space: AddressSpace) -> &ResourceTree {
+        match space {
+            AddressSpace::Mmio => &self.mmio,
+            AddressSpace::Pio => &self.pio,
+        }
+    }
+
+    /// Name of the device region at `addr` in `space`, for traces and reports (walks the
+    /// tree: not for the hot path).
+    pub fn device_name(&self, space: AddressSpace, addr: u64) -> Option<&str> {
+        let tree = self.tree(space);
+        tree.device_at(addr).map(|id| tree.name(id))
+    }
+
+    /// Counts of accesses that reached no device.
+    pub fn unmapped_counts(&self) -> UnmappedCounts {
+        let u = &self.unmapped;
+        UnmappedCounts {
+            mmio_reads: u.mmio_reads.load(Ordering::Relaxed),
+            mmio_writes: u.mmio_writes.load(Ordering::Relaxed),
+            pio_reads: u.pio_reads.load(Ordering::Relaxed),
+            pio_writes: u.pio_writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A guest MMIO read of `data.len()` bytes at `addr`.
+    #[inline]
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) -> Routed {
+        match self.io.mmio_read(MmioAddress(addr), data) {
+            Ok(()) => Routed::Device,
+            Err(_) => {
+                // A PC bus with nothing decoding the address floats high.
+                data.fill(0xff);
+                self.unmapped.mmio_reads.fetch_add(1, Ordering::Relaxed);
+                log::debug!("unmapped MMIO read at {addr:#x}, width {}", data.len());
+                Routed::Unmapped
+            }
+        }
+    }
+
+    /// A guest MMIO write of `data` at `addr`.
+    #[inline]
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) -> Routed {
+        match self.io.mmio_write(MmioAddress(addr), data) {
+            Ok(()) => Routed::Device,
+            Err(_) => {
+                self.unmapped.mmio_writes.fetch_add(1, Ordering::Relaxed);
+                log::debug!("unmapped MMIO write at {addr:#x}, width {}", data.len());
+                Routed::Unmapped
+            }
+        }
+    }
+
+    /// A guest `in` of `data.len()` bytes from `port`.
+    #[inline]
+    pub fn pio_read(&self, port: u16, data: &mut [u8]) -> Routed {
+        match self.io.pio_read(PioAddress(port), data) {
+            Ok(()) => Routed::Device,
+            Err(_) => {
+                data.fill(0xff);
+                self.unmapped.pio_reads.fetch_add(1, Ordering::Relaxed);
+                log::debug!("unmapped port read at {port:#x}, width {}", data.len());
+                Routed::Unmapped
+            }
+        }
+    }
+
+    /// A guest `out` of `data` to `port`.
+    #[inline]
+    pub fn pio_write(&self, port: u16, data: &[u8]) -> Routed {
+        match self.io.pio_write(PioAddress(port), data) {
+            Ok(()) => Routed::Device,
+            Err(_) => {
+                self.unmapped.pio_writes.fetch_add(1, Ordering::Relaxed);
+                log::debug!("unmapped port write at {port:#x}, width {}", data.len());
+                Routed::Unmapped
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use vm_device::bus::{MmioAddressOffset, PioAddressOffset};
+
+    /// Records every access it gets and answers reads with its offset's low byte.
+    #[derive(Default)]
+    struct Recorder {
+        seen: Mutex<Vec<(u64, u64, usize, Vec<u8>)>>,
+    }
+
+    impl DeviceMmio for Recorder {
+        fn mmio_read(&self, base: MmioAddress, offset: MmioAddressOffset, data: &mut [u8]) {
+            data.fill(offset as u8);
+            self.seen.lock().unwrap().push((base.0, offset, data.len(), vec![]));
+        }
+        fn mmio_write(&self, base: MmioAddress, offset: MmioAddressOffset, data: &[u8]) {
+            self.seen.lock().unwrap().push((base.0, offset, data.len(), data.to_vec()));
+        }
+    }
+
+    impl DevicePio for Recorder {
+        fn pio_read(&self, base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
+            data.fill(offset as u8);
+            self.seen.lock().unwrap().push((base.0.into(), offset.into(), data.len(), vec![]));
+        }
+        fn pio_write(&self, base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
+            self.seen
+                .lock()
+                .unwrap()
+                .push((base.0.into(), offset.into(), data.len(), data.to_vec()));
+        }
+    }
+
+    fn bus_with(dev: &Arc<Recorder>) -> Bus {
+        let mut b = BusBuilder::new();
+        let plat = b
+            .add_region(AddressSpace::Mmio, None, "platform", 0xd000_0000, 0x10_0000, RegionKind::Container)
+            .unwrap();
+        b.add_mmio_device(Some(plat), "rec", 0xd000_1000, 0x100, dev.clone()).unwrap();
+        b.add_pio_device(None, "recport", 0x378, 8, dev.clone()).unwrap();
+        b.build()
+    }
+
+    #[test]
+    fn mmio_reaches_device_with_offset_and_width() {
+        let dev = Arc::new(Recorder::default());
+        let bus = bus_with(&dev);
+        let mut buf = [0u8; 8];
+        assert_eq!(bus.mmio_read(0xd000_1010, &mut buf), Routed::Device);
+        assert_eq!(buf, [0x10; 8]);
+        assert_eq!(bus.mmio_write(0xd000_10ff, &[0xab]), Routed::Device);
+        let seen = dev.seen.lock().unwrap();
+        assert_eq!(seen[0], (0xd000_1000, 0x10, 8, vec![]));
+        assert_eq!(seen[1], (0xd000_1000, 0xff, 1, vec![0xab]));
+    }
+
+    #[test]
+    fn boundaries_and_straddling_accesses() {
+        let dev = Arc::new(Recorder::default());
+        let bus = bus_with(&dev);
+        let mut four = [0u8; 4];
+        // First and last byte of the device.
+        assert_eq!(bus.mmio_read(0xd000_1000, &mut four[..1]), Routed::Device);
+        assert_eq!(bus.mmio_read(0xd000_10fc, &mut four), Routed::Device);
+        // Just outside on both sides, and an access running past the end.
+        assert_eq!(bus.mmio_read(0xd000_0fff, &mut four[..1]), Routed::Unmapped);
+        assert_eq!(bus.mmio_read(0xd000_1100, &mut four[..1]), Routed::Unmapped);
+        assert_eq!(bus.mmio_read(0xd000_10fe, &mut four), Routed::Unmapped);
+        assert_eq!(four, [0xff; 4]);
+        // A container answers nothing.
+        assert_eq!(bus.mmio_write(0xd000_2000, &[1]), Routed::Unmapped);
+        assert_eq!(dev.seen.lock().unwrap().len(), 2);
+        let c = bus.unmapped_counts();
+        assert_eq!((c.mmio_reads, c.mmio_writes), (3, 1));
+    }
+
+    #[test]
+    fn ports_reach_device_and_unmapped_ports_float_high() {
+        let dev = Arc::new(Recorder::default());
+        let bus = bus_with(&dev);
+        let mut two = [0u8; 2];
+        assert_eq!(bus.pio_read(0x37e, &mut two), Routed::Device);
+        assert_eq!(two, [6, 6]);
+        assert_eq!(bus.pio_write(0x37f, &[7]), Routed::Device);
+        assert_eq!(bus.pio_read(0x37f, &mut two), Routed::Unmapped);
+        assert_eq!(two, [0xff, 0xff]);
+        assert_eq!(bus.pio_read(0xffff, &mut two), Routed::Unmapped);
+        assert_eq!(bus.pio_write(0x80, &[1]), Routed::Unmapped);
+        let c = bus.unmapped_counts();
+        assert_eq!((c.pio_reads, c.pio_writes), (2, 1));
+    }
+
+    #[test]
+    fn device_names_come_from_the_tree() {
+        let dev = Arc::new(Recorder::default());
+        let bus = bus_with(&dev);
+        assert_eq!(bus.device_name(AddressSpace::Mmio, 0xd000_10ff), Some("rec"));
+        assert_eq!(bus.device_name(AddressSpace::Mmio, 0xd000_0000), None);
+        assert_eq!(bus.device_name(AddressSpace::Pio, 0x37a), Some("recport"));
+    }
+
+    #[test]
+    fn conflicting_device_is_refused_by_the_tree() {
+        let dev = Arc::new(Recorder::default());
+        let mut b = BusBuilder::new();
+        b.add_mmio_device(None, "a", 0x1000, 0x100, dev.clone()).unwrap();
+        let err = b.add_mmio_device(None, "b", 0x1080, 0x100, dev).err().unwrap();
+        assert!(matches!(err, BusError::Overlap { .. }));
+    }
+}
