@@ -1,0 +1,83 @@
+//! How devices (and the vCPU threads) ask for the whole VM to stop.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+/// Why the VM stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The guest wrote `status` to the test-exit device.
+    ExitDevice(u8),
+    /// The guest reset the machine (keyboard-controller reset): a reboot request, taken as
+    /// a clean power-off.
+    GuestReset,
+    /// The guest kernel reported a panic through pvpanic.
+    GuestPanic,
+    /// A vCPU hit something it could not handle; the text is the report.
+    Fault(String),
+}
+
+/// Shared by devices and vCPU threads: the first stop request wins, the rest are ignored.
+#[derive(Debug)]
+pub struct VmControl {
+    stopping: AtomicBool,
+    reason: Mutex<Option<StopReason>>,
+    evt: EventFd,
+}
+
+impl VmControl {
+    /// A control with no stop requested.
+    pub fn new() -> std::io::Result<VmControl> {
+        Ok(VmControl {
+            stopping: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            evt: EventFd::new(EFD_NONBLOCK)?,
+        })
+    }
+
+    /// Asks the VM to stop. Only the first request's reason is kept.
+    pub fn request_stop(&self, reason: StopReason) {
+        let mut slot = crate::lock(&self.reason);
+        if slot.is_none() {
+            *slot = Some(reason);
+            self.stopping.store(true, Ordering::Release);
+            // A full counter only means a wake-up is already pending.
+            let _ = self.evt.write(1);
+        }
+    }
+
+    /// Whether a stop was requested: one atomic load, cheap enough for every exit.
+    #[inline]
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The reason of the first stop request.
+    pub fn reason(&self) -> Option<StopReason> {
+        crate::lock(&self.reason).clone()
+    }
+
+    /// Becomes readable when a stop is requested (for the VMM's event loop).
+    pub fn event(&self) -> &EventFd {
+        &self.evt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_request_wins_and_wakes_the_event() {
+        let c = VmControl::new().unwrap();
+        assert!(!c.is_stopping());
+        assert!(c.event().read().is_err(), "nothing pending yet");
+        c.request_stop(StopReason::ExitDevice(3));
+        c.request_stop(StopReason::GuestPanic);
+        assert!(c.is_stopping());
+        assert_eq!(c.reason(), Some(StopReason::ExitDevice(3)));
+        assert_eq!(c.event().read().unwrap(), 1);
+    }
+}

@@ -1,0 +1,35 @@
+//! Device models for mmiolab.
+//!
+//! Every model implements vm-device's `DeviceMmio` and/or `DevicePio` (`&self`, so the bus
+//! can be shared by all vCPU threads without a lock) and keeps its own state behind its own
+//! lock. A model sees an offset relative to its region and the access width as
+//! `data.len()`; the bus has already checked that the access lies inside the region, but
+//! models still index with `get` so that no guest access can panic the VMM.
+
+#![deny(missing_docs)]
+
+mod control;
+mod counter;
+mod exit;
+mod i8042;
+mod irq;
+mod pvpanic;
+mod regfile;
+mod serial;
+
+pub use control::{StopReason, VmControl};
+pub use counter::Counter;
+pub use exit::{EXIT_PORT, ExitDevice};
+pub use i8042::I8042;
+pub use irq::IrqLine;
+pub use pvpanic::PvPanic;
+pub use regfile::{RegFile, REGFILE_ID};
+pub use serial::Serial;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks a device's state. A poisoned lock means an earlier access panicked; the state is
+/// plain data, so keep serving rather than turn one bug into a VMM crash per access.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

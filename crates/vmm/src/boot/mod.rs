@@ -1,0 +1,7 @@
+//! Loading what the VM runs and deciding how its boot vCPU starts.
+
+pub mod cpu;
+mod firmware;
+
+pub use cpu::{EntryMode, EntryRegs};
+pub use firmware::load_firmware;

@@ -1,0 +1,41 @@
+//! Errors of the VMM library.
+
+use std::path::PathBuf;
+
+/// Why a VM could not be built or run. (What the guest does wrong ends the VM with a
+/// [`mmiolab_devices::StopReason`], not with this.)
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The machine description is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// /dev/kvm cannot be opened.
+    #[error("cannot open /dev/kvm: {0} (is KVM available, and may this user open it?)")]
+    KvmOpen(#[source] kvm_ioctls::Error),
+    /// A KVM ioctl failed.
+    #[error("{0} failed: {1}")]
+    Kvm(&'static str, #[source] kvm_ioctls::Error),
+    /// Guest memory could not be set up.
+    #[error("guest memory: {0}")]
+    Memory(String),
+    /// The firmware or kernel could not be loaded.
+    #[error("cannot load {path}: {reason}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The machine has nothing to run.
+    #[error("nothing to run: give firmware or a kernel (in [machine] or on the command line)")]
+    NoPayload,
+    /// Boot structures could not be written.
+    #[error("boot set-up: {0}")]
+    BootSetup(String),
+    /// A host resource (thread, eventfd, trace file, signal handler) could not be had.
+    #[error("{0}: {1}")]
+    Host(&'static str, #[source] std::io::Error),
+}
+
+/// Result of the VMM library.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,198 @@
+//! Building a KVM VM from a machine description and running it to the end.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VmFd};
+use mmiolab_bus::UnmappedCounts;
+use mmiolab_devices::StopReason;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+use crate::boot::{self, EntryMode, EntryRegs};
+use crate::config::MachineConfig;
+use crate::error::{Error, Result};
+use crate::events::{StdinToSerial, StopWatch};
+use crate::layout;
+use crate::platform::Platform;
+use crate::trace::Tracer;
+use crate::vcpu::{Vcpu, VcpuStats};
+
+/// How to run a machine.
+pub struct RunOptions {
+    /// Where COM1's output goes.
+    pub console: Box<dyn Write + Send>,
+    /// Where the access trace goes, if tracing.
+    pub trace: Option<Box<dyn Write + Send>>,
+    /// Stop the VM (as a fault) after this long.
+    pub timeout: Option<Duration>,
+    /// Forward the host's stdin to COM1.
+    pub stdin: bool,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Why the VM stopped.
+    pub reason: StopReason,
+    /// Accesses that hit no device.
+    pub unmapped: UnmappedCounts,
+    /// Exits summed over vCPUs.
+    pub exits: u64,
+    /// INT3s re-injected because this host's KVM could not emulate them.
+    pub int3_reinjected: u64,
+}
+
+/// TSS and identity-map pages that KVM on VMX hosts needs somewhere out of the guest's way.
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// Builds the VM described by `config` and runs it until it stops.
+pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
+    let platform = Platform::build(config, opts.console)?;
+    let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+    let vm = kvm.create_vm().map_err(|e| Error::Kvm("KVM_CREATE_VM", e))?;
+    vm.set_tss_address(KVM_TSS_ADDRESS).map_err(|e| Error::Kvm("KVM_SET_TSS_ADDR", e))?;
+    vm.create_irq_chip().map_err(|e| Error::Kvm("KVM_CREATE_IRQCHIP", e))?;
+    let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+    vm.create_pit2(pit).map_err(|e| Error::Kvm("KVM_CREATE_PIT2", e))?;
+    let mem_bytes = config.memory_bytes();
+    let mem = create_memory(&vm, mem_bytes)?;
+    for (gsi, evt) in &platform.irqfds {
+        vm.register_irqfd(evt, *gsi).map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
+    }
+
+    let (mode, regs) = load_payload(config, &mem, mem_bytes)?;
+    let vcpus = config.machine.vcpus;
+    let mut fds = Vec::with_capacity(usize::from(vcpus));
+    for i in 0..vcpus {
+        let fd = vm.create_vcpu(u64::from(i)).map_err(|e| Error::Kvm("KVM_CREATE_VCPU", e))?;
+        boot::cpu::setup_vcpu_common(&kvm, &fd, i)?;
+        if i == 0 {
+            boot::cpu::setup_boot_vcpu(&fd, &mem, mode, regs)?;
+        }
+        fds.push(fd);
+    }
+
+    let tracer = opts.trace.map(|out| Arc::new(Tracer::new(platform.bus.clone(), out)));
+    install_kick_handler()?;
+    let control = platform.control.clone();
+    let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
+    for (i, fd) in fds.into_iter().enumerate() {
+        let vcpu = Vcpu::new(fd, i as u32, platform.bus.clone(), tracer.clone(), control.clone(), mem.clone());
+        let spawned = std::thread::Builder::new().name(format!("vcpu{i}")).spawn(move || vcpu.run());
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                control.request_stop(StopReason::Fault(format!("cannot start vCPU {i}: {e}")));
+                break;
+            }
+        }
+    }
+
+    let event_loop = event_loop(&platform, opts.stdin, opts.timeout);
+    stop_vcpus(&threads);
+    let mut report = RunReport {
+        reason: StopReason::Fault(String::new()),
+        unmapped: platform.bus.unmapped_counts(),
+        exits: 0,
+        int3_reinjected: 0,
+    };
+    for t in threads {
+        match t.join() {
+            Ok(stats) => {
+                report.exits += stats.exits;
+                report.int3_reinjected += stats.int3_reinjected;
+            }
+            Err(_) => control.request_stop(StopReason::Fault("a vCPU thread panicked".to_owned())),
+        }
+    }
+    event_loop?;
+    if let Some(t) = &tracer {
+        t.flush().map_err(|e| Error::Host("writing the trace", e))?;
+    }
+    report.unmapped = platform.bus.unmapped_counts();
+    report.reason = control
+        .reason()
+        .unwrap_or_else(|| StopReason::Fault("the VM stopped without a reason".to_owned()));
+    Ok(report)
+}
+
+fn create_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
+    let ranges: Vec<(GuestAddress, usize)> = layout::ram_regions(mem_bytes)
+        .into_iter()
+        .map(|(start, size)| usize::try_from(size).map(|s| (start, s)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Memory("RAM size does not fit this host's address space".to_owned()))?;
+    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| Error::Memory(e.to_string()))?;
+    for (slot, region) in mem.iter().enumerate() {
+        let desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping of exactly `memory_size` bytes owned by
+        // `mem`, which every vCPU thread holds a clone of until the VM is gone.
+        unsafe { vm.set_user_memory_region(desc) }.map_err(|e| Error::Kvm("KVM_SET_USER_MEMORY_REGION", e))?;
+    }
+    Ok(mem)
+}
+
+fn load_payload(config: &MachineConfig, mem: &GuestMemoryMmap, mem_bytes: u64) -> Result<(EntryMode, EntryRegs)> {
+    let m = &config.machine;
+    match (&m.firmware, &m.kernel) {
+        (Some(fw), _) => boot::load_firmware(mem, mem_bytes, &config.resolve(fw), m.load_addr),
+        (None, Some(_kernel)) => Err(Error::BootSetup("kernel boot is not implemented yet".to_owned())),
+        (None, None) => Err(Error::NoPayload),
+    }
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// A signal whose only job is to make a vCPU thread's KVM_RUN return EINTR.
+fn install_kick_handler() -> Result<()> {
+    register_signal_handler(SIGRTMIN(), on_kick)
+        .map_err(|e| Error::Host("installing the vCPU kick signal handler", std::io::Error::from_raw_os_error(e.errno())))
+}
+
+/// Runs the event loop until a stop is requested (or the timeout passes).
+fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Result<()> {
+    let mut events: EventManager<Box<dyn MutEventSubscriber + Send>> =
+        EventManager::new().map_err(|e| Error::Host("creating the event loop", std::io::Error::other(format!("{e:?}"))))?;
+    events.add_subscriber(Box::new(StopWatch::new(platform.control.clone())));
+    if stdin {
+        events.add_subscriber(Box::new(StdinToSerial::new(platform.serial.clone())));
+    }
+    let deadline = timeout.map(|t| (Instant::now() + t, t));
+    while !platform.control.is_stopping() {
+        if let Err(e) = events.run_with_timeout(100) {
+            log::warn!("event loop: {e:?}");
+        }
+        if let Some((at, t)) = deadline {
+            if Instant::now() >= at {
+                platform
+                    .control
+                    .request_stop(StopReason::Fault(format!("timeout: the guest was still running after {t:?}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Interrupts every vCPU until its thread has seen the stop and returned. A kick can land
+/// just before a thread enters KVM_RUN, so keep kicking until each one is out.
+fn stop_vcpus(threads: &[JoinHandle<VcpuStats>]) {
+    while threads.iter().any(|t| !t.is_finished()) {
+        for t in threads.iter().filter(|t| !t.is_finished()) {
+            if let Err(e) = t.kill(SIGRTMIN()) {
+                log::debug!("kicking a vCPU thread: {e}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

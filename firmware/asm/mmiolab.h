@@ -1,0 +1,22 @@
+/* Shared by the bundled programs: the built-in devices and the bare-metal test machine
+ * (tests/machines/baremetal.toml, firmware/demo.toml). */
+#define EXIT_PORT   0xf4        /* test-exit device: a write ends the VM with that status */
+#define COM1        0x3f8       /* 16550 UART */
+#define REGS_MMIO   0xd0000000  /* regfile "mmio-regs", 0x1000 bytes */
+#define REGS_PORT   0x300       /* regfile "port-regs", 16 ports (storage at 0xc-0xf) */
+#define SEQ_PORT    0x310       /* counter "seq": each read returns the next count */
+#define UNMAPPED    0xd0100000  /* nothing is mapped here */
+#define REGFILE_ID  0x4d4d494f
+
+/* Ends the VM with status \code (a constant). */
+.macro exit code
+    mov $\code, %eax
+    out %al, $EXIT_PORT
+1:  jmp 1b
+.endm
+
+/* Jumps to fail_N (which exits with N) when %rax differs from %rbx. */
+.macro expect_eq n
+    cmp %rbx, %rax
+    jne fail_\n
+.endm

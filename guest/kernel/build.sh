@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Build the mmiolab guest kernel (x86_64 bzImage + a tree for out-of-tree modules).
+set -euo pipefail
+
+# Bump when this script changes in a way that changes the build result.
+BUILD_SH_VERSION=1
+
+SCRIPT_NAME=kernel/build.sh
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib/common.sh
+. "$HERE/../lib/common.sh"
+
+FRAGMENT=$HERE/config.fragment
+KCONFIG_PATCH=$HERE/of-early-flattree.patch
+DISTRO_PKG=linux-source-6.1
+DISTRO_TARBALL=/usr/src/linux-source-6.1.tar.xz
+
+usage() {
+	cat <<EOF
+Usage: guest/kernel/build.sh [--out DIR]
+
+Builds the guest kernel: make tinyconfig + config.fragment (merge_config.sh),
+make olddefconfig, a check that every requested symbol took effect, then
+make all + modules_prepare, out of tree, into a cache directory
+  \${MMIOLAB_CACHE:-\$HOME/.cache/mmiolab}/kernel/<source version>-<hash>/
+where <hash> covers config.fragment, of-early-flattree.patch and this
+script's version. A second run with the same key does nothing ("cached").
+
+Kernel source: \$KERNEL_SRC if set (patched in place, must be a clean tree),
+else the distribution package $DISTRO_PKG ($DISTRO_TARBALL, installed with
+apt-get if missing) extracted into the cache.
+
+Prints progress on stderr and, on stdout, only the build directory (use it as
+the kbuild dir: make -C <dir> M=\$PWD modules).
+
+Options:
+  --out DIR   also copy arch/x86/boot/bzImage to DIR/bzImage
+  -h, --help  this text
+EOF
+}
+
+OUT_DIR=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--out) [ $# -ge 2 ] || die "--out needs a directory"; OUT_DIR=$2; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown argument '$1' (see --help)" ;;
+	esac
+done
+
+need_pkgs make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio xz-utils patch util-linux
+
+# apply_kconfig_patch SRC: apply of-early-flattree.patch once (idempotent).
+apply_kconfig_patch() {
+	if patch -d "$1" -p1 -R -f -s --dry-run <"$KCONFIG_PATCH" >/dev/null 2>&1; then
+		return 0
+	fi
+	patch -d "$1" -p1 -f -s --dry-run <"$KCONFIG_PATCH" >/dev/null 2>&1 ||
+		die "$KCONFIG_PATCH does not apply to $1 (not a 6.1 tree?)"
+	patch -d "$1" -p1 -f -s <"$KCONFIG_PATCH"
+	stage "patched drivers/of/Kconfig in $1"
+}
+
+mkdir -p "$MMIOLAB_CACHE/kernel"
+lock_dir "$MMIOLAB_CACHE/kernel"
+
+if [ -n "${KERNEL_SRC:-}" ]; then
+	SRC=$(cd "$KERNEL_SRC" 2>/dev/null && pwd) || die "KERNEL_SRC=$KERNEL_SRC is not a directory"
+	[ -f "$SRC/Makefile" ] && [ -f "$SRC/drivers/of/Kconfig" ] ||
+		die "KERNEL_SRC=$SRC does not look like a Linux source tree"
+	[ ! -f "$SRC/.config" ] ||
+		die "KERNEL_SRC=$SRC has an in-tree .config; out-of-tree builds need a clean tree (make mrproper)"
+	SRC_VERSION="src-$(make -s -C "$SRC" kernelversion)-$(printf %s "$SRC" | short_hash | cut -c1-8)"
+else
+	need_pkgs "$DISTRO_PKG"
+	[ -f "$DISTRO_TARBALL" ] || die "$DISTRO_PKG is installed but $DISTRO_TARBALL is missing"
+	SRC_VERSION="$DISTRO_PKG-$(dpkg-query -W -f='${Version}' "$DISTRO_PKG")"
+	SRC_PARENT=$MMIOLAB_CACHE/kernel/src/$SRC_VERSION
+	SRC=$SRC_PARENT/$DISTRO_PKG
+	if [ ! -f "$SRC/Makefile" ]; then
+		stage "extracting $DISTRO_TARBALL"
+		rm -rf "$SRC_PARENT.tmp"
+		mkdir -p "$SRC_PARENT.tmp"
+		tar -C "$SRC_PARENT.tmp" -xJf "$DISTRO_TARBALL"
+		[ -f "$SRC_PARENT.tmp/$DISTRO_PKG/Makefile" ] ||
+			die "$DISTRO_TARBALL did not contain $DISTRO_PKG/Makefile"
+		rm -rf "$SRC_PARENT"
+		mv "$SRC_PARENT.tmp" "$SRC_PARENT"
+	fi
+fi
+apply_kconfig_patch "$SRC"
+
+KEY=$SRC_VERSION-$({ cat "$FRAGMENT" "$KCONFIG_PATCH"; echo "build.sh $BUILD_SH_VERSION"; } | short_hash)
+BUILD=$MMIOLAB_CACHE/kernel/$KEY
+DONE_STAMP=$BUILD/.mmiolab-complete
+BZIMAGE=$BUILD/arch/x86/boot/bzImage
+
+copy_out() {
+	[ -n "$OUT_DIR" ] || return 0
+	mkdir -p "$OUT_DIR"
+	cp "$BZIMAGE" "$OUT_DIR/bzImage"
+	stage "copied bzImage to $OUT_DIR/bzImage"
+}
+
+if [ -f "$DONE_STAMP" ] && [ -f "$BZIMAGE" ]; then
+	stage "cached: $BUILD"
+	copy_out
+	echo "$BUILD"
+	exit 0
+fi
+
+mkdir -p "$BUILD"
+LOG=$BUILD/mmiolab-build.log
+: >"$LOG"
+JOBS=$(nproc)
+stage "building $KEY with -j$JOBS (log: $LOG)"
+
+MAKE_PID=
+trap '[ -z "$MAKE_PID" ] || kill "$MAKE_PID" 2>/dev/null || true' EXIT
+
+# kmake STAGE TARGET...: run make in the background, report every ~20 s.
+kmake() {
+	local name=$1 last=$SECONDS ccs
+	shift
+	stage "$name"
+	make -C "$SRC" O="$BUILD" -j"$JOBS" "$@" >>"$LOG" 2>&1 &
+	MAKE_PID=$!
+	while kill -0 "$MAKE_PID" 2>/dev/null; do
+		sleep 2
+		if ((SECONDS - last >= 20)); then
+			last=$SECONDS
+			ccs=$(grep -c '^  CC' "$LOG" || true)
+			stage "$name: $ccs files compiled so far; last: $(tail -n1 "$LOG")"
+		fi
+	done
+	if ! wait "$MAKE_PID"; then
+		MAKE_PID=
+		tail -n 30 "$LOG" >&2
+		die "make $* failed; full log: $LOG"
+	fi
+	MAKE_PID=
+}
+
+# check_config: every symbol of the fragment must have its requested value.
+check_config() {
+	local line sym bad=()
+	while IFS= read -r line; do
+		if [[ $line =~ ^CONFIG_([A-Za-z0-9_]+)=y$ ]]; then
+			sym=CONFIG_${BASH_REMATCH[1]}
+			grep -qx "$sym=y" "$BUILD/.config" ||
+				bad+=("$sym wanted =y, got: $(grep -E "^(# )?$sym[= ]" "$BUILD/.config" || echo 'absent')")
+		elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
+			sym=${BASH_REMATCH[1]}
+			! grep -qE "^$sym=" "$BUILD/.config" ||
+				bad+=("$sym wanted unset, got: $(grep -E "^$sym=" "$BUILD/.config")")
+		elif [[ -n $line && $line != \#* ]]; then
+			die "config.fragment: unsupported line '$line' (use CONFIG_X=y or '# CONFIG_X is not set')"
+		fi
+	done <"$FRAGMENT"
+	if [ ${#bad[@]} -ne 0 ]; then
+		printf '  %s\n' "${bad[@]}" >&2
+		die "${#bad[@]} config symbol(s) did not take effect after olddefconfig (see above; dependencies missing?)"
+	fi
+}
+
+kmake "tinyconfig" tinyconfig
+stage "merging config.fragment"
+(cd "$SRC" && scripts/kconfig/merge_config.sh -m -O "$BUILD" "$BUILD/.config" "$FRAGMENT") >>"$LOG" 2>&1 ||
+	die "merge_config.sh failed; log: $LOG"
+kmake "olddefconfig" olddefconfig
+check_config
+stage "config checked: all $(grep -cE '^(CONFIG_|# CONFIG_.* is not set)' "$FRAGMENT") fragment symbols as requested"
+kmake "make all (vmlinux, bzImage, modpost)" all
+kmake "modules_prepare" modules_prepare
+[ -f "$BZIMAGE" ] || die "build finished but $BZIMAGE is missing"
+touch "$DONE_STAMP"
+stage "done: $(stat -c %s "$BZIMAGE") byte bzImage in $BUILD"
+copy_out
+echo "$BUILD"
