@@ -18,20 +18,32 @@ fn main() {
         .collect();
     sources.sort();
     for src in sources {
-        let name = src.file_stem().and_then(|s| s.to_str()).expect("UTF-8 file name").to_owned();
+        let name = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("UTF-8 file name")
+            .to_owned();
         let pvh = name.starts_with("pvh_");
         let script = dir.join(if pvh { "pvh32.ld" } else { "long64.ld" });
         let elf = out.join(format!("{name}.elf"));
         let mut cmd = Command::new(&cc);
-        cmd.args(["-nostdlib", "-static", "-no-pie", "-Wl,--build-id=none", "-Wl,-z,noexecstack"])
-            .arg(if pvh { "-m32" } else { "-m64" })
-            .arg(format!("-Wl,-T,{}", script.display()))
-            .arg("-I")
-            .arg(dir)
-            .arg("-o")
-            .arg(&elf)
-            .arg(&src);
-        let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cc} to assemble firmware: {e}"));
+        cmd.args([
+            "-nostdlib",
+            "-static",
+            "-no-pie",
+            "-Wl,--build-id=none",
+            "-Wl,-z,noexecstack",
+        ])
+        .arg(if pvh { "-m32" } else { "-m64" })
+        .arg(format!("-Wl,-T,{}", script.display()))
+        .arg("-I")
+        .arg(dir)
+        .arg("-o")
+        .arg(&elf)
+        .arg(&src);
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {cc} to assemble firmware: {e}"));
         assert!(status.success(), "assembling {} failed: {status}", src.display());
         names.push(name);
     }

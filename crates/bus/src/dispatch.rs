@@ -257,10 +257,13 @@ mod tests {
     use std::sync::Mutex;
     use vm_device::bus::{MmioAddressOffset, PioAddressOffset};
 
+    /// (region base, offset, width, data written).
+    type Seen = (u64, u64, usize, Vec<u8>);
+
     /// Records every access it gets and answers reads with its offset's low byte.
     #[derive(Default)]
     struct Recorder {
-        seen: Mutex<Vec<(u64, u64, usize, Vec<u8>)>>,
+        seen: Mutex<Vec<Seen>>,
     }
 
     impl DeviceMmio for Recorder {
@@ -269,14 +272,20 @@ mod tests {
             self.seen.lock().unwrap().push((base.0, offset, data.len(), vec![]));
         }
         fn mmio_write(&self, base: MmioAddress, offset: MmioAddressOffset, data: &[u8]) {
-            self.seen.lock().unwrap().push((base.0, offset, data.len(), data.to_vec()));
+            self.seen
+                .lock()
+                .unwrap()
+                .push((base.0, offset, data.len(), data.to_vec()));
         }
     }
 
     impl DevicePio for Recorder {
         fn pio_read(&self, base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
             data.fill(offset as u8);
-            self.seen.lock().unwrap().push((base.0.into(), offset.into(), data.len(), vec![]));
+            self.seen
+                .lock()
+                .unwrap()
+                .push((base.0.into(), offset.into(), data.len(), vec![]));
         }
         fn pio_write(&self, base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
             self.seen
@@ -289,9 +298,17 @@ mod tests {
     fn bus_with(dev: &Arc<Recorder>) -> Bus {
         let mut b = BusBuilder::new();
         let plat = b
-            .add_region(AddressSpace::Mmio, None, "platform", 0xd000_0000, 0x10_0000, RegionKind::Container)
+            .add_region(
+                AddressSpace::Mmio,
+                None,
+                "platform",
+                0xd000_0000,
+                0x10_0000,
+                RegionKind::Container,
+            )
             .unwrap();
-        b.add_mmio_device(Some(plat), "rec", 0xd000_1000, 0x100, dev.clone()).unwrap();
+        b.add_mmio_device(Some(plat), "rec", 0xd000_1000, 0x100, dev.clone())
+            .unwrap();
         b.add_pio_device(None, "recport", 0x378, 8, dev.clone()).unwrap();
         b.build()
     }

@@ -57,7 +57,9 @@ pub enum BusError {
         start: u64,
     },
     /// A region whose end lies past the end of its address space.
-    #[error("{space} region `{name}` at {start:#x} of size {size:#x} runs past the end of the {space} space ({last:#x})")]
+    #[error(
+        "{space} region `{name}` at {start:#x} of size {size:#x} runs past the end of the {space} space ({last:#x})"
+    )]
     OutOfSpace {
         /// The address space.
         space: AddressSpace,

@@ -138,15 +138,15 @@ impl ResourceTree {
                     parent_range: parent_region.range,
                 });
             }
-            if kind == RegionKind::Device {
-                if let Some(outer) = self.enclosing_device(p) {
-                    return Err(BusError::NestedDevice {
-                        space,
-                        name: name.to_owned(),
-                        range,
-                        outer: self.regions[outer.0].name.clone(),
-                    });
-                }
+            if kind == RegionKind::Device
+                && let Some(outer) = self.enclosing_device(p)
+            {
+                return Err(BusError::NestedDevice {
+                    space,
+                    name: name.to_owned(),
+                    range,
+                    outer: self.regions[outer.0].name.clone(),
+                });
             }
         }
         let siblings = match parent {
@@ -158,16 +158,16 @@ impl ResourceTree {
         let pos = siblings.partition_point(|id| self.regions[id.0].range.start < range.start);
         let neighbours = pos.checked_sub(1).into_iter().chain(Some(pos));
         for i in neighbours {
-            if let Some(other) = siblings.get(i).map(|id| &self.regions[id.0]) {
-                if other.range.overlaps(&range) {
-                    return Err(BusError::Overlap {
-                        space,
-                        name: name.to_owned(),
-                        range,
-                        other: other.name.clone(),
-                        other_range: other.range,
-                    });
-                }
+            if let Some(other) = siblings.get(i).map(|id| &self.regions[id.0])
+                && other.range.overlaps(&range)
+            {
+                return Err(BusError::Overlap {
+                    space,
+                    name: name.to_owned(),
+                    range,
+                    other: other.name.clone(),
+                    other_range: other.range,
+                });
             }
         }
         let id = RegionId(self.regions.len());
@@ -346,9 +346,7 @@ mod tests {
     fn sibling_overlap_names_both_regions() {
         let mut t = mmio();
         t.insert(None, "a", 0x1000, 0x1000, RegionKind::Device).unwrap();
-        let err = t
-            .insert(None, "b", 0x1fff, 0x10, RegionKind::Device)
-            .unwrap_err();
+        let err = t.insert(None, "b", 0x1fff, 0x10, RegionKind::Device).unwrap_err();
         assert_eq!(
             err.to_string(),
             "MMIO region `b` [0x1fff-0x200e] overlaps `a` [0x1000-0x1fff]"
@@ -381,7 +379,9 @@ mod tests {
         let mut t = mmio();
         let d = t.insert(None, "outer", 0x1000, 0x1000, RegionKind::Device).unwrap();
         let w = t.insert(Some(d), "win", 0x1000, 0x100, RegionKind::Window).unwrap();
-        let err = t.insert(Some(w), "inner", 0x1000, 0x10, RegionKind::Device).unwrap_err();
+        let err = t
+            .insert(Some(w), "inner", 0x1000, 0x10, RegionKind::Device)
+            .unwrap_err();
         assert!(matches!(err, BusError::NestedDevice { ref outer, .. } if outer == "outer"));
     }
 

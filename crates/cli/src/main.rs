@@ -190,7 +190,10 @@ fn run(args: RunArgs) -> Result<u8> {
             u.pio_reads,
             u.pio_writes,
             if report.int3_reinjected > 0 {
-                format!("; {} INT3 re-injected (host KVM cannot emulate them)", report.int3_reinjected)
+                format!(
+                    "; {} INT3 re-injected (host KVM cannot emulate them)",
+                    report.int3_reinjected
+                )
             } else {
                 String::new()
             }

@@ -90,10 +90,8 @@ impl RegFile {
             }
         }
         drop(bytes);
-        if ring {
-            if let Some(irq) = &self.irq {
-                irq.raise();
-            }
+        if let (true, Some(irq)) = (ring, &self.irq) {
+            irq.raise();
         }
     }
 }

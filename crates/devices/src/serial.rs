@@ -39,9 +39,7 @@ impl Serial {
 
     /// Queues host input for the guest to read; returns how many bytes fitted in the FIFO.
     pub fn enqueue_input(&self, input: &[u8]) -> usize {
-        crate::lock(&self.uart)
-            .enqueue_raw_bytes(input)
-            .unwrap_or_default()
+        crate::lock(&self.uart).enqueue_raw_bytes(input).unwrap_or_default()
     }
 
     /// Room left in the receive FIFO.
@@ -60,10 +58,10 @@ impl DevicePio for Serial {
     }
 
     fn pio_write(&self, _base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
-        if let (Ok(offset), [value]) = (u8::try_from(offset), data) {
-            if let Err(e) = crate::lock(&self.uart).write(offset, *value) {
-                log::debug!("serial: write of {value:#x} at offset {offset}: {e:?}");
-            }
+        if let (Ok(offset), [value]) = (u8::try_from(offset), data)
+            && let Err(e) = crate::lock(&self.uart).write(offset, *value)
+        {
+            log::debug!("serial: write of {value:#x} at offset {offset}: {e:?}");
         }
     }
 }

@@ -284,10 +284,10 @@ impl MachineConfig {
             if !names.insert(dev.name.as_str()) {
                 return Err(self.error(key, format!("name `{}` is used twice", dev.name)));
             }
-            if let Some(bus) = &dev.bus {
-                if !self.buses.iter().any(|b| &b.name == bus) {
-                    return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
-                }
+            if let Some(bus) = &dev.bus
+                && !self.buses.iter().any(|b| &b.name == bus)
+            {
+                return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
             }
             if dev.mmio.len() + dev.pio.len() != 1 {
                 return Err(self.error(
@@ -349,10 +349,8 @@ mod tests {
 
     #[test]
     fn defaults_and_a_device() {
-        let c = parse(
-            "[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{ base = 0xd0000000, size = 0x1000 }]\n",
-        )
-        .unwrap();
+        let c = parse("[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{ base = 0xd0000000, size = 0x1000 }]\n")
+            .unwrap();
         assert_eq!(c.machine.memory_mib, 256);
         assert_eq!(c.machine.vcpus, 1);
         assert_eq!(c.devices[0].model, DeviceModel::Regfile);
@@ -367,56 +365,84 @@ mod tests {
 
     #[test]
     fn region_outside_the_holes_is_refused() {
-        let e = parse(
-            "[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{ base = 0x1000, size = 0x1000 }]\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.starts_with("m.toml: device[0].mmio[0]: region 0x1000+0x1000 is not inside an MMIO hole"), "{e}");
+        let e = parse("[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{ base = 0x1000, size = 0x1000 }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("m.toml: device[0].mmio[0]: region 0x1000+0x1000 is not inside an MMIO hole"),
+            "{e}"
+        );
     }
 
     #[test]
     fn zero_length_region_is_refused() {
-        let e = parse(
-            "[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{ base = 0xd0000000, size = 0 }]\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let e = parse("[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{ base = 0xd0000000, size = 0 }]\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "m.toml: device[0].mmio[0]: size 0: a region needs at least one byte");
     }
 
     #[test]
     fn bad_irqs_and_names_are_refused() {
         let dev = |name: &str, irq: u32, base: u64| {
-            format!("[[device]]\nname = \"{name}\"\nmodel = \"regfile\"\nirq = {irq}\nmmio = [{{ base = {base}, size = 16 }}]\n")
+            format!(
+                "[[device]]\nname = \"{name}\"\nmodel = \"regfile\"\nirq = {irq}\nmmio = [{{ base = {base}, size = 16 }}]\n"
+            )
         };
         let e = parse(&dev("a", 4, 0xd000_0000)).unwrap_err().to_string();
         assert!(e.contains("device[0].irq: pin 4 is used by a built-in device"), "{e}");
         let e = parse(&dev("a", 30, 0xd000_0000)).unwrap_err().to_string();
         assert!(e.contains("is not an IOAPIC pin"), "{e}");
         let two = dev("a", 5, 0xd000_0000) + &dev("a", 6, 0xd000_1000);
-        assert!(parse(&two).unwrap_err().to_string().contains("device[1]: name `a` is used twice"));
+        assert!(
+            parse(&two)
+                .unwrap_err()
+                .to_string()
+                .contains("device[1]: name `a` is used twice")
+        );
         let shared = dev("a", 5, 0xd000_0000) + &dev("b", 5, 0xd000_1000);
-        assert!(parse(&shared).unwrap_err().to_string().contains("device[1].irq: pin 5 is used by another device"));
+        assert!(
+            parse(&shared)
+                .unwrap_err()
+                .to_string()
+                .contains("device[1].irq: pin 5 is used by another device")
+        );
     }
 
     #[test]
     fn machine_section_is_checked() {
-        assert!(parse("[machine]\nmemory_mib = 1\n").unwrap_err().to_string().contains("machine.memory_mib"));
-        assert!(parse("[machine]\nvcpus = 0\n").unwrap_err().to_string().contains("machine.vcpus"));
+        assert!(
+            parse("[machine]\nmemory_mib = 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("machine.memory_mib")
+        );
+        assert!(
+            parse("[machine]\nvcpus = 0\n")
+                .unwrap_err()
+                .to_string()
+                .contains("machine.vcpus")
+        );
         assert!(parse("[machine]\nfirmware = \"a\"\nkernel = \"b\"\n").is_err());
         assert!(parse("[machine]\nload_addr = 0x100000\n").is_err());
-        let e = parse("[[device]]\nname = \"r\"\nmodel = \"fifo\"\n").unwrap_err().to_string();
-        assert!(e.contains("unknown variant `fifo`"), "{e}");
-        let e = parse("[[device]]\nname = \"r\"\nmodel = \"regfile\"\nbus = \"nope\"\nmmio = [{ base = 0xd0000000, size = 1 }]\n")
+        let e = parse("[[device]]\nname = \"r\"\nmodel = \"fifo\"\n")
             .unwrap_err()
             .to_string();
+        assert!(e.contains("unknown variant `fifo`"), "{e}");
+        let e = parse(
+            "[[device]]\nname = \"r\"\nmodel = \"regfile\"\nbus = \"nope\"\nmmio = [{ base = 0xd0000000, size = 1 }]\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("device[0].bus: no bus named `nope`"), "{e}");
     }
 
     #[test]
     fn relative_paths_resolve_against_the_file() {
         let c = MachineConfig::parse("[machine]\nfirmware = \"fw.elf\"\n", Path::new("/etc/m/x.toml")).unwrap();
-        assert_eq!(c.resolve(c.machine.firmware.as_ref().unwrap()), Path::new("/etc/m/fw.elf"));
+        assert_eq!(
+            c.resolve(c.machine.firmware.as_ref().unwrap()),
+            Path::new("/etc/m/fw.elf")
+        );
     }
 }

@@ -69,7 +69,8 @@ mod tests {
         let reg = Arc::new(RegFile::new(16, None));
         let mut b = BusBuilder::new();
         b.add_pio_device(None, "reg", 0x378, 16, reg.clone()).unwrap();
-        b.add_pio_device(None, "seq", 0x80, 2, Arc::new(Counter::new())).unwrap();
+        b.add_pio_device(None, "seq", 0x80, 2, Arc::new(Counter::new()))
+            .unwrap();
         (b.build(), reg)
     }
 

@@ -57,10 +57,7 @@ pub const MAX_MEMORY_MIB: u64 = (MAX_MAPPED_GIB - 4 + 3) * 1024;
 pub fn ram_regions(mem_bytes: u64) -> Vec<(GuestAddress, u64)> {
     let mut regions = vec![(GuestAddress(0), mem_bytes.min(LOW_RAM_END))];
     if mem_bytes > HIMEM_START {
-        regions.push((
-            GuestAddress(HIMEM_START),
-            mem_bytes.min(MMIO_GAP_START) - HIMEM_START,
-        ));
+        regions.push((GuestAddress(HIMEM_START), mem_bytes.min(MMIO_GAP_START) - HIMEM_START));
     }
     if mem_bytes > MMIO_GAP_START {
         regions.push((GuestAddress(FOUR_GIB), mem_bytes - MMIO_GAP_START));
@@ -88,7 +85,13 @@ mod tests {
     #[test]
     fn small_machine_has_low_and_mid_ram() {
         let r = ram_regions(256 << 20);
-        assert_eq!(r, vec![(GuestAddress(0), LOW_RAM_END), (GuestAddress(HIMEM_START), (256 << 20) - HIMEM_START)]);
+        assert_eq!(
+            r,
+            vec![
+                (GuestAddress(0), LOW_RAM_END),
+                (GuestAddress(HIMEM_START), (256 << 20) - HIMEM_START)
+            ]
+        );
         assert_eq!(mapped_top(256 << 20), FOUR_GIB);
     }
 

@@ -55,9 +55,13 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let platform = Platform::build(config, opts.console)?;
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
     let vm = kvm.create_vm().map_err(|e| Error::Kvm("KVM_CREATE_VM", e))?;
-    vm.set_tss_address(KVM_TSS_ADDRESS).map_err(|e| Error::Kvm("KVM_SET_TSS_ADDR", e))?;
+    vm.set_tss_address(KVM_TSS_ADDRESS)
+        .map_err(|e| Error::Kvm("KVM_SET_TSS_ADDR", e))?;
     vm.create_irq_chip().map_err(|e| Error::Kvm("KVM_CREATE_IRQCHIP", e))?;
-    let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
     vm.create_pit2(pit).map_err(|e| Error::Kvm("KVM_CREATE_PIT2", e))?;
     let mem_bytes = config.memory_bytes();
     let mem = create_memory(&vm, mem_bytes)?;
@@ -69,7 +73,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let vcpus = config.machine.vcpus;
     let mut fds = Vec::with_capacity(usize::from(vcpus));
     for i in 0..vcpus {
-        let fd = vm.create_vcpu(u64::from(i)).map_err(|e| Error::Kvm("KVM_CREATE_VCPU", e))?;
+        let fd = vm
+            .create_vcpu(u64::from(i))
+            .map_err(|e| Error::Kvm("KVM_CREATE_VCPU", e))?;
         boot::cpu::setup_vcpu_common(&kvm, &fd, i)?;
         if i == 0 {
             boot::cpu::setup_boot_vcpu(&fd, &mem, mode, regs)?;
@@ -82,8 +88,17 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let control = platform.control.clone();
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
-        let vcpu = Vcpu::new(fd, i as u32, platform.bus.clone(), tracer.clone(), control.clone(), mem.clone());
-        let spawned = std::thread::Builder::new().name(format!("vcpu{i}")).spawn(move || vcpu.run());
+        let vcpu = Vcpu::new(
+            fd,
+            i as u32,
+            platform.bus.clone(),
+            tracer.clone(),
+            control.clone(),
+            mem.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("vcpu{i}"))
+            .spawn(move || vcpu.run());
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -156,14 +171,18 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 
 /// A signal whose only job is to make a vCPU thread's KVM_RUN return EINTR.
 fn install_kick_handler() -> Result<()> {
-    register_signal_handler(SIGRTMIN(), on_kick)
-        .map_err(|e| Error::Host("installing the vCPU kick signal handler", std::io::Error::from_raw_os_error(e.errno())))
+    register_signal_handler(SIGRTMIN(), on_kick).map_err(|e| {
+        Error::Host(
+            "installing the vCPU kick signal handler",
+            std::io::Error::from_raw_os_error(e.errno()),
+        )
+    })
 }
 
 /// Runs the event loop until a stop is requested (or the timeout passes).
 fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Result<()> {
-    let mut events: EventManager<Box<dyn MutEventSubscriber + Send>> =
-        EventManager::new().map_err(|e| Error::Host("creating the event loop", std::io::Error::other(format!("{e:?}"))))?;
+    let mut events: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()
+        .map_err(|e| Error::Host("creating the event loop", std::io::Error::other(format!("{e:?}"))))?;
     events.add_subscriber(Box::new(StopWatch::new(platform.control.clone())));
     if stdin {
         events.add_subscriber(Box::new(StdinToSerial::new(platform.serial.clone())));
@@ -173,12 +192,12 @@ fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Re
         if let Err(e) = events.run_with_timeout(100) {
             log::warn!("event loop: {e:?}");
         }
-        if let Some((at, t)) = deadline {
-            if Instant::now() >= at {
-                platform
-                    .control
-                    .request_stop(StopReason::Fault(format!("timeout: the guest was still running after {t:?}")));
-            }
+        if let Some((at, t)) = deadline
+            && Instant::now() >= at
+        {
+            platform.control.request_stop(StopReason::Fault(format!(
+                "timeout: the guest was still running after {t:?}"
+            )));
         }
     }
     Ok(())

@@ -63,17 +63,42 @@ impl Platform {
         let mut irqfds = Vec::new();
         let builtin = |e: BusError| config.error("", format!("built-in device: {e}"));
 
-        b.add_pio_device(None, "i8042", I8042::PORTS.0, I8042::PORTS.1, Arc::new(I8042::new(control.clone())))
-            .map_err(builtin)?;
-        b.add_pio_device(None, "test-exit", EXIT_PORT, EXIT_PORTS, Arc::new(ExitDevice::new(control.clone())))
-            .map_err(builtin)?;
+        b.add_pio_device(
+            None,
+            "i8042",
+            I8042::PORTS.0,
+            I8042::PORTS.1,
+            Arc::new(I8042::new(control.clone())),
+        )
+        .map_err(builtin)?;
+        b.add_pio_device(
+            None,
+            "test-exit",
+            EXIT_PORT,
+            EXIT_PORTS,
+            Arc::new(ExitDevice::new(control.clone())),
+        )
+        .map_err(builtin)?;
         let com1_irq = IrqLine::new(COM1.1).map_err(|e| io_err("an interrupt line", e))?;
-        irqfds.push((COM1.1, com1_irq.event().try_clone().map_err(|e| io_err("an interrupt line", e))?));
+        irqfds.push((
+            COM1.1,
+            com1_irq
+                .event()
+                .try_clone()
+                .map_err(|e| io_err("an interrupt line", e))?,
+        ));
         let serial = Arc::new(Serial::new(com1_irq, console));
-        b.add_pio_device(None, "serial", COM1.0, 8, serial.clone()).map_err(builtin)?;
-        let pvpanic_node = format!("pvpanic@{:x}", PVPANIC.0);
-        b.add_mmio_device(None, &pvpanic_node, PVPANIC.0, PVPANIC.1, Arc::new(PvPanic::new(control.clone())))
+        b.add_pio_device(None, "serial", COM1.0, 8, serial.clone())
             .map_err(builtin)?;
+        let pvpanic_node = format!("pvpanic@{:x}", PVPANIC.0);
+        b.add_mmio_device(
+            None,
+            &pvpanic_node,
+            PVPANIC.0,
+            PVPANIC.1,
+            Arc::new(PvPanic::new(control.clone())),
+        )
+        .map_err(builtin)?;
         let mut dt_devices = vec![DtDevice {
             node: pvpanic_node,
             compatible: "qemu,pvpanic-mmio".to_owned(),
@@ -100,7 +125,10 @@ impl Platform {
             let irq = match dev.irq {
                 Some(gsi) => {
                     let line = IrqLine::new(gsi).map_err(|e| io_err("an interrupt line", e))?;
-                    irqfds.push((gsi, line.event().try_clone().map_err(|e| io_err("an interrupt line", e))?));
+                    irqfds.push((
+                        gsi,
+                        line.event().try_clone().map_err(|e| io_err("an interrupt line", e))?,
+                    ));
                     Some(line)
                 }
                 None => None,
@@ -110,9 +138,9 @@ impl Platform {
                 let Some(bus) = &dev.bus else { return Ok(None) };
                 let found = bus_regions.iter().find(|(n, _, _)| n == bus);
                 let window = found.and_then(|(_, m, p)| if space == AddressSpace::Mmio { *m } else { *p });
-                window.map(Some).ok_or_else(|| {
-                    config.error(format!("{key}.bus"), format!("bus `{bus}` has no {space} window"))
-                })
+                window
+                    .map(Some)
+                    .ok_or_else(|| config.error(format!("{key}.bus"), format!("bus `{bus}` has no {space} window")))
             };
             // validate() guarantees exactly one region.
             let (space, j, region) = match (dev.mmio.first(), dev.pio.first()) {
@@ -120,7 +148,10 @@ impl Platform {
                 (None, Some(r)) => (AddressSpace::Pio, 0, r),
                 (None, None) => return Err(config.error(key, "no region")),
             };
-            let sub = format!("{key}.{}[{j}]", if space == AddressSpace::Mmio { "mmio" } else { "pio" });
+            let sub = format!(
+                "{key}.{}[{j}]",
+                if space == AddressSpace::Mmio { "mmio" } else { "pio" }
+            );
             let region_err = |e: BusError| config.error(sub.clone(), e.to_string());
             let size = usize::try_from(region.size).map_err(|_| config.error(sub.clone(), "region too large"))?;
             let id = match (space, dev.model) {
@@ -131,22 +162,31 @@ impl Platform {
                 }
                 (AddressSpace::Pio, model) => {
                     let (base, len) = pio_range(region).ok_or_else(|| {
-                        config.error(sub.clone(), format!("ports {:#x}+{:#x} run past 0xffff", region.base, region.size))
+                        config.error(
+                            sub.clone(),
+                            format!("ports {:#x}+{:#x} run past 0xffff", region.base, region.size),
+                        )
                     })?;
                     let device = make_device(model, size, irq);
-                    b.add_pio_device(parent(space)?, &node, base, len, device.pio()).map_err(region_err)?
+                    b.add_pio_device(parent(space)?, &node, base, len, device.pio())
+                        .map_err(region_err)?
                 }
             };
             for (k, w) in region.windows.iter().enumerate() {
-                let start = region.base.checked_add(w.offset).ok_or_else(|| {
-                    config.error(format!("{sub}.windows[{k}]"), "offset overflows the address space")
-                })?;
+                let start = region
+                    .base
+                    .checked_add(w.offset)
+                    .ok_or_else(|| config.error(format!("{sub}.windows[{k}]"), "offset overflows the address space"))?;
                 b.add_region(space, Some(id), &w.name, start, w.size, RegionKind::Window)
                     .map_err(|e| config.error(format!("{sub}.windows[{k}]"), e.to_string()))?;
             }
             if let Some(compatible) = &dev.compatible {
                 let reg = vec![(region.base, region.size)];
-                let (mmio, pio) = if space == AddressSpace::Mmio { (reg, vec![]) } else { (vec![], reg) };
+                let (mmio, pio) = if space == AddressSpace::Mmio {
+                    (reg, vec![])
+                } else {
+                    (vec![], reg)
+                };
                 dt_devices.push(DtDevice {
                     node,
                     compatible: compatible.clone(),
@@ -276,7 +316,10 @@ pio = [{ base = 0x378, size = 8 }]
             .err()
             .unwrap()
             .to_string();
-        assert_eq!(e, "m.toml: device[0].pio[0]: PIO region `x` [0x3fc-0x403] overlaps `serial` [0x3f8-0x3ff]");
+        assert_eq!(
+            e,
+            "m.toml: device[0].pio[0]: PIO region `x` [0x3fc-0x403] overlaps `serial` [0x3f8-0x3ff]"
+        );
     }
 
     #[test]
@@ -284,7 +327,10 @@ pio = [{ base = 0x378, size = 8 }]
         let text = SAMPLE.replace("base = 0xd0001000", "base = 0xd00ff800");
         let e = platform(&text).err().unwrap().to_string();
         assert!(e.contains("device[0].mmio[0]: MMIO region `testdev@d00ff800`"), "{e}");
-        assert!(e.contains("escapes its parent `platform` [0xd0000000-0xd00fffff]"), "{e}");
+        assert!(
+            e.contains("escapes its parent `platform` [0xd0000000-0xd00fffff]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -81,7 +81,10 @@ impl Tracer {
 
     /// Flushes buffered lines.
     pub fn flush(&self) -> io::Result<()> {
-        self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner).flush()
+        self.out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()
     }
 }
 
@@ -140,7 +143,10 @@ impl LineBuf {
                 b'"' | b'\\' => self.push(&[b'\\', b]),
                 0..0x20 => {
                     self.push(b"\\u00");
-                    self.push(&[b"0123456789abcdef"[usize::from(b >> 4)], b"0123456789abcdef"[usize::from(b & 0xf)]]);
+                    self.push(&[
+                        b"0123456789abcdef"[usize::from(b >> 4)],
+                        b"0123456789abcdef"[usize::from(b & 0xf)],
+                    ]);
                 }
                 _ => self.push(&[b]),
             }
@@ -174,11 +180,24 @@ mod tests {
     #[test]
     fn lines_are_json_with_device_and_offset() {
         let mut b = BusBuilder::new();
-        b.add_mmio_device(None, "dev \"q\"", 0xd000_0000, 0x100, Arc::new(RegFile::new(0x100, None)))
-            .unwrap();
+        b.add_mmio_device(
+            None,
+            "dev \"q\"",
+            0xd000_0000,
+            0x100,
+            Arc::new(RegFile::new(0x100, None)),
+        )
+        .unwrap();
         let sink = Sink::default();
         let t = Tracer::new(Arc::new(b.build()), Box::new(sink.clone()));
-        t.record(1, AddressSpace::Mmio, Op::Write, 0xd000_0010, &[0x78, 0x56, 0x34, 0x12], Routed::Device);
+        t.record(
+            1,
+            AddressSpace::Mmio,
+            Op::Write,
+            0xd000_0010,
+            &[0x78, 0x56, 0x34, 0x12],
+            Routed::Device,
+        );
         t.record(0, AddressSpace::Pio, Op::Read, 0x80, &[0xff], Routed::Unmapped);
         t.record(0, AddressSpace::Mmio, Op::Read, 0, &[0; 8], Routed::Unmapped);
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();

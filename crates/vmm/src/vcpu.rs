@@ -49,7 +49,14 @@ impl Vcpu {
         control: Arc<VmControl>,
         mem: GuestMemoryMmap,
     ) -> Vcpu {
-        Vcpu { fd, index, bus, tracer, control, mem }
+        Vcpu {
+            fd,
+            index,
+            bus,
+            tracer,
+            control,
+            mem,
+        }
     }
 
     /// Runs until the VM is asked to stop; a fault stops the VM with a report.
@@ -110,7 +117,12 @@ impl Vcpu {
         let run = self.fd.get_kvm_run();
         // SAFETY: KVM_EXIT_INTERNAL_ERROR fills `internal` (and, for emulation failures,
         // the layout-compatible `emulation_failure`).
-        let (suberror, failure) = unsafe { (run.__bindgen_anon_1.internal.suberror, run.__bindgen_anon_1.emulation_failure) };
+        let (suberror, failure) = unsafe {
+            (
+                run.__bindgen_anon_1.internal.suberror,
+                run.__bindgen_anon_1.emulation_failure,
+            )
+        };
         let mut bytes = Vec::new();
         if suberror == KVM_INTERNAL_ERROR_EMULATION {
             if failure.flags & u64::from(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 {
@@ -129,16 +141,28 @@ impl Vcpu {
         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let what = format!(
             "KVM_EXIT_INTERNAL_ERROR suberror {suberror}{} (instruction bytes: {})",
-            if suberror == KVM_INTERNAL_ERROR_EMULATION { " (emulation failure)" } else { "" },
-            if hex.is_empty() { "unknown".to_owned() } else { hex.join(" ") }
+            if suberror == KVM_INTERNAL_ERROR_EMULATION {
+                " (emulation failure)"
+            } else {
+                ""
+            },
+            if hex.is_empty() {
+                "unknown".to_owned()
+            } else {
+                hex.join(" ")
+            }
         );
         Next::Stop(StopReason::Fault(self.report(&what)))
     }
 
     /// Up to 15 bytes at RIP, read through the guest's own page tables.
     fn bytes_at_rip(&self) -> Vec<u8> {
-        let Ok(regs) = self.fd.get_regs() else { return Vec::new() };
-        let Ok(t) = self.fd.translate_gva(regs.rip) else { return Vec::new() };
+        let Ok(regs) = self.fd.get_regs() else {
+            return Vec::new();
+        };
+        let Ok(t) = self.fd.translate_gva(regs.rip) else {
+            return Vec::new();
+        };
         let mut buf = [0u8; 15];
         match t.valid {
             0 => Vec::new(),
@@ -171,8 +195,22 @@ impl Vcpu {
                 let _ = write!(
                     s,
                     "\n  rip={:#018x} rsp={:#018x} rflags={:#x}\n  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}\n  rsi={:#018x} rdi={:#018x} rbp={:#018x}\n  cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x} cs={:#x}",
-                    r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, sr.cr0, sr.cr2,
-                    sr.cr3, sr.cr4, sr.efer, sr.cs.selector
+                    r.rip,
+                    r.rsp,
+                    r.rflags,
+                    r.rax,
+                    r.rbx,
+                    r.rcx,
+                    r.rdx,
+                    r.rsi,
+                    r.rdi,
+                    r.rbp,
+                    sr.cr0,
+                    sr.cr2,
+                    sr.cr3,
+                    sr.cr4,
+                    sr.efer,
+                    sr.cs.selector
                 );
             }
             _ => s.push_str("\n  (registers unavailable)"),
@@ -190,12 +228,19 @@ fn port_io(fd: &mut VcpuFd, handler: &AccessHandler<'_>) {
     let io = unsafe { run.__bindgen_anon_1.io };
     let size = usize::from(io.size);
     let len = size * io.count as usize;
-    let op = if u32::from(io.direction) == KVM_EXIT_IO_IN { Op::Read } else { Op::Write };
+    let op = if u32::from(io.direction) == KVM_EXIT_IO_IN {
+        Op::Read
+    } else {
+        Op::Write
+    };
     // SAFETY: the kernel places `count * size` data bytes at `data_offset` inside the
     // kvm_run mapping (at most a page, within the mapping's size), and nothing else
     // touches that memory until the next KVM_RUN.
     let data = unsafe {
-        std::slice::from_raw_parts_mut((run as *mut kvm_bindings::kvm_run as *mut u8).add(io.data_offset as usize), len)
+        std::slice::from_raw_parts_mut(
+            (run as *mut kvm_bindings::kvm_run as *mut u8).add(io.data_offset as usize),
+            len,
+        )
     };
     handler.port_io(io.port, size, op, data);
 }

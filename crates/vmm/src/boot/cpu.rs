@@ -38,10 +38,38 @@ struct Segment {
 }
 
 impl Segment {
-    const CODE32: Segment = Segment { selector: CODE32_SELECTOR, type_: 0xb, s: true, long: false, db: true, limit: 0xf_ffff };
-    const CODE64: Segment = Segment { selector: CODE64_SELECTOR, type_: 0xb, s: true, long: true, db: false, limit: 0xf_ffff };
-    const DATA: Segment = Segment { selector: DATA_SELECTOR, type_: 0x3, s: true, long: false, db: true, limit: 0xf_ffff };
-    const TSS: Segment = Segment { selector: TSS_SELECTOR, type_: 0xb, s: false, long: false, db: false, limit: 0x67 };
+    const CODE32: Segment = Segment {
+        selector: CODE32_SELECTOR,
+        type_: 0xb,
+        s: true,
+        long: false,
+        db: true,
+        limit: 0xf_ffff,
+    };
+    const CODE64: Segment = Segment {
+        selector: CODE64_SELECTOR,
+        type_: 0xb,
+        s: true,
+        long: true,
+        db: false,
+        limit: 0xf_ffff,
+    };
+    const DATA: Segment = Segment {
+        selector: DATA_SELECTOR,
+        type_: 0x3,
+        s: true,
+        long: false,
+        db: true,
+        limit: 0xf_ffff,
+    };
+    const TSS: Segment = Segment {
+        selector: TSS_SELECTOR,
+        type_: 0xb,
+        s: false,
+        long: false,
+        db: false,
+        limit: 0x67,
+    };
 
     /// The 8-byte GDT descriptor (base 0; page granularity for the flat ones).
     fn descriptor(&self) -> u64 {
@@ -56,7 +84,11 @@ impl Segment {
         let granular = self.s;
         kvm_segment {
             base: 0,
-            limit: if granular { (self.limit << 12) | 0xfff } else { self.limit },
+            limit: if granular {
+                (self.limit << 12) | 0xfff
+            } else {
+                self.limit
+            },
             selector: self.selector,
             type_: self.type_,
             present: 1,
@@ -187,7 +219,9 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, mem: &GuestMemoryMmap, mode: EntryMode, re
 /// the local APIC's LINT0 (ExtINT, for the PIC) and LINT1 (NMI) as a PC wires them.
 pub fn setup_vcpu_common(kvm: &Kvm, vcpu: &VcpuFd, index: u8) -> Result<()> {
     let ioctl = |what: &'static str| move |e: kvm_ioctls::Error| Error::Kvm(what, e);
-    let mut cpuid: CpuId = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+    let mut cpuid: CpuId = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
     for entry in cpuid.as_mut_slice() {
         match entry.function {
             1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | (u32::from(index) << 24),
@@ -199,7 +233,11 @@ pub fn setup_vcpu_common(kvm: &Kvm, vcpu: &VcpuFd, index: u8) -> Result<()> {
 
     const MSR_IA32_MISC_ENABLE: u32 = 0x1a0;
     const FAST_STRING: u64 = 1;
-    let entries = [kvm_msr_entry { index: MSR_IA32_MISC_ENABLE, data: FAST_STRING, ..Default::default() }];
+    let entries = [kvm_msr_entry {
+        index: MSR_IA32_MISC_ENABLE,
+        data: FAST_STRING,
+        ..Default::default()
+    }];
     let msrs = Msrs::from_entries(&entries).map_err(|e| Error::BootSetup(format!("MSR list: {e:?}")))?;
     let set = vcpu.set_msrs(&msrs).map_err(ioctl("KVM_SET_MSRS"))?;
     if set != entries.len() {

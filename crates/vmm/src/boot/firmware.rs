@@ -22,7 +22,10 @@ pub fn load_firmware(
     path: &Path,
     load_addr: Option<u64>,
 ) -> Result<(EntryMode, EntryRegs)> {
-    let load_err = |reason: String| Error::Load { path: path.to_owned(), reason };
+    let load_err = |reason: String| Error::Load {
+        path: path.to_owned(),
+        reason,
+    };
     let rip = match load_addr {
         Some(addr) => {
             let image = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
@@ -32,9 +35,8 @@ pub fn load_firmware(
                     layout::HIMEM_START
                 )));
             }
-            mem.write_slice(&image, GuestAddress(addr)).map_err(|_| {
-                load_err(format!("{} bytes at {addr:#x} do not fit in guest RAM", image.len()))
-            })?;
+            mem.write_slice(&image, GuestAddress(addr))
+                .map_err(|_| load_err(format!("{} bytes at {addr:#x} do not fit in guest RAM", image.len())))?;
             addr
         }
         None => {
@@ -45,7 +47,13 @@ pub fn load_firmware(
         }
     };
     Ok((
-        EntryMode::Long64 { mapped_top: layout::mapped_top(mem_bytes) },
-        EntryRegs { rip, rsp: layout::FIRMWARE_STACK_TOP, ..Default::default() },
+        EntryMode::Long64 {
+            mapped_top: layout::mapped_top(mem_bytes),
+        },
+        EntryRegs {
+            rip,
+            rsp: layout::FIRMWARE_STACK_TOP,
+            ..Default::default()
+        },
     ))
 }
