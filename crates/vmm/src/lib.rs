@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 mod events;
 pub mod exit;
+pub mod fdt;
 pub mod layout;
 pub mod machine;
 pub mod platform;

@@ -69,7 +69,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         vm.register_irqfd(evt, *gsi).map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
     }
 
-    let (mode, regs) = load_payload(config, &mem, mem_bytes)?;
+    let (mode, regs) = load_payload(config, &platform, &mem, mem_bytes)?;
     let vcpus = config.machine.vcpus;
     let mut fds = Vec::with_capacity(usize::from(vcpus));
     for i in 0..vcpus {
@@ -158,11 +158,29 @@ fn create_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
     Ok(mem)
 }
 
-fn load_payload(config: &MachineConfig, mem: &GuestMemoryMmap, mem_bytes: u64) -> Result<(EntryMode, EntryRegs)> {
+/// Command line used when the machine file gives none.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
+
+fn load_payload(
+    config: &MachineConfig,
+    platform: &Platform,
+    mem: &GuestMemoryMmap,
+    mem_bytes: u64,
+) -> Result<(EntryMode, EntryRegs)> {
     let m = &config.machine;
     match (&m.firmware, &m.kernel) {
         (Some(fw), _) => boot::load_firmware(mem, mem_bytes, &config.resolve(fw), m.load_addr),
-        (None, Some(_kernel)) => Err(Error::BootSetup("kernel boot is not implemented yet".to_owned())),
+        (None, Some(kernel)) => {
+            let dtb = crate::fdt::dtb(config, platform).map_err(|e| Error::BootSetup(format!("device tree: {e}")))?;
+            let initrd = m.initrd.as_ref().map(|p| config.resolve(p));
+            let image = boot::KernelImage {
+                kernel: &config.resolve(kernel),
+                initrd: initrd.as_deref(),
+                cmdline: m.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE),
+                dtb: Some(&dtb),
+            };
+            boot::load_kernel(mem, mem_bytes, &image)
+        }
         (None, None) => Err(Error::NoPayload),
     }
 }

@@ -54,9 +54,20 @@ fn demo() -> Result<()> {
     let firmware = mmiolab_firmware::elf("demo").context("the demo firmware was not built")?;
     let trace = root().join("target/demo-trace.jsonl");
     eprintln!("xtask: machine:");
-    run(Command::new(root().join("target/release/mmiolab")).args(["tree", "--config", "tests/machines/baremetal.toml"]))?;
+    run(Command::new(root().join("target/release/mmiolab")).args([
+        "tree",
+        "--config",
+        "tests/machines/baremetal.toml",
+    ]))?;
     run(Command::new(root().join("target/release/mmiolab"))
-        .args(["run", "--config", "tests/machines/baremetal.toml", "--timeout", "60", "--firmware"])
+        .args([
+            "run",
+            "--config",
+            "tests/machines/baremetal.toml",
+            "--timeout",
+            "60",
+            "--firmware",
+        ])
         .arg(&firmware)
         .arg("--trace")
         .arg(&trace))?;
