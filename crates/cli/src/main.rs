@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use mmiolab_vmm::{MachineConfig, Platform, RunOptions, StopReason};
+
+mod guest_test;
+mod ktap;
 
 /// Exit status when the VMM itself failed or the guest faulted (triple fault, unhandled
 /// exit, timeout).
@@ -43,6 +46,38 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the device tree a Linux guest gets, as DTS (optionally write the blob).
+    Dt {
+        /// Machine description (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also write the flattened blob (DTB) to FILE.
+        #[arg(long, value_name = "FILE")]
+        dtb: Option<PathBuf>,
+    },
+    /// Boot a Linux test guest, collect its KTAP results, compare its /proc/iomem and
+    /// /proc/ioports with the bus tree; exit 0 only if every test passed.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Machine description (TOML) with the kernel and test initramfs.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Do not boot: read the console log of a run made elsewhere (e.g. nested, in an
+    /// outer VM) and judge that.
+    #[arg(long, value_name = "FILE")]
+    from_log: Option<PathBuf>,
+    /// Write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Give up on the guest after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    timeout: f64,
+    /// Echo the guest console while it runs (it is printed anyway when a test fails).
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -98,6 +133,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Tree { config } => tree(&config).map(|()| 0),
+        Command::Dt { config, dtb } => dt(&config, dtb.as_deref()).map(|()| 0),
+        Command::Test(args) => test(args),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -120,6 +157,95 @@ fn tree(config: &Path) -> Result<()> {
     let platform = Platform::build(&config, Box::new(std::io::sink()))?;
     print!("{}", platform.render_trees());
     Ok(())
+}
+
+fn dt(config: &Path, dtb: Option<&Path>) -> Result<()> {
+    let config = load_config(Some(config))?;
+    let platform = Platform::build(&config, Box::new(std::io::sink()))?;
+    print!("{}", mmiolab_vmm::fdt::dts(&config, &platform));
+    if let Some(out) = dtb {
+        let blob = mmiolab_vmm::fdt::dtb(&config, &platform).context("building the device tree blob")?;
+        std::fs::write(out, blob).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// A console writer the test command reads back, optionally echoing to stdout.
+#[derive(Clone)]
+struct Capture {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    echo: bool,
+}
+
+impl Write for Capture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(data);
+        if self.echo {
+            std::io::stdout().write_all(data)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+fn test(args: TestArgs) -> Result<u8> {
+    let config = load_config(Some(&args.config))?;
+    let console = match &args.from_log {
+        Some(log) => String::from_utf8_lossy(&std::fs::read(log).with_context(|| format!("reading {}", log.display()))?)
+            .into_owned(),
+        None => {
+            let capture = Capture { buf: Default::default(), echo: args.verbose };
+            let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout must be positive")?;
+            eprintln!("mmiolab test: booting {} (timeout {timeout:?})", args.config.display());
+            let report = mmiolab_vmm::run(
+                &config,
+                RunOptions { console: Box::new(capture.clone()), trace: None, timeout: Some(timeout), stdin: false },
+            )?;
+            if let StopReason::Fault(why) = &report.reason {
+                eprintln!("mmiolab test: the guest faulted:\n{why}");
+            }
+            let bytes = capture.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    };
+    let platform = Platform::build(&config, Box::new(std::io::sink()))?;
+    let report = ktap::parse(&console);
+    let mut results = report.results.clone();
+    results.push(guest_test::resource_check(&platform, &report));
+    let mut failed = results.iter().filter(|r| !r.ok).count();
+    for r in &results {
+        let directive = r.directive.as_deref().map(|d| format!(" # {d}")).unwrap_or_default();
+        println!("{} {}{directive}", if r.ok { "PASS" } else { "FAIL" }, r.name);
+        if !r.ok {
+            for d in &r.details {
+                println!("    {d}");
+            }
+        }
+    }
+    let guest_tests = report.results.len();
+    if report.planned != Some(guest_tests) {
+        failed += 1;
+        println!(
+            "FAIL plan: the guest planned {} tests and reported {guest_tests}",
+            report.planned.map_or("no".to_owned(), |n| n.to_string())
+        );
+    }
+    let passed = results.iter().filter(|r| r.ok).count();
+    if failed > 0 && !args.verbose && args.from_log.is_none() {
+        println!("--- guest console ---\n{console}--- end of guest console ---");
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, guest_test::junit("mmiolab-linux", &results))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("mmiolab test: {passed} passed, {failed} failed");
+    if guest_tests == 0 {
+        bail!("the guest reported no KTAP results");
+    }
+    Ok(u8::from(failed > 0))
 }
 
 fn run(args: RunArgs) -> Result<u8> {

@@ -123,6 +123,7 @@ fn build(config: &MachineConfig, platform: &Platform) -> Node {
                 .str("compatible", "intel,ce4100-ioapic")
                 .cells("reg", &mmio_reg(&[(IOAPIC_START, 0x1000)]))
                 .prop("interrupt-controller", Value::Empty)
+                .cells("#address-cells", &[0])
                 .cells("#interrupt-cells", &[2])
                 .cells("phandle", &[IOAPIC_PHANDLE]),
         );
@@ -131,11 +132,12 @@ fn build(config: &MachineConfig, platform: &Platform) -> Node {
         if bus.compatible.as_deref() != Some("isa") {
             continue;
         }
-        let mut isa = Node::new(bus.name.clone())
+        // The unit address is the first child address `ranges` maps: I/O space, port 0.
+        let mut isa = Node::new(format!("{}@{ISA_IO_SPACE:x},0", bus.name))
             .str("compatible", "isa")
             .cells("#address-cells", &[2])
             .cells("#size-cells", &[1])
-            .cells("ranges", &[ISA_IO_SPACE, 0, 0, 0, 0, 0x1_0000]);
+            .cells("ranges", &[ISA_IO_SPACE, 0, 0, 0, 0x1_0000]);
         for dev in platform
             .dt_devices
             .iter()
@@ -255,7 +257,7 @@ pio = [{ base = 0x2e0, size = 8 }]
             "\tcpu@1 {\n\t\t\tdevice_type = \"cpu\";\n\t\t\treg = <0x1>;",
             "compatible = \"intel,ce4100-ioapic\";",
             "\ttestdev@d0001000 {\n\t\tcompatible = \"mmiolab,testdev\";\n\t\treg = <0x0 0xd0001000 0x0 0x1000>;\n\t\tinterrupt-parent = <0x1>;\n\t\tinterrupts = <0x5 0x3>;",
-            "\tisa {\n\t\tcompatible = \"isa\";",
+            "\tisa@1,0 {\n\t\tcompatible = \"isa\";",
             "\t\tpiodev@2e0 {\n\t\t\tcompatible = \"mmiolab,pio-testdev\";\n\t\t\treg = <0x1 0x2e0 0x8>;",
             "pvpanic@febff000 {\n\t\tcompatible = \"qemu,pvpanic-mmio\";",
         ] {

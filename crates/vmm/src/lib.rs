@@ -22,5 +22,6 @@ pub mod vcpu;
 pub use config::MachineConfig;
 pub use error::{Error, Result};
 pub use machine::{RunOptions, RunReport, run};
+pub use mmiolab_bus;
 pub use mmiolab_devices::StopReason;
 pub use platform::Platform;
