@@ -364,3 +364,28 @@ fn bad_machine_file_is_refused_before_boot() -> Result<(), Failed> {
     }
     Ok(())
 }
+
+fn device_tree_passes_dtc_without_warnings() -> Result<(), Failed> {
+    let machine = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest/machines/default.toml");
+    let dir = std::env::temp_dir().join(format!("mmiolab-dt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let blob = dir.join("machine.dtb");
+    let out = mmiolab(&["dt", "--config", machine, "--dtb", path_str(&blob)?]);
+    expect_status(&out, 0)?;
+    let dts = String::from_utf8_lossy(&out.stdout);
+    for node in ["testdev@d0001000 {", "piodev@2e0 {", "ioapic@fec00000 {", "cpu@0 {"] {
+        if !dts.contains(node) {
+            return Err(format!("DTS lacks `{node}`:\n{dts}").into());
+        }
+    }
+    let dtc = Command::new("dtc")
+        .args(["-I", "dtb", "-O", "dts", "-o", "/dev/null"])
+        .arg(&blob)
+        .output()?;
+    std::fs::remove_dir_all(&dir)?;
+    let warnings = String::from_utf8_lossy(&dtc.stderr);
+    if !dtc.status.success() || !warnings.trim().is_empty() {
+        return Err(format!("dtc: {}\n{warnings}", dtc.status).into());
+    }
+    Ok(())
+}

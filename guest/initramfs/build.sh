@@ -12,7 +12,7 @@ GUEST=$(dirname "$HERE")
 . "$GUEST/lib/common.sh"
 
 # busybox applets /init uses
-APPLETS="sh mount insmod rmmod cat dmesg reboot"
+APPLETS="sh mount rmmod cat dmesg reboot"
 
 usage() {
 	cat <<EOF
@@ -20,8 +20,8 @@ Usage: guest/initramfs/build.sh [--kernel-build DIR] [--out FILE]
 
 Builds the test initramfs, an uncompressed newc cpio holding busybox (static),
 /init (guest/initramfs/init), the test modules of guest/drivers built against
-the kernel build dir (lib/modules/mmiolab/*.ko), and the static helpers
-mmiolab-exit and devmem-test (guest/userspace). Cached in
+the kernel build dir (lib/modules/mmiolab/*.ko), and the static helpers of
+guest/userspace (mmiolab-exit, mmiolab-insmod, devmem-test). Cached in
   \${MMIOLAB_CACHE:-\$HOME/.cache/mmiolab}/initramfs/<hash>/initramfs.cpio
 keyed by the kernel build, the sources, busybox's and gcc's versions.
 
@@ -97,9 +97,9 @@ make -C "$KBUILD" M="$CACHE/drivers" KCFLAGS=-Werror modules >"$LOG" 2>&1 || {
 }
 
 stage "building static helpers"
-for prog in mmiolab-exit devmem-test; do
-	gcc -static -O2 -Wall -Wextra -Werror \
-		-o "$CACHE/bin/$prog" "$GUEST/userspace/$prog.c" 2>>"$LOG" || {
+for src in "$GUEST"/userspace/*.c; do
+	prog=$(basename "$src" .c)
+	gcc -static -Os -s -Wall -Wextra -Werror -o "$CACHE/bin/$prog" "$src" 2>>"$LOG" || {
 		tail -n 30 "$LOG" >&2
 		die "building $prog failed; log: $LOG"
 	}
@@ -112,7 +112,7 @@ cp "$BUSYBOX" "$ROOT/bin/busybox"
 for a in $APPLETS; do
 	ln -s busybox "$ROOT/bin/$a"
 done
-cp "$CACHE/bin/mmiolab-exit" "$CACHE/bin/devmem-test" "$ROOT/bin/"
+cp "$CACHE"/bin/* "$ROOT/bin/"
 cp "$CACHE"/drivers/*.ko "$ROOT/lib/modules/mmiolab/"
 install -m 0755 "$HERE/init" "$ROOT/init"
 

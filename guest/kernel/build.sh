@@ -11,7 +11,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../lib/common.sh"
 
 FRAGMENT=$HERE/config.fragment
-KCONFIG_PATCH=$HERE/of-early-flattree.patch
+PATCHES=("$HERE"/patches/*.patch)
 DISTRO_PKG=linux-source-6.1
 DISTRO_TARBALL=/usr/src/linux-source-6.1.tar.xz
 
@@ -23,12 +23,13 @@ Builds the guest kernel: make tinyconfig + config.fragment (merge_config.sh),
 make olddefconfig, a check that every requested symbol took effect, then
 make all + modules_prepare, out of tree, into a cache directory
   \${MMIOLAB_CACHE:-\$HOME/.cache/mmiolab}/kernel/<source version>-<hash>/
-where <hash> covers config.fragment, of-early-flattree.patch and this
-script's version. A second run with the same key does nothing ("cached").
+where <hash> covers config.fragment, patches/*.patch and this script's
+version. A second run with the same key does nothing ("cached").
 
-Kernel source: \$KERNEL_SRC if set (patched in place, must be a clean tree),
-else the distribution package $DISTRO_PKG ($DISTRO_TARBALL, installed with
-apt-get if missing) extracted into the cache.
+Kernel source: \$KERNEL_SRC if set (patches/*.patch applied in place, must be
+a clean tree), else the distribution package $DISTRO_PKG ($DISTRO_TARBALL,
+installed with apt-get if missing) extracted into the cache, one tree per
+patch set.
 
 Prints progress on stderr and, on stdout, only the build directory (use it as
 the kbuild dir: make -C <dir> M=\$PWD modules).
@@ -50,15 +51,18 @@ done
 
 need_pkgs make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio xz-utils patch util-linux
 
-# apply_kconfig_patch SRC: apply of-early-flattree.patch once (idempotent).
-apply_kconfig_patch() {
-	if patch -d "$1" -p1 -R -f -s --dry-run <"$KCONFIG_PATCH" >/dev/null 2>&1; then
-		return 0
-	fi
-	patch -d "$1" -p1 -f -s --dry-run <"$KCONFIG_PATCH" >/dev/null 2>&1 ||
-		die "$KCONFIG_PATCH does not apply to $1 (not a 6.1 tree?)"
-	patch -d "$1" -p1 -f -s <"$KCONFIG_PATCH"
-	stage "patched drivers/of/Kconfig in $1"
+# apply_patches SRC: apply each of patches/*.patch unless already applied.
+apply_patches() {
+	local p
+	for p in "${PATCHES[@]}"; do
+		if patch -d "$1" -p1 -R -f -s --dry-run <"$p" >/dev/null 2>&1; then
+			continue
+		fi
+		patch -d "$1" -p1 -f -s --dry-run <"$p" >/dev/null 2>&1 ||
+			die "$p does not apply to $1 (not a 6.1 tree?)"
+		patch -d "$1" -p1 -f -s <"$p"
+		stage "applied $(basename "$p")"
+	done
 }
 
 mkdir -p "$MMIOLAB_CACHE/kernel"
@@ -71,26 +75,28 @@ if [ -n "${KERNEL_SRC:-}" ]; then
 	[ ! -f "$SRC/.config" ] ||
 		die "KERNEL_SRC=$SRC has an in-tree .config; out-of-tree builds need a clean tree (make mrproper)"
 	SRC_VERSION="src-$(make -s -C "$SRC" kernelversion)-$(printf %s "$SRC" | short_hash | cut -c1-8)"
+	apply_patches "$SRC"
 else
 	need_pkgs "$DISTRO_PKG"
 	[ -f "$DISTRO_TARBALL" ] || die "$DISTRO_PKG is installed but $DISTRO_TARBALL is missing"
 	SRC_VERSION="$DISTRO_PKG-$(dpkg-query -W -f='${Version}' "$DISTRO_PKG")"
-	SRC_PARENT=$MMIOLAB_CACHE/kernel/src/$SRC_VERSION
+	SRC_PARENT=$MMIOLAB_CACHE/kernel/src/$SRC_VERSION-$(cat "${PATCHES[@]}" | short_hash)
 	SRC=$SRC_PARENT/$DISTRO_PKG
-	if [ ! -f "$SRC/Makefile" ]; then
+	if [ ! -f "$SRC_PARENT/.patched" ]; then
 		stage "extracting $DISTRO_TARBALL"
 		rm -rf "$SRC_PARENT.tmp"
 		mkdir -p "$SRC_PARENT.tmp"
 		tar -C "$SRC_PARENT.tmp" -xJf "$DISTRO_TARBALL"
 		[ -f "$SRC_PARENT.tmp/$DISTRO_PKG/Makefile" ] ||
 			die "$DISTRO_TARBALL did not contain $DISTRO_PKG/Makefile"
+		apply_patches "$SRC_PARENT.tmp/$DISTRO_PKG"
+		touch "$SRC_PARENT.tmp/.patched"
 		rm -rf "$SRC_PARENT"
 		mv "$SRC_PARENT.tmp" "$SRC_PARENT"
 	fi
 fi
-apply_kconfig_patch "$SRC"
 
-KEY=$SRC_VERSION-$({ cat "$FRAGMENT" "$KCONFIG_PATCH"; echo "build.sh $BUILD_SH_VERSION"; } | short_hash)
+KEY=$SRC_VERSION-$({ cat "$FRAGMENT" "${PATCHES[@]}"; echo "build.sh $BUILD_SH_VERSION"; } | short_hash)
 BUILD=$MMIOLAB_CACHE/kernel/$KEY
 DONE_STAMP=$BUILD/.mmiolab-complete
 BZIMAGE=$BUILD/arch/x86/boot/bzImage

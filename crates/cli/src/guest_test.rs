@@ -16,11 +16,18 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
     let mut details = Vec::new();
     let mut matched = 0;
     let mut ok = true;
-    for (space, lines) in [(AddressSpace::Mmio, &report.iomem), (AddressSpace::Pio, &report.ioports)] {
+    for (space, lines) in [
+        (AddressSpace::Mmio, &report.iomem),
+        (AddressSpace::Pio, &report.ioports),
+    ] {
         let tree = platform.bus.tree(space);
         for line in lines.iter() {
-            let Some((range, name)) = line.trim_start().split_once(" : ") else { continue };
-            let Some((start, end)) = range.split_once('-') else { continue };
+            let Some((range, name)) = line.trim_start().split_once(" : ") else {
+                continue;
+            };
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
             let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else {
                 continue;
             };
@@ -52,7 +59,12 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
         ok = false;
         details.push("no device of the host's tree appears in the guest's /proc/iomem or /proc/ioports".to_owned());
     }
-    TestResult { name: "host: guest resources match mmiolab tree".to_owned(), ok, directive: None, details }
+    TestResult {
+        name: "host: guest resources match mmiolab tree".to_owned(),
+        ok,
+        directive: None,
+        details,
+    }
 }
 
 /// JUnit XML for `results`.
@@ -64,17 +76,34 @@ pub fn junit(suite: &str, results: &[TestResult]) -> String {
         results.len()
     );
     for r in results {
-        let _ = write!(x, "    <testcase classname=\"{}\" name=\"{}\"", esc(suite), esc(&r.name));
-        let skipped = r.directive.as_deref().is_some_and(|d| d.to_ascii_uppercase().starts_with("SKIP"));
+        let _ = write!(
+            x,
+            "    <testcase classname=\"{}\" name=\"{}\"",
+            esc(suite),
+            esc(&r.name)
+        );
+        let skipped = r
+            .directive
+            .as_deref()
+            .is_some_and(|d| d.to_ascii_uppercase().starts_with("SKIP"));
         if r.ok && !skipped {
             x.push_str("/>\n");
             continue;
         }
         x.push_str(">\n");
         if r.ok {
-            let _ = writeln!(x, "      <skipped message=\"{}\"/>", esc(r.directive.as_deref().unwrap_or("")));
+            let _ = writeln!(
+                x,
+                "      <skipped message=\"{}\"/>",
+                esc(r.directive.as_deref().unwrap_or(""))
+            );
         } else {
-            let _ = writeln!(x, "      <failure message=\"{} failed\">{}</failure>", esc(&r.name), esc(&r.details.join("\n")));
+            let _ = writeln!(
+                x,
+                "      <failure message=\"{} failed\">{}</failure>",
+                esc(&r.name),
+                esc(&r.details.join("\n"))
+            );
         }
         x.push_str("    </testcase>\n");
     }
@@ -83,7 +112,10 @@ pub fn junit(suite: &str, results: &[TestResult]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -113,7 +145,9 @@ mod tests {
 
     #[test]
     fn wrong_range_or_missing_dump_fails() {
-        let r = check("mmiolab: begin /proc/iomem\nd0001000-d00017ff : d0001000.testdev testdev@d0001000\nmmiolab: end /proc/iomem\n");
+        let r = check(
+            "mmiolab: begin /proc/iomem\nd0001000-d00017ff : d0001000.testdev testdev@d0001000\nmmiolab: end /proc/iomem\n",
+        );
         assert!(!r.ok);
         assert!(r.details[0].starts_with("MISMATCH MMIO"), "{:?}", r.details);
         assert!(!check("no dump").ok);
@@ -123,9 +157,24 @@ mod tests {
     #[test]
     fn junit_marks_failures_and_skips() {
         let results = vec![
-            TestResult { name: "a<b".into(), ok: true, directive: None, details: vec![] },
-            TestResult { name: "c".into(), ok: false, directive: None, details: vec!["not ok 1 x".into()] },
-            TestResult { name: "d".into(), ok: true, directive: Some("SKIP no pci".into()), details: vec![] },
+            TestResult {
+                name: "a<b".into(),
+                ok: true,
+                directive: None,
+                details: vec![],
+            },
+            TestResult {
+                name: "c".into(),
+                ok: false,
+                directive: None,
+                details: vec!["not ok 1 x".into()],
+            },
+            TestResult {
+                name: "d".into(),
+                ok: true,
+                directive: Some("SKIP no pci".into()),
+                details: vec![],
+            },
         ];
         let x = junit("linux", &results);
         assert!(x.contains("tests=\"3\" failures=\"1\""));

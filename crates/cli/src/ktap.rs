@@ -77,7 +77,12 @@ pub fn parse(console: &str) -> GuestReport {
                 } else if let Some(sub) = l.strip_prefix("    ") {
                     pending.push(sub.to_owned());
                 } else if let Some((ok, name, directive)) = result_line(l) {
-                    report.results.push(TestResult { name, ok, directive, details: std::mem::take(&mut pending) });
+                    report.results.push(TestResult {
+                        name,
+                        ok,
+                        directive,
+                        details: std::mem::take(&mut pending),
+                    });
                 }
             }
             _ => {}
@@ -114,7 +119,10 @@ mmiolab: end /proc/ioports\n";
         assert_eq!(r.results.len(), 2);
         assert_eq!(r.results[0].name, "mmio_fixed");
         assert!(r.results[0].ok);
-        assert_eq!(r.results[0].details, ["# Subtest: mmio_fixed", "KTAP version 1", "ok 1 request_mem_region"]);
+        assert_eq!(
+            r.results[0].details,
+            ["# Subtest: mmio_fixed", "KTAP version 1", "ok 1 request_mem_region"]
+        );
         assert!(!r.results[1].ok);
         assert_eq!(r.results[1].directive.as_deref(), Some("SKIP no PCI"));
         assert_eq!(r.iomem, ["d0001000-d0001fff : d0001000.testdev testdev@d0001000"]);

@@ -179,7 +179,10 @@ struct Capture {
 
 impl Write for Capture {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(data);
+        self.buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(data);
         if self.echo {
             std::io::stdout().write_all(data)?;
         }
@@ -194,20 +197,34 @@ impl Write for Capture {
 fn test(args: TestArgs) -> Result<u8> {
     let config = load_config(Some(&args.config))?;
     let console = match &args.from_log {
-        Some(log) => String::from_utf8_lossy(&std::fs::read(log).with_context(|| format!("reading {}", log.display()))?)
-            .into_owned(),
+        Some(log) => {
+            String::from_utf8_lossy(&std::fs::read(log).with_context(|| format!("reading {}", log.display()))?)
+                .into_owned()
+        }
         None => {
-            let capture = Capture { buf: Default::default(), echo: args.verbose };
+            let capture = Capture {
+                buf: Default::default(),
+                echo: args.verbose,
+            };
             let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout must be positive")?;
             eprintln!("mmiolab test: booting {} (timeout {timeout:?})", args.config.display());
             let report = mmiolab_vmm::run(
                 &config,
-                RunOptions { console: Box::new(capture.clone()), trace: None, timeout: Some(timeout), stdin: false },
+                RunOptions {
+                    console: Box::new(capture.clone()),
+                    trace: None,
+                    timeout: Some(timeout),
+                    stdin: false,
+                },
             )?;
             if let StopReason::Fault(why) = &report.reason {
                 eprintln!("mmiolab test: the guest faulted:\n{why}");
             }
-            let bytes = capture.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let bytes = capture
+                .buf
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             String::from_utf8_lossy(&bytes).into_owned()
         }
     };

@@ -1,7 +1,9 @@
 //! `cargo xtask <task>`: the project's entry points, so a newcomer needs two commands.
 //!
-//! - `demo`: install what is missing, build, and run the bundled default machine.
+//! - `demo`: install what is missing, build, and run the bundled machines: the bare-metal
+//!   demo, then the default Linux machine with its driver tests.
 //! - `test`: formatting, clippy, and the whole test suite (unit, bare-metal KVM, Linux).
+//! - `guest`: only build the guest kernel and test initramfs into target/guest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,9 +14,14 @@ const HELP: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  demo    build mmiolab and run the bundled demo machine (a bare-metal guest whose MMIO and
-          port accesses are trapped and traced to target/demo-trace.jsonl)
+  demo    build mmiolab and run the bundled machines: a bare-metal guest whose MMIO and port
+          accesses are trapped and traced to target/demo-trace.jsonl, then the default Linux
+          machine (guest/machines/default.toml): kernel and initramfs are built (cached),
+          Linux boots under mmiolab (nested in QEMU TCG where the host's KVM cannot boot
+          Linux) and the guest driver tests report pass/fail
   test    cargo fmt --check, cargo clippy -D warnings, and every test in the workspace
+          (unit, bare-metal guests under KVM, the Linux tier)
+  guest   build the guest kernel and test initramfs into target/guest (cached)
 ";
 
 fn main() -> Result<()> {
@@ -22,6 +29,7 @@ fn main() -> Result<()> {
     match task.as_deref() {
         Some("demo") => demo(),
         Some("test") => test(),
+        Some("guest") => guest(),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())
@@ -72,7 +80,12 @@ fn demo() -> Result<()> {
         .arg("--trace")
         .arg(&trace))?;
     eprintln!("xtask: every trapped access is in {}", trace.display());
-    Ok(())
+    eprintln!("xtask: now the default Linux machine");
+    run(Command::new("bash").args(["guest/run-tests.sh", "--vmm", "target/release/mmiolab"]))
+}
+
+fn guest() -> Result<()> {
+    run(Command::new("bash").args(["-c", "guest/initramfs/build.sh --kernel-build \"$(guest/kernel/build.sh --out target/guest)\" --out target/guest/initramfs.cpio"]))
 }
 
 fn test() -> Result<()> {

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Build the initramfs of the outer VM (L1) that runs the mmiolab VMM under nested KVM.
+set -euo pipefail
+
+SCRIPT_NAME=nested/build-l1.sh
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+GUEST=$(dirname "$HERE")
+# shellcheck source=../lib/common.sh
+. "$GUEST/lib/common.sh"
+
+# busybox applets l1-init uses
+APPLETS="sh mount reboot"
+
+usage() {
+	cat <<EOF
+Usage: guest/nested/build-l1.sh --vmm BIN --kernel BZIMAGE --initrd L2_CPIO
+                                --config MACHINE_TOML --out L1.cpio
+
+Makes the uncompressed newc initramfs of the L1 VM, for hosts whose /dev/kvm
+cannot boot Linux: busybox (static), mmiolab-exit, /init (nested/l1-init),
+and under /mmiolab:
+  mmiolab           the VMM binary (BIN), plus its shared libraries and
+                    dynamic loader at their ldd paths
+  bzImage           the L2 kernel
+  initramfs.cpio    the L2 initramfs
+  machine.toml      the machine config (its paths should point at the files
+                    above; the VMM runs with /mmiolab as working directory)
+The L1 /init runs "/mmiolab/mmiolab run --config /mmiolab/machine.toml" and
+writes its exit status to port 0xf4 (3 if /dev/kvm is missing). Boot it with
+guest/nested/run-l1.sh.
+
+Options:
+  --vmm BIN --kernel BZIMAGE --initrd L2_CPIO --config MACHINE_TOML --out FILE
+  -h, --help   this text
+EOF
+}
+
+VMM= KERNEL= INITRD= CONFIG= OUT=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--vmm | --kernel | --initrd | --config | --out)
+		[ $# -ge 2 ] || die "$1 needs an argument"
+		case $1 in
+		--vmm) VMM=$2 ;;
+		--kernel) KERNEL=$2 ;;
+		--initrd) INITRD=$2 ;;
+		--config) CONFIG=$2 ;;
+		--out) OUT=$2 ;;
+		esac
+		shift 2
+		;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown argument '$1' (see --help)" ;;
+	esac
+done
+for opt in VMM KERNEL INITRD CONFIG OUT; do
+	[ -n "${!opt}" ] || die "--$(tr '[:upper:]' '[:lower:]' <<<"$opt") is required (see --help)"
+done
+[ -f "$VMM" ] && [ -x "$VMM" ] || die "--vmm $VMM is not an executable file"
+for f in "$KERNEL" "$INITRD" "$CONFIG"; do
+	[ -f "$f" ] || die "$f does not exist"
+done
+
+need_pkgs busybox-static cpio gcc libc6-dev libc-bin
+
+ROOT=$(mktemp -d)
+trap 'rm -rf "$ROOT"' EXIT
+mkdir -p "$ROOT"/{bin,dev,proc,sys,tmp,mmiolab}
+
+stage "busybox, mmiolab-exit, /init"
+cp /bin/busybox "$ROOT/bin/busybox"
+for a in $APPLETS; do
+	ln -s busybox "$ROOT/bin/$a"
+done
+gcc -static -Os -s -Wall -Wextra -Werror -o "$ROOT/bin/mmiolab-exit" "$GUEST/userspace/mmiolab-exit.c" ||
+	die "building mmiolab-exit failed"
+install -m 0755 "$HERE/l1-init" "$ROOT/init"
+
+stage "VMM $VMM and its shared libraries"
+install -m 0755 "$VMM" "$ROOT/mmiolab/mmiolab"
+# ldd prints "name => /path (addr)" per library and "/path (addr)" for the
+# loader; a static binary or a script makes it fail ("not a dynamic executable").
+if libs=$(LC_ALL=C ldd "$VMM" 2>/dev/null); then
+	grep -o '/[^ ]*' <<<"$libs" | sort -u | while read -r lib; do
+		mkdir -p "$ROOT$(dirname "$lib")"
+		cp -L "$lib" "$ROOT$lib"
+		stage "  $lib"
+	done
+else
+	stage "  (not a dynamic executable: no libraries needed)"
+fi
+
+cp "$KERNEL" "$ROOT/mmiolab/bzImage"
+cp "$INITRD" "$ROOT/mmiolab/initramfs.cpio"
+cp "$CONFIG" "$ROOT/mmiolab/machine.toml"
+
+mkdir -p "$(dirname "$OUT")"
+(cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort |
+	cpio --quiet -o -H newc -R 0:0 --reproducible) >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+stage "done: $OUT ($(stat -c %s "$OUT") bytes)"
