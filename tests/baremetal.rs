@@ -50,6 +50,11 @@ fn main() {
             "bad_machine_file_is_refused_before_boot",
             bad_machine_file_is_refused_before_boot,
         ),
+        Trial::test(
+            "device_tree_passes_dtc_without_warnings",
+            device_tree_passes_dtc_without_warnings,
+        )
+        .with_ignored_flag(Command::new("dtc").arg("--version").output().is_err()),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
