@@ -60,6 +60,6 @@ dtc -q -I dts -O dtb -o "$DTB" "$HERE/dts/qemu-smoke.dts"
 rc=0
 run_qemu "$TIMEOUT" "$LOG" -accel tcg -cpu max -smp 1 -m 256 \
 	-kernel "$KBUILD/arch/x86/boot/bzImage" -initrd "$CPIO" -dtb "$DTB" \
-	-device pvpanic -action panic=exit-failure \
+	-device pvpanic -action panic=exit-failure -parallel none \
 	-append "console=ttyS0 rdinit=$RDINIT panic=-1 $EXTRA" || rc=$?
 exit "$rc"

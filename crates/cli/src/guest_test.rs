@@ -38,7 +38,8 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
             if tree.kind(id) != RegionKind::Device || !described {
                 continue;
             }
-            if host.start() == start && host.end() == end && name.split(' ').any(|n| n == host_name) {
+            let names = linux_names(host_name);
+            if host.start() == start && host.end() == end && name.split(' ').any(|n| names.iter().any(|h| h == n)) {
                 matched += 1;
                 details.push(format!("ok {space} {start:x}-{end:x} : {name} (host: {host_name})"));
             } else {
@@ -65,6 +66,16 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
         directive: None,
         details,
     }
+}
+
+/// The names Linux gives the resources of DT node `node` (`testdev@d0001000`): the node
+/// name itself, and the platform device name `d0001000.testdev` that drivers claim with.
+fn linux_names(node: &str) -> Vec<String> {
+    let mut names = vec![node.to_owned()];
+    if let Some((base, unit)) = node.split_once('@') {
+        names.push(format!("{unit}.{base}"));
+    }
+    names
 }
 
 /// JUnit XML for `results`.
@@ -141,6 +152,14 @@ mod tests {
              d0001000-d0001fff : d0001000.testdev testdev@d0001000\nmmiolab: end /proc/iomem\n",
         );
         assert!(r.ok, "{:?}", r.details);
+    }
+
+    #[test]
+    fn platform_device_name_is_accepted() {
+        let r = check("mmiolab: begin /proc/iomem\nd0001000-d0001fff : d0001000.testdev\nmmiolab: end /proc/iomem\n");
+        assert!(r.ok, "{:?}", r.details);
+        let r = check("mmiolab: begin /proc/iomem\nd0001000-d0001fff : d0001000.other\nmmiolab: end /proc/iomem\n");
+        assert!(!r.ok);
     }
 
     #[test]

@@ -109,7 +109,7 @@ mmiolab: begin /proc/iomem\n\
 d0001000-d0001fff : d0001000.testdev testdev@d0001000\n\
 mmiolab: end /proc/iomem\n\
 mmiolab: begin /proc/ioports\n\
-  02e0-02e7 : piodev@2e0\n\
+02e0-02e7 : piodev@2e0\n\
 mmiolab: end /proc/ioports\n";
 
     #[test]
@@ -126,7 +126,7 @@ mmiolab: end /proc/ioports\n";
         assert!(!r.results[1].ok);
         assert_eq!(r.results[1].directive.as_deref(), Some("SKIP no PCI"));
         assert_eq!(r.iomem, ["d0001000-d0001fff : d0001000.testdev testdev@d0001000"]);
-        assert_eq!(r.ioports, ["  02e0-02e7 : piodev@2e0"]);
+        assert_eq!(r.ioports, ["02e0-02e7 : piodev@2e0"]);
     }
 
     #[test]
