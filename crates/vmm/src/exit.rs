@@ -78,11 +78,11 @@ mod tests {
     fn string_output_is_split_into_elements_in_order() {
         let (bus, _reg) = bus();
         let h = AccessHandler::new(&bus, None, 0);
-        // rep outsw of three words to 0x37c: the last one wins in the register.
+        // rep outsw of three words to the storage at offset 0xc: the last one stays.
         let mut words = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66];
-        h.port_io(0x37c, 2, Op::Write, &mut words);
+        h.port_io(0x384, 2, Op::Write, &mut words);
         let mut back = [0u8; 2];
-        h.port_io(0x37c, 2, Op::Read, &mut back);
+        h.port_io(0x384, 2, Op::Read, &mut back);
         assert_eq!(back, [0x55, 0x66]);
     }
 
