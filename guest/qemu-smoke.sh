@@ -4,9 +4,9 @@ set -euo pipefail
 
 SCRIPT_NAME=qemu-smoke.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$HERE/lib/common.sh"
-# shellcheck source=lib/qemu.sh
+# shellcheck source-path=SCRIPTDIR source=lib/qemu.sh
 . "$HERE/lib/qemu.sh"
 
 usage() {

@@ -59,7 +59,7 @@ static enum mmiolab_result t_ioremap(void)
 
 static enum mmiolab_result t_id_ioread32(void)
 {
-	return mmiolab_result(MMIOLAB_CHECK("ioread32(ID)", ioread32(base + MMIOLAB_REG_ID),
+	return mmiolab_verdict(MMIOLAB_CHECK("ioread32(ID)", ioread32(base + MMIOLAB_REG_ID),
 					    MMIOLAB_ID));
 }
 
@@ -75,7 +75,7 @@ static enum mmiolab_result t_id_widths(void)
 	ok = MMIOLAB_CHECK("readq(ID)", readq(base),
 			   (u64)MMIOLAB_FIXED_SIZE << 32 | MMIOLAB_ID) && ok;
 	ok = MMIOLAB_CHECK("ioread32be(ID)", ioread32be(base), swab32(MMIOLAB_ID)) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_id_read_only(void)
@@ -88,26 +88,26 @@ static enum mmiolab_result t_id_read_only(void)
 	ok = MMIOLAB_CHECK("ID after writes", readl(base + MMIOLAB_REG_ID), MMIOLAB_ID);
 	ok = MMIOLAB_CHECK("SIZE after writes", readl(base + MMIOLAB_REG_SIZE),
 			   MMIOLAB_FIXED_SIZE) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_storage_zero(void)
 {
-	return mmiolab_result(MMIOLAB_CHECK("readq(untouched storage)", readq(base + OFF_ZERO), 0));
+	return mmiolab_verdict(MMIOLAB_CHECK("readq(untouched storage)", readq(base + OFF_ZERO), 0));
 }
 
 static enum mmiolab_result t_readb_writeb(void)
 {
 	writeb(0xa5, base + OFF_B);
 	writeb(0x5a, base + OFF_B + 1);
-	return mmiolab_result(MMIOLAB_CHECK("readb", readb(base + OFF_B), 0xa5) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("readb", readb(base + OFF_B), 0xa5) &&
 			      MMIOLAB_CHECK("readb+1", readb(base + OFF_B + 1), 0x5a));
 }
 
 static enum mmiolab_result t_readw_writew(void)
 {
 	writew(0xbeef, base + OFF_W);
-	return mmiolab_result(MMIOLAB_CHECK("readw", readw(base + OFF_W), 0xbeef));
+	return mmiolab_verdict(MMIOLAB_CHECK("readw", readw(base + OFF_W), 0xbeef));
 }
 
 static enum mmiolab_result t_readl_writel(void)
@@ -118,13 +118,13 @@ static enum mmiolab_result t_readl_writel(void)
 	ok = MMIOLAB_CHECK("readl", readl(base + OFF_L), 0xdeadbeef);
 	writel_relaxed(0x01020304, base + OFF_L);
 	ok = MMIOLAB_CHECK("readl_relaxed", readl_relaxed(base + OFF_L), 0x01020304) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_readq_writeq(void)
 {
 	writeq(0x0123456789abcdefULL, base + OFF_Q);
-	return mmiolab_result(MMIOLAB_CHECK("readq", readq(base + OFF_Q),
+	return mmiolab_verdict(MMIOLAB_CHECK("readq", readq(base + OFF_Q),
 					    0x0123456789abcdefULL));
 }
 
@@ -145,7 +145,7 @@ static enum mmiolab_result t_mixed_widths(void)
 	ok = MMIOLAB_CHECK("readb after odd writew", readb(base + OFF_OVERLAP + 2), 0xca) && ok;
 	ok = MMIOLAB_CHECK("readq after odd writew", readq(base + OFF_OVERLAP),
 			   0x8877665544cafe11ULL) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_iowrite32_ioread32(void)
@@ -161,7 +161,7 @@ static enum mmiolab_result t_iowrite32_ioread32(void)
 	iowrite32be(0x11223344, base + OFF_IO32 + 8);
 	ok = MMIOLAB_CHECK("readl after iowrite32be", readl(base + OFF_IO32 + 8),
 			   0x44332211) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 /* The _rep forms hit ONE register repeatedly (a FIFO), unlike memcpy_toio. */
@@ -179,7 +179,7 @@ static enum mmiolab_result t_rep(void)
 	ioread32_rep(base + OFF_REP, out, ARRAY_SIZE(out));
 	for (i = 0; i < ARRAY_SIZE(out); i++)
 		ok = MMIOLAB_CHECK("ioread32_rep element", out[i], in[3]) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_memcpy_io(void)
@@ -197,7 +197,7 @@ static enum mmiolab_result t_memcpy_io(void)
 	ok = MMIOLAB_CHECK("readb in copied window", readb(base + OFF_COPY + 13), in[13]) && ok;
 	ok = MMIOLAB_CHECK("readl in copied window", readl(base + OFF_COPY + 20),
 			   get_unaligned_le32(&in[20])) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_memcpy_io_unaligned(void)
@@ -207,7 +207,7 @@ static enum mmiolab_result t_memcpy_io_unaligned(void)
 
 	memcpy_toio(base + OFF_UNALIGNED, in, sizeof(in));
 	memcpy_fromio(out, base + OFF_UNALIGNED, sizeof(out));
-	return mmiolab_result(MMIOLAB_CHECK("unaligned round trip", memcmp(in, out, sizeof(in)), 0) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("unaligned round trip", memcmp(in, out, sizeof(in)), 0) &&
 			      MMIOLAB_CHECK("byte before untouched", readb(base + OFF_UNALIGNED - 1), 0) &&
 			      MMIOLAB_CHECK("byte after untouched",
 					    readb(base + OFF_UNALIGNED + sizeof(in)), 0));
@@ -223,7 +223,7 @@ static enum mmiolab_result t_memset_io(void)
 		ok = MMIOLAB_CHECK("readq in memset window", readq(base + OFF_SET + i),
 				   0xa5a5a5a5a5a5a5a5ULL) && ok;
 	ok = MMIOLAB_CHECK("byte after window untouched", readb(base + OFF_SET + 64), 0) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_unmap_release(void)

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
 /*
  * mmiolab guest tests: the default machine layout the VMM emulates, shared by
  * the kernel test modules and the user-space helpers, plus (kernel only) a
@@ -77,12 +77,15 @@ static inline bool mmiolab_check(const char *what, u64 got, u64 want)
 
 #define MMIOLAB_CHECK(what, got, want) mmiolab_check(what, (u64)(got), (u64)(want))
 
-static inline enum mmiolab_result mmiolab_result(bool ok)
+static inline enum mmiolab_result mmiolab_verdict(bool ok)
 {
 	return ok ? MMIOLAB_PASS : MMIOLAB_FAIL;
 }
 
-/* Run the cases, print the KTAP block; returns the number of failed cases. */
+/*
+ * Run the cases and print the KTAP block, headed like KUnit's
+ * ("# Subtest: <module name>"); returns the number of failed cases.
+ */
 static inline unsigned int mmiolab_run_cases(const struct mmiolab_case *cases,
 					     unsigned int n)
 {
@@ -90,6 +93,7 @@ static inline unsigned int mmiolab_run_cases(const struct mmiolab_case *cases,
 	bool fatal = false;
 
 	printk(KERN_INFO "    KTAP version 1\n");
+	printk(KERN_INFO "    # Subtest: %s\n", KBUILD_MODNAME);
 	printk(KERN_INFO "    1..%u\n", n);
 	for (i = 0; i < n; i++) {
 		enum mmiolab_result r;

@@ -40,7 +40,7 @@ static enum mmiolab_result t_request_conflict(void)
 
 static enum mmiolab_result t_id_inb(void)
 {
-	return mmiolab_result(MMIOLAB_CHECK("inb(ID)", inb(PORT_ID), MMIOLAB_ID & 0xff));
+	return mmiolab_verdict(MMIOLAB_CHECK("inb(ID)", inb(PORT_ID), MMIOLAB_ID & 0xff));
 }
 
 static enum mmiolab_result t_outb_inb(void)
@@ -52,14 +52,14 @@ static enum mmiolab_result t_outb_inb(void)
 		outb(0xc0 + i, PORT_DATA + i);
 	for (i = 0; i < 4; i++)
 		ok = MMIOLAB_CHECK("inb", inb(PORT_DATA + i), 0xc0 + i) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_outw_inw(void)
 {
 	outw(0x1234, PORT_DATA);
 	outw(0xabcd, PORT_DATA + 2);
-	return mmiolab_result(MMIOLAB_CHECK("inw", inw(PORT_DATA), 0x1234) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("inw", inw(PORT_DATA), 0x1234) &&
 			      MMIOLAB_CHECK("inw+2", inw(PORT_DATA + 2), 0xabcd) &&
 			      MMIOLAB_CHECK("inb+1 (high byte)", inb(PORT_DATA + 1), 0x12));
 }
@@ -67,7 +67,7 @@ static enum mmiolab_result t_outw_inw(void)
 static enum mmiolab_result t_outl_inl(void)
 {
 	outl(0x11223344, PORT_DATA);
-	return mmiolab_result(MMIOLAB_CHECK("inl", inl(PORT_DATA), 0x11223344) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("inl", inl(PORT_DATA), 0x11223344) &&
 			      MMIOLAB_CHECK("inb+1", inb(PORT_DATA + 1), 0x33) &&
 			      MMIOLAB_CHECK("inw+2", inw(PORT_DATA + 2), 0x1122));
 }
@@ -84,7 +84,7 @@ static enum mmiolab_result t_string_forms(void)
 	insb(PORT_DATA, out, sizeof(out));	/* three reads of one port */
 	for (i = 0; i < sizeof(out); i++)
 		ok = MMIOLAB_CHECK("insb element", out[i], in[2]) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_ioport_map(void)
@@ -105,7 +105,7 @@ static enum mmiolab_result t_ioread_iowrite(void)
 	iowrite32(0xa1b2c3d4, map + MMIOLAB_PIO_STORAGE);
 	ok = MMIOLAB_CHECK("ioread32", ioread32(map + MMIOLAB_PIO_STORAGE), 0xa1b2c3d4) && ok;
 	ok = MMIOLAB_CHECK("inl of the same port", inl(PORT_DATA), 0xa1b2c3d4) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_rep_forms(void)
@@ -120,7 +120,7 @@ static enum mmiolab_result t_rep_forms(void)
 	ioread8_rep(map + MMIOLAB_PIO_STORAGE, out, sizeof(out));
 	for (i = 0; i < sizeof(out); i++)
 		ok = MMIOLAB_CHECK("ioread8_rep element", out[i], in[3]) && ok;
-	return mmiolab_result(ok);
+	return mmiolab_verdict(ok);
 }
 
 static enum mmiolab_result t_unmap_release(void)

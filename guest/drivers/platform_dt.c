@@ -48,7 +48,7 @@ static enum mmiolab_result t_mem_resource(void)
 	t.res = platform_get_resource(t.pdev, IORESOURCE_MEM, 0);
 	if (!t.res)
 		return MMIOLAB_FATAL;
-	return mmiolab_result(MMIOLAB_CHECK("resource start", t.res->start, MMIOLAB_TESTDEV_BASE) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("resource start", t.res->start, MMIOLAB_TESTDEV_BASE) &&
 			      MMIOLAB_CHECK("resource size", resource_size(t.res),
 					    MMIOLAB_TESTDEV_SIZE));
 }
@@ -67,12 +67,12 @@ static enum mmiolab_result t_ioremap_resource(void)
 
 static enum mmiolab_result t_id(void)
 {
-	return mmiolab_result(MMIOLAB_CHECK("ID", readl(t.base + MMIOLAB_REG_ID), MMIOLAB_ID));
+	return mmiolab_verdict(MMIOLAB_CHECK("ID", readl(t.base + MMIOLAB_REG_ID), MMIOLAB_ID));
 }
 
 static enum mmiolab_result t_size(void)
 {
-	return mmiolab_result(MMIOLAB_CHECK("SIZE", readl(t.base + MMIOLAB_REG_SIZE),
+	return mmiolab_verdict(MMIOLAB_CHECK("SIZE", readl(t.base + MMIOLAB_REG_SIZE),
 					    resource_size(t.res)));
 }
 
@@ -80,7 +80,7 @@ static enum mmiolab_result t_storage(void)
 {
 	writel(0x600dcafe, t.base + 0x10);
 	writeq(0xfedcba9876543210ULL, t.base + 0x18);
-	return mmiolab_result(MMIOLAB_CHECK("readl", readl(t.base + 0x10), 0x600dcafe) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("readl", readl(t.base + 0x10), 0x600dcafe) &&
 			      MMIOLAB_CHECK("readq", readq(t.base + 0x18), 0xfedcba9876543210ULL));
 }
 
@@ -112,7 +112,7 @@ static enum mmiolab_result t_request_irq(void)
 static enum mmiolab_result t_no_spurious_irq(void)
 {
 	msleep(20);
-	return mmiolab_result(MMIOLAB_CHECK("interrupts before DOORBELL", atomic_read(&t.irqs), 0));
+	return mmiolab_verdict(MMIOLAB_CHECK("interrupts before DOORBELL", atomic_read(&t.irqs), 0));
 }
 
 /* Ring the doorbell and wait up to 2 s for the handler; then it must stay at @want. */
@@ -125,7 +125,7 @@ static enum mmiolab_result ring(int want)
 		return MMIOLAB_FAIL;
 	}
 	msleep(50);
-	return mmiolab_result(MMIOLAB_CHECK("interrupt count", atomic_read(&t.irqs), want));
+	return mmiolab_verdict(MMIOLAB_CHECK("interrupt count", atomic_read(&t.irqs), want));
 }
 
 static enum mmiolab_result t_doorbell(void)

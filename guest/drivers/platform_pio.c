@@ -36,7 +36,7 @@ static enum mmiolab_result t_io_resource(void)
 		printk(KERN_INFO "    # no IORESOURCE_IO (isa node without ranges, or CONFIG_PCI off?)\n");
 		return MMIOLAB_FATAL;
 	}
-	return mmiolab_result(MMIOLAB_CHECK("resource start", t.res->start, MMIOLAB_PIO_DT_BASE) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("resource start", t.res->start, MMIOLAB_PIO_DT_BASE) &&
 			      MMIOLAB_CHECK("resource size", resource_size(t.res),
 					    MMIOLAB_PIO_DT_SIZE));
 }
@@ -71,7 +71,7 @@ static enum mmiolab_result t_ioport_map(void)
 
 static enum mmiolab_result t_id_byte(void)
 {
-	return mmiolab_result(MMIOLAB_CHECK("ioread8(ID)", ioread8(t.base), MMIOLAB_ID & 0xff) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("ioread8(ID)", ioread8(t.base), MMIOLAB_ID & 0xff) &&
 			      MMIOLAB_CHECK("inb(ID)", inb(t.res->start), MMIOLAB_ID & 0xff));
 }
 
@@ -83,7 +83,7 @@ static enum mmiolab_result t_storage(void)
 	if (!MMIOLAB_CHECK("ioread8", ioread8(data), 0x3c))
 		return MMIOLAB_FAIL;
 	iowrite32(0xc001d00d, data);
-	return mmiolab_result(MMIOLAB_CHECK("ioread32", ioread32(data), 0xc001d00d) &&
+	return mmiolab_verdict(MMIOLAB_CHECK("ioread32", ioread32(data), 0xc001d00d) &&
 			      MMIOLAB_CHECK("ioread16+2", ioread16(data + 2), 0xc001));
 }
 

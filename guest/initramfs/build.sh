@@ -8,7 +8,7 @@ BUILD_SH_VERSION=1
 SCRIPT_NAME=initramfs/build.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST=$(dirname "$HERE")
-# shellcheck source=../lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
 . "$GUEST/lib/common.sh"
 
 # busybox applets /init uses
@@ -55,8 +55,9 @@ if [ -z "$KBUILD" ]; then
 	KBUILD=$("$GUEST/kernel/build.sh")
 fi
 KBUILD=$(cd "$KBUILD" 2>/dev/null && pwd) || die "kernel build dir '$KBUILD' does not exist"
-[ -f "$KBUILD/Module.symvers" ] && [ -f "$KBUILD/scripts/module.lds" ] ||
+if [ ! -f "$KBUILD/Module.symvers" ] || [ ! -f "$KBUILD/scripts/module.lds" ]; then
 	die "$KBUILD is not a prepared kernel build dir (run guest/kernel/build.sh)"
+fi
 
 KEY=$({
 	echo "build.sh $BUILD_SH_VERSION kernel $(basename "$KBUILD")"

@@ -7,7 +7,7 @@ BUILD_SH_VERSION=1
 
 SCRIPT_NAME=kernel/build.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=../lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
 . "$HERE/../lib/common.sh"
 
 FRAGMENT=$HERE/config.fragment
@@ -70,8 +70,9 @@ lock_dir "$MMIOLAB_CACHE/kernel"
 
 if [ -n "${KERNEL_SRC:-}" ]; then
 	SRC=$(cd "$KERNEL_SRC" 2>/dev/null && pwd) || die "KERNEL_SRC=$KERNEL_SRC is not a directory"
-	[ -f "$SRC/Makefile" ] && [ -f "$SRC/drivers/of/Kconfig" ] ||
+	if [ ! -f "$SRC/Makefile" ] || [ ! -f "$SRC/drivers/of/Kconfig" ]; then
 		die "KERNEL_SRC=$SRC does not look like a Linux source tree"
+	fi
 	[ ! -f "$SRC/.config" ] ||
 		die "KERNEL_SRC=$SRC has an in-tree .config; out-of-tree builds need a clean tree (make mrproper)"
 	SRC_VERSION="src-$(make -s -C "$SRC" kernelversion)-$(printf %s "$SRC" | short_hash | cut -c1-8)"
@@ -154,7 +155,7 @@ check_config() {
 		if [[ $line =~ ^CONFIG_([A-Za-z0-9_]+)=y$ ]]; then
 			sym=CONFIG_${BASH_REMATCH[1]}
 			grep -qx "$sym=y" "$BUILD/.config" ||
-				bad+=("$sym wanted =y, got: $(grep -E "^(# )?$sym[= ]" "$BUILD/.config" || echo 'absent')")
+				bad+=("$sym wanted =y, got: $(grep -E "^(# )?${sym}[= ]" "$BUILD/.config" || echo 'absent')")
 		elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
 			sym=${BASH_REMATCH[1]}
 			! grep -qE "^$sym=" "$BUILD/.config" ||

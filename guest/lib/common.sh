@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the guest/ build scripts. Source it; do not execute it.
 # The including script sets SCRIPT_NAME before sourcing.
 

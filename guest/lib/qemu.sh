@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # run_qemu for the guest/ scripts. Source after common.sh.
 #
 # Exit-port protocol: the guest's mmiolab-exit helper prints the line

@@ -5,7 +5,7 @@ set -euo pipefail
 SCRIPT_NAME=nested/build-l1.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GUEST=$(dirname "$HERE")
-# shellcheck source=../lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
 . "$GUEST/lib/common.sh"
 
 # busybox applets l1-init uses
@@ -35,7 +35,7 @@ Options:
 EOF
 }
 
-VMM= KERNEL= INITRD= CONFIG= OUT=
+VMM='' KERNEL='' INITRD='' CONFIG='' OUT=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--vmm | --kernel | --initrd | --config | --out)
@@ -56,7 +56,9 @@ done
 for opt in VMM KERNEL INITRD CONFIG OUT; do
 	[ -n "${!opt}" ] || die "--$(tr '[:upper:]' '[:lower:]' <<<"$opt") is required (see --help)"
 done
-[ -f "$VMM" ] && [ -x "$VMM" ] || die "--vmm $VMM is not an executable file"
+if [ ! -f "$VMM" ] || [ ! -x "$VMM" ]; then
+	die "--vmm $VMM is not an executable file"
+fi
 for f in "$KERNEL" "$INITRD" "$CONFIG"; do
 	[ -f "$f" ] || die "$f does not exist"
 done

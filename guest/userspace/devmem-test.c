@@ -188,6 +188,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	emit("    KTAP version 1\n");
+	emit("    # Subtest: devmem\n");
 	emit("    1..%d\n", N_CASES);
 
 	/* 1 */
