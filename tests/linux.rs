@@ -1,9 +1,9 @@
 //! The Linux tier: builds the guest kernel and test initramfs (cached), boots them under
-//! mmiolab (directly on hardware KVM, else nested inside QEMU TCG, as
-//! guest/run-tests.sh decides and prints), and requires every guest driver test and the
-//! host-side /proc/iomem-vs-tree check to pass.
+//! mmiolab (directly on hardware KVM, else nested inside QEMU TCG, as guest/run-machine.sh
+//! decides and prints), and requires every guest driver test and the host-side
+//! /proc/iomem-vs-tree check to pass, and a guest panic to end the VM with status 2.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -23,24 +23,33 @@ fn main() {
     let args = Arguments::from_args();
     libtest_mimic::run(
         &args,
-        vec![Trial::test(
-            "linux_guest_driver_tests_pass",
-            linux_guest_driver_tests_pass,
-        )],
+        vec![
+            Trial::test("linux_guest_driver_tests_pass", linux_guest_driver_tests_pass),
+            Trial::test(
+                "linux_guest_panic_ends_the_vm_with_status_2",
+                linux_guest_panic_ends_the_vm_with_status_2,
+            ),
+        ],
     )
     .exit();
 }
 
+/// Runs a guest/ script with the mmiolab under test; shows its progress (kernel build,
+/// direct or nested and why), which it prints on stderr.
+fn script(name: &str, args: &[&str]) -> Result<Output, Failed> {
+    let out = Command::new("bash")
+        .arg(format!("{ROOT}/guest/{name}"))
+        .args(["--vmm", env!("CARGO_BIN_EXE_mmiolab")])
+        .args(args)
+        .output()?;
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    Ok(out)
+}
+
 fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
     let junit = format!("{ROOT}/target/guest/junit.xml");
-    let out = Command::new("bash")
-        .arg(format!("{ROOT}/guest/run-tests.sh"))
-        .args(["--vmm", env!("CARGO_BIN_EXE_mmiolab"), "--junit", &junit])
-        .output()?;
+    let out = script("run-tests.sh", &["--junit", &junit])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // Progress (kernel build, direct or nested and why) is on stderr: show it.
-    eprintln!("{stderr}");
     println!("{stdout}");
     if !out.status.success() {
         return Err(format!("guest/run-tests.sh failed ({})", out.status).into());
@@ -53,6 +62,38 @@ fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
     let xml = std::fs::read_to_string(&junit)?;
     if !xml.contains("failures=\"0\"") {
         return Err("the JUnit report records failures".into());
+    }
+    Ok(())
+}
+
+fn linux_guest_panic_ends_the_vm_with_status_2() -> Result<(), Failed> {
+    let log = format!("{ROOT}/target/guest/panic-console.log");
+    let out = script(
+        "run-machine.sh",
+        &[
+            "--config",
+            &format!("{ROOT}/guest/machines/panic.toml"),
+            "--log",
+            &log,
+            "--timeout",
+            "300",
+        ],
+    )?;
+    let console = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(2) {
+        return Err(format!(
+            "expected exit status 2 (guest panic), got {:?}\n{console}",
+            out.status.code()
+        )
+        .into());
+    }
+    for want in [
+        "Kernel panic - not syncing: Requested init /does-not-exist failed",
+        "guest kernel panicked (pvpanic)",
+    ] {
+        if !console.contains(want) {
+            return Err(format!("the console lacks `{want}`:\n{console}").into());
+        }
     }
     Ok(())
 }

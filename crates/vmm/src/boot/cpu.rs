@@ -215,8 +215,14 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, mem: &GuestMemoryMmap, mode: EntryMode, re
     vcpu.set_regs(&r).map_err(ioctl("KVM_SET_REGS"))
 }
 
-/// Per-vCPU set-up common to every boot: CPUID (with this vCPU's APIC ID), boot MSRs and
-/// the local APIC's LINT0 (ExtINT, for the PIC) and LINT1 (NMI) as a PC wires them.
+/// CPUID.1:ECX bit 31: "running under a hypervisor". KVM_GET_SUPPORTED_CPUID leaves it to
+/// the VMM; without it Linux never looks at the KVM leaves, so it gets no kvm-clock and must
+/// calibrate its TSC against the PIT, which fails on a loaded host and stalls the boot.
+const CPUID_1_ECX_HYPERVISOR: u32 = 1 << 31;
+
+/// Per-vCPU set-up common to every boot: CPUID (with this vCPU's APIC ID and the
+/// hypervisor bit), boot MSRs and the local APIC's LINT0 (ExtINT, for the PIC) and LINT1
+/// (NMI) as a PC wires them.
 pub fn setup_vcpu_common(kvm: &Kvm, vcpu: &VcpuFd, index: u8) -> Result<()> {
     let ioctl = |what: &'static str| move |e: kvm_ioctls::Error| Error::Kvm(what, e);
     let mut cpuid: CpuId = kvm
@@ -224,7 +230,10 @@ pub fn setup_vcpu_common(kvm: &Kvm, vcpu: &VcpuFd, index: u8) -> Result<()> {
         .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
     for entry in cpuid.as_mut_slice() {
         match entry.function {
-            1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | (u32::from(index) << 24),
+            1 => {
+                entry.ebx = (entry.ebx & 0x00ff_ffff) | (u32::from(index) << 24);
+                entry.ecx |= CPUID_1_ECX_HYPERVISOR;
+            }
             0xb => entry.edx = u32::from(index),
             _ => {}
         }

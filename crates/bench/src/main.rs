@@ -1,0 +1,286 @@
+//! `mmiolab-bench`: the trapped-access benchmark (docs/performance.md).
+//!
+//! `mmiolab-bench run` times and counts every runner on every access kind, prints a table per
+//! kind and writes `target/bench/report.json`. `mmiolab-bench rawloop` is the raw-loop runner
+//! itself, which `run` starts as a separate process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use mmiolab_bench::bench::{self, Settings};
+use mmiolab_bench::kinds::{KINDS, Kind};
+use mmiolab_bench::runner::{self, MEMORY_MIB, Runner, Setup};
+use mmiolab_bench::{build_mmiolab, callgrind, default_payload, machine_file, workspace_root};
+use mmiolab_bench::{components, proc, rawloop};
+
+#[derive(Parser)]
+#[command(
+    name = "mmiolab-bench",
+    about = "Benchmark of mmiolab's trapped-access path against a raw KVM loop and QEMU microvm"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmark: every runner on every access kind; tables on stdout, JSON report.
+    Run(RunArgs),
+    /// The raw-loop runner: boot a PVH ELF on bare KVM and answer every exit with no work.
+    Rawloop(RawArgs),
+    /// Run one piece of the hot path in a loop (for callgrind; `run` prices each piece).
+    Components {
+        /// Which piece.
+        #[arg(long, value_enum)]
+        op: components::Op,
+        /// How many times.
+        #[arg(long)]
+        n: u64,
+    },
+    /// Run a program and write its wall time, CPU times, peak RSS and status as JSON (how
+    /// `run` starts every runner, so the runner's peak RSS is not inflated by `run`'s own).
+    Launch(LaunchArgs),
+}
+
+#[derive(Args)]
+struct LaunchArgs {
+    /// Kill the program after this many seconds.
+    #[arg(long)]
+    timeout: u64,
+    /// The program's stderr goes here.
+    #[arg(long)]
+    log: PathBuf,
+    /// The measurement goes here.
+    #[arg(long)]
+    result: PathBuf,
+    /// Program and arguments.
+    #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Accesses per timed run.
+    #[arg(long, default_value_t = 30_000)]
+    n: u64,
+    /// Timed pairs of runs (at N and at 0) per runner and kind.
+    #[arg(long, default_value_t = 9)]
+    reps: usize,
+    /// Access kinds, comma-separated ids (mmio-write/device) or payload letters (w);
+    /// default: all six.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// Runners, comma-separated: raw, mmiolab, mmiolab_trace, qemu; default: all.
+    #[arg(long, value_delimiter = ',')]
+    runners: Vec<String>,
+    /// The mmiolab binary; default: build it with `cargo build --release -p mmiolab` (when
+    /// run by cargo), else the one next to this program.
+    #[arg(long)]
+    mmiolab: Option<PathBuf>,
+    /// qemu-system-x86_64 to compare with; default: the one on PATH, if any.
+    #[arg(long)]
+    qemu: Option<PathBuf>,
+    /// Leave QEMU out.
+    #[arg(long)]
+    no_qemu: bool,
+    /// Accesses per callgrind run.
+    #[arg(long, default_value_t = 2_000)]
+    callgrind_n: u64,
+    /// Skip the instruction counts.
+    #[arg(long)]
+    no_callgrind: bool,
+    /// Do not work out where the instructions per exit go (by function with
+    /// callgrind_annotate, by source file when the binaries have debug line tables, and the
+    /// hot path's pieces alone).
+    #[arg(long)]
+    no_breakdown: bool,
+    /// The payload (default: firmware's pvh_bench, or $MMIOLAB_BENCH_PAYLOAD).
+    #[arg(long)]
+    payload: Option<PathBuf>,
+    /// Where the JSON report goes.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Longest a single run may take, seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+#[derive(Args)]
+struct RawArgs {
+    /// PVH ELF to boot.
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Its command line (hvm_start_info.cmdline_paddr).
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Guest RAM, MiB.
+    #[arg(long, default_value_t = MEMORY_MIB)]
+    memory: u64,
+    /// No in-kernel irqchip and PIT (mmiolab creates both, so by default the raw loop does).
+    #[arg(long)]
+    no_irqchip: bool,
+}
+
+fn main() -> ExitCode {
+    // `launch` is parsed by hand: it starts the measured runner, and every page this process
+    // touches before that counts in the runner's peak RSS (see `proc`).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "launch") {
+        return match launch(&argv[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mmiolab-bench launch: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Rawloop(args) => rawloop(args),
+        Cmd::Components { op, n } => components::run(op, n).map(|hits| {
+            println!("{} x {n}: {hits}", op.name());
+            0
+        }),
+        Cmd::Launch(_) => unreachable!("`launch` is handled before clap"),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mmiolab-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `launch --timeout S --log FILE --result FILE -- PROGRAM ARGS...`
+fn launch(args: &[std::ffi::OsString]) -> Result<()> {
+    let mut it = args.iter();
+    let (mut timeout, mut log, mut result) = (None, None, None);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().with_context(|| format!("{a:?} needs a value"));
+        match a.to_str() {
+            Some("--timeout") => timeout = Some(value()?.to_string_lossy().parse::<u64>()?),
+            Some("--log") => log = Some(PathBuf::from(value()?)),
+            Some("--result") => result = Some(PathBuf::from(value()?)),
+            Some("--") => break,
+            _ => bail!("launch: unexpected argument {a:?}"),
+        }
+    }
+    let rest: Vec<std::ffi::OsString> = it.cloned().collect();
+    let (program, args) = rest.split_first().context("launch: no program after --")?;
+    proc::launch(
+        std::path::Path::new(program),
+        args,
+        Duration::from_secs(timeout.context("launch: --timeout missing")?),
+        &log.context("launch: --log missing")?,
+        &result.context("launch: --result missing")?,
+    )
+}
+
+fn rawloop(a: RawArgs) -> Result<u8> {
+    let out = rawloop::run(&rawloop::Options {
+        kernel: a.kernel,
+        cmdline: a.cmdline,
+        memory_mib: a.memory,
+        irqchip: !a.no_irqchip,
+    })?;
+    eprintln!("{}", runner::raw_summary(out.status, &out.counts));
+    Ok(out.status)
+}
+
+fn run(a: RunArgs) -> Result<u8> {
+    let kinds: Vec<Kind> = if a.kinds.is_empty() {
+        KINDS.to_vec()
+    } else {
+        a.kinds
+            .iter()
+            .map(|k| Kind::parse(k).with_context(|| format!("unknown kind `{k}`")))
+            .collect::<Result<_>>()?
+    };
+    let mut runners: Vec<Runner> = if a.runners.is_empty() {
+        Runner::ALL.to_vec()
+    } else {
+        a.runners
+            .iter()
+            .map(|r| {
+                Runner::ALL
+                    .into_iter()
+                    .find(|x| x.key() == r)
+                    .with_context(|| format!("unknown runner `{r}`"))
+            })
+            .collect::<Result<_>>()?
+    };
+    if a.no_qemu {
+        runners.retain(|&r| r != Runner::Qemu);
+    }
+    if a.n == 0 || a.callgrind_n == 0 || a.reps == 0 {
+        bail!("--n, --callgrind-n and --reps must be positive");
+    }
+    let mmiolab = match a.mmiolab {
+        Some(p) => p,
+        None => build_mmiolab(true)?,
+    };
+    runner::require_executable(&mmiolab, "mmiolab")?;
+    let payload = match a.payload {
+        Some(p) => p,
+        None => default_payload()?,
+    };
+    let qemu = if a.no_qemu {
+        None
+    } else {
+        a.qemu.or_else(|| runner::which("qemu-system-x86_64"))
+    };
+    let callgrind = if a.no_callgrind {
+        None
+    } else {
+        let v = callgrind::valgrind().context("valgrind is not installed: install it or pass --no-callgrind")?;
+        Some((a.callgrind_n, v))
+    };
+    let target = workspace_root().join("target/bench");
+    let settings = Settings {
+        setup: Setup {
+            bench_exe: std::env::current_exe()?,
+            mmiolab,
+            qemu,
+            payload,
+            machine: machine_file(),
+            work: target.join("work"),
+        },
+        kinds,
+        runners,
+        n: a.n,
+        reps: a.reps,
+        callgrind,
+        breakdown: !a.no_breakdown,
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let report = bench::run(&settings)?;
+    print!("{}", report.render());
+    let out = a.out.unwrap_or_else(|| target.join("report.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    let md = out.with_extension("md");
+    std::fs::write(&md, report.render_markdown()).with_context(|| format!("writing {}", md.display()))?;
+    println!("report: {} (table also as Markdown: {})", out.display(), md.display());
+    // Only mmiolab failing to run is an error; missed targets are reported, not failed.
+    let broken: Vec<_> = report
+        .skipped
+        .iter()
+        .filter(|s| matches!(s.runner, Runner::Raw | Runner::Mmiolab | Runner::MmiolabTrace))
+        .collect();
+    if !broken.is_empty() {
+        for s in broken {
+            eprintln!("mmiolab-bench: {} could not run: {}", s.runner.label(), s.reason);
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds what is missing (kernel, test initramfs) and runs a Linux machine under mmiolab:
+# directly when the host's KVM can boot Linux, else inside an outer VM (QEMU TCG, -cpu max,
+# nested SVM). The console goes to stdout and to --log; the exit status is the guest's, as
+# `mmiolab run` reports it.
+set -euo pipefail
+
+SCRIPT_NAME=run-machine.sh
+GUEST=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+. "$GUEST/lib/common.sh"
+
+usage() {
+	cat <<EOT
+Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
+                            [--log FILE] [--out DIR] [--timeout SECS]
+
+  --vmm BIN       the mmiolab binary
+  --config FILE   machine description (default: guest/machines/default.toml); its
+                  kernel and initrd must be target/guest/bzImage and initramfs.cpio
+  --nested MODE   auto (default): boot directly when /dev/kvm is hardware KVM (the CPU
+                  has vmx or svm and the host is not the software kvm_pvm), else nested
+  --log FILE      console log (default: DIR/console.log)
+  --out DIR       where the kernel, initramfs and logs go (default: target/guest)
+  --timeout SECS  give up after this long (default 600)
+Exit status: the guest's (see mmiolab run --help); 124 on a timeout of the outer VM.
+EOT
+}
+
+VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
+while [ $# -gt 0 ]; do
+	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
+	case $1 in
+	--vmm) VMM=$(realpath "$2"); shift 2 ;;
+	--config) CONFIG=$(realpath "$2"); shift 2 ;;
+	--nested) NESTED=$2; shift 2 ;;
+	--log) LOG=$(realpath -m "$2"); shift 2 ;;
+	--out) OUT=$(realpath -m "$2"); shift 2 ;;
+	--timeout) TIMEOUT=$2; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown argument '$1' (see --help)" ;;
+	esac
+done
+[ -n "$VMM" ] && [ -x "$VMM" ] || die "--vmm BIN is required and must be executable (see --help)"
+case $NESTED in auto | always | never) ;; *) die "--nested takes auto, always or never" ;; esac
+mkdir -p "$OUT"
+LOG=${LOG:-$OUT/console.log}
+
+stage "building the guest kernel (cached after the first build)"
+KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT")
+stage "building the test initramfs (cached)"
+"$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" >/dev/null
+
+direct_reason() {
+	[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "/dev/kvm is not usable"; return 1; }
+	[ ! -d /sys/module/kvm_pvm ] || { echo "this host's KVM is the software kvm_pvm, which cannot usefully boot Linux"; return 1; }
+	grep -qw -e vmx -e svm /proc/cpuinfo || { echo "the CPU has no vmx/svm: KVM here is not hardware-assisted"; return 1; }
+}
+
+mode=$NESTED reason=''
+if [ "$mode" = auto ]; then
+	if reason=$(direct_reason); then mode=never; else mode=always; fi
+fi
+if [ "$mode" = never ]; then
+	stage "booting $CONFIG directly under mmiolab"
+	set +e
+	"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" </dev/null | tee "$LOG"
+	rc=${PIPESTATUS[0]}
+	exit "$rc"
+fi
+
+stage "running nested: ${reason:-requested with --nested always}; the outer VM is QEMU TCG -cpu max with the same kernel"
+L1DIR=$OUT/l1-$(basename "$CONFIG" .toml)
+mkdir -p "$L1DIR"
+# Inside the outer VM the files sit next to the machine file.
+sed -e 's#^kernel = .*#kernel = "bzImage"#' -e 's#^initrd = .*#initrd = "initramfs.cpio"#' "$CONFIG" >"$L1DIR/machine.toml"
+"$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$OUT/bzImage" --initrd "$OUT/initramfs.cpio" \
+	--config "$L1DIR/machine.toml" --out "$L1DIR/l1.cpio"
+exec "$GUEST/nested/run-l1.sh" --kernel "$OUT/bzImage" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG"
