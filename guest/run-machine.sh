@@ -41,7 +41,9 @@ while [ $# -gt 0 ]; do
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 done
-[ -n "$VMM" ] && [ -x "$VMM" ] || die "--vmm BIN is required and must be executable (see --help)"
+if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
+	die "--vmm BIN is required and must be executable (see --help)"
+fi
 case $NESTED in auto | always | never) ;; *) die "--nested takes auto, always or never" ;; esac
 mkdir -p "$OUT"
 LOG=${LOG:-$OUT/console.log}
@@ -52,7 +54,10 @@ stage "building the test initramfs (cached)"
 "$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" >/dev/null
 
 direct_reason() {
-	[ -r /dev/kvm ] && [ -w /dev/kvm ] || { echo "/dev/kvm is not usable"; return 1; }
+	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+		echo "/dev/kvm is not usable"
+		return 1
+	fi
 	[ ! -d /sys/module/kvm_pvm ] || { echo "this host's KVM is the software kvm_pvm, which cannot usefully boot Linux"; return 1; }
 	grep -qw -e vmx -e svm /proc/cpuinfo || { echo "the CPU has no vmx/svm: KVM here is not hardware-assisted"; return 1; }
 }

@@ -35,7 +35,9 @@ while [ $# -gt 0 ]; do
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 done
-[ -n "$VMM" ] && [ -x "$VMM" ] || die "--vmm BIN is required and must be executable (see --help)"
+if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
+	die "--vmm BIN is required and must be executable (see --help)"
+fi
 
 LOG=$OUT/$(basename "$CONFIG" .toml)-console.log
 set +e

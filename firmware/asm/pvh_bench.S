@@ -30,6 +30,10 @@
  * software KVM emulates, ~2.7 us each) stay few: 1.25 instructions per access on average.
  * The payload touches no memory besides reading the start info and the command line, and
  * needs no stack.
+ *
+ * It assembles as ELF32 (-m32) or as an ELF64 container of the same 32-bit code (-m64, as
+ * Linux's vmlinux); mmiolab needs the latter, because linux-loader's ELF loader takes only
+ * ELF64. The PVH note below adapts its descriptor size to the class.
  */
 
 #define XEN_HVM_START_MAGIC     0x336ec578
@@ -150,5 +154,10 @@ stop:
     .long XEN_ELFNOTE_PHYS32_ENTRY      /* n_type */
 1:  .asciz "Xen"
 2:  .p2align 2
-3:  .long _start
+3:
+#ifdef __x86_64__
+    .quad _start                        /* an ELF64 container: 8 bytes, as Linux writes it */
+#else
+    .long _start
+#endif
 4:  .p2align 2
