@@ -1,6 +1,7 @@
-//! Assembles every `asm/*.S` into a static ELF with `cc` (GNU as and ld behind it), so no
+//! Assembles every `asm/*.S` into a static ELF64 with `cc` (GNU as and ld behind it), so no
 //! binary lives in git. 64-bit programs link at 1 MiB with `asm/long64.ld`; files named
-//! `pvh_*.S` are 32-bit PVH payloads linked with `asm/pvh32.ld`.
+//! `pvh_*.S` are PVH payloads, 32-bit code (`.code32`) in an ELF64 container linked with
+//! `asm/pvh32.ld`, as Linux's own vmlinux is: linux-loader loads only ELF64.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

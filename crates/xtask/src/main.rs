@@ -4,6 +4,7 @@
 //!   demo, then the default Linux machine with its driver tests.
 //! - `test`: formatting, clippy, and the whole test suite (unit, bare-metal KVM, Linux).
 //! - `guest`: only build the guest kernel and test initramfs into target/guest.
+//! - `bench`: the trapped-access benchmark (raw KVM loop, mmiolab, mmiolab --trace, QEMU).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +23,10 @@ tasks:
   test    cargo fmt --check, cargo clippy -D warnings, and every test in the workspace
           (unit, bare-metal guests under KVM, the Linux tier)
   guest   build the guest kernel and test initramfs into target/guest (cached)
+  bench   the trapped-access benchmark: a raw KVM loop, mmiolab, mmiolab --trace and QEMU
+          microvm on one payload, interleaved; wall time, callgrind instructions per exit,
+          start-up and RSS; tables on stdout, target/bench/report.{json,md}. Arguments after
+          `bench` go to mmiolab-bench run (see `cargo xtask bench --help`)
 ";
 
 fn main() -> Result<()> {
@@ -30,6 +35,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(),
         Some("test") => test(),
         Some("guest") => guest(),
+        Some("bench") => bench(std::env::args().skip(2).collect()),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())
@@ -91,5 +97,13 @@ fn guest() -> Result<()> {
 fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    run(cargo().args(["test", "--workspace"]))
+    run(cargo().args(["test", "--workspace"]))?;
+    // The instruction-count guard's strict ceiling holds for an optimised mmiolab only.
+    run(cargo().args(["test", "--release", "--package", "mmiolab-bench", "--test", "guard"]))
+}
+
+fn bench(args: Vec<String>) -> Result<()> {
+    run(cargo()
+        .args(["run", "--release", "--package", "mmiolab-bench", "--", "run"])
+        .args(args))
 }
