@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Result;
-use mmiolab_bus::{Bus, BusBuilder};
+use mmiolab_bus::{Bus, BusBuilder, LastHit};
 use mmiolab_devices::RegFile;
 use serde::Serialize;
 use vm_device::DeviceMmio;
@@ -23,8 +23,11 @@ use crate::kinds::{MMIO_DEVICE, MMIO_UNMAPPED};
 pub enum Op {
     /// The loop alone.
     Empty,
-    /// `Bus::mmio_write` of 4 bytes to the register file: IoManager lookup + device.
+    /// `Bus::mmio_write` of 4 bytes to the register file, the vCPU's last-hit cache hitting:
+    /// two compares + device (what a driver's burst of accesses to one device costs).
     BusDevice,
+    /// The same with an empty cache each time: IoManager lookup + device.
+    BusDeviceUncached,
     /// `Bus::mmio_write` of 4 bytes to an unmapped address: lookup miss + counter.
     BusUnmapped,
     /// `RegFile::mmio_write` of 4 bytes, called directly: the device model, its Mutex included.
@@ -38,9 +41,10 @@ pub enum Op {
 
 impl Op {
     /// Every op, in report order.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::Empty,
         Op::BusDevice,
+        Op::BusDeviceUncached,
         Op::BusUnmapped,
         Op::Regfile,
         Op::Mutex,
@@ -52,6 +56,7 @@ impl Op {
         match self {
             Op::Empty => "empty",
             Op::BusDevice => "bus-device",
+            Op::BusDeviceUncached => "bus-device-uncached",
             Op::BusUnmapped => "bus-unmapped",
             Op::Regfile => "regfile",
             Op::Mutex => "mutex",
@@ -63,7 +68,8 @@ impl Op {
     pub fn what(self) -> &'static str {
         match self {
             Op::Empty => "loop overhead (subtracted from the others)",
-            Op::BusDevice => "Bus::mmio_write to the register file: IoManager lookup + RegFile",
+            Op::BusDevice => "Bus::mmio_write to the register file, last-hit cache hit + RegFile",
+            Op::BusDeviceUncached => "Bus::mmio_write to the register file, IoManager lookup + RegFile",
             Op::BusUnmapped => "Bus::mmio_write to an unmapped address: lookup miss + counter",
             Op::Regfile => "RegFile::mmio_write alone (its Mutex included)",
             Op::Mutex => "uncontended std Mutex lock + unlock",
@@ -86,15 +92,19 @@ pub fn run(op: Op, n: u64) -> Result<u64> {
     let mutex = Mutex::new(vec![0u8; 0x200]);
     let regions: Vec<(u64, u64)> = vec![(0xfeb0_0000, 0xfeb0_01ff), (0xfebf_f000, 0xfebf_f001)];
     let data = [1u8, 2, 3, 4];
+    let last = LastHit::default();
     let mut hits = 0u64;
     for i in 0..black_box(n) {
         match op {
             Op::Empty => hits += black_box(i) & 1,
             Op::BusDevice => {
-                let _ = black_box(bus.mmio_write(black_box(MMIO_DEVICE), black_box(&data)));
+                let _ = black_box(bus.mmio_write(&last, black_box(MMIO_DEVICE), black_box(&data)));
+            }
+            Op::BusDeviceUncached => {
+                let _ = black_box(bus.mmio_write(&LastHit::default(), black_box(MMIO_DEVICE), black_box(&data)));
             }
             Op::BusUnmapped => {
-                let _ = black_box(bus.mmio_write(black_box(MMIO_UNMAPPED), black_box(&data)));
+                let _ = black_box(bus.mmio_write(&last, black_box(MMIO_UNMAPPED), black_box(&data)));
             }
             Op::Regfile => regs.mmio_write(MmioAddress(0xfeb0_0000), black_box(0x10), black_box(&data)),
             Op::Mutex => drop(black_box(mutex.lock().unwrap_or_else(PoisonError::into_inner))),

@@ -10,7 +10,7 @@
 mod dispatch;
 mod tree;
 
-pub use dispatch::{Bus, BusBuilder, MmioDevice, PioDevice, Routed, UnmappedCounts};
+pub use dispatch::{Bus, BusBuilder, LastHit, MmioDevice, PioDevice, Routed, UnmappedCounts};
 pub use tree::{Range, RegionId, RegionKind, ResourceTree};
 
 use std::fmt;

@@ -55,26 +55,43 @@ impl RegFile {
         self.irq.as_ref()
     }
 
+    /// The storage behind `[offset, offset + len)`, when it lies inside the region.
+    fn span(offset: u64, len: usize) -> Option<std::ops::Range<usize>> {
+        let start = usize::try_from(offset).ok()?;
+        Some(start..start.checked_add(len)?)
+    }
+
     fn read(&self, offset: u64, data: &mut [u8]) {
         let bytes = crate::lock(&self.bytes);
-        let full = bytes.len() as u64 >= FULL_HEADER;
-        for (i, out) in data.iter_mut().enumerate() {
-            let at = offset.saturating_add(i as u64);
-            *out = if full && DOORBELL.contains(&at) {
-                0
-            } else {
-                usize::try_from(at)
-                    .ok()
-                    .and_then(|a| bytes.get(a))
-                    .copied()
-                    .unwrap_or(0xff)
-            };
+        // DOORBELL is never stored (writes to it only ring), so its bytes stay zero and a
+        // read is a plain copy of the storage, header included.
+        match Self::span(offset, data.len()).and_then(|r| bytes.get(r)) {
+            Some(src) => data.copy_from_slice(src),
+            None => {
+                // Runs past the end: the bytes that exist, all ones for the rest.
+                for (i, out) in data.iter_mut().enumerate() {
+                    let at = offset.saturating_add(i as u64);
+                    *out = usize::try_from(at)
+                        .ok()
+                        .and_then(|a| bytes.get(a))
+                        .copied()
+                        .unwrap_or(0xff);
+                }
+            }
         }
     }
 
     fn write(&self, offset: u64, data: &[u8]) {
         let mut bytes = crate::lock(&self.bytes);
         let full = bytes.len() as u64 >= FULL_HEADER;
+        let header_end = if full { DOORBELL.end } else { ID.end };
+        // The common case, plain storage past the header, is one copy.
+        if offset >= header_end
+            && let Some(dst) = Self::span(offset, data.len()).and_then(|r| bytes.get_mut(r))
+        {
+            dst.copy_from_slice(data);
+            return;
+        }
         let mut ring = false;
         for (i, value) in data.iter().enumerate() {
             let at = offset.saturating_add(i as u64);
@@ -176,6 +193,14 @@ mod tests {
         write(&dev, 0x10, 4, 1);
         assert_eq!(dev.irq().unwrap().event().read().unwrap(), 2);
         assert_eq!(read(&dev, 8, 4), 0);
+    }
+
+    #[test]
+    fn a_write_across_doorbell_and_storage_rings_and_stores() {
+        let dev = RegFile::new(0x100, Some(IrqLine::new(5).unwrap()));
+        write(&dev, 8, 8, 0x1122_3344_5566_7788);
+        assert_eq!(dev.irq().unwrap().event().read().unwrap(), 1);
+        assert_eq!(read(&dev, 8, 8), 0x1122_3344_0000_0000);
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! What the vCPU loop does with a trapped access: hand it to the bus, trace it.
 //!
 //! This is the whole trapped-access path after `KVM_RUN` returns: [`AccessHandler`] gets
-//! the decoded access, calls the bus (an O(log n) lookup, then the device), and writes a
-//! trace line only when tracing is on. Nothing here allocates.
+//! the decoded access, calls the bus (the device this vCPU reached last, else an O(log n)
+//! lookup, then the device), and writes a trace line only when tracing is on. Nothing here
+//! allocates. One handler lives as long as its vCPU thread's loop.
 
-use mmiolab_bus::{AddressSpace, Bus};
+use mmiolab_bus::{AddressSpace, Bus, LastHit};
 
 use crate::trace::{Op, Tracer};
 
 /// Dispatches one vCPU's trapped accesses.
 pub struct AccessHandler<'a> {
     bus: &'a Bus,
+    last: LastHit<'a>,
     tracer: Option<&'a Tracer>,
     vcpu: u32,
 }
@@ -18,13 +20,18 @@ pub struct AccessHandler<'a> {
 impl<'a> AccessHandler<'a> {
     /// A handler for vCPU `vcpu`.
     pub fn new(bus: &'a Bus, tracer: Option<&'a Tracer>, vcpu: u32) -> Self {
-        AccessHandler { bus, tracer, vcpu }
+        AccessHandler {
+            bus,
+            last: LastHit::default(),
+            tracer,
+            vcpu,
+        }
     }
 
     /// A guest MMIO load: fills `data`.
     #[inline]
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
-        let routed = self.bus.mmio_read(addr, data);
+        let routed = self.bus.mmio_read(&self.last, addr, data);
         if let Some(t) = self.tracer {
             t.record(self.vcpu, AddressSpace::Mmio, Op::Read, addr, data, routed);
         }
@@ -33,7 +40,7 @@ impl<'a> AccessHandler<'a> {
     /// A guest MMIO store.
     #[inline]
     pub fn mmio_write(&self, addr: u64, data: &[u8]) {
-        let routed = self.bus.mmio_write(addr, data);
+        let routed = self.bus.mmio_write(&self.last, addr, data);
         if let Some(t) = self.tracer {
             t.record(self.vcpu, AddressSpace::Mmio, Op::Write, addr, data, routed);
         }
@@ -48,8 +55,8 @@ impl<'a> AccessHandler<'a> {
         }
         for element in data.chunks_exact_mut(size) {
             let routed = match op {
-                Op::Read => self.bus.pio_read(port, element),
-                Op::Write => self.bus.pio_write(port, element),
+                Op::Read => self.bus.pio_read(&self.last, port, element),
+                Op::Write => self.bus.pio_write(&self.last, port, element),
             };
             if let Some(t) = self.tracer {
                 t.record(self.vcpu, AddressSpace::Pio, op, port.into(), element, routed);

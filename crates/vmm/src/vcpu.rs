@@ -62,9 +62,12 @@ impl Vcpu {
     /// Runs until the VM is asked to stop; a fault stops the VM with a report.
     pub fn run(mut self) -> VcpuStats {
         let mut stats = VcpuStats::default();
+        let bus = Arc::clone(&self.bus);
+        let tracer = self.tracer.clone();
+        let handler = AccessHandler::new(&bus, tracer.as_deref(), self.index);
         while !self.control.is_stopping() {
             stats.exits += 1;
-            match self.step(&mut stats) {
+            match self.step(&handler, &mut stats) {
                 Next::Continue => {}
                 Next::Stop(reason) => self.control.request_stop(reason),
             }
@@ -72,8 +75,7 @@ impl Vcpu {
         stats
     }
 
-    fn step(&mut self, stats: &mut VcpuStats) -> Next {
-        let handler = AccessHandler::new(&self.bus, self.tracer.as_deref(), self.index);
+    fn step(&mut self, handler: &AccessHandler<'_>, stats: &mut VcpuStats) -> Next {
         let what = match self.fd.run() {
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 handler.mmio_read(addr, data);
@@ -84,7 +86,7 @@ impl Vcpu {
                 return Next::Continue;
             }
             Ok(VcpuExit::IoIn(..) | VcpuExit::IoOut(..)) => {
-                port_io(&mut self.fd, &handler);
+                port_io(&mut self.fd, handler);
                 return Next::Continue;
             }
             Ok(VcpuExit::IrqWindowOpen | VcpuExit::Intr) => return Next::Continue,
