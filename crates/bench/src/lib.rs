@@ -7,7 +7,6 @@
 pub mod bench;
 pub mod callgrind;
 pub mod components;
-pub mod elf;
 pub mod kinds;
 pub mod proc;
 pub mod rawloop;

@@ -48,7 +48,7 @@ pub struct RunReport {
 }
 
 /// TSS and identity-map pages that KVM on VMX hosts needs somewhere out of the guest's way.
-const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
 /// Builds the VM described by `config` and runs it until it stops.
 pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
@@ -136,7 +136,8 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     Ok(report)
 }
 
-fn create_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
+/// Guest RAM for `mem_bytes` (see `layout::ram_regions`), registered with `vm` as memslots.
+pub fn create_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
     let ranges: Vec<(GuestAddress, usize)> = layout::ram_regions(mem_bytes)
         .into_iter()
         .map(|(start, size)| usize::try_from(size).map(|s| (start, s)))
