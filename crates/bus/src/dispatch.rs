@@ -189,18 +189,21 @@ impl Bus {
         }
     }
 
-    /// A guest MMIO read of `data.len()` bytes at `addr`.
-    #[inline]
-    pub fn mmio_read<'b>(&'b self, last: &LastHit<'b>, addr: u64, data: &mut [u8]) -> Routed {
-        let found = last.mmio.find(addr, data.len(), || {
+    fn mmio_target<'b>(&'b self, last: &LastHit<'b>, addr: u64, len: usize) -> Option<Hit<'b, MmioDyn>> {
+        last.mmio.find(addr, len, || {
             let (range, dev) = self.io.mmio_device(MmioAddress(addr))?;
             Some(Hit {
                 base: range.base().0,
                 last: range.last().0,
                 dev: dev.as_ref(),
             })
-        });
-        match found {
+        })
+    }
+
+    /// A guest MMIO read of `data.len()` bytes at `addr`.
+    #[inline]
+    pub fn mmio_read<'b>(&'b self, last: &LastHit<'b>, addr: u64, data: &mut [u8]) -> Routed {
+        match self.mmio_target(last, addr, data.len()) {
             Some(hit) => {
                 hit.dev.mmio_read(MmioAddress(hit.base), addr - hit.base, data);
                 Routed::Device
@@ -218,15 +221,7 @@ impl Bus {
     /// A guest MMIO write of `data` at `addr`.
     #[inline]
     pub fn mmio_write<'b>(&'b self, last: &LastHit<'b>, addr: u64, data: &[u8]) -> Routed {
-        let found = last.mmio.find(addr, data.len(), || {
-            let (range, dev) = self.io.mmio_device(MmioAddress(addr))?;
-            Some(Hit {
-                base: range.base().0,
-                last: range.last().0,
-                dev: dev.as_ref(),
-            })
-        });
-        match found {
+        match self.mmio_target(last, addr, data.len()) {
             Some(hit) => {
                 hit.dev.mmio_write(MmioAddress(hit.base), addr - hit.base, data);
                 Routed::Device
