@@ -189,6 +189,7 @@ impl Bus {
         }
     }
 
+    #[inline]
     fn mmio_target<'b>(&'b self, last: &LastHit<'b>, addr: u64, len: usize) -> Option<Hit<'b, MmioDyn>> {
         last.mmio.find(addr, len, || {
             let (range, dev) = self.io.mmio_device(MmioAddress(addr))?;
@@ -234,6 +235,7 @@ impl Bus {
         }
     }
 
+    #[inline]
     fn pio_target<'b>(&'b self, last: &LastHit<'b>, port: u16, len: usize) -> Option<Hit<'b, PioDyn>> {
         last.pio.find(port.into(), len, || {
             let (range, dev) = self.io.pio_device(PioAddress(port))?;
