@@ -24,6 +24,8 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
   --out DIR       where the kernel, initramfs and logs go (default: target/guest)
   --timeout SECS  give up after this long (default 600)
 Exit status: the guest's (see mmiolab run --help); 124 on a timeout of the outer VM.
+Environment: MMIOLAB_CONSOLE_TIMESTAMPS=1 prefixes console lines with the time since
+mmiolab started (passed into the outer VM too).
 EOT
 }
 
@@ -81,4 +83,6 @@ mkdir -p "$L1DIR"
 sed -e 's#^kernel = .*#kernel = "bzImage"#' -e 's#^initrd = .*#initrd = "initramfs.cpio"#' "$CONFIG" >"$L1DIR/machine.toml"
 "$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$OUT/bzImage" --initrd "$OUT/initramfs.cpio" \
 	--config "$L1DIR/machine.toml" --out "$L1DIR/l1.cpio"
-exec "$GUEST/nested/run-l1.sh" --kernel "$OUT/bzImage" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG"
+APPEND=()
+[ -z "${MMIOLAB_CONSOLE_TIMESTAMPS:-}" ] || APPEND=(--append "MMIOLAB_CONSOLE_TIMESTAMPS=$MMIOLAB_CONSOLE_TIMESTAMPS")
+exec "$GUEST/nested/run-l1.sh" --kernel "$OUT/bzImage" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG" "${APPEND[@]}"

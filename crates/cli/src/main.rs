@@ -112,9 +112,38 @@ struct RunArgs {
     /// Stop the guest (as a failure) after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// Prefix every console line with the host time since `run` started, `[+SECONDS] `
+    /// (to see how long a boot takes to reach a given line).
+    #[arg(long, env = "MMIOLAB_CONSOLE_TIMESTAMPS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::FalseyValueParser::new())]
+    console_timestamps: bool,
     /// Do not print the end-of-run summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// A console writer that starts every line with the time since it was made.
+struct Timestamped<W> {
+    inner: W,
+    start: std::time::Instant,
+    at_line_start: bool,
+}
+
+impl<W: Write> Write for Timestamped<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start {
+                write!(self.inner, "[+{:>11.6}] ", self.start.elapsed().as_secs_f64())?;
+            }
+            self.inner.write_all(line)?;
+            self.at_line_start = line.ends_with(b"\n");
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -266,6 +295,7 @@ fn test(args: TestArgs) -> Result<u8> {
 }
 
 fn run(args: RunArgs) -> Result<u8> {
+    let start = std::time::Instant::now();
     let mut config = load_config(args.config.as_deref())?;
     let m = &mut config.machine;
     // Command-line paths are relative to the working directory, not to the machine file.
@@ -307,7 +337,15 @@ fn run(args: RunArgs) -> Result<u8> {
     let report = mmiolab_vmm::run(
         &config,
         RunOptions {
-            console: Box::new(std::io::stdout()),
+            console: if args.console_timestamps {
+                Box::new(Timestamped {
+                    inner: std::io::stdout(),
+                    start,
+                    at_line_start: true,
+                })
+            } else {
+                Box::new(std::io::stdout())
+            },
             trace,
             timeout,
             stdin: true,
@@ -348,4 +386,29 @@ fn run(args: RunArgs) -> Result<u8> {
 /// Command-line overrides go through the same checks as the file.
 fn revalidate(config: MachineConfig) -> Result<MachineConfig> {
     config.check().map_err(Into::into).map(|()| config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_start_every_line_and_only_lines() {
+        let mut t = Timestamped {
+            inner: Vec::new(),
+            start: std::time::Instant::now(),
+            at_line_start: true,
+        };
+        t.write_all(b"ab").unwrap();
+        t.write_all(b"c\nde\n\nf").unwrap();
+        let text = String::from_utf8(t.inner).unwrap();
+        let lines: Vec<&str> = text.split('\n').collect();
+        assert_eq!(lines.len(), 4);
+        for (line, rest) in lines.iter().zip(["abc", "de", "", "f"]) {
+            assert!(
+                line.starts_with("[+") && line.ends_with(&format!("] {rest}")),
+                "{line:?}"
+            );
+        }
+    }
 }
