@@ -335,6 +335,7 @@ fn tree_prints_both_address_spaces() -> Result<(), Failed> {
     let want = "d0000000-d00fffff : platform\n\
                 \x20 d0000000-d0000fff : mmio-regs\n\
                 \x20   d0000000-d000000f : header\n\
+                febfe000-febfe00f : syscon@febfe000\n\
                 febff000-febff001 : pvpanic@febff000\n\
                 \n\
                 0060-0064 : i8042\n\

@@ -20,11 +20,17 @@ const EXPECTED: [&str; 6] = [
 ];
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // Each trial is a whole (possibly nested) VM: on a small machine, one at a time.
+    args.test_threads = Some(1);
     libtest_mimic::run(
         &args,
         vec![
             Trial::test("linux_guest_driver_tests_pass", linux_guest_driver_tests_pass),
+            Trial::test(
+                "linux_guest_power_off_ends_the_vm_with_status_0",
+                linux_guest_power_off_ends_the_vm_with_status_0,
+            ),
             Trial::test(
                 "linux_guest_panic_ends_the_vm_with_status_2",
                 linux_guest_panic_ends_the_vm_with_status_2,
@@ -90,6 +96,49 @@ fn linux_guest_panic_ends_the_vm_with_status_2() -> Result<(), Failed> {
     for want in [
         "Kernel panic - not syncing: Requested init /does-not-exist failed",
         "guest kernel panicked (pvpanic)",
+    ] {
+        if !console.contains(want) {
+            return Err(format!("the console lacks `{want}`:\n{console}").into());
+        }
+    }
+    Ok(())
+}
+
+fn linux_guest_power_off_ends_the_vm_with_status_0() -> Result<(), Failed> {
+    // The default machine, told to end with `poweroff -f` instead of the exit port.
+    let dir = format!("{ROOT}/target/guest");
+    std::fs::create_dir_all(&dir)?;
+    let default = std::fs::read_to_string(format!("{ROOT}/guest/machines/default.toml"))?;
+    let mut machine = String::new();
+    for line in default.lines() {
+        let line = match line.split_once(" = ") {
+            Some(("kernel", _)) => format!("kernel = \"{dir}/bzImage\""),
+            Some(("initrd", _)) => format!("initrd = \"{dir}/initramfs.cpio\""),
+            Some(("cmdline", value)) => format!("cmdline = \"{} mmiolab.end=poweroff\"", value.trim_matches('"')),
+            _ => line.to_owned(),
+        };
+        machine.push_str(&line);
+        machine.push('\n');
+    }
+    let config = format!("{dir}/poweroff.toml");
+    std::fs::write(&config, machine)?;
+    let log = format!("{dir}/poweroff-console.log");
+    let out = script(
+        "run-machine.sh",
+        &["--config", &config, "--log", &log, "--timeout", "300"],
+    )?;
+    let console = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() != Some(0) {
+        return Err(format!(
+            "expected exit status 0 (power-off), got {:?}\n{console}",
+            out.status.code()
+        )
+        .into());
+    }
+    for want in [
+        "mmiolab: 5 passed, 0 failed",
+        "mmiolab: powering off",
+        "guest powered the machine off",
     ] {
         if !console.contains(want) {
             return Err(format!("the console lacks `{want}`:\n{console}").into());

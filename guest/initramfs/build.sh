@@ -12,7 +12,7 @@ GUEST=$(dirname "$HERE")
 . "$GUEST/lib/common.sh"
 
 # busybox applets /init uses
-APPLETS="sh mount rmmod cat dmesg reboot"
+APPLETS="sh mount rmmod cat dmesg reboot poweroff grep"
 
 usage() {
 	cat <<EOF

@@ -28,7 +28,7 @@ const STATUS_GUEST_PANIC: u8 = 2;
 machine file. Every guest access to a device's MMIO or I/O-port registers exits to mmiolab, \
 goes through one bus tree to the device model, and can be traced.\n\n\
 Exit status of `run`: the value the guest wrote to the test-exit port 0xf4 (low byte); 0 when \
-the guest reset the machine; 2 when a Linux guest panicked; 1 when the guest faulted (triple \
+the guest powered off or reset the machine; 2 when a Linux guest panicked; 1 when the guest faulted (triple \
 fault, unhandled exit, timeout) or mmiolab could not start it."
 )]
 struct Cli {
@@ -355,6 +355,7 @@ fn run(args: RunArgs) -> Result<u8> {
     let (status, what) = match &report.reason {
         StopReason::ExitDevice(v) => (*v, format!("guest wrote {v:#x} to the test-exit port")),
         StopReason::GuestReset => (0, "guest reset the machine".to_owned()),
+        StopReason::GuestPowerOff => (0, "guest powered the machine off".to_owned()),
         StopReason::GuestPanic => (STATUS_GUEST_PANIC, "guest kernel panicked (pvpanic)".to_owned()),
         StopReason::Fault(report) => {
             eprintln!("mmiolab: guest stopped with a fault:\n{report}");

@@ -11,8 +11,10 @@ pub enum StopReason {
     /// The guest wrote `status` to the test-exit device.
     ExitDevice(u8),
     /// The guest reset the machine (keyboard-controller reset): a reboot request, taken as
-    /// a clean power-off.
+    /// a clean end.
     GuestReset,
+    /// The guest powered the machine off (through the system controller).
+    GuestPowerOff,
     /// The guest kernel reported a panic through pvpanic.
     GuestPanic,
     /// A vCPU hit something it could not handle; the text is the report.

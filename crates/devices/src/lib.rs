@@ -18,6 +18,7 @@ mod irq;
 mod pvpanic;
 mod regfile;
 mod serial;
+mod sysctl;
 
 pub use control::{StopReason, VmControl};
 pub use counter::Counter;
@@ -27,6 +28,7 @@ pub use irq::IrqLine;
 pub use pvpanic::PvPanic;
 pub use regfile::{REGFILE_ID, RegFile};
 pub use serial::Serial;
+pub use sysctl::{POWER_OFF, SYSCTL_SIZE, SysCtl};
 
 use std::sync::{Mutex, MutexGuard};
 

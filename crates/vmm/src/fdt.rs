@@ -5,7 +5,8 @@
 //! APIC ID, the local APIC (`intel,ce4100-lapic`) and the IOAPIC (`intel,ce4100-ioapic`,
 //! `#interrupt-cells = <2>`: pin, type 3 = edge rising), then one node per device with a
 //! `compatible`: `reg` (two address and two size cells), `interrupt-parent` and
-//! `interrupts`. Devices on a bus with `compatible = "isa"` go under an `isa` node whose
+//! `interrupts`, plus the system controller (`syscon`) and a `syscon-poweroff` node for
+//! power-off. Devices on a bus with `compatible = "isa"` go under an `isa` node whose
 //! `ranges` maps I/O space 1:1, so their `reg = <1 port size>` become IORESOURCE_IO.
 //!
 //! The tree is kept as a small model rendered two ways: a blob (vm-fdt) and DTS text.
@@ -16,7 +17,8 @@ use vm_fdt::FdtWriter;
 
 use crate::config::MachineConfig;
 use crate::layout::{IOAPIC_START, LAPIC_START};
-use crate::platform::{DtDevice, Platform};
+use crate::platform::{DtDevice, Platform, SYSCTL};
+use mmiolab_devices::{POWER_OFF, SYSCTL_SIZE};
 
 /// A property value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,7 @@ impl Node {
 }
 
 const IOAPIC_PHANDLE: u32 = 1;
+const SYSCON_PHANDLE: u32 = 2;
 /// IOAPIC interrupt type cell: edge triggered, active high (irqfd delivers edges).
 const IRQ_EDGE_RISING: u32 = 3;
 /// Address cell that marks I/O space under an `isa` node.
@@ -126,6 +129,20 @@ fn build(config: &MachineConfig, platform: &Platform) -> Node {
                 .cells("#address-cells", &[0])
                 .cells("#interrupt-cells", &[2])
                 .cells("phandle", &[IOAPIC_PHANDLE]),
+        )
+        // Power-off: the syscon-poweroff driver writes POWER_OFF to the system controller.
+        .child(
+            Node::new(format!("syscon@{SYSCTL:x}"))
+                .str("compatible", "syscon")
+                .cells("reg", &mmio_reg(&[(SYSCTL, SYSCTL_SIZE)]))
+                .cells("phandle", &[SYSCON_PHANDLE]),
+        )
+        .child(
+            Node::new("poweroff")
+                .str("compatible", "syscon-poweroff")
+                .cells("regmap", &[SYSCON_PHANDLE])
+                .cells("offset", &[0])
+                .cells("value", &[POWER_OFF]),
         );
     // Devices on ISA buses (I/O ports) go under one node per bus; everything else at the top.
     for bus in &config.buses {
@@ -260,6 +277,8 @@ pio = [{ base = 0x2e0, size = 8 }]
             "\tisa@1,0 {\n\t\tcompatible = \"isa\";",
             "\t\tpiodev@2e0 {\n\t\t\tcompatible = \"mmiolab,pio-testdev\";\n\t\t\treg = <0x1 0x2e0 0x8>;",
             "pvpanic@febff000 {\n\t\tcompatible = \"qemu,pvpanic-mmio\";",
+            "\tpoweroff {\n\t\tcompatible = \"syscon-poweroff\";\n\t\tregmap = <0x2>;\n\t\toffset = <0x0>;\n\t\tvalue = <0x1>;",
+            "\tsyscon@febfe000 {\n\t\tcompatible = \"syscon\";\n\t\treg = <0x0 0xfebfe000 0x0 0x10>;\n\t\tphandle = <0x2>;",
         ] {
             assert!(dts.contains(needle), "missing {needle:?} in\n{dts}");
         }

@@ -1,7 +1,8 @@
 //! The platform: built-in PC devices plus the configured ones, on one [`Bus`].
 //!
 //! Built in, always present: the i8042 (0x60-0x64, so a guest reboot ends the VM), the
-//! test-exit device (0xf4-0xf7), COM1 (0x3f8-0x3ff, IRQ 4) and pvpanic-mmio.
+//! test-exit device (0xf4-0xf7), COM1 (0x3f8-0x3ff, IRQ 4), pvpanic-mmio (a guest panic ends
+//! the VM) and the system controller (a guest power-off ends the VM).
 //!
 //! Naming: a device that has a `compatible` is described to a Linux guest by a device-tree
 //! node `name@unit-address`, and the kernel names its resources after that node; its regions
@@ -11,7 +12,9 @@ use std::io::Write;
 use std::sync::Arc;
 
 use mmiolab_bus::{AddressSpace, Bus, BusBuilder, BusError, RegionId, RegionKind};
-use mmiolab_devices::{Counter, EXIT_PORT, ExitDevice, I8042, IrqLine, PvPanic, RegFile, Serial, VmControl};
+use mmiolab_devices::{
+    Counter, EXIT_PORT, ExitDevice, I8042, IrqLine, PvPanic, RegFile, SYSCTL_SIZE, Serial, SysCtl, VmControl,
+};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::{ConfigError, DeviceConfig, DeviceModel, MachineConfig, RegionConfig};
@@ -20,6 +23,9 @@ use crate::config::{ConfigError, DeviceConfig, DeviceModel, MachineConfig, Regio
 pub const COM1: (u16, u32) = (0x3f8, 4);
 /// pvpanic-mmio's address (just below the IOAPIC) and size.
 pub const PVPANIC: (u64, u64) = (0xfebf_f000, 2);
+/// The system controller's address (a page below pvpanic); the device tree describes it
+/// as a `syscon` for `syscon-poweroff`.
+pub const SYSCTL: u64 = 0xfebf_e000;
 /// Ports the test-exit device decodes, as QEMU's `iosize=4`.
 const EXIT_PORTS: u16 = 4;
 
@@ -97,6 +103,14 @@ impl Platform {
             PVPANIC.0,
             PVPANIC.1,
             Arc::new(PvPanic::new(control.clone())),
+        )
+        .map_err(builtin)?;
+        b.add_mmio_device(
+            None,
+            &format!("syscon@{SYSCTL:x}"),
+            SYSCTL,
+            SYSCTL_SIZE,
+            Arc::new(SysCtl::new(control.clone())),
         )
         .map_err(builtin)?;
         let mut dt_devices = vec![DtDevice {
@@ -298,6 +312,7 @@ pio = [{ base = 0x378, size = 8 }]
             "d0000000-d00fffff : platform\n\
              \x20 d0001000-d0001fff : testdev@d0001000\n\
              \x20   d0001000-d000100f : header\n\
+             febfe000-febfe00f : syscon@febfe000\n\
              febff000-febff001 : pvpanic@febff000\n\
              \n\
              0060-0064 : i8042\n\

@@ -98,9 +98,8 @@ impl Vcpu {
             }
             Ok(VcpuExit::SystemEvent(kind, _)) => {
                 return match kind {
-                    kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN | kvm_bindings::KVM_SYSTEM_EVENT_RESET => {
-                        Next::Stop(StopReason::GuestReset)
-                    }
+                    kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Next::Stop(StopReason::GuestPowerOff),
+                    kvm_bindings::KVM_SYSTEM_EVENT_RESET => Next::Stop(StopReason::GuestReset),
                     kvm_bindings::KVM_SYSTEM_EVENT_CRASH => Next::Stop(StopReason::GuestPanic),
                     other => Next::Stop(StopReason::Fault(self.report(&format!("system event {other}")))),
                 };
