@@ -19,11 +19,6 @@ impl IrqLine {
         })
     }
 
-    /// The GSI (IOAPIC pin) this line drives.
-    pub fn gsi(&self) -> u32 {
-        self.gsi
-    }
-
     /// The eventfd to register as an irqfd.
     pub fn event(&self) -> &EventFd {
         &self.evt

@@ -51,7 +51,8 @@ impl RegFile {
     }
 
     /// The interrupt line, if the device has one.
-    pub fn irq(&self) -> Option<&IrqLine> {
+    #[cfg(test)]
+    fn irq(&self) -> Option<&IrqLine> {
         self.irq.as_ref()
     }
 

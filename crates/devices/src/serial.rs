@@ -32,20 +32,9 @@ impl Serial {
         }
     }
 
-    /// The UART's interrupt line.
-    pub fn with_irq<R>(&self, f: impl FnOnce(&IrqLine) -> R) -> R {
-        f(crate::lock(&self.uart).interrupt_evt())
-    }
-
     /// Queues host input for the guest to read; returns how many bytes fitted in the FIFO.
     pub fn enqueue_input(&self, input: &[u8]) -> usize {
         crate::lock(&self.uart).enqueue_raw_bytes(input).unwrap_or_default()
-    }
-
-    /// Room left in the receive FIFO.
-    pub fn input_room(&self) -> usize {
-        let uart = crate::lock(&self.uart);
-        uart.fifo_capacity()
     }
 }
 
