@@ -110,17 +110,12 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
 
     let event_loop = event_loop(&platform, opts.stdin, opts.timeout);
     stop_vcpus(&threads);
-    let mut report = RunReport {
-        reason: StopReason::Fault(String::new()),
-        unmapped: platform.bus.unmapped_counts(),
-        exits: 0,
-        int3_reinjected: 0,
-    };
+    let mut totals = VcpuStats::default();
     for t in threads {
         match t.join() {
             Ok(stats) => {
-                report.exits += stats.exits;
-                report.int3_reinjected += stats.int3_reinjected;
+                totals.exits += stats.exits;
+                totals.int3_reinjected += stats.int3_reinjected;
             }
             Err(_) => control.request_stop(StopReason::Fault("a vCPU thread panicked".to_owned())),
         }
@@ -129,11 +124,14 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     if let Some(t) = &tracer {
         t.flush().map_err(|e| Error::Host("writing the trace", e))?;
     }
-    report.unmapped = platform.bus.unmapped_counts();
-    report.reason = control
-        .reason()
-        .unwrap_or_else(|| StopReason::Fault("the VM stopped without a reason".to_owned()));
-    Ok(report)
+    Ok(RunReport {
+        reason: control
+            .reason()
+            .unwrap_or_else(|| StopReason::Fault("the VM stopped without a reason".to_owned())),
+        unmapped: platform.bus.unmapped_counts(),
+        exits: totals.exits,
+        int3_reinjected: totals.int3_reinjected,
+    })
 }
 
 /// Guest RAM for `mem_bytes` (see `layout::ram_regions`), registered with `vm` as memslots.
