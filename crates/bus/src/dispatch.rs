@@ -96,7 +96,7 @@ impl BusBuilder {
         // cannot refuse this range; map its error anyway rather than trust that.
         MmioRange::new(MmioAddress(start), size)
             .and_then(|range| self.io.register_mmio(range, device))
-            .map_err(|_| self.conflict(AddressSpace::Mmio, id))?;
+            .map_err(|e| self.refused(AddressSpace::Mmio, id, e))?;
         Ok(id)
     }
 
@@ -114,18 +114,17 @@ impl BusBuilder {
             .insert(parent, name, start.into(), size.into(), RegionKind::Device)?;
         PioRange::new(PioAddress(start), size)
             .and_then(|range| self.io.register_pio(range, device))
-            .map_err(|_| self.conflict(AddressSpace::Pio, id))?;
+            .map_err(|e| self.refused(AddressSpace::Pio, id, e))?;
         Ok(id)
     }
 
-    fn conflict(&self, space: AddressSpace, id: RegionId) -> BusError {
+    fn refused(&self, space: AddressSpace, id: RegionId, why: vm_device::bus::Error) -> BusError {
         let tree = self.tree(space);
-        BusError::Overlap {
+        BusError::DispatchRefused {
             space,
             name: tree.name(id).to_owned(),
             range: tree.range(id),
-            other: "a device registered earlier".to_owned(),
-            other_range: tree.range(id),
+            reason: why.to_string(),
         }
     }
 

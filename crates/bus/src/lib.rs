@@ -113,6 +113,19 @@ pub enum BusError {
         /// The device region that contains it.
         outer: String,
     },
+    /// The dispatch table refused a device region the tree accepted. The tree refuses
+    /// overlaps and bad sizes first, so this means the two disagree: a bug, reported as such.
+    #[error("{space} device `{name}` {range}: the dispatch table refused it: {reason}")]
+    DispatchRefused {
+        /// The address space.
+        space: AddressSpace,
+        /// The device region.
+        name: String,
+        /// Its range.
+        range: Range,
+        /// vm-device's reason.
+        reason: String,
+    },
     /// A parent id that does not belong to this tree.
     #[error("{space} region `{name}`: unknown parent region id {parent}")]
     UnknownParent {

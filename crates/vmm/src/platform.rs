@@ -157,15 +157,12 @@ impl Platform {
                     .ok_or_else(|| config.error(format!("{key}.bus"), format!("bus `{bus}` has no {space} window")))
             };
             // validate() guarantees exactly one region.
-            let (space, j, region) = match (dev.mmio.first(), dev.pio.first()) {
-                (Some(r), _) => (AddressSpace::Mmio, 0, r),
-                (None, Some(r)) => (AddressSpace::Pio, 0, r),
+            let (space, region) = match (dev.mmio.first(), dev.pio.first()) {
+                (Some(r), _) => (AddressSpace::Mmio, r),
+                (None, Some(r)) => (AddressSpace::Pio, r),
                 (None, None) => return Err(config.error(key, "no region")),
             };
-            let sub = format!(
-                "{key}.{}[{j}]",
-                if space == AddressSpace::Mmio { "mmio" } else { "pio" }
-            );
+            let sub = format!("{key}.{}[0]", if space == AddressSpace::Mmio { "mmio" } else { "pio" });
             let region_err = |e: BusError| config.error(sub.clone(), e.to_string());
             let size = usize::try_from(region.size).map_err(|_| config.error(sub.clone(), "region too large"))?;
             let id = match (space, dev.model) {
