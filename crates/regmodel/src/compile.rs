@@ -1,0 +1,1655 @@
+//! Checking a description and resolving it into a [`Model`]: arrays expanded, every name
+//! resolved to an index, every expression and action parsed, the offset map built. Every
+//! refusal names the key path (`register[3].field[1]`) and the reason.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::expr::{Expr, FifoProp, Operand, parse_int};
+use crate::schema::{
+    Backing, Behaviour, Bits, Description, EffectDesc, Endianness, FieldDesc, RegisterDesc, TracePolicy, Trigger,
+    WidthPolicy,
+};
+
+/// A description that cannot be used: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct DescriptionError {
+    /// The file (empty when compiled from text without one).
+    pub file: PathBuf,
+    /// Key path inside it (`register[3].field[1].bits`), empty for the whole file.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl fmt::Display for DescriptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.file.as_os_str().is_empty(), self.key.is_empty()) {
+            (true, true) => write!(f, "{}", self.reason),
+            (true, false) => write!(f, "{}: {}", self.key, self.reason),
+            (false, true) => write!(f, "{}: {}", self.file.display(), self.reason),
+            (false, false) => write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason),
+        }
+    }
+}
+
+/// Largest description file read (a register map is text; anything larger is a mistake).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Most register instances (after array expansion) one device may have.
+pub const MAX_REGISTERS: usize = 4096;
+/// Bytes the register part of a map may span (the offset map costs two bytes per byte).
+pub const MAX_REGISTER_SPAN: u64 = 1 << 20;
+/// Most interrupt outputs and most lines per device.
+pub const MAX_INTERRUPTS: usize = 32;
+/// Largest FIFO depth.
+pub const MAX_FIFO_DEPTH: u32 = 1 << 16;
+/// Largest trapped memory window.
+pub const MAX_TRAPPED_MEMORY: u64 = 16 << 20;
+/// Page size for memslot-backed windows.
+pub const PAGE: u64 = 4096;
+
+/// Software access of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// Reads return the stored bits (else 0).
+    pub read: bool,
+    /// Writes reach the stored bits.
+    pub write: bool,
+    /// Only the first write counts.
+    pub once: bool,
+}
+
+/// What a write does to a field's stored bits (`w` = bits written, `old` = stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnWrite {
+    /// `w`.
+    Write,
+    /// `old & !w`.
+    OneToClear,
+    /// `old | w`.
+    OneToSet,
+    /// `old ^ w`.
+    OneToToggle,
+    /// `old & w`.
+    ZeroToClear,
+    /// `old | !w`.
+    ZeroToSet,
+    /// `old ^ !w`.
+    ZeroToToggle,
+    /// 0.
+    Clear,
+    /// All ones.
+    Set,
+}
+
+impl OnWrite {
+    fn parse(s: &str) -> Option<OnWrite> {
+        Some(match s {
+            "write" | "modify" => OnWrite::Write,
+            "w1c" | "woclr" | "oneToClear" => OnWrite::OneToClear,
+            "w1s" | "woset" | "oneToSet" => OnWrite::OneToSet,
+            "w1t" | "wot" | "oneToToggle" => OnWrite::OneToToggle,
+            "w0c" | "wzc" | "zeroToClear" => OnWrite::ZeroToClear,
+            "w0s" | "wzs" | "zeroToSet" => OnWrite::ZeroToSet,
+            "w0t" | "wzt" | "zeroToToggle" => OnWrite::ZeroToToggle,
+            "wclr" | "clear" => OnWrite::Clear,
+            "wset" | "set" => OnWrite::Set,
+            _ => return None,
+        })
+    }
+
+    /// The new stored bits within `mask`, given the old ones and the bits written.
+    pub fn apply(self, old: u64, w: u64, mask: u64) -> u64 {
+        let new = match self {
+            OnWrite::Write => w,
+            OnWrite::OneToClear => old & !w,
+            OnWrite::OneToSet => old | w,
+            OnWrite::OneToToggle => old ^ w,
+            OnWrite::ZeroToClear => old & w,
+            OnWrite::ZeroToSet => old | !w,
+            OnWrite::ZeroToToggle => old ^ !w,
+            OnWrite::Clear => 0,
+            OnWrite::Set => u64::MAX,
+        };
+        new & mask
+    }
+}
+
+/// What a read does to a field's stored bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRead {
+    /// Nothing.
+    None,
+    /// Cleared after the read.
+    Clear,
+    /// Set after the read.
+    Set,
+}
+
+/// Counter behaviour of a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// Stop at the limits instead of wrapping.
+    pub saturate: bool,
+    /// Set on overflow.
+    pub overflow: Option<FieldRef>,
+    /// Set on underflow.
+    pub underflow: Option<FieldRef>,
+}
+
+/// A resolved field (or whole register) of one register instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldRef {
+    /// Register instance.
+    pub reg: u32,
+    /// Field index in that register, or `None` for the whole register.
+    pub field: Option<u32>,
+    /// Shift of the lowest bit.
+    pub shift: u32,
+    /// Bits in register position.
+    pub mask: u64,
+}
+
+/// A field of a register instance.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// Name.
+    pub name: String,
+    /// `REG.FIELD` (just `REG` for the implicit field of a register without fields).
+    pub path: String,
+    /// Lowest bit.
+    pub shift: u32,
+    /// Bits in register position.
+    pub mask: u64,
+    /// Reset value in register position.
+    pub reset: u64,
+    /// What it is.
+    pub description: Option<String>,
+    /// Software access.
+    pub access: Access,
+    /// Write behaviour.
+    pub on_write: OnWrite,
+    /// Read behaviour.
+    pub on_read: OnRead,
+    /// Clears itself after a write's effects ran.
+    pub singlepulse: bool,
+    /// Effects only set its bits.
+    pub sticky: bool,
+    /// Computed on read.
+    pub value: Option<Expr>,
+    /// Value names, sorted by value.
+    pub values: Vec<(String, u64)>,
+    /// Counter behaviour.
+    pub counter: Option<Counter>,
+}
+
+impl Field {
+    /// The name of `value` (field position), if the description names it.
+    pub fn value_name(&self, value: u64) -> Option<&str> {
+        self.values.iter().find(|(_, v)| *v == value).map(|(n, _)| n.as_str())
+    }
+}
+
+/// One register instance (an array element is one instance).
+#[derive(Debug, Clone)]
+pub struct Register {
+    /// `CTRL`, or `CH[3]` for an array element.
+    pub name: String,
+    /// Index into [`Model::arrays`] and element number, for array elements.
+    pub array: Option<(u32, u32)>,
+    /// Byte offset in the region.
+    pub offset: u64,
+    /// Width in bytes (1, 2, 4, 8).
+    pub width: u8,
+    /// Reset value.
+    pub reset: u64,
+    /// What it is.
+    pub description: Option<String>,
+    /// Fields, at least one (a register without declared fields has one spanning it).
+    pub fields: Vec<Field>,
+    /// Whether the fields were declared (false: one implicit field).
+    pub declared_fields: bool,
+    /// A read can return stored bits of some field.
+    pub readable: bool,
+    /// A write can change some field.
+    pub writable: bool,
+    /// Allowed access widths, as a bit set of byte counts (bit 0 = 1 byte ... bit 3 = 8).
+    pub widths: u8,
+    /// What other widths do.
+    pub bad_width: WidthPolicy,
+    /// Banked-view condition.
+    pub when: Option<Expr>,
+    /// FIFO a read pops.
+    pub pop: Option<u32>,
+    /// FIFO a write pushes.
+    pub push: Option<u32>,
+    /// Trace policy.
+    pub trace: TracePolicy,
+    /// Read value of bits no field covers.
+    pub reserved_read: u64,
+    /// Bits covered by fields.
+    pub field_mask: u64,
+    /// Bits a guest read returns from the device's state: readable stored fields and
+    /// computed fields (the rest reads as `reserved_read`, or 0 for write-only fields).
+    pub read_mask: u64,
+    /// Bits of computed fields.
+    pub computed_mask: u64,
+    /// All bits of the register's width.
+    pub width_mask: u64,
+    /// Reads and writes are plain storage: no side effect, no effect, no interrupt reads it.
+    pub plain: bool,
+    /// Effects a write fires: (field bits that must be written as 1, or all bits; effect).
+    pub write_effects: Vec<(u64, u32)>,
+    /// Effects a read fires: (bits the read must cover; effect).
+    pub read_effects: Vec<(u64, u32)>,
+}
+
+/// A register array, for the C header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrayInfo {
+    /// Base name.
+    pub name: String,
+    /// Elements.
+    pub count: u32,
+    /// Bytes between elements.
+    pub stride: u64,
+    /// Instance index of element 0.
+    pub first: u32,
+}
+
+/// A FIFO.
+#[derive(Debug, Clone)]
+pub struct Fifo {
+    /// Name.
+    pub name: String,
+    /// Capacity.
+    pub depth: u32,
+    /// Element width in bits.
+    pub width: u32,
+    /// Set when a push finds it full.
+    pub overflow: Option<FieldRef>,
+    /// Set when a pop finds it empty.
+    pub underflow: Option<FieldRef>,
+    /// What a pop of an empty FIFO returns.
+    pub empty_read: u64,
+    /// What it is.
+    pub description: Option<String>,
+    /// Effects fired by a push.
+    pub push_effects: Vec<u32>,
+    /// Effects fired by a pop.
+    pub pop_effects: Vec<u32>,
+}
+
+impl Fifo {
+    /// Mask of an element's bits.
+    pub fn element_mask(&self) -> u64 {
+        bits_mask(self.width)
+    }
+}
+
+/// A memory window.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    /// Name.
+    pub name: String,
+    /// Offset in the region.
+    pub offset: u64,
+    /// Size.
+    pub size: u64,
+    /// Where its bytes live.
+    pub backing: Backing,
+    /// Guest writes are dropped.
+    pub readonly: bool,
+    /// Reset fill byte.
+    pub fill: u8,
+    /// What it is.
+    pub description: Option<String>,
+}
+
+/// An interrupt output.
+#[derive(Debug, Clone)]
+pub struct Interrupt {
+    /// Name.
+    pub name: String,
+    /// Condition, absent for a pulse-only output.
+    pub when: Option<Expr>,
+    /// Level or edge.
+    pub trigger: Trigger,
+    /// Line index of the machine device.
+    pub line: u32,
+    /// What it signals.
+    pub description: Option<String>,
+}
+
+/// When an effect runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delay {
+    /// At once, inside the access (or event) that fired it.
+    None,
+    /// After this many ns of the machine's clock.
+    Ns(u64),
+    /// After this many further accesses to the device.
+    Accesses(u32),
+}
+
+/// What fires an effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectTrigger {
+    /// A write to a register (bits that must be written as 1, or all bits).
+    Write(u32, u64),
+    /// A read of a register.
+    Read(u32, u64),
+    /// A push onto a FIFO (by the guest, an effect or the host).
+    Push(u32),
+    /// A pop from a FIFO.
+    Pop(u32),
+    /// Device reset.
+    Reset,
+}
+
+/// One action of an effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// All bits of the target to 1.
+    Set(FieldRef),
+    /// All bits to 0.
+    Clear(FieldRef),
+    /// Invert.
+    Toggle(FieldRef),
+    /// Target = expression.
+    Assign(FieldRef, Expr),
+    /// Target += expression (counter semantics).
+    Add(FieldRef, Expr),
+    /// Target -= expression (counter semantics).
+    Sub(FieldRef, Expr),
+    /// Push the expression's value (default: the triggering value) onto a FIFO.
+    Push(u32, Option<Expr>),
+    /// Pop one element, into a field if given.
+    Pop(u32, Option<FieldRef>),
+    /// Empty a FIFO.
+    Flush(u32),
+    /// One edge on an interrupt output.
+    Pulse(u32),
+    /// Reset the device.
+    Reset,
+}
+
+/// An effect.
+#[derive(Debug, Clone)]
+pub struct Effect {
+    /// Name.
+    pub name: String,
+    /// What fires it.
+    pub trigger: EffectTrigger,
+    /// Checked when it fires.
+    pub condition: Option<Expr>,
+    /// When it runs.
+    pub delay: Delay,
+    /// What it does.
+    pub actions: Vec<Action>,
+}
+
+/// A group of registers that share one offset and width: the candidates for an access
+/// there, in file order.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// Offset.
+    pub offset: u64,
+    /// Width in bytes.
+    pub width: u8,
+    /// Register instances.
+    pub candidates: Vec<u32>,
+}
+
+/// A compiled, checked description.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Device name.
+    pub name: String,
+    /// What it is.
+    pub description: Option<String>,
+    /// Byte order.
+    pub endianness: Endianness,
+    /// Bytes the map spans (a machine region must be at least this large).
+    pub size: u64,
+    /// Value of hole bytes.
+    pub hole_read: u8,
+    /// Register instances.
+    pub registers: Vec<Register>,
+    /// Register arrays.
+    pub arrays: Vec<ArrayInfo>,
+    /// FIFOs.
+    pub fifos: Vec<Fifo>,
+    /// Memory windows, by offset.
+    pub memories: Vec<Memory>,
+    /// Interrupt outputs.
+    pub interrupts: Vec<Interrupt>,
+    /// Effects.
+    pub effects: Vec<Effect>,
+    /// Effects fired by a reset.
+    pub reset_effects: Vec<u32>,
+    /// Slots.
+    pub slots: Vec<Slot>,
+    /// For each byte offset below the register span: slot index + 1, 0 for a hole.
+    pub byte_slot: Vec<u16>,
+    /// Number of interrupt lines used (highest `line` + 1).
+    pub lines: u32,
+}
+
+/// Reads and compiles a description file.
+pub fn load(path: &Path) -> Result<Model, DescriptionError> {
+    let err = |reason: String| DescriptionError {
+        file: path.to_owned(),
+        key: String::new(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file".to_owned()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(err(format!(
+            "{} bytes is larger than the {} MiB a description may have",
+            meta.len(),
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    compile_text(&text, path)
+}
+
+/// Parses and compiles description text read from `path` (used in messages only).
+pub fn compile_text(text: &str, path: &Path) -> Result<Model, DescriptionError> {
+    let desc = Description::from_toml(text).map_err(|e| DescriptionError {
+        file: path.to_owned(),
+        key: String::new(),
+        reason: e.to_string().trim_end().to_owned(),
+    })?;
+    compile(&desc).map_err(|mut e| {
+        e.file = path.to_owned();
+        e
+    })
+}
+
+fn bits_mask(bits: u32) -> u64 {
+    if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
+}
+
+fn fail<T>(key: impl Into<String>, reason: impl Into<String>) -> Result<T, DescriptionError> {
+    Err(DescriptionError {
+        file: PathBuf::new(),
+        key: key.into(),
+        reason: reason.into(),
+    })
+}
+
+/// A name usable in expressions, traces, C macros and device-tree-derived names.
+fn check_name(key: &str, name: &str) -> Result<(), DescriptionError> {
+    let ok = name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return fail(
+            key,
+            format!("name `{name}`: use 1-64 letters, digits and `_`, starting with a letter or `_`"),
+        );
+    }
+    if name == "value" {
+        return fail(key, "`value` is reserved: in expressions it means the access's value");
+    }
+    Ok(())
+}
+
+fn parse_bits(key: &str, bits: &Bits, width: u32) -> Result<(u32, u32), DescriptionError> {
+    let (msb, lsb) = match bits {
+        Bits::Bit(b) => (*b, *b),
+        Bits::Range(text) => {
+            let t = text.trim().trim_start_matches('[').trim_end_matches(']');
+            let parse = |s: &str| s.trim().parse::<u32>().ok();
+            match t.split_once(':') {
+                Some((m, l)) => match (parse(m), parse(l)) {
+                    (Some(m), Some(l)) => (m, l),
+                    _ => return fail(key, format!("`{text}` is not a bit range: write \"msb:lsb\", e.g. \"7:4\"")),
+                },
+                None => match parse(t) {
+                    Some(b) => (b, b),
+                    None => return fail(key, format!("`{text}` is not a bit range: write \"msb:lsb\", e.g. \"7:4\"")),
+                },
+            }
+        }
+    };
+    if msb < lsb {
+        return fail(key, format!("bits {msb}:{lsb}: the first number is the most significant bit"));
+    }
+    if msb >= width {
+        return fail(key, format!("bits {msb}:{lsb} lie outside the {width}-bit register"));
+    }
+    Ok((lsb, msb - lsb + 1))
+}
+
+/// Parses a delay such as `50us`.
+pub fn parse_delay(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '_')?;
+    let (num, unit) = t.split_at(split);
+    let n = parse_int(num)?;
+    let scale = match unit.trim() {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// Compiles a parsed description.
+pub fn compile(desc: &Description) -> Result<Model, DescriptionError> {
+    Compiler::default().run(desc)
+}
+
+#[derive(Default)]
+struct Compiler {
+    registers: Vec<Register>,
+    arrays: Vec<ArrayInfo>,
+    /// Register base name -> (first instance, count, is array).
+    reg_names: HashMap<String, (u32, u32, bool)>,
+    fifo_names: HashMap<String, u32>,
+    irq_names: HashMap<String, u32>,
+}
+
+impl Compiler {
+    fn run(mut self, desc: &Description) -> Result<Model, DescriptionError> {
+        let dev = &desc.device;
+        let name = dev.name.clone().unwrap_or_else(|| "device".to_owned());
+        check_name("device.name", &name)?;
+
+        // Names first: fields and expressions may refer to any register or FIFO.
+        for (i, f) in desc.fifos.iter().enumerate() {
+            let key = format!("fifo[{i}]");
+            check_name(&format!("{key}.name"), &f.name)?;
+            if self.fifo_names.insert(f.name.clone(), i as u32).is_some() {
+                return fail(key, format!("FIFO name `{}` is used twice", f.name));
+            }
+        }
+        let mut total = 0usize;
+        for (i, r) in desc.registers.iter().enumerate() {
+            let key = format!("register[{i}]");
+            check_name(&format!("{key}.name"), &r.name)?;
+            if self.fifo_names.contains_key(&r.name) {
+                return fail(key, format!("`{}` names both a register and a FIFO", r.name));
+            }
+            let count = r.count.unwrap_or(1);
+            if count == 0 {
+                return fail(format!("{key}.count"), "an array needs at least one element");
+            }
+            if self
+                .reg_names
+                .insert(r.name.clone(), (total as u32, count, r.count.is_some()))
+                .is_some()
+            {
+                return fail(key, format!("register name `{}` is used twice", r.name));
+            }
+            total = total.saturating_add(count as usize);
+            if total > MAX_REGISTERS {
+                return fail(key, format!("more than {MAX_REGISTERS} registers (arrays counted element by element)"));
+            }
+        }
+        for (i, irq) in desc.interrupts.iter().enumerate() {
+            let key = format!("interrupt[{i}]");
+            check_name(&format!("{key}.name"), &irq.name)?;
+            if self.irq_names.insert(irq.name.clone(), i as u32).is_some() {
+                return fail(key, format!("interrupt name `{}` is used twice", irq.name));
+            }
+        }
+        if desc.interrupts.len() > MAX_INTERRUPTS {
+            return fail("interrupt", format!("more than {MAX_INTERRUPTS} interrupt outputs"));
+        }
+
+        let default_trace = dev.trace;
+        for (i, r) in desc.registers.iter().enumerate() {
+            self.expand_register(i, r, default_trace)?;
+        }
+        // Second pass: what needs every register to exist (expressions, counters).
+        for (i, r) in desc.registers.iter().enumerate() {
+            self.resolve_register(i, r)?;
+        }
+
+        let fifos = self.compile_fifos(desc)?;
+        let interrupts = self.compile_interrupts(desc)?;
+        let memories = compile_memories(desc)?;
+        let mut model = Model {
+            name,
+            description: dev.description.clone(),
+            endianness: dev.endianness,
+            size: 0,
+            hole_read: dev.hole_read,
+            registers: Vec::new(),
+            arrays: std::mem::take(&mut self.arrays),
+            fifos,
+            memories,
+            interrupts,
+            effects: Vec::new(),
+            reset_effects: Vec::new(),
+            slots: Vec::new(),
+            byte_slot: Vec::new(),
+            lines: 0,
+        };
+        model.lines = model.interrupts.iter().map(|i| i.line + 1).max().unwrap_or(0);
+        self.compile_effects(desc, &mut model)?;
+        let interrupt_operands: Vec<Operand> = {
+            let mut ops = Vec::new();
+            for irq in &model.interrupts {
+                if let Some(e) = &irq.when {
+                    e.operands(&mut ops);
+                }
+            }
+            ops
+        };
+        let mut registers = std::mem::take(&mut self.registers);
+        for (idx, r) in registers.iter_mut().enumerate() {
+            let watched = interrupt_operands
+                .iter()
+                .any(|op| matches!(op, Operand::Field { reg, .. } if *reg as usize == idx));
+            r.computed_mask = r.fields.iter().filter(|f| f.value.is_some()).fold(0, |m, f| m | f.mask);
+            r.read_mask = r
+                .fields
+                .iter()
+                .filter(|f| f.access.read || f.value.is_some())
+                .fold(0, |m, f| m | f.mask);
+            r.plain = !watched
+                && r.pop.is_none()
+                && r.push.is_none()
+                && r.write_effects.is_empty()
+                && r.read_effects.is_empty()
+                && r.fields.iter().all(|f| {
+                    f.on_write == OnWrite::Write
+                        && f.on_read == OnRead::None
+                        && !f.singlepulse
+                        && f.value.is_none()
+                        && !f.access.once
+                });
+        }
+        model.registers = registers;
+        build_slots(desc, &mut model)?;
+        let span = model
+            .registers
+            .iter()
+            .map(|r| r.offset + u64::from(r.width))
+            .chain(model.memories.iter().map(|m| m.offset + m.size))
+            .max()
+            .unwrap_or(0);
+        model.size = match dev.size {
+            Some(s) if s < span => {
+                return fail(
+                    "device.size",
+                    format!("{s:#x} is smaller than the map, which reaches {span:#x}"),
+                );
+            }
+            Some(0) => return fail("device.size", "a device needs at least one byte"),
+            Some(s) => s,
+            None => span.max(1),
+        };
+        check_memory_overlaps(&model)?;
+        Ok(model)
+    }
+
+    fn expand_register(&mut self, i: usize, r: &RegisterDesc, default_trace: TracePolicy) -> Result<(), DescriptionError> {
+        let key = format!("register[{i}]");
+        let width_bits = r.width.unwrap_or(32);
+        if !matches!(width_bits, 8 | 16 | 32 | 64) {
+            return fail(format!("{key}.width"), format!("{width_bits} bits: a register is 8, 16, 32 or 64 bits wide"));
+        }
+        let width = (width_bits / 8) as u8;
+        let width_mask = bits_mask(width_bits);
+        let mut widths = 0u8;
+        match &r.widths {
+            None => widths = 0b1111,
+            Some(list) if list.is_empty() => {
+                return fail(format!("{key}.widths"), "empty: leave `widths` out to accept any width");
+            }
+            Some(list) => {
+                for w in list {
+                    if !matches!(w, 8 | 16 | 32 | 64) || *w > width_bits {
+                        return fail(
+                            format!("{key}.widths"),
+                            format!("{w} bits: allowed widths are 8, 16, 32 or 64 bits, at most the register's {width_bits}"),
+                        );
+                    }
+                    widths |= (w / 8) as u8;
+                }
+            }
+        }
+        let reset = r.reset.unwrap_or(0);
+        if reset & !width_mask != 0 {
+            return fail(format!("{key}.reset"), format!("{reset:#x} does not fit in {width_bits} bits"));
+        }
+        let count = r.count.unwrap_or(1);
+        let stride = r.stride.unwrap_or(u64::from(width));
+        if r.count.is_none() && r.stride.is_some() {
+            return fail(format!("{key}.stride"), "only an array (`count`) has a stride");
+        }
+        if stride < u64::from(width) {
+            return fail(
+                format!("{key}.stride"),
+                format!("{stride:#x} is smaller than the register's {width} bytes: elements would overlap"),
+            );
+        }
+
+        // Fields, in register position.
+        let declared = !r.fields.is_empty();
+        let mut fields = Vec::new();
+        if declared {
+            if r.behaviour_keys_set() {
+                return fail(
+                    key,
+                    "behaviour keys (sw, on_write, on_read, value, ...) go on the fields when a register has fields",
+                );
+            }
+            let mut names = HashSet::new();
+            let mut covered = 0u64;
+            for (j, f) in r.fields.iter().enumerate() {
+                let fkey = format!("{key}.field[{j}]");
+                check_name(&format!("{fkey}.name"), &f.name)?;
+                if !names.insert(f.name.as_str()) {
+                    return fail(fkey, format!("field name `{}` is used twice in `{}`", f.name, r.name));
+                }
+                let (shift, bits) = parse_bits(&format!("{fkey}.bits"), &f.bits, width_bits)?;
+                let mask = bits_mask(bits) << shift;
+                if covered & mask != 0 {
+                    let other = fields
+                        .iter()
+                        .find(|o: &&Field| o.mask & mask != 0)
+                        .map_or("another field", |o| o.name.as_str());
+                    return fail(format!("{fkey}.bits"), format!("overlaps field `{other}`"));
+                }
+                covered |= mask;
+                let field_reset = match f.reset {
+                    Some(v) if v > bits_mask(bits) => {
+                        return fail(format!("{fkey}.reset"), format!("{v:#x} does not fit in the field's {bits} bits"));
+                    }
+                    Some(v) => v << shift,
+                    None => reset & mask,
+                };
+                fields.push(field_from(&fkey, f, &r.name, shift, mask, field_reset, f.behaviour())?);
+            }
+        } else {
+            fields.push(field_from(
+                &key,
+                &FieldDesc {
+                    name: r.name.clone(),
+                    description: None,
+                    ..FieldDesc::default()
+                },
+                "",
+                0,
+                width_mask,
+                reset,
+                r.behaviour(),
+            )?);
+        }
+        let field_mask = fields.iter().fold(0, |m, f| m | f.mask);
+        let reserved_read = r.reserved_read.unwrap_or(0);
+        if reserved_read & !(width_mask & !field_mask) != 0 {
+            return fail(
+                format!("{key}.reserved_read"),
+                format!("{reserved_read:#x} sets bits that are not reserved (fields cover {field_mask:#x})"),
+            );
+        }
+        let readable = fields.iter().any(|f| f.access.read || f.value.is_some());
+        let writable = fields.iter().any(|f| f.access.write);
+        let reset = fields.iter().fold(0, |v, f| v | f.reset);
+
+        let (first, _, is_array) = self.reg_names.get(&r.name).copied().unwrap_or_default();
+        if is_array {
+            self.arrays.push(ArrayInfo {
+                name: r.name.clone(),
+                count,
+                stride,
+                first,
+            });
+        }
+        let array_index = self.arrays.len().saturating_sub(1) as u32;
+        for k in 0..count {
+            let offset = u64::from(k)
+                .checked_mul(stride)
+                .and_then(|o| o.checked_add(r.offset))
+                .filter(|o| o.checked_add(u64::from(width)).is_some_and(|end| end <= MAX_REGISTER_SPAN));
+            let Some(offset) = offset else {
+                return fail(
+                    format!("{key}.offset"),
+                    format!("registers must lie below {MAX_REGISTER_SPAN:#x}; put large buffers in a [[memory]] window"),
+                );
+            };
+            let name = if is_array { format!("{}[{k}]", r.name) } else { r.name.clone() };
+            let mut inst_fields = fields.clone();
+            for f in &mut inst_fields {
+                f.path = if declared { format!("{name}.{}", f.name) } else { name.clone() };
+                if !declared {
+                    f.name.clone_from(&name);
+                }
+            }
+            self.registers.push(Register {
+                name,
+                array: is_array.then_some((array_index, k)),
+                offset,
+                width,
+                reset,
+                description: r.description.clone(),
+                fields: inst_fields,
+                declared_fields: declared,
+                readable,
+                writable,
+                widths,
+                bad_width: r.bad_width,
+                when: None,
+                pop: None,
+                push: None,
+                trace: r.trace.unwrap_or(default_trace),
+                reserved_read,
+                field_mask,
+                read_mask: 0,
+                computed_mask: 0,
+                width_mask,
+                plain: false,
+                write_effects: Vec::new(),
+                read_effects: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Expressions and references of register `i`'s instances.
+    fn resolve_register(&mut self, i: usize, r: &RegisterDesc) -> Result<(), DescriptionError> {
+        let key = format!("register[{i}]");
+        let (first, count, _) = self.reg_names.get(&r.name).copied().unwrap_or_default();
+        let fifo = |k: &str, name: &Option<String>| -> Result<Option<u32>, DescriptionError> {
+            match name {
+                None => Ok(None),
+                Some(n) => match self.fifo_names.get(n) {
+                    Some(idx) => Ok(Some(*idx)),
+                    None => fail(format!("{key}.{k}"), format!("no FIFO named `{n}`")),
+                },
+            }
+        };
+        let pop = fifo("pop", &r.pop)?;
+        let push = fifo("push", &r.push)?;
+        for k in 0..count {
+            let idx = (first + k) as usize;
+            let subst = |text: &str| text.replace("[i]", &format!("[{k}]"));
+            let when = match &r.when {
+                Some(text) => Some(self.expr(&format!("{key}.when"), &subst(text))?),
+                None => None,
+            };
+            let mut values = Vec::new();
+            let declared = !r.fields.is_empty();
+            for (j, f) in self.registers.get(idx).map(|reg| reg.fields.clone()).unwrap_or_default().iter().enumerate() {
+                let fdesc_beh = if declared {
+                    r.fields.get(j).map(FieldDesc::behaviour)
+                } else {
+                    Some(r.behaviour())
+                };
+                let fkey = if declared { format!("{key}.field[{j}]") } else { key.clone() };
+                let beh = fdesc_beh.unwrap_or_default();
+                let value = match &beh.value {
+                    Some(text) => Some(self.expr(&format!("{fkey}.value"), &subst(text))?),
+                    None => None,
+                };
+                let counter = match &beh.counter {
+                    Some(c) => Some(Counter {
+                        saturate: c.saturate,
+                        overflow: c
+                            .overflow
+                            .as_ref()
+                            .map(|n| self.field_ref(&format!("{fkey}.counter.overflow"), &subst(n)))
+                            .transpose()?,
+                        underflow: c
+                            .underflow
+                            .as_ref()
+                            .map(|n| self.field_ref(&format!("{fkey}.counter.underflow"), &subst(n)))
+                            .transpose()?,
+                    }),
+                    None => None,
+                };
+                values.push((f.clone(), value, counter));
+            }
+            if let Some(reg) = self.registers.get_mut(idx) {
+                reg.when = when;
+                reg.pop = pop;
+                reg.push = push;
+                for (slot, (_, value, counter)) in reg.fields.iter_mut().zip(values) {
+                    if value.is_some() {
+                        slot.access.write = false;
+                    }
+                    slot.value = value;
+                    slot.counter = counter;
+                }
+                reg.readable = reg.fields.iter().any(|f| f.access.read || f.value.is_some()) || reg.pop.is_some();
+                reg.writable = reg.fields.iter().any(|f| f.access.write) || reg.push.is_some();
+            }
+        }
+        Ok(())
+    }
+
+    fn operand(&self, name: &str) -> Result<Operand, String> {
+        if name == "value" {
+            return Ok(Operand::Value);
+        }
+        if let Some((fifo, prop)) = name.split_once('.')
+            && let Some(idx) = self.fifo_names.get(fifo)
+        {
+            let prop = match prop {
+                "level" => FifoProp::Level,
+                "empty" => FifoProp::Empty,
+                "full" => FifoProp::Full,
+                "free" => FifoProp::Free,
+                "depth" => FifoProp::Depth,
+                _ => {
+                    return Err(format!(
+                        "FIFO `{fifo}` has no `{prop}`: use level, empty, full, free or depth"
+                    ));
+                }
+            };
+            return Ok(Operand::Fifo { fifo: *idx, prop });
+        }
+        let r = self.resolve_field(name)?;
+        Ok(Operand::Field {
+            reg: r.reg,
+            shift: r.shift,
+            mask: r.mask,
+        })
+    }
+
+    /// `REG`, `REG.FIELD`, `REG[k]`, `REG[k].FIELD`.
+    fn resolve_field(&self, name: &str) -> Result<FieldRef, String> {
+        let (reg_part, field) = match name.split_once('.') {
+            Some((r, f)) => (r, Some(f)),
+            None => (name, None),
+        };
+        let (base, index) = match reg_part.split_once('[') {
+            Some((b, rest)) => {
+                let n = rest
+                    .strip_suffix(']')
+                    .and_then(parse_int)
+                    .ok_or_else(|| format!("`{name}`: an index is written `NAME[3]`"))?;
+                (b, Some(n))
+            }
+            None => (reg_part, None),
+        };
+        let Some(&(first, count, is_array)) = self.reg_names.get(base) else {
+            return Err(format!("no register or FIFO named `{base}`"));
+        };
+        let k = match (is_array, index) {
+            (true, Some(k)) if k < u64::from(count) => k as u32,
+            (true, Some(k)) => return Err(format!("`{base}[{k}]`: `{base}` has {count} elements")),
+            (true, None) => {
+                return Err(format!(
+                    "`{base}` is an array of {count}: name an element, `{base}[0]`..`{base}[{}]`",
+                    count - 1
+                ));
+            }
+            (false, Some(_)) => return Err(format!("`{base}` is not an array")),
+            (false, None) => 0,
+        };
+        let reg = first + k;
+        let Some(r) = self.registers.get(reg as usize) else {
+            return Err(format!("no register named `{base}`"));
+        };
+        match field {
+            None => Ok(FieldRef {
+                reg,
+                field: None,
+                shift: 0,
+                mask: r.width_mask,
+            }),
+            Some(f) => match r.fields.iter().position(|x| x.name == f && r.declared_fields) {
+                Some(j) => {
+                    let fld = r.fields.get(j).ok_or_else(|| format!("no field `{f}`"))?;
+                    Ok(FieldRef {
+                        reg,
+                        field: Some(j as u32),
+                        shift: fld.shift,
+                        mask: fld.mask,
+                    })
+                }
+                None => Err(format!("register `{base}` has no field `{f}`")),
+            },
+        }
+    }
+
+    fn expr(&self, key: &str, text: &str) -> Result<Expr, DescriptionError> {
+        Expr::parse(text, &|n| self.operand(n)).or_else(|reason| fail(key, reason))
+    }
+
+    fn field_ref(&self, key: &str, name: &str) -> Result<FieldRef, DescriptionError> {
+        self.resolve_field(name.trim()).or_else(|reason| fail(key, reason))
+    }
+
+    fn compile_fifos(&self, desc: &Description) -> Result<Vec<Fifo>, DescriptionError> {
+        let mut out = Vec::new();
+        for (i, f) in desc.fifos.iter().enumerate() {
+            let key = format!("fifo[{i}]");
+            if f.depth == 0 || f.depth > MAX_FIFO_DEPTH {
+                return fail(format!("{key}.depth"), format!("{}: a FIFO holds 1..={MAX_FIFO_DEPTH} elements", f.depth));
+            }
+            let width = f.width.unwrap_or(8);
+            if width == 0 || width > 64 {
+                return fail(format!("{key}.width"), format!("{width} bits: an element is 1..=64 bits"));
+            }
+            let flag = |k: &str, n: &Option<String>| {
+                n.as_ref()
+                    .map(|n| self.field_ref(&format!("{key}.{k}"), n))
+                    .transpose()
+            };
+            let empty_read = f.empty_read.unwrap_or(0);
+            if empty_read & !bits_mask(width) != 0 {
+                return fail(format!("{key}.empty_read"), format!("{empty_read:#x} does not fit in {width} bits"));
+            }
+            out.push(Fifo {
+                name: f.name.clone(),
+                depth: f.depth,
+                width,
+                overflow: flag("overflow", &f.overflow)?,
+                underflow: flag("underflow", &f.underflow)?,
+                empty_read,
+                description: f.description.clone(),
+                push_effects: Vec::new(),
+                pop_effects: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn compile_interrupts(&self, desc: &Description) -> Result<Vec<Interrupt>, DescriptionError> {
+        let mut out = Vec::new();
+        for (i, irq) in desc.interrupts.iter().enumerate() {
+            let key = format!("interrupt[{i}]");
+            if irq.line as usize >= MAX_INTERRUPTS {
+                return fail(format!("{key}.line"), format!("{}: a device has lines 0..{MAX_INTERRUPTS}", irq.line));
+            }
+            let when = irq.when.as_ref().map(|w| self.expr(&format!("{key}.when"), w)).transpose()?;
+            if when.is_none() && irq.trigger == Trigger::Level {
+                return fail(
+                    key,
+                    "a level interrupt needs a `when` condition (a pulse-only output is `trigger = \"edge\"`)",
+                );
+            }
+            out.push(Interrupt {
+                name: irq.name.clone(),
+                when,
+                trigger: irq.trigger,
+                line: irq.line,
+                description: irq.description.clone(),
+            });
+        }
+        // One line carries one trigger type: the device tree has one type per interrupt.
+        for a in &out {
+            if let Some(b) = out.iter().find(|b| b.line == a.line && b.trigger != a.trigger) {
+                return fail(
+                    "interrupt",
+                    format!(
+                        "`{}` and `{}` share line {} but one is level and the other edge",
+                        a.name, b.name, a.line
+                    ),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn compile_effects(&mut self, desc: &Description, model: &mut Model) -> Result<(), DescriptionError> {
+        let mut effects = Vec::new();
+        for (i, e) in desc.effects.iter().enumerate() {
+            let key = format!("effect[{i}]");
+            let name = e.name.clone().unwrap_or_else(|| format!("effect[{i}]"));
+            if e.on.contains("[i]") {
+                let count = self.array_count_in(&e.on).ok_or_else(|| DescriptionError {
+                    file: PathBuf::new(),
+                    key: format!("{key}.on"),
+                    reason: format!("`{}` uses [i] but names no register array", e.on),
+                })?;
+                for k in 0..count {
+                    let s = |t: &str| t.replace("[i]", &format!("[{k}]"));
+                    let inst = EffectDesc {
+                        name: Some(format!("{name}[{k}]")),
+                        on: s(&e.on),
+                        condition: e.condition.as_deref().map(s),
+                        after: e.after.clone(),
+                        after_accesses: e.after_accesses,
+                        actions: e.actions.iter().map(|a| s(a)).collect(),
+                        description: None,
+                    };
+                    effects.push(self.effect(&key, &inst, format!("{name}[{k}]"))?);
+                }
+            } else {
+                effects.push(self.effect(&key, e, name)?);
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, e) in effects.iter().enumerate() {
+            if !names.insert(e.name.as_str()) {
+                return fail(format!("effect[{i}].name"), format!("effect name `{}` is used twice", e.name));
+            }
+        }
+        for (idx, e) in effects.iter().enumerate() {
+            let idx = idx as u32;
+            match e.trigger {
+                EffectTrigger::Write(reg, mask) => {
+                    if let Some(r) = self.registers.get_mut(reg as usize) {
+                        r.write_effects.push((mask, idx));
+                    }
+                }
+                EffectTrigger::Read(reg, mask) => {
+                    if let Some(r) = self.registers.get_mut(reg as usize) {
+                        r.read_effects.push((mask, idx));
+                    }
+                }
+                EffectTrigger::Push(f) => {
+                    if let Some(fifo) = model.fifos.get_mut(f as usize) {
+                        fifo.push_effects.push(idx);
+                    }
+                }
+                EffectTrigger::Pop(f) => {
+                    if let Some(fifo) = model.fifos.get_mut(f as usize) {
+                        fifo.pop_effects.push(idx);
+                    }
+                }
+                EffectTrigger::Reset => model.reset_effects.push(idx),
+            }
+        }
+        check_effect_cycles(&effects, model)?;
+        model.effects = effects;
+        Ok(())
+    }
+
+    fn array_count_in(&self, on: &str) -> Option<u32> {
+        let word = on.split_whitespace().nth(1)?;
+        let base = word.split('[').next()?;
+        self.reg_names.get(base).filter(|(_, _, arr)| *arr).map(|(_, c, _)| *c)
+    }
+
+    fn effect(&self, key: &str, e: &EffectDesc, name: String) -> Result<Effect, DescriptionError> {
+        let on_key = format!("{key}.on");
+        let mut words = e.on.split_whitespace();
+        let verb = words.next().unwrap_or_default();
+        let target = words.next();
+        if words.next().is_some() {
+            return fail(on_key, format!("`{}`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`", e.on));
+        }
+        let fifo = |t: Option<&str>| -> Result<u32, DescriptionError> {
+            let t = t.unwrap_or_default();
+            self.fifo_names
+                .get(t)
+                .copied()
+                .ok_or_else(|| DescriptionError {
+                    file: PathBuf::new(),
+                    key: on_key.clone(),
+                    reason: format!("no FIFO named `{t}`"),
+                })
+        };
+        let trigger = match (verb, target) {
+            ("write" | "read", Some(t)) => {
+                let r = self.field_ref(&on_key, t)?;
+                let reg = self.registers.get(r.reg as usize);
+                if verb == "write" {
+                    if !reg.is_some_and(|x| x.writable || x.push.is_some()) {
+                        return fail(on_key, format!("`{t}` cannot be written by software"));
+                    }
+                    EffectTrigger::Write(r.reg, r.mask)
+                } else {
+                    if !reg.is_some_and(|x| x.readable) {
+                        return fail(on_key, format!("`{t}` cannot be read by software"));
+                    }
+                    EffectTrigger::Read(r.reg, r.mask)
+                }
+            }
+            ("push", t @ Some(_)) => EffectTrigger::Push(fifo(t)?),
+            ("pop", t @ Some(_)) => EffectTrigger::Pop(fifo(t)?),
+            ("reset", None) => EffectTrigger::Reset,
+            _ => {
+                return fail(on_key, format!("`{}`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`", e.on));
+            }
+        };
+        let condition = e
+            .condition
+            .as_ref()
+            .map(|c| self.expr(&format!("{key}.if"), c))
+            .transpose()?;
+        let delay = match (&e.after, e.after_accesses) {
+            (Some(_), Some(_)) => return fail(key, "give `after` or `after_accesses`, not both"),
+            (Some(t), None) => match parse_delay(t) {
+                Some(0) => return fail(format!("{key}.after"), "a delay of 0: leave `after` out to act at once"),
+                Some(ns) => Delay::Ns(ns),
+                None => {
+                    return fail(format!("{key}.after"), format!("`{t}` is not a delay: write a number and ns, us, ms or s, e.g. \"50us\""));
+                }
+            },
+            (None, Some(0)) => return fail(format!("{key}.after_accesses"), "0: leave it out to act at once"),
+            (None, Some(n)) => Delay::Accesses(n),
+            (None, None) => Delay::None,
+        };
+        if e.actions.is_empty() {
+            return fail(format!("{key}.do"), "an effect needs at least one action");
+        }
+        let mut actions = Vec::new();
+        for (j, a) in e.actions.iter().enumerate() {
+            actions.push(self.action(&format!("{key}.do[{j}]"), a)?);
+        }
+        Ok(Effect {
+            name,
+            trigger,
+            condition,
+            delay,
+            actions,
+        })
+    }
+
+    fn action(&self, key: &str, text: &str) -> Result<Action, DescriptionError> {
+        let t = text.trim();
+        let syntax = || {
+            fail(
+                key,
+                format!(
+                    "`{t}`: an action is `set F`, `clear F`, `toggle F`, `F = EXPR`, `F += EXPR`, `F -= EXPR`, `push FIFO [EXPR]`, `pop FIFO [into F]`, `flush FIFO`, `pulse IRQ` or `reset`"
+                ),
+            )
+        };
+        let target = |name: &str| -> Result<FieldRef, DescriptionError> {
+            let r = self.field_ref(key, name)?;
+            if let Some(reg) = self.registers.get(r.reg as usize) {
+                let computed = reg
+                    .fields
+                    .iter()
+                    .any(|f| f.mask & r.mask != 0 && f.value.is_some());
+                if computed {
+                    return fail(key, format!("`{name}` is computed (`value = ...`): an effect cannot store into it"));
+                }
+            }
+            Ok(r)
+        };
+        let fifo = |name: &str| -> Result<u32, DescriptionError> {
+            self.fifo_names.get(name).copied().ok_or_else(|| DescriptionError {
+                file: PathBuf::new(),
+                key: key.to_owned(),
+                reason: format!("no FIFO named `{name}`"),
+            })
+        };
+        for (op, make) in [
+            ("+=", Action::Add as fn(FieldRef, Expr) -> Action),
+            ("-=", Action::Sub),
+        ] {
+            if let Some((l, r)) = t.split_once(op) {
+                return Ok(make(target(l.trim())?, self.expr(key, r)?));
+            }
+        }
+        if let Some((l, r)) = t.split_once('=')
+            && !r.starts_with('=')
+            && !l.ends_with(['!', '<', '>', '='])
+        {
+            return Ok(Action::Assign(target(l.trim())?, self.expr(key, r)?));
+        }
+        let (verb, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+        let rest = rest.trim();
+        match verb {
+            "set" if !rest.is_empty() => Ok(Action::Set(target(rest)?)),
+            "clear" if !rest.is_empty() => Ok(Action::Clear(target(rest)?)),
+            "toggle" if !rest.is_empty() => Ok(Action::Toggle(target(rest)?)),
+            "push" if !rest.is_empty() => {
+                let (f, e) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                let e = e.trim();
+                let value = if e.is_empty() { None } else { Some(self.expr(key, e)?) };
+                Ok(Action::Push(fifo(f)?, value))
+            }
+            "pop" if !rest.is_empty() => {
+                let mut w = rest.split_whitespace();
+                let f = fifo(w.next().unwrap_or_default())?;
+                match (w.next(), w.next(), w.next()) {
+                    (None, _, _) => Ok(Action::Pop(f, None)),
+                    (Some("into"), Some(dst), None) => Ok(Action::Pop(f, Some(target(dst)?))),
+                    _ => syntax(),
+                }
+            }
+            "flush" if !rest.is_empty() => Ok(Action::Flush(fifo(rest)?)),
+            "pulse" if !rest.is_empty() => match self.irq_names.get(rest) {
+                Some(i) => Ok(Action::Pulse(*i)),
+                None => fail(key, format!("no interrupt named `{rest}`")),
+            },
+            "reset" if rest.is_empty() => Ok(Action::Reset),
+            _ => syntax(),
+        }
+    }
+}
+
+impl RegisterDesc {
+    fn behaviour_keys_set(&self) -> bool {
+        self.sw.is_some()
+            || self.on_write.is_some()
+            || self.on_read.is_some()
+            || self.singlepulse
+            || self.sticky
+            || self.value.is_some()
+            || self.values.is_some()
+            || self.counter.is_some()
+    }
+}
+
+fn field_from(
+    key: &str,
+    f: &FieldDesc,
+    reg_name: &str,
+    shift: u32,
+    mask: u64,
+    reset: u64,
+    b: Behaviour,
+) -> Result<Field, DescriptionError> {
+    let access = match b.sw.as_deref().unwrap_or("rw") {
+        "rw" | "read-write" => Access {
+            read: true,
+            write: true,
+            once: false,
+        },
+        "ro" | "r" | "read-only" => Access {
+            read: true,
+            write: false,
+            once: false,
+        },
+        "wo" | "w" | "write-only" => Access {
+            read: false,
+            write: true,
+            once: false,
+        },
+        "w1" | "writeOnce" => Access {
+            read: false,
+            write: true,
+            once: true,
+        },
+        "rw1" | "read-writeOnce" => Access {
+            read: true,
+            write: true,
+            once: true,
+        },
+        "na" => Access {
+            read: false,
+            write: false,
+            once: false,
+        },
+        other => {
+            return fail(
+                format!("{key}.sw"),
+                format!("unknown access `{other}`: use rw, ro, wo, w1, rw1 or na (or SVD's read-write, read-only, write-only, writeOnce, read-writeOnce)"),
+            );
+        }
+    };
+    let on_write = match b.on_write.as_deref() {
+        None => OnWrite::Write,
+        Some(s) => OnWrite::parse(s).ok_or_else(|| DescriptionError {
+            file: PathBuf::new(),
+            key: format!("{key}.on_write"),
+            reason: format!("unknown write behaviour `{s}`: use write, w1c, w1s, w1t, w0c, w0s, w0t, wclr or wset (or SVD's oneToClear, ...)"),
+        })?,
+    };
+    if on_write != OnWrite::Write && !access.write {
+        return fail(format!("{key}.on_write"), "the field cannot be written (sw), so it has no write behaviour");
+    }
+    let on_read = match b.on_read.as_deref() {
+        None | Some("none") => OnRead::None,
+        Some("rclr" | "clear") => OnRead::Clear,
+        Some("rset" | "set") => OnRead::Set,
+        Some(s) => {
+            return fail(format!("{key}.on_read"), format!("unknown read behaviour `{s}`: use rclr or rset (SVD's clear or set)"));
+        }
+    };
+    if on_read != OnRead::None && !access.read {
+        return fail(format!("{key}.on_read"), "the field cannot be read (sw), so it has no read behaviour");
+    }
+    if b.singlepulse && matches!(on_write, OnWrite::OneToClear | OnWrite::Clear) {
+        return fail(format!("{key}.singlepulse"), "a self-clearing field cannot also be cleared by writes (w1c, wclr)");
+    }
+    if b.singlepulse && !access.write {
+        return fail(format!("{key}.singlepulse"), "a self-clearing field must be writable");
+    }
+    if b.value.is_some() && (b.on_write.is_some() || b.on_read.is_some() || b.singlepulse || b.sticky) {
+        return fail(format!("{key}.value"), "a computed field has no stored bits: drop on_write, on_read, singlepulse and sticky");
+    }
+    let width = mask.count_ones();
+    let mut values: Vec<(String, u64)> = Vec::new();
+    for (n, v) in b.values.iter().flatten() {
+        check_name(&format!("{key}.values"), n)?;
+        if *v > bits_mask(width) {
+            return fail(format!("{key}.values.{n}"), format!("{v:#x} does not fit in {width} bits"));
+        }
+        values.push((n.clone(), *v));
+    }
+    values.sort_by_key(|(_, v)| *v);
+    let path = if reg_name.is_empty() {
+        f.name.clone()
+    } else {
+        format!("{reg_name}.{}", f.name)
+    };
+    Ok(Field {
+        name: f.name.clone(),
+        path,
+        shift,
+        mask,
+        reset,
+        description: f.description.clone(),
+        access,
+        on_write,
+        on_read,
+        singlepulse: b.singlepulse,
+        sticky: b.sticky,
+        value: None,
+        values,
+        counter: None,
+    })
+}
+
+fn compile_memories(desc: &Description) -> Result<Vec<Memory>, DescriptionError> {
+    let mut out: Vec<Memory> = Vec::new();
+    let mut names = HashSet::new();
+    for (i, m) in desc.memories.iter().enumerate() {
+        let key = format!("memory[{i}]");
+        check_name(&format!("{key}.name"), &m.name)?;
+        if !names.insert(m.name.as_str()) {
+            return fail(key, format!("memory name `{}` is used twice", m.name));
+        }
+        if m.size == 0 {
+            return fail(format!("{key}.size"), "a memory window needs at least one byte");
+        }
+        if m.offset.checked_add(m.size).is_none() {
+            return fail(key, "offset + size overflows");
+        }
+        match m.backing {
+            Backing::Memslot => {
+                if m.offset % PAGE != 0 || m.size % PAGE != 0 {
+                    return fail(
+                        key,
+                        format!(
+                            "a memslot window needs whole pages: offset {:#x} and size {:#x} must be multiples of {PAGE:#x}",
+                            m.offset, m.size
+                        ),
+                    );
+                }
+            }
+            Backing::Trapped => {
+                if m.size > MAX_TRAPPED_MEMORY {
+                    return fail(format!("{key}.size"), format!("{:#x}: a trapped window holds at most {MAX_TRAPPED_MEMORY:#x} bytes", m.size));
+                }
+            }
+        }
+        out.push(Memory {
+            name: m.name.clone(),
+            offset: m.offset,
+            size: m.size,
+            backing: m.backing,
+            readonly: m.readonly,
+            fill: m.fill,
+            description: m.description.clone(),
+        });
+    }
+    out.sort_by_key(|m| m.offset);
+    Ok(out)
+}
+
+fn check_memory_overlaps(model: &Model) -> Result<(), DescriptionError> {
+    for pair in model.memories.windows(2) {
+        if let [a, b] = pair
+            && a.offset + a.size > b.offset
+        {
+            return fail("memory", format!("windows `{}` and `{}` overlap", a.name, b.name));
+        }
+    }
+    for m in &model.memories {
+        if let Some(r) = model
+            .registers
+            .iter()
+            .find(|r| r.offset < m.offset + m.size && m.offset < r.offset + u64::from(r.width))
+        {
+            return fail("memory", format!("window `{}` overlaps register `{}`", m.name, r.name));
+        }
+    }
+    Ok(())
+}
+
+/// Groups registers into slots and builds the byte map; refuses overlaps that no rule
+/// allows.
+fn build_slots(desc: &Description, model: &mut Model) -> Result<(), DescriptionError> {
+    let mut by_place: BTreeMap<(u64, u8), Vec<u32>> = BTreeMap::new();
+    for (i, r) in model.registers.iter().enumerate() {
+        by_place.entry((r.offset, r.width)).or_default().push(i as u32);
+    }
+    let key_of = |reg: &Register| -> String {
+        let base = reg.name.split('[').next().unwrap_or_default();
+        desc.registers
+            .iter()
+            .position(|d| d.name == base)
+            .map_or_else(|| "register".to_owned(), |p| format!("register[{p}]"))
+    };
+    // Registers sharing a place: each direction needs a condition unless only one answers.
+    for candidates in by_place.values() {
+        for (n, &a) in candidates.iter().enumerate() {
+            for &b in candidates.iter().skip(n + 1) {
+                let (Some(ra), Some(rb)) = (model.registers.get(a as usize), model.registers.get(b as usize)) else {
+                    continue;
+                };
+                let both_read = ra.readable && rb.readable;
+                let both_write = ra.writable && rb.writable;
+                if (both_read || both_write) && ra.when.is_none() {
+                    return fail(
+                        key_of(rb),
+                        format!(
+                            "`{}` shares offset {:#x} with `{}`, and both can be {}: give `{}` a `when` condition (banked view), or make one read-only and the other write-only",
+                            rb.name,
+                            rb.offset,
+                            ra.name,
+                            if both_read { "read" } else { "written" },
+                            ra.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let span = model
+        .registers
+        .iter()
+        .map(|r| r.offset + u64::from(r.width))
+        .max()
+        .unwrap_or(0);
+    let mut byte_slot = vec![0u16; span as usize];
+    let mut slots = Vec::new();
+    for ((offset, width), candidates) in by_place {
+        let idx = slots.len();
+        if idx >= usize::from(u16::MAX) {
+            return fail("register", "too many distinct register places");
+        }
+        for b in offset..offset + u64::from(width) {
+            if let Some(cell) = byte_slot.get_mut(b as usize) {
+                if *cell != 0 {
+                    let other = slots
+                        .get(usize::from(*cell) - 1)
+                        .and_then(|s: &Slot| s.candidates.first())
+                        .and_then(|r| model.registers.get(*r as usize))
+                        .map_or("another register", |r| r.name.as_str());
+                    let this = candidates
+                        .first()
+                        .and_then(|r| model.registers.get(*r as usize));
+                    let (name, key) = this.map_or(("register".to_owned(), "register".to_owned()), |r| {
+                        (r.name.clone(), key_of(r))
+                    });
+                    return fail(
+                        key,
+                        format!("`{name}` at {offset:#x} overlaps `{other}` (registers that share bytes must share offset and width)"),
+                    );
+                }
+                *cell = (idx + 1) as u16;
+            }
+        }
+        slots.push(Slot {
+            offset,
+            width,
+            candidates,
+        });
+    }
+    model.slots = slots;
+    model.byte_slot = byte_slot;
+    Ok(())
+}
+
+/// Effects that run at once and feed each other through FIFO pushes, pops or resets
+/// would loop forever inside one access.
+fn check_effect_cycles(effects: &[Effect], model: &Model) -> Result<(), DescriptionError> {
+    let successors = |e: &Effect| -> Vec<u32> {
+        let mut out = Vec::new();
+        for a in &e.actions {
+            match a {
+                Action::Push(f, _) => out.extend(model.fifos.get(*f as usize).map(|x| x.push_effects.clone()).unwrap_or_default()),
+                Action::Pop(f, _) => out.extend(model.fifos.get(*f as usize).map(|x| x.pop_effects.clone()).unwrap_or_default()),
+                Action::Reset => out.extend(model.reset_effects.iter().copied()),
+                _ => {}
+            }
+        }
+        out
+    };
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut state = vec![0u8; effects.len()];
+    fn visit(
+        i: usize,
+        effects: &[Effect],
+        state: &mut [u8],
+        successors: &dyn Fn(&Effect) -> Vec<u32>,
+    ) -> Option<usize> {
+        let e = effects.get(i)?;
+        if e.delay != Delay::None {
+            return None;
+        }
+        match state.get(i) {
+            Some(1) => return Some(i),
+            Some(2) | None => return None,
+            _ => {}
+        }
+        if let Some(s) = state.get_mut(i) {
+            *s = 1;
+        }
+        for next in successors(e) {
+            if let Some(found) = visit(next as usize, effects, state, successors) {
+                return Some(found);
+            }
+        }
+        if let Some(s) = state.get_mut(i) {
+            *s = 2;
+        }
+        None
+    }
+    for i in 0..effects.len() {
+        if let Some(found) = visit(i, effects, &mut state, &successors) {
+            let name = effects.get(found).map_or("?", |e| e.name.as_str());
+            return fail(
+                "effect",
+                format!("effects without a delay fire each other in a cycle through `{name}`: give one of them `after` or `after_accesses`"),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1055 @@
+//! The register engine: one device's state and what an access does to it.
+//!
+//! Pure: [`State`] holds values, FIFOs, memory and pending effects; the functions here take
+//! the compiled [`Model`], the state and the access, and return an [`Outcome`] that says what
+//! the caller must do outside (drive interrupt lines, arm a timer, write a trace record).
+//! No locks, no file descriptors, no clock of its own (the caller passes `now`), no
+//! allocation on an access (FIFOs and the pending list are allocated to their bounds when
+//! the state is made), and no panic on any offset, width or value.
+//!
+//! Order within one access: the register is chosen (banked views by their condition), the
+//! write applies field by field (or the read computes its value), a FIFO is pushed or
+//! popped, read side effects apply, effects fire (at once, or are scheduled), self-clearing
+//! fields clear, effects waiting for a number of accesses count this one, and finally
+//! every interrupt condition is evaluated.
+
+use std::collections::VecDeque;
+use std::io::Write;
+
+use mmiolab_devices::{FieldValue, Note};
+
+use crate::compile::{Action, Delay, FieldRef, Model, OnRead, OnWrite, Register};
+use crate::expr::{Env, Expr, FifoProp, Operand};
+use crate::schema::{Endianness, TracePolicy, Trigger, WidthPolicy};
+
+/// Most effects that can wait at once; more are dropped (and logged, rate-limited).
+pub const MAX_PENDING: usize = 1024;
+/// Deepest chain of effects firing effects inside one access (cycles are refused when the
+/// description is compiled; this bounds what remains, e.g. long FIFO chains).
+const MAX_CHAIN: u32 = 16;
+/// Notes one access can carry in its trace record.
+pub const MAX_NOTES: usize = 24;
+/// Fields one trace record decodes.
+pub const MAX_FIELDS: usize = 32;
+
+/// Notes of one access, in a fixed array: recording never allocates.
+pub struct Notes<'m> {
+    items: [Note<'m>; MAX_NOTES],
+    len: usize,
+}
+
+impl Default for Notes<'_> {
+    fn default() -> Self {
+        Notes {
+            items: [Note::Truncated; MAX_NOTES],
+            len: 0,
+        }
+    }
+}
+
+impl<'m> Notes<'m> {
+    fn push(&mut self, note: Note<'m>) {
+        match self.items.get_mut(self.len) {
+            Some(slot) if self.len + 1 < MAX_NOTES => {
+                *slot = note;
+                self.len += 1;
+            }
+            Some(slot) => {
+                *slot = Note::Truncated;
+                self.len = MAX_NOTES;
+            }
+            None => {}
+        }
+    }
+
+    /// The notes recorded.
+    pub fn as_slice(&self) -> &[Note<'m>] {
+        self.items.get(..self.len).unwrap_or_default()
+    }
+
+    /// Forgets them.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Read or write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// Guest load.
+    Read,
+    /// Guest store.
+    Write,
+}
+
+/// What the caller must do after an access or an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Interrupt outputs whose level changed (bit per interrupt); levels are in
+    /// [`State::irq_levels`].
+    pub irq_changed: u32,
+    /// Interrupt outputs pulsed by a `pulse` action (bit per interrupt).
+    pub pulses: u32,
+    /// Earliest deadline (ns) of an effect scheduled by this call.
+    pub scheduled: Option<u64>,
+    /// Register instance the access reached first.
+    pub register: Option<u32>,
+    /// Whether the register's trace policy wants this access recorded.
+    pub trace: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Due {
+    At(u64),
+    Accesses(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    due: Due,
+    effect: u32,
+    value: u64,
+}
+
+/// A device's mutable state.
+pub struct State {
+    values: Vec<u64>,
+    written_once: Vec<u64>,
+    last_read: Vec<u64>,
+    fifos: Vec<VecDeque<u64>>,
+    drains: Vec<Option<Box<dyn Write + Send>>>,
+    drain_failed: bool,
+    memories: Vec<Vec<u8>>,
+    irq: u32,
+    pending: Vec<Pending>,
+    dropped_effects: u64,
+}
+
+impl State {
+    /// The state at reset. Reset effects do not run here: call [`reset`] for that.
+    pub fn new(model: &Model) -> State {
+        let mut s = State {
+            values: model.registers.iter().map(|r| r.reset).collect(),
+            written_once: vec![0; model.registers.len()],
+            last_read: model.registers.iter().map(|r| r.reset).collect(),
+            fifos: model
+                .fifos
+                .iter()
+                .map(|f| VecDeque::with_capacity(f.depth as usize))
+                .collect(),
+            drains: model.fifos.iter().map(|_| None).collect(),
+            drain_failed: false,
+            memories: model
+                .memories
+                .iter()
+                .map(|m| match m.backing {
+                    crate::schema::Backing::Trapped => vec![m.fill; m.size as usize],
+                    crate::schema::Backing::Memslot => Vec::new(),
+                })
+                .collect(),
+            irq: 0,
+            pending: Vec::with_capacity(MAX_PENDING),
+            dropped_effects: 0,
+        };
+        let mut notes = Notes::default();
+        let mut out = Outcome::default();
+        evaluate_interrupts(model, &mut s, &mut notes, &mut out);
+        s
+    }
+
+    /// Levels of the interrupt outputs (bit per interrupt).
+    pub fn irq_levels(&self) -> u32 {
+        self.irq
+    }
+
+    /// The stored value of register instance `reg` (for tests and snapshots).
+    pub fn value(&self, reg: usize) -> Option<u64> {
+        self.values.get(reg).copied()
+    }
+
+    /// Elements held by FIFO `fifo`.
+    pub fn fifo_level(&self, fifo: usize) -> Option<usize> {
+        self.fifos.get(fifo).map(VecDeque::len)
+    }
+
+    /// Sends what is pushed onto FIFO `fifo` to `out` instead of keeping it: the host
+    /// drains it at once (a UART's transmitter wired to a file or a socket).
+    pub fn set_drain(&mut self, fifo: usize, out: Box<dyn Write + Send>) {
+        if let Some(d) = self.drains.get_mut(fifo) {
+            *d = Some(out);
+        }
+    }
+
+    /// Effects dropped because too many were waiting.
+    pub fn dropped_effects(&self) -> u64 {
+        self.dropped_effects
+    }
+
+    /// Effects waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The earliest deadline of a waiting timed effect.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .filter_map(|p| match p.due {
+                Due::At(t) => Some(t),
+                Due::Accesses(_) => None,
+            })
+            .min()
+    }
+}
+
+/// The device's view of itself, for expressions.
+struct View<'a> {
+    model: &'a Model,
+    state: &'a State,
+    value: u64,
+}
+
+impl Env for View<'_> {
+    fn operand(&self, op: Operand) -> u64 {
+        match op {
+            Operand::Value => self.value,
+            Operand::Field { reg, shift, mask } => (internal(self.model, self.state, reg as usize, 0) & mask) >> shift,
+            Operand::Fifo { fifo, prop } => {
+                let (Some(q), Some(f)) = (self.state.fifos.get(fifo as usize), self.model.fifos.get(fifo as usize)) else {
+                    return 0;
+                };
+                let level = q.len() as u64;
+                match prop {
+                    FifoProp::Level => level,
+                    FifoProp::Empty => u64::from(level == 0),
+                    FifoProp::Full => u64::from(level >= u64::from(f.depth)),
+                    FifoProp::Free => u64::from(f.depth).saturating_sub(level),
+                    FifoProp::Depth => u64::from(f.depth),
+                }
+            }
+        }
+    }
+}
+
+/// Computed fields may read computed fields; past this depth they read 0 (a description
+/// whose computed fields refer to each other in a circle gets 0, not a stack overflow).
+const MAX_COMPUTE_DEPTH: u32 = 8;
+
+/// The register as the device sees it: stored bits, with computed fields evaluated.
+fn internal(model: &Model, state: &State, reg: usize, depth: u32) -> u64 {
+    let Some(r) = model.registers.get(reg) else {
+        return 0;
+    };
+    let stored = state.values.get(reg).copied().unwrap_or(0);
+    if r.computed_mask == 0 {
+        return stored;
+    }
+    let mut v = stored & !r.computed_mask;
+    if depth >= MAX_COMPUTE_DEPTH {
+        return v;
+    }
+    for f in &r.fields {
+        if let Some(e) = &f.value {
+            let env = DepthView {
+                model,
+                state,
+                depth: depth + 1,
+            };
+            v |= (e.eval(&env) << f.shift) & f.mask;
+        }
+    }
+    v
+}
+
+struct DepthView<'a> {
+    model: &'a Model,
+    state: &'a State,
+    depth: u32,
+}
+
+impl Env for DepthView<'_> {
+    fn operand(&self, op: Operand) -> u64 {
+        match op {
+            Operand::Field { reg, shift, mask } => {
+                (internal(self.model, self.state, reg as usize, self.depth) & mask) >> shift
+            }
+            other => View {
+                model: self.model,
+                state: self.state,
+                value: 0,
+            }
+            .operand(other),
+        }
+    }
+}
+
+fn eval(model: &Model, state: &State, e: &Expr, value: u64) -> u64 {
+    e.eval(&View { model, state, value })
+}
+
+/// The working context of one access or event.
+struct Ctx<'m, 'n> {
+    model: &'m Model,
+    notes: &'n mut Notes<'m>,
+    out: Outcome,
+    now: &'n dyn Fn() -> u64,
+}
+
+/// One guest access of `data.len()` bytes at `offset`: reads fill `data`, writes take it.
+/// `now` gives the machine's time in ns; it is called only when an effect is scheduled.
+pub fn access<'m>(
+    model: &'m Model,
+    state: &mut State,
+    dir: Dir,
+    offset: u64,
+    data: &mut [u8],
+    now: &dyn Fn() -> u64,
+    notes: &mut Notes<'m>,
+) -> Outcome {
+    let mut cx = Ctx {
+        model,
+        notes,
+        out: Outcome::default(),
+        now,
+    };
+    let width = data.len();
+    if !matches!(width, 1 | 2 | 4 | 8) {
+        if dir == Dir::Read {
+            data.fill(0xff);
+        }
+        cx.notes.push(Note::BadWidth);
+        cx.out.trace = true;
+        return cx.out;
+    }
+    if !model.memories.is_empty() && memory_access(&mut cx, state, dir, offset, data) {
+        count_access(&mut cx, state);
+        evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+        return cx.out;
+    }
+    let end = offset.saturating_add(width as u64);
+    let first_slot = slot_at(model, offset);
+
+    // The common case: one register, exactly, with one candidate.
+    if let Some(slot) = first_slot
+        && slot.offset == offset
+        && usize::from(slot.width) == width
+        && let [only] = slot.candidates.as_slice()
+        && let Some(r) = model.registers.get(*only as usize)
+        && r.when.is_none()
+    {
+        register_access(&mut cx, state, *only, r, dir, offset, data, end);
+    } else {
+        // General case: walk the bytes, one register (slot) at a time, holes in between.
+        let mut pos = offset;
+        let mut any_hole = false;
+        while pos < end {
+            match slot_at(model, pos) {
+                Some(slot) => {
+                    let chosen = choose(model, state, &slot.candidates, dir);
+                    match chosen.and_then(|i| model.registers.get(i as usize).map(|r| (i, r))) {
+                        Some((i, r)) => register_access(&mut cx, state, i, r, dir, offset, data, end),
+                        None => any_hole |= fill_hole(model, dir, offset, data, slot.offset, slot.offset + u64::from(slot.width)),
+                    }
+                    pos = slot.offset + u64::from(slot.width);
+                }
+                None => {
+                    let next = next_slot_start(model, pos, end);
+                    any_hole |= fill_hole(model, dir, offset, data, pos, next);
+                    pos = next;
+                }
+            }
+        }
+        if any_hole {
+            cx.notes.push(Note::Hole);
+            cx.out.trace = true;
+        }
+    }
+    count_access(&mut cx, state);
+    evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    cx.out
+}
+
+fn slot_at(model: &Model, offset: u64) -> Option<&crate::compile::Slot> {
+    let idx = usize::try_from(offset).ok()?;
+    let s = *model.byte_slot.get(idx)?;
+    model.slots.get(usize::from(s).checked_sub(1)?)
+}
+
+fn next_slot_start(model: &Model, from: u64, end: u64) -> u64 {
+    let mut p = from;
+    while p < end && slot_at(model, p).is_none() {
+        p += 1;
+    }
+    p
+}
+
+/// Hole bytes of `[from, to)` within the access: reads get the hole value.
+fn fill_hole(model: &Model, dir: Dir, offset: u64, data: &mut [u8], from: u64, to: u64) -> bool {
+    if dir == Dir::Read {
+        for a in from..to {
+            if let Some(b) = a.checked_sub(offset).and_then(|i| data.get_mut(i as usize)) {
+                *b = model.hole_read;
+            }
+        }
+    }
+    true
+}
+
+/// The register that answers among `candidates`: the first whose condition holds and
+/// that can be accessed that way, else the first whose condition holds.
+fn choose(model: &Model, state: &State, candidates: &[u32], dir: Dir) -> Option<u32> {
+    let mut fallback = None;
+    for &c in candidates {
+        let Some(r) = model.registers.get(c as usize) else {
+            continue;
+        };
+        let active = r.when.as_ref().is_none_or(|w| eval(model, state, w, 0) != 0);
+        if !active {
+            continue;
+        }
+        let usable = match dir {
+            Dir::Read => r.readable,
+            Dir::Write => r.writable,
+        };
+        if usable {
+            return Some(c);
+        }
+        fallback.get_or_insert(c);
+    }
+    fallback
+}
+
+/// Bit position of the register byte at `addr`, given the device's byte order.
+fn lane_shift(model: &Model, r: &Register, addr: u64) -> u32 {
+    let i = (addr - r.offset) as u32;
+    match model.endianness {
+        Endianness::Little => 8 * i,
+        Endianness::Big => 8 * (u32::from(r.width) - 1 - i),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn register_access<'m>(
+    cx: &mut Ctx<'m, '_>,
+    state: &mut State,
+    idx: u32,
+    r: &'m Register,
+    dir: Dir,
+    offset: u64,
+    data: &mut [u8],
+    end: u64,
+) {
+    cx.out.register.get_or_insert(idx);
+    let width_bit = 1u8 << (data.len().trailing_zeros());
+    if r.widths & width_bit == 0 {
+        if r.bad_width == WidthPolicy::Reject {
+            if dir == Dir::Read {
+                data.fill(0xff);
+            }
+            cx.notes.push(Note::BadWidth);
+            cx.out.trace = true;
+            return;
+        }
+    }
+    let lo = offset.max(r.offset);
+    let hi = end.min(r.offset + u64::from(r.width));
+    let mut lanes = 0u64;
+    let mut written = 0u64;
+    for a in lo..hi {
+        let shift = lane_shift(cx.model, r, a);
+        lanes |= 0xff << shift;
+        if dir == Dir::Write
+            && let Some(b) = data.get((a - offset) as usize)
+        {
+            written |= u64::from(*b) << shift;
+        }
+    }
+    let i = idx as usize;
+    match dir {
+        Dir::Read => {
+            let value = read_register(cx, state, i, r, lanes);
+            for a in lo..hi {
+                let shift = lane_shift(cx.model, r, a);
+                if let Some(b) = data.get_mut((a - offset) as usize) {
+                    *b = (value >> shift) as u8;
+                }
+            }
+            let last = state.last_read.get_mut(i);
+            cx.out.trace |= match r.trace {
+                TracePolicy::Full => true,
+                TracePolicy::Changes => last.as_ref().is_none_or(|l| **l != value) || !cx.notes.as_slice().is_empty(),
+                TracePolicy::Silent => !cx.notes.as_slice().is_empty(),
+            };
+            if let Some(l) = last {
+                *l = value;
+            }
+        }
+        Dir::Write => {
+            let before = state.values.get(i).copied();
+            write_register(cx, state, i, r, lanes, written);
+            let changed = state.values.get(i).copied() != before;
+            cx.out.trace |= match r.trace {
+                TracePolicy::Full => true,
+                TracePolicy::Changes => changed || !cx.notes.as_slice().is_empty(),
+                TracePolicy::Silent => !cx.notes.as_slice().is_empty(),
+            };
+        }
+    }
+}
+
+fn read_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m Register, lanes: u64) -> u64 {
+    let model = cx.model;
+    let mut value = if r.plain {
+        state.values.get(i).copied().unwrap_or(0) & r.read_mask
+    } else {
+        internal(model, state, i, 0) & r.read_mask
+    } | r.reserved_read;
+    if r.plain {
+        return value;
+    }
+    if let Some(f) = r.pop {
+        value = fifo_pop(cx, state, f, 0) & r.width_mask;
+    }
+    for f in &r.fields {
+        if f.mask & lanes == 0 || f.on_read == OnRead::None {
+            continue;
+        }
+        let Some(v) = state.values.get_mut(i) else { continue };
+        let old = *v & f.mask;
+        let new = match f.on_read {
+            OnRead::Clear => 0,
+            OnRead::Set => f.mask,
+            OnRead::None => old,
+        };
+        *v = (*v & !f.mask) | new;
+        note_change(cx.notes, &f.path, old, new);
+    }
+    for &(mask, e) in &r.read_effects {
+        if mask & lanes != 0 {
+            fire(cx, state, e, value, 0);
+        }
+    }
+    value
+}
+
+fn write_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m Register, lanes: u64, written: u64) {
+    let (Some(old), Some(once)) = (state.values.get(i).copied(), state.written_once.get(i).copied()) else {
+        return;
+    };
+    if r.plain {
+        let m = r.read_mask_for_plain_write(lanes);
+        if let Some(v) = state.values.get_mut(i) {
+            *v = (old & !m) | (written & m);
+        }
+        note_reserved(cx, r, lanes, written);
+        return;
+    }
+    let mut new = old;
+    let mut once_now = once;
+    for f in &r.fields {
+        let m = f.mask & lanes;
+        if m == 0 || f.value.is_some() {
+            continue;
+        }
+        if !f.access.write || (f.access.once && once & f.mask != 0) {
+            if (written ^ old) & m != 0 {
+                cx.notes.push(Note::Ignored { field: &f.path });
+            }
+            continue;
+        }
+        let bits = f.on_write.apply(old & m, written & m, m);
+        new = (new & !m) | bits;
+        if f.access.once {
+            once_now |= f.mask;
+        }
+        if f.on_write != OnWrite::Write {
+            note_change(cx.notes, &f.path, old & m, bits);
+        }
+    }
+    note_reserved(cx, r, lanes, written);
+    if let Some(v) = state.values.get_mut(i) {
+        *v = new;
+    }
+    if let Some(o) = state.written_once.get_mut(i) {
+        *o = once_now;
+    }
+    if let Some(f) = r.push {
+        fifo_push(cx, state, f, written & lanes, 0);
+    }
+    for &(mask, e) in &r.write_effects {
+        let fires = if mask == r.width_mask { true } else { written & mask & lanes != 0 };
+        if fires {
+            fire(cx, state, e, written, 0);
+        }
+    }
+    for f in r.fields.iter().filter(|f| f.singlepulse && f.mask & lanes != 0) {
+        if let Some(v) = state.values.get_mut(i) {
+            let old = *v & f.mask;
+            *v &= !f.mask;
+            note_change(cx.notes, &f.path, old, 0);
+        }
+    }
+}
+
+impl Register {
+    /// Bits a write to a plain register stores: writable fields within the lanes.
+    fn read_mask_for_plain_write(&self, lanes: u64) -> u64 {
+        self.fields
+            .iter()
+            .filter(|f| f.access.write)
+            .fold(0, |m, f| m | f.mask)
+            & lanes
+    }
+}
+
+fn note_reserved(cx: &mut Ctx<'_, '_>, r: &Register, lanes: u64, written: u64) {
+    let reserved = r.width_mask & !r.field_mask & lanes;
+    let bits = (written ^ r.reserved_read) & reserved;
+    if bits != 0 {
+        cx.notes.push(Note::Reserved { bits });
+    }
+}
+
+fn note_change<'m>(notes: &mut Notes<'m>, path: &'m str, old: u64, new: u64) {
+    let cleared = old & !new;
+    let set = new & !old;
+    if cleared != 0 {
+        notes.push(Note::Cleared { field: path, bits: cleared });
+    }
+    if set != 0 {
+        notes.push(Note::Set { field: path, bits: set });
+    }
+}
+
+fn memory_access(cx: &mut Ctx<'_, '_>, state: &mut State, dir: Dir, offset: u64, data: &mut [u8]) -> bool {
+    let end = offset.saturating_add(data.len() as u64);
+    let Some((k, m)) = cx
+        .model
+        .memories
+        .iter()
+        .enumerate()
+        .find(|(_, m)| offset >= m.offset && end <= m.offset + m.size)
+    else {
+        return false;
+    };
+    cx.out.trace = true;
+    let start = (offset - m.offset) as usize;
+    let Some(bytes) = state.memories.get_mut(k) else {
+        return false;
+    };
+    let Some(window) = bytes.get_mut(start..start + data.len()) else {
+        // A memslot window: only a write to a read-only one reaches here.
+        if dir == Dir::Read {
+            data.fill(0xff);
+        }
+        cx.notes.push(Note::Ignored { field: &m.name });
+        return true;
+    };
+    match dir {
+        Dir::Read => data.copy_from_slice(window),
+        Dir::Write if m.readonly => cx.notes.push(Note::Ignored { field: &m.name }),
+        Dir::Write => window.copy_from_slice(data),
+    }
+    true
+}
+
+/// Counts one access for effects waiting on accesses, and runs those that are due.
+fn count_access(cx: &mut Ctx<'_, '_>, state: &mut State) {
+    let mut due = false;
+    for p in &mut state.pending {
+        if let Due::Accesses(n) = &mut p.due {
+            *n = n.saturating_sub(1);
+            due |= *n == 0;
+        }
+    }
+    while due {
+        let Some(pos) = state
+            .pending
+            .iter()
+            .position(|p| matches!(p.due, Due::Accesses(0)))
+        else {
+            break;
+        };
+        let p = state.pending.swap_remove(pos);
+        run_actions(cx, state, p.effect, p.value, 0);
+    }
+}
+
+/// Fires effect `e` (its condition is checked now): runs it, or schedules it.
+fn fire(cx: &mut Ctx<'_, '_>, state: &mut State, e: u32, value: u64, depth: u32) {
+    let model = cx.model;
+    let Some(effect) = model.effects.get(e as usize) else {
+        return;
+    };
+    if let Some(c) = &effect.condition
+        && eval(model, state, c, value) == 0
+    {
+        return;
+    }
+    let due = match effect.delay {
+        Delay::None => {
+            run_actions(cx, state, e, value, depth);
+            return;
+        }
+        Delay::Ns(ns) => Due::At((cx.now)().saturating_add(ns)),
+        Delay::Accesses(n) => Due::Accesses(n),
+    };
+    if state.pending.len() >= MAX_PENDING {
+        state.dropped_effects += 1;
+        if state.dropped_effects.is_power_of_two() {
+            log::warn!(
+                "device `{}`: {} effects dropped, more than {MAX_PENDING} were waiting",
+                model.name,
+                state.dropped_effects
+            );
+        }
+        return;
+    }
+    state.pending.push(Pending { due, effect: e, value });
+    let due_ns = match due {
+        Due::At(t) => {
+            cx.out.scheduled = Some(cx.out.scheduled.map_or(t, |s| s.min(t)));
+            Some(t)
+        }
+        Due::Accesses(_) => None,
+    };
+    cx.notes.push(Note::Scheduled {
+        effect: &effect.name,
+        due_ns,
+    });
+}
+
+fn run_actions<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, e: u32, value: u64, depth: u32) {
+    let model = cx.model;
+    let Some(effect) = model.effects.get(e as usize) else {
+        return;
+    };
+    if depth > MAX_CHAIN {
+        return;
+    }
+    cx.notes.push(Note::Fired { effect: &effect.name });
+    for action in &effect.actions {
+        match action {
+            Action::Set(t) => store(cx, state, t, u64::MAX, false),
+            Action::Clear(t) => store(cx, state, t, 0, true),
+            Action::Toggle(t) => {
+                let cur = field_value(model, state, t);
+                store(cx, state, t, !cur, true);
+            }
+            Action::Assign(t, x) => {
+                let v = eval(model, state, x, value);
+                store(cx, state, t, v, false);
+            }
+            Action::Add(t, x) => {
+                let n = eval(model, state, x, value);
+                count(cx, state, t, n, true);
+            }
+            Action::Sub(t, x) => {
+                let n = eval(model, state, x, value);
+                count(cx, state, t, n, false);
+            }
+            Action::Push(f, x) => {
+                let v = x.as_ref().map_or(value, |x| eval(model, state, x, value));
+                fifo_push(cx, state, *f, v, depth + 1);
+            }
+            Action::Pop(f, into) => {
+                let v = fifo_pop(cx, state, *f, depth + 1);
+                if let Some(t) = into {
+                    store(cx, state, t, v, true);
+                }
+            }
+            Action::Flush(f) => {
+                if let (Some(q), Some(desc)) = (state.fifos.get_mut(*f as usize), model.fifos.get(*f as usize)) {
+                    q.clear();
+                    cx.notes.push(Note::Fifo { fifo: &desc.name, level: 0 });
+                }
+            }
+            Action::Pulse(i) => {
+                cx.out.pulses |= 1 << i;
+                if let Some(irq) = model.interrupts.get(*i as usize) {
+                    cx.notes.push(Note::Irq {
+                        name: &irq.name,
+                        asserted: true,
+                    });
+                }
+            }
+            Action::Reset => reset_inner(cx, state, depth + 1),
+        }
+    }
+}
+
+fn field_value(model: &Model, state: &State, t: &FieldRef) -> u64 {
+    (internal(model, state, t.reg as usize, 0) & t.mask) >> t.shift
+}
+
+/// Hardware-side store of `v` into a field. Sticky fields only gain bits, unless `force`
+/// (an explicit clear).
+fn store<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, t: &FieldRef, v: u64, force: bool) {
+    let model = cx.model;
+    let Some(r) = model.registers.get(t.reg as usize) else {
+        return;
+    };
+    let Some(cur) = state.values.get_mut(t.reg as usize) else {
+        return;
+    };
+    let old = *cur & t.mask;
+    let mut bits = v.checked_shl(t.shift).unwrap_or(0) & t.mask;
+    let sticky = t
+        .field
+        .and_then(|f| r.fields.get(f as usize))
+        .is_some_and(|f| f.sticky);
+    if sticky && !force {
+        bits |= old;
+    }
+    *cur = (*cur & !t.mask) | bits;
+    let path = match t.field.and_then(|f| r.fields.get(f as usize)) {
+        Some(f) => f.path.as_str(),
+        None => r.name.as_str(),
+    };
+    note_change(cx.notes, path, old, bits);
+}
+
+/// `+=` / `-=` with the field's counter behaviour.
+fn count(cx: &mut Ctx<'_, '_>, state: &mut State, t: &FieldRef, n: u64, up: bool) {
+    let model = cx.model;
+    let max = t.mask >> t.shift;
+    let cur = field_value(model, state, t);
+    let counter = model
+        .registers
+        .get(t.reg as usize)
+        .and_then(|r| t.field.and_then(|f| r.fields.get(f as usize)))
+        .and_then(|f| f.counter.clone());
+    let saturate = counter.as_ref().is_some_and(|c| c.saturate);
+    let (raw, wrapped) = if up {
+        let s = cur.wrapping_add(n);
+        (s & max, s > max || s < cur)
+    } else {
+        (cur.wrapping_sub(n) & max, n > cur)
+    };
+    let result = match (wrapped, saturate, up) {
+        (true, true, true) => max,
+        (true, true, false) => 0,
+        _ => raw,
+    };
+    store(cx, state, t, result, true);
+    if wrapped && let Some(c) = counter {
+        let flag = if up { c.overflow } else { c.underflow };
+        if let Some(flag) = flag {
+            store(cx, state, &flag, u64::MAX, false);
+        }
+    }
+}
+
+fn fifo_push(cx: &mut Ctx<'_, '_>, state: &mut State, f: u32, v: u64, depth: u32) {
+    let model = cx.model;
+    let Some(desc) = model.fifos.get(f as usize) else {
+        return;
+    };
+    let element = v & desc.element_mask();
+    if let Some(Some(drain)) = state.drains.get_mut(f as usize) {
+        let bytes = element.to_le_bytes();
+        let n = desc.width.div_ceil(8) as usize;
+        if let Err(e) = drain.write_all(bytes.get(..n).unwrap_or_default()).and_then(|()| drain.flush())
+            && !state.drain_failed
+        {
+            state.drain_failed = true;
+            log::warn!("device `{}`: FIFO `{}`: the host side cannot take data: {e}", model.name, desc.name);
+        }
+        cx.notes.push(Note::Fifo {
+            fifo: &desc.name,
+            level: 0,
+        });
+    } else {
+        let Some(q) = state.fifos.get_mut(f as usize) else {
+            return;
+        };
+        if q.len() >= desc.depth as usize {
+            cx.notes.push(Note::Overflow { fifo: &desc.name });
+            if let Some(flag) = desc.overflow {
+                store(cx, state, &flag, u64::MAX, false);
+            }
+            return;
+        }
+        q.push_back(element);
+        let level = q.len() as u32;
+        cx.notes.push(Note::Fifo { fifo: &desc.name, level });
+    }
+    if depth <= MAX_CHAIN {
+        for &e in &desc.push_effects {
+            fire(cx, state, e, element, depth + 1);
+        }
+    }
+}
+
+fn fifo_pop(cx: &mut Ctx<'_, '_>, state: &mut State, f: u32, depth: u32) -> u64 {
+    let model = cx.model;
+    let Some(desc) = model.fifos.get(f as usize) else {
+        return 0;
+    };
+    let Some(q) = state.fifos.get_mut(f as usize) else {
+        return 0;
+    };
+    let Some(v) = q.pop_front() else {
+        cx.notes.push(Note::Underflow { fifo: &desc.name });
+        if let Some(flag) = desc.underflow {
+            store(cx, state, &flag, u64::MAX, false);
+        }
+        return desc.empty_read;
+    };
+    let level = q.len() as u32;
+    cx.notes.push(Note::Fifo { fifo: &desc.name, level });
+    if depth <= MAX_CHAIN {
+        for &e in &desc.pop_effects {
+            fire(cx, state, e, v, depth + 1);
+        }
+    }
+    v
+}
+
+fn evaluate_interrupts<'m>(model: &'m Model, state: &mut State, notes: &mut Notes<'m>, out: &mut Outcome) {
+    for (i, irq) in model.interrupts.iter().enumerate() {
+        let Some(when) = &irq.when else { continue };
+        let bit = 1u32 << i;
+        let level = eval(model, state, when, 0) != 0;
+        if level != (state.irq & bit != 0) {
+            state.irq ^= bit;
+            out.irq_changed |= bit;
+            if level || irq.trigger == Trigger::Level {
+                notes.push(Note::Irq {
+                    name: &irq.name,
+                    asserted: level,
+                });
+            }
+        }
+    }
+}
+
+/// Runs the timed effects due at `now`, in deadline order. Returns what the caller must do;
+/// `Outcome::scheduled` is then the next deadline still waiting, if any.
+pub fn run_due<'m>(model: &'m Model, state: &mut State, now: u64, notes: &mut Notes<'m>) -> Outcome {
+    let clock = move || now;
+    let mut cx = Ctx {
+        model,
+        notes,
+        out: Outcome::default(),
+        now: &clock,
+    };
+    loop {
+        let next = state
+            .pending
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| match p.due {
+                Due::At(t) if t <= now => Some((t, k)),
+                _ => None,
+            })
+            .min();
+        let Some((_, k)) = next else { break };
+        let p = state.pending.swap_remove(k);
+        run_actions(&mut cx, state, p.effect, p.value, 0);
+    }
+    evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    cx.out.scheduled = state.next_deadline();
+    cx.out
+}
+
+/// The host feeds `values` into FIFO `fifo` (a UART's receiver). Returns how many it took
+/// (the rest would overflow) and what the caller must do.
+pub fn feed<'m>(
+    model: &'m Model,
+    state: &mut State,
+    fifo: usize,
+    values: &[u64],
+    now: &dyn Fn() -> u64,
+    notes: &mut Notes<'m>,
+) -> (usize, Outcome) {
+    let mut cx = Ctx {
+        model,
+        notes,
+        out: Outcome::default(),
+        now,
+    };
+    let mut taken = 0;
+    let (Some(desc), Some(q)) = (model.fifos.get(fifo), state.fifos.get(fifo)) else {
+        return (0, cx.out);
+    };
+    let room = (desc.depth as usize).saturating_sub(q.len());
+    for &v in values.iter().take(room) {
+        fifo_push(&mut cx, state, fifo as u32, v, 0);
+        taken += 1;
+    }
+    evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    (taken, cx.out)
+}
+
+/// Resets the device: every register to its reset value, FIFOs emptied, memory refilled,
+/// waiting effects dropped; then `reset` effects run.
+pub fn reset<'m>(model: &'m Model, state: &mut State, now: &dyn Fn() -> u64, notes: &mut Notes<'m>) -> Outcome {
+    let mut cx = Ctx {
+        model,
+        notes,
+        out: Outcome::default(),
+        now,
+    };
+    reset_inner(&mut cx, state, 0);
+    evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    cx.out
+}
+
+fn reset_inner(cx: &mut Ctx<'_, '_>, state: &mut State, depth: u32) {
+    let model = cx.model;
+    for (v, r) in state.values.iter_mut().zip(&model.registers) {
+        *v = r.reset;
+    }
+    state.written_once.fill(0);
+    for q in &mut state.fifos {
+        q.clear();
+    }
+    for (bytes, m) in state.memories.iter_mut().zip(&model.memories) {
+        bytes.fill(m.fill);
+    }
+    state.pending.clear();
+    if depth <= MAX_CHAIN {
+        for &e in &model.reset_effects {
+            fire(cx, state, e, 0, depth + 1);
+        }
+    }
+}
+
+/// Decodes `value` (register position) into `out` for register `reg`; returns how many
+/// fields were written.
+pub fn decode<'m>(model: &'m Model, reg: u32, value: u64, out: &mut [FieldValue<'m>; MAX_FIELDS]) -> usize {
+    let Some(r) = model.registers.get(reg as usize) else {
+        return 0;
+    };
+    if !r.declared_fields {
+        return 0;
+    }
+    let mut n = 0;
+    for (slot, f) in out.iter_mut().zip(&r.fields) {
+        let v = (value & f.mask) >> f.shift;
+        *slot = FieldValue {
+            name: &f.name,
+            value: v,
+            enum_name: f.value_name(v),
+        };
+        n += 1;
+    }
+    n
+}
+
+/// The register-position value of an access's bytes, for decoding: the bytes of `data`
+/// that fall in register `reg`, at their lanes.
+pub fn register_value(model: &Model, reg: u32, offset: u64, data: &[u8]) -> u64 {
+    let Some(r) = model.registers.get(reg as usize) else {
+        return 0;
+    };
+    let end = offset.saturating_add(data.len() as u64);
+    let mut v = 0u64;
+    for a in offset.max(r.offset)..end.min(r.offset + u64::from(r.width)) {
+        if let Some(b) = data.get((a - offset) as usize) {
+            v |= u64::from(*b) << lane_shift(model, r, a);
+        }
+    }
+    v
+}

@@ -1,0 +1,21 @@
+//! Devices described in a TOML file: registers and fields with side effects, FIFOs, memory
+//! windows, effects (now or later) and interrupt outputs. No Rust and no rebuild per device.
+//!
+//! - [`schema`]: the file as written (serde).
+//! - [`compile`]: checks it and resolves every name into a [`Model`].
+//! - [`engine`]: the register state machine: `read`/`write` at an offset and width, with
+//!   side effects, pure (no locks, no fds, no clock of its own).
+//! - [`device`]: a [`DescribedDevice`] puts a model and its state behind one lock on the
+//!   bus, drives interrupt lines, schedules delayed effects and traces by register name.
+//!
+//! docs/devices.md is the reference for the format.
+
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::indexing_slicing))]
+
+pub mod compile;
+pub mod engine;
+pub mod expr;
+pub mod schema;
+
+pub use compile::{DescriptionError, Model, compile, compile_text, load};
