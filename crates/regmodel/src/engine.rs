@@ -107,6 +107,8 @@ enum Due {
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     due: Due,
+    /// Scheduled by the access being served: the count starts with the next one.
+    fresh: bool,
     effect: u32,
     value: u64,
 }
@@ -657,6 +659,9 @@ fn memory_access(cx: &mut Ctx<'_, '_>, state: &mut State, dir: Dir, offset: u64,
 fn count_access(cx: &mut Ctx<'_, '_>, state: &mut State) {
     let mut due = false;
     for p in &mut state.pending {
+        if std::mem::take(&mut p.fresh) {
+            continue;
+        }
         if let Due::Accesses(n) = &mut p.due {
             *n = n.saturating_sub(1);
             due |= *n == 0;
@@ -705,7 +710,12 @@ fn fire(cx: &mut Ctx<'_, '_>, state: &mut State, e: u32, value: u64, depth: u32)
         }
         return;
     }
-    state.pending.push(Pending { due, effect: e, value });
+    state.pending.push(Pending {
+        due,
+        fresh: true,
+        effect: e,
+        value,
+    });
     let due_ns = match due {
         Due::At(t) => {
             cx.out.scheduled = Some(cx.out.scheduled.map_or(t, |s| s.min(t)));
@@ -950,7 +960,15 @@ pub fn run_due<'m>(model: &'m Model, state: &mut State, now: u64, notes: &mut No
     }
     evaluate_interrupts(model, state, cx.notes, &mut cx.out);
     cx.out.scheduled = state.next_deadline();
+    settle(state);
     cx.out
+}
+
+/// Outside a guest access, waiting-for-accesses effects count from the next access.
+fn settle(state: &mut State) {
+    for p in &mut state.pending {
+        p.fresh = false;
+    }
 }
 
 /// The host feeds `values` into FIFO `fifo` (a UART's receiver). Returns how many it took
@@ -979,6 +997,7 @@ pub fn feed<'m>(
         taken += 1;
     }
     evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    settle(state);
     (taken, cx.out)
 }
 
@@ -993,6 +1012,7 @@ pub fn reset<'m>(model: &'m Model, state: &mut State, now: &dyn Fn() -> u64, not
     };
     reset_inner(&mut cx, state, 0);
     evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    settle(state);
     cx.out
 }
 
