@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(eval("1 + 2 * 3"), 7);
         assert_eq!(eval("(1 + 2) * 3"), 9);
         assert_eq!(eval("1 << 4 | 1"), 17);
-        assert_eq!(eval("A & 1 == 1"), 3 & 0);
+        assert_eq!(eval("A & 1 == 1"), 3 & 1, "C: == binds tighter than &");
         assert_eq!(eval("(A & 1) == 1"), 1);
         assert_eq!(eval("!B.F && A"), 1);
         assert_eq!(eval("B.F || rx.level >= 7"), 1);
