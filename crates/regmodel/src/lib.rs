@@ -14,8 +14,10 @@
 #![cfg_attr(test, allow(clippy::indexing_slicing))]
 
 pub mod compile;
+pub mod device;
 pub mod engine;
 pub mod expr;
 pub mod schema;
 
 pub use compile::{DescriptionError, Model, compile, compile_text, load};
+pub use device::DescribedDevice;

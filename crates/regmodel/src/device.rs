@@ -1,0 +1,397 @@
+//! A described device on the bus: the compiled [`Model`] and its [`State`] behind one lock,
+//! with its interrupt lines, its client slot in the machine's [`Scheduler`] and, when
+//! tracing, a [`TraceSink`].
+//!
+//! Lock order: this device's state, then the scheduler's heap (`schedule`), then the trace
+//! sink's output, then an eventfd write. Nothing called under the state lock calls back
+//! into a device. Delayed effects run on the VMM thread: the scheduler calls
+//! [`Deferred::run_due`], which takes the state lock like an access does.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
+use mmiolab_devices::{
+    AccessRecord, ClientId, Deferred, Dir as TraceDir, EventRecord, FieldValue, IrqLine, Scheduler, Space, TraceSink,
+};
+use vm_device::bus::{MmioAddress, MmioAddressOffset, PioAddress, PioAddressOffset};
+use vm_device::{DeviceMmio, DevicePio};
+
+use crate::compile::Model;
+use crate::engine::{self, Dir, MAX_FIELDS, Notes, Outcome, State};
+
+/// A device built from a description.
+pub struct DescribedDevice {
+    model: Arc<Model>,
+    state: Mutex<State>,
+    /// Interrupt lines by the description's line index (`None`: not wired in the machine).
+    lines: Vec<Option<Arc<IrqLine>>>,
+    scheduler: Arc<Scheduler>,
+    client: ClientId,
+    /// Region names in the bus tree, MMIO then PIO, for the trace.
+    names: [OnceLock<String>; 2],
+    sink: OnceLock<Arc<dyn TraceSink>>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DescribedDevice {
+    /// A device for `model`, driving `lines` (by line index) and scheduling on `scheduler`.
+    pub fn new(model: Arc<Model>, lines: Vec<Option<Arc<IrqLine>>>, scheduler: Arc<Scheduler>) -> Arc<DescribedDevice> {
+        Arc::new_cyclic(|me: &Weak<DescribedDevice>| {
+            let weak: Weak<dyn Deferred> = me.clone();
+            let client = scheduler.register(weak);
+            let state = State::new(&model);
+            DescribedDevice {
+                model,
+                state: Mutex::new(state),
+                lines,
+                scheduler,
+                client,
+                names: [OnceLock::new(), OnceLock::new()],
+                sink: OnceLock::new(),
+            }
+        })
+    }
+
+    /// The compiled model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Names the device's region in `space` (its name in the bus tree), for the trace.
+    pub fn set_region_name(&self, space: Space, name: &str) {
+        let _ = self.names[space_index(space)].set(name.to_owned());
+    }
+
+    /// Starts tracing into `sink` (once; later calls are ignored).
+    pub fn attach_sink(&self, sink: Arc<dyn TraceSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    /// Runs the reset (and its `reset` effects) and drives the lines to their reset levels.
+    pub fn reset(&self) {
+        let mut state = lock(&self.state);
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let out = engine::reset(&self.model, &mut state, &clock, &mut notes);
+        self.apply(&state, out);
+    }
+
+    /// Sends what is pushed onto FIFO `fifo` to `out` (the host side of a transmitter).
+    pub fn drain_fifo(&self, fifo: &str, out: Box<dyn Write + Send>) -> bool {
+        let Some(i) = self.model.fifos.iter().position(|f| f.name == fifo) else {
+            return false;
+        };
+        lock(&self.state).set_drain(i, out);
+        true
+    }
+
+    /// The host feeds bytes into FIFO `fifo` (the host side of a receiver); returns how
+    /// many it took.
+    pub fn feed_fifo(&self, fifo: usize, bytes: &[u8]) -> usize {
+        let mut values = [0u64; 64];
+        let n = bytes.len().min(values.len());
+        for (v, b) in values.iter_mut().zip(bytes) {
+            *v = u64::from(*b);
+        }
+        let mut state = lock(&self.state);
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let (taken, out) = engine::feed(
+            &self.model,
+            &mut state,
+            fifo,
+            values.get(..n).unwrap_or_default(),
+            &clock,
+            &mut notes,
+        );
+        self.apply(&state, out);
+        self.event(&notes);
+        taken
+    }
+
+    /// Drives the interrupt lines and arms the scheduler after an access or an event.
+    fn apply(&self, state: &State, out: Outcome) {
+        if out.irq_changed != 0 {
+            for (line_index, line) in self.lines.iter().enumerate() {
+                let Some(line) = line else { continue };
+                let level = self
+                    .model
+                    .interrupts
+                    .iter()
+                    .enumerate()
+                    .any(|(i, irq)| irq.line as usize == line_index && state.irq_levels() & (1 << i) != 0);
+                line.set_level(level);
+            }
+        }
+        if out.pulses != 0 {
+            for (i, irq) in self.model.interrupts.iter().enumerate() {
+                if out.pulses & (1 << i) != 0
+                    && let Some(Some(line)) = self.lines.get(irq.line as usize)
+                {
+                    line.raise();
+                }
+            }
+        }
+        if let Some(deadline) = out.scheduled {
+            self.scheduler.schedule(self.client, deadline);
+        }
+    }
+
+    fn access(&self, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
+        let mut state = lock(&self.state);
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let out = engine::access(&self.model, &mut state, dir, offset, data, &clock, &mut notes);
+        self.apply(&state, out);
+        if out.trace
+            && let Some(sink) = self.sink.get()
+        {
+            self.record(sink.as_ref(), space, base, offset, dir, data, out, &notes);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        sink: &dyn TraceSink,
+        space: Space,
+        base: u64,
+        offset: u64,
+        dir: Dir,
+        data: &[u8],
+        out: Outcome,
+        notes: &Notes<'_>,
+    ) {
+        let device = self.names[space_index(space)].get().map_or(self.model.name.as_str(), String::as_str);
+        let register = out
+            .register
+            .and_then(|r| self.model.registers.get(r as usize))
+            .map(|r| r.name.as_str());
+        if !sink.wants(device, register) {
+            return;
+        }
+        let mut fields = [FieldValue {
+            name: "",
+            value: 0,
+            enum_name: None,
+        }; MAX_FIELDS];
+        let n = match out.register {
+            Some(r) => engine::decode(&self.model, r, engine::register_value(&self.model, r, offset, data), &mut fields),
+            None => 0,
+        };
+        let mut le = [0u8; 8];
+        for (b, v) in le.iter_mut().zip(data) {
+            *b = *v;
+        }
+        sink.access(&AccessRecord {
+            space,
+            dir: match dir {
+                Dir::Read => TraceDir::Read,
+                Dir::Write => TraceDir::Write,
+            },
+            addr: base.wrapping_add(offset),
+            offset,
+            width: data.len() as u8,
+            value: u64::from_le_bytes(le),
+            device,
+            register,
+            fields: fields.get(..n).unwrap_or_default(),
+            notes: notes.as_slice(),
+        });
+    }
+
+    fn event(&self, notes: &Notes<'_>) {
+        if notes.as_slice().is_empty() {
+            return;
+        }
+        if let Some(sink) = self.sink.get() {
+            let device = self
+                .names
+                .iter()
+                .find_map(OnceLock::get)
+                .map_or(self.model.name.as_str(), String::as_str);
+            if sink.wants(device, None) {
+                sink.event(&EventRecord {
+                    device,
+                    notes: notes.as_slice(),
+                });
+            }
+        }
+    }
+}
+
+fn space_index(space: Space) -> usize {
+    match space {
+        Space::Mmio => 0,
+        Space::Pio => 1,
+    }
+}
+
+impl Deferred for DescribedDevice {
+    fn run_due(&self, now_ns: u64) {
+        let mut state = lock(&self.state);
+        let mut notes = Notes::default();
+        let out = engine::run_due(&self.model, &mut state, now_ns, &mut notes);
+        // run_due reports the next deadline still waiting; the scheduler already dropped
+        // the one that woke us, so ask again for the next.
+        self.apply(&state, out);
+        self.event(&notes);
+    }
+}
+
+impl DeviceMmio for DescribedDevice {
+    fn mmio_read(&self, base: MmioAddress, offset: MmioAddressOffset, data: &mut [u8]) {
+        self.access(Space::Mmio, base.0, offset, Dir::Read, data);
+    }
+
+    fn mmio_write(&self, base: MmioAddress, offset: MmioAddressOffset, data: &[u8]) {
+        let mut buf = [0u8; 8];
+        let n = data.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.access(Space::Mmio, base.0, offset, Dir::Write, buf.get_mut(..n).unwrap_or_default());
+    }
+}
+
+impl DevicePio for DescribedDevice {
+    fn pio_read(&self, base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
+        self.access(Space::Pio, u64::from(base.0), u64::from(offset), Dir::Read, data);
+    }
+
+    fn pio_write(&self, base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
+        let mut buf = [0u8; 8];
+        let n = data.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.access(Space::Pio, u64::from(base.0), u64::from(offset), Dir::Write, buf.get_mut(..n).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmiolab_devices::{ManualClock, Note};
+    use std::sync::Mutex as StdMutex;
+
+    #[derive(Default)]
+    struct Lines(StdMutex<Vec<String>>);
+
+    impl TraceSink for Lines {
+        fn wants(&self, _device: &str, _register: Option<&str>) -> bool {
+            true
+        }
+        fn access(&self, r: &AccessRecord<'_>) {
+            let fields: Vec<String> = r
+                .fields
+                .iter()
+                .map(|f| format!("{}={}{}", f.name, f.value, f.enum_name.map(|e| format!("({e})")).unwrap_or_default()))
+                .collect();
+            let notes: Vec<String> = r.notes.iter().map(|n| format!("{n:?}")).collect();
+            self.0.lock().unwrap().push(format!(
+                "{} {:?} {:#x} {:?} {:#x} [{}] [{}]",
+                r.device,
+                r.dir,
+                r.offset,
+                r.register,
+                r.value,
+                fields.join(" "),
+                notes.join(", ")
+            ));
+        }
+        fn event(&self, r: &EventRecord<'_>) {
+            let notes: Vec<String> = r.notes.iter().map(|n| format!("{n:?}")).collect();
+            self.0.lock().unwrap().push(format!("{} event [{}]", r.device, notes.join(", ")));
+        }
+    }
+
+    const DESC: &str = r#"
+[device]
+name = "dma"
+[[register]]
+name = "CTRL"
+offset = 0
+[[register.field]]
+name = "GO"
+bits = 0
+singlepulse = true
+[[register.field]]
+name = "IE"
+bits = 1
+[[register]]
+name = "STATUS"
+offset = 4
+[[register.field]]
+name = "DONE"
+bits = 0
+on_write = "w1c"
+values = { IDLE = 0, FINISHED = 1 }
+[[interrupt]]
+name = "done"
+when = "STATUS.DONE && CTRL.IE"
+[[effect]]
+name = "complete"
+on = "write CTRL.GO"
+after = "1ms"
+do = ["set STATUS.DONE"]
+"#;
+
+    fn device() -> (Arc<DescribedDevice>, Arc<ManualClock>, Arc<Scheduler>, Arc<IrqLine>, Arc<Lines>) {
+        let model = Arc::new(crate::compile_text(DESC, std::path::Path::new("d.toml")).unwrap());
+        let clock = Arc::new(ManualClock::new(0));
+        let scheduler = Arc::new(Scheduler::new(clock.clone()).unwrap());
+        let line = Arc::new(IrqLine::new_level(5).unwrap());
+        let dev = DescribedDevice::new(model, vec![Some(line.clone())], scheduler.clone());
+        dev.set_region_name(Space::Mmio, "dma@d0000000");
+        let lines = Arc::new(Lines::default());
+        dev.attach_sink(lines.clone());
+        (dev, clock, scheduler, line, lines)
+    }
+
+    fn signals(line: &IrqLine) -> u64 {
+        line.event().read().unwrap_or(0)
+    }
+
+    #[test]
+    fn delayed_completion_raises_a_level_line_until_w1c() {
+        let (dev, clock, scheduler, line, lines) = device();
+        dev.mmio_write(MmioAddress(0xd000_0000), 0, &3u32.to_le_bytes());
+        assert_eq!(scheduler.next_deadline(), Some(1_000_000));
+        assert!(!line.is_asserted());
+        clock.set(999_999);
+        scheduler.run_due();
+        assert!(!line.is_asserted());
+        clock.set(1_000_000);
+        scheduler.run_due();
+        assert!(line.is_asserted());
+        assert_eq!(signals(&line), 1);
+        // The guest EOIs while DONE is still set: the line is signalled again.
+        line.resample();
+        assert_eq!(signals(&line), 1);
+        dev.mmio_write(MmioAddress(0xd000_0000), 4, &1u32.to_le_bytes());
+        assert!(!line.is_asserted());
+        line.resample();
+        assert_eq!(signals(&line), 0, "no interrupt after the acknowledge");
+        let text = lines.0.lock().unwrap().join("\n");
+        assert_eq!(
+            text,
+            "dma@d0000000 Write 0x0 Some(\"CTRL\") 0x3 [GO=1 IE=1] [Scheduled { effect: \"complete\", due_ns: Some(1000000) }, Cleared { field: \"CTRL.GO\", bits: 1 }]\n\
+             dma@d0000000 event [Fired { effect: \"complete\" }, Set { field: \"STATUS.DONE\", bits: 1 }, Irq { name: \"done\", asserted: true }]\n\
+             dma@d0000000 Write 0x4 Some(\"STATUS\") 0x1 [DONE=1(FINISHED)] [Cleared { field: \"STATUS.DONE\", bits: 1 }, Irq { name: \"done\", asserted: false }]"
+        );
+        let _ = Note::Hole;
+    }
+
+    #[test]
+    fn pio_and_mmio_reach_the_same_registers() {
+        let (dev, ..) = device();
+        dev.pio_write(PioAddress(0x300), 0, &[2]);
+        let mut b = [0u8; 4];
+        dev.mmio_read(MmioAddress(0xd000_0000), 0, &mut b);
+        assert_eq!(b, [2, 0, 0, 0]);
+    }
+}
