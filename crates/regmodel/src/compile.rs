@@ -439,6 +439,12 @@ pub struct Model {
 
 /// Reads and compiles a description file.
 pub fn load(path: &Path) -> Result<Model, DescriptionError> {
+    let text = read_description(path)?;
+    compile_text(&text, path)
+}
+
+/// Reads a description file's text, refusing what is not a regular file or is too large.
+pub fn read_description(path: &Path) -> Result<String, DescriptionError> {
     let err = |reason: String| DescriptionError {
         file: path.to_owned(),
         key: String::new(),
@@ -455,8 +461,7 @@ pub fn load(path: &Path) -> Result<Model, DescriptionError> {
             MAX_FILE_BYTES >> 20
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    compile_text(&text, path)
+    std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))
 }
 
 /// Parses and compiles description text read from `path` (used in messages only).
@@ -546,7 +551,20 @@ pub fn parse_delay(text: &str) -> Option<u64> {
 
 /// Compiles a parsed description.
 pub fn compile(desc: &Description) -> Result<Model, DescriptionError> {
-    Compiler::default().run(desc)
+    compile_shifted(desc, 0)
+}
+
+/// Compiles a parsed description whose register offsets (and array strides) are scaled by
+/// `1 << reg_shift`, as hardware does that puts byte registers on wider bus lanes.
+pub fn compile_shifted(desc: &Description, reg_shift: u32) -> Result<Model, DescriptionError> {
+    if reg_shift > 8 {
+        return fail("reg_shift", format!("{reg_shift}: at most 8"));
+    }
+    Compiler {
+        shift: reg_shift,
+        ..Compiler::default()
+    }
+    .run(desc)
 }
 
 #[derive(Default)]
@@ -557,6 +575,8 @@ struct Compiler {
     reg_names: HashMap<String, (u32, u32, bool)>,
     fifo_names: HashMap<String, u32>,
     irq_names: HashMap<String, u32>,
+    /// Register offsets and strides are shifted left by this.
+    shift: u32,
 }
 
 impl Compiler {
@@ -726,7 +746,7 @@ impl Compiler {
             return fail(format!("{key}.reset"), format!("{reset:#x} does not fit in {width_bits} bits"));
         }
         let count = r.count.unwrap_or(1);
-        let stride = r.stride.unwrap_or(u64::from(width));
+        let stride = r.stride.unwrap_or(u64::from(width)) << self.shift;
         if r.count.is_none() && r.stride.is_some() {
             return fail(format!("{key}.stride"), "only an array (`count`) has a stride");
         }
@@ -814,7 +834,7 @@ impl Compiler {
         for k in 0..count {
             let offset = u64::from(k)
                 .checked_mul(stride)
-                .and_then(|o| o.checked_add(r.offset))
+                .and_then(|o| o.checked_add(r.offset.checked_mul(1u64 << self.shift)?))
                 .filter(|o| o.checked_add(u64::from(width)).is_some_and(|end| end <= MAX_REGISTER_SPAN));
             let Some(offset) = offset else {
                 return fail(
@@ -1652,4 +1672,123 @@ fn check_effect_cycles(effects: &[Effect], model: &Model) -> Result<(), Descript
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refuse(text: &str) -> String {
+        match compile_text(text, Path::new("d.toml")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const REG: &str = "[[register]]\nname = \"R\"\noffset = 0\n";
+
+    #[test]
+    fn every_refusal_names_file_key_and_reason() {
+        let cases: &[(&str, &str)] = &[
+            ("[[register]]\nname = \"R\"\noffset = 0\nwidth = 12\n", "d.toml: register[0].width: 12 bits: a register is 8, 16, 32 or 64 bits wide"),
+            ("[[register]]\nname = \"R\"\noffset = 0\nwidth = 8\nreset = 0x100\n", "d.toml: register[0].reset: 0x100 does not fit in 8 bits"),
+            ("[[register]]\nname = \"1R\"\noffset = 0\n", "d.toml: register[0].name: name `1R`: use 1-64 letters, digits and `_`, starting with a letter or `_`"),
+            ("[[register]]\nname = \"value\"\noffset = 0\n", "d.toml: register[0].name: `value` is reserved: in expressions it means the access's value"),
+            (&format!("{REG}{REG}"), "d.toml: register[1]: register name `R` is used twice"),
+            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"7:4\"\n[[register.field]]\nname = \"B\"\nbits = \"4:0\"\n"), "d.toml: register[0].field[1].bits: overlaps field `A`"),
+            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"40:33\"\n"), "d.toml: register[0].field[0].bits: bits 40:33 lie outside the 32-bit register"),
+            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"3:4\"\n"), "d.toml: register[0].field[0].bits: bits 3:4: the first number is the most significant bit"),
+            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"x\"\n"), "d.toml: register[0].field[0].bits: `x` is not a bit range: write \"msb:lsb\", e.g. \"7:4\""),
+            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"1:0\"\nreset = 4\n"), "d.toml: register[0].field[0].reset: 0x4 does not fit in the field's 2 bits"),
+            (&format!("{REG}sw = \"rx\"\n"), "d.toml: register[0].sw: unknown access `rx`: use rw, ro, wo, w1, rw1 or na (or SVD's read-write, read-only, write-only, writeOnce, read-writeOnce)"),
+            (&format!("{REG}on_write = \"w2c\"\n"), "d.toml: register[0].on_write: unknown write behaviour `w2c`: use write, w1c, w1s, w1t, w0c, w0s, w0t, wclr or wset (or SVD's oneToClear, ...)"),
+            (&format!("{REG}sw = \"ro\"\non_write = \"w1c\"\n"), "d.toml: register[0].on_write: the field cannot be written (sw), so it has no write behaviour"),
+            (&format!("{REG}sw = \"wo\"\non_read = \"rclr\"\n"), "d.toml: register[0].on_read: the field cannot be read (sw), so it has no read behaviour"),
+            (&format!("{REG}on_read = \"pop\"\n"), "d.toml: register[0].on_read: unknown read behaviour `pop`: use rclr or rset (SVD's clear or set)"),
+            (&format!("{REG}singlepulse = true\non_write = \"w1c\"\n"), "d.toml: register[0].singlepulse: a self-clearing field cannot also be cleared by writes (w1c, wclr)"),
+            (&format!("{REG}value = \"1\"\nsticky = true\n"), "d.toml: register[0].value: a computed field has no stored bits: drop on_write, on_read, singlepulse and sticky"),
+            (&format!("{REG}value = \"NOPE.X\"\n"), "d.toml: register[0].value: no register or FIFO named `NOPE`"),
+            (&format!("{REG}value = \"R.X\"\n"), "d.toml: register[0].value: register `R` has no field `X`"),
+            (&format!("{REG}values = {{ BIG = 0x1_0000_0000 }}\nwidth = 32\n"), "d.toml: register[0].values.BIG: 0x100000000 does not fit in 32 bits"),
+            (&format!("{REG}widths = [16, 64]\n"), "d.toml: register[0].widths: 64 bits: allowed widths are 8, 16, 32 or 64 bits, at most the register's 32"),
+            (&format!("{REG}widths = []\n"), "d.toml: register[0].widths: empty: leave `widths` out to accept any width"),
+            (&format!("{REG}stride = 8\n"), "d.toml: register[0].stride: only an array (`count`) has a stride"),
+            (&format!("{REG}count = 2\nstride = 2\n"), "d.toml: register[0].stride: 0x2 is smaller than the register's 4 bytes: elements would overlap"),
+            (&format!("{REG}count = 0\n"), "d.toml: register[0].count: an array needs at least one element"),
+            (&format!("{REG}reserved_read = 1\n"), "d.toml: register[0].reserved_read: 0x1 sets bits that are not reserved (fields cover 0xffffffff)"),
+            (&format!("{REG}pop = \"q\"\n"), "d.toml: register[0].pop: no FIFO named `q`"),
+            ("[[register]]\nname = \"R\"\noffset = 0x200000\n", "d.toml: register[0].offset: registers must lie below 0x100000; put large buffers in a [[memory]] window"),
+            (&format!("{REG}[[register]]\nname = \"S\"\noffset = 2\n"), "d.toml: register[1]: `S` at 0x2 overlaps `R` (registers that share bytes must share offset and width)"),
+            (&format!("{REG}[[register]]\nname = \"S\"\noffset = 0\n"), "d.toml: register[1]: `S` shares offset 0x0 with `R`, and both can be read: give `R` a `when` condition (banked view), or make one read-only and the other write-only"),
+            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = 0\n[[register.field]]\nname = \"A\"\nbits = 1\n"), "d.toml: register[0].field[1]: field name `A` is used twice in `R`"),
+            (&format!("{REG}sw = \"ro\"\n[[register.field]]\nname = \"A\"\nbits = 0\n"), "d.toml: register[0]: behaviour keys (sw, on_write, on_read, value, ...) go on the fields when a register has fields"),
+            ("[[fifo]]\nname = \"q\"\ndepth = 0\n", "d.toml: fifo[0].depth: 0: a FIFO holds 1..=65536 elements"),
+            ("[[fifo]]\nname = \"q\"\ndepth = 4\nwidth = 65\n", "d.toml: fifo[0].width: 65 bits: an element is 1..=64 bits"),
+            ("[[fifo]]\nname = \"q\"\ndepth = 4\n[[fifo]]\nname = \"q\"\ndepth = 4\n", "d.toml: fifo[1]: FIFO name `q` is used twice"),
+            ("[[fifo]]\nname = \"R\"\ndepth = 4\n[[register]]\nname = \"R\"\noffset = 0\n", "d.toml: register[0]: `R` names both a register and a FIFO"),
+            ("[[fifo]]\nname = \"q\"\ndepth = 4\noverflow = \"X.Y\"\n", "d.toml: fifo[0].overflow: no register or FIFO named `X`"),
+            (&format!("{REG}[[interrupt]]\nname = \"i\"\n"), "d.toml: interrupt[0]: a level interrupt needs a `when` condition (a pulse-only output is `trigger = \"edge\"`)"),
+            (&format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R\"\nline = 40\n"), "d.toml: interrupt[0].line: 40: a device has lines 0..32"),
+            (&format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R\"\n[[interrupt]]\nname = \"j\"\nwhen = \"R\"\ntrigger = \"edge\"\n"), "d.toml: interrupt: `i` and `j` share line 0 but one is level and the other edge"),
+            (&format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R = 1\"\n"), "d.toml: interrupt[0].when: `=` in `R = 1`: compare with `==`"),
+            (&format!("{REG}[[effect]]\non = \"poke R\"\ndo = [\"set R\"]\n"), "d.toml: effect[0].on: `poke R`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`"),
+            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = []\n"), "d.toml: effect[0].do: an effect needs at least one action"),
+            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"frob R\"]\n"), "d.toml: effect[0].do[0]: `frob R`: an action is `set F`, `clear F`, `toggle F`, `F = EXPR`, `F += EXPR`, `F -= EXPR`, `push FIFO [EXPR]`, `pop FIFO [into F]`, `flush FIFO`, `pulse IRQ` or `reset`"),
+            (&format!("{REG}[[effect]]\non = \"write R\"\nafter = \"5 parsecs\"\ndo = [\"set R\"]\n"), "d.toml: effect[0].after: `5 parsecs` is not a delay: write a number and ns, us, ms or s, e.g. \"50us\""),
+            (&format!("{REG}[[effect]]\non = \"write R\"\nafter = \"0us\"\ndo = [\"set R\"]\n"), "d.toml: effect[0].after: a delay of 0: leave `after` out to act at once"),
+            (&format!("{REG}[[effect]]\non = \"write R\"\nafter = \"1us\"\nafter_accesses = 2\ndo = [\"set R\"]\n"), "d.toml: effect[0]: give `after` or `after_accesses`, not both"),
+            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"pulse nope\"]\n"), "d.toml: effect[0].do[0]: no interrupt named `nope`"),
+            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"push nope\"]\n"), "d.toml: effect[0].do[0]: no FIFO named `nope`"),
+            ("[[register]]\nname = \"R\"\noffset = 0\nsw = \"ro\"\n[[effect]]\non = \"write R\"\ndo = [\"set R\"]\n", "d.toml: effect[0].on: `R` cannot be written by software"),
+            ("[[register]]\nname = \"R\"\noffset = 0\nvalue = \"1\"\n[[register]]\nname = \"S\"\noffset = 4\n[[effect]]\non = \"write S\"\ndo = [\"set R\"]\n", "d.toml: effect[0].do[0]: `R` is computed (`value = ...`): an effect cannot store into it"),
+            ("[[register]]\nname = \"CH\"\noffset = 0\ncount = 2\n[[effect]]\non = \"write CH\"\ndo = [\"set CH[0]\"]\n", "d.toml: effect[0].on: `CH` is an array of 2: name an element, `CH[0]`..`CH[1]`"),
+            ("[[register]]\nname = \"CH\"\noffset = 0\ncount = 2\n[[effect]]\non = \"write CH[2]\"\ndo = [\"set CH[0]\"]\n", "d.toml: effect[0].on: `CH[2]`: `CH` has 2 elements"),
+            ("[[fifo]]\nname = \"q\"\ndepth = 2\n[[effect]]\non = \"push q\"\ndo = [\"push q 1\"]\n", "d.toml: effect: effects without a delay fire each other in a cycle through `effect[0]`: give one of them `after` or `after_accesses`"),
+            ("[[memory]]\nname = \"m\"\noffset = 0x10\nsize = 0x1000\nbacking = \"memslot\"\n", "d.toml: memory[0]: a memslot window needs whole pages: offset 0x10 and size 0x1000 must be multiples of 0x1000"),
+            ("[[memory]]\nname = \"m\"\noffset = 0\nsize = 0\nbacking = \"trapped\"\n", "d.toml: memory[0].size: a memory window needs at least one byte"),
+            ("[[memory]]\nname = \"m\"\noffset = 0\nsize = 16\nbacking = \"trapped\"\n[[register]]\nname = \"R\"\noffset = 8\n", "d.toml: memory: window `m` overlaps register `R`"),
+            ("[[memory]]\nname = \"m\"\noffset = 0\nsize = 16\nbacking = \"trapped\"\n[[memory]]\nname = \"n\"\noffset = 8\nsize = 16\nbacking = \"trapped\"\n", "d.toml: memory: windows `m` and `n` overlap"),
+            ("[device]\nsize = 2\n[[register]]\nname = \"R\"\noffset = 0\n", "d.toml: device.size: 0x2 is smaller than the map, which reaches 0x4"),
+        ];
+        for (text, want) in cases {
+            let got = refuse(text);
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}\nfor:\n{text}");
+        }
+        let got = refuse("[[register]]\nname = \"R\"\noffst = 0\n");
+        assert!(got.starts_with("d.toml: TOML parse error at line 3"), "{got}");
+        assert!(got.contains("unknown field `offst`"), "{got}");
+    }
+
+    #[test]
+    fn svd_spellings_and_arrays_compile() {
+        let m = compile_text(
+            "[[register]]\nname = \"SR\"\noffset = 4\ncount = 3\nstride = 0x10\n[[register.field]]\nname = \"OVR\"\nbits = \"[3:3]\"\nsw = \"read-write\"\non_write = \"oneToClear\"\n[[register.field]]\nname = \"RXNE\"\nbits = 5\nsw = \"read-only\"\non_read = \"clear\"\n",
+            Path::new("d.toml"),
+        )
+        .unwrap();
+        assert_eq!(m.registers.len(), 3);
+        assert_eq!(m.registers[2].name, "SR[2]");
+        assert_eq!(m.registers[2].offset, 0x24);
+        assert_eq!(m.registers[2].fields[0].path, "SR[2].OVR");
+        assert_eq!(m.registers[0].fields[0].on_write, OnWrite::OneToClear);
+        assert_eq!(m.registers[0].fields[1].on_read, OnRead::Clear);
+        assert_eq!(m.arrays[0].count, 3);
+    }
+
+    #[test]
+    fn reg_shift_scales_offsets() {
+        let desc = Description::from_toml("[[register]]\nname = \"A\"\noffset = 1\nwidth = 8\n[[register]]\nname = \"B\"\noffset = 2\nwidth = 8\ncount = 2\n").unwrap();
+        let m = compile_shifted(&desc, 2).unwrap();
+        assert_eq!(m.registers.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![4, 8, 12]);
+    }
+
+    #[test]
+    fn delays_parse() {
+        assert_eq!(parse_delay("50us"), Some(50_000));
+        assert_eq!(parse_delay("2ms"), Some(2_000_000));
+        assert_eq!(parse_delay("1_000 ns"), Some(1000));
+        assert_eq!(parse_delay("3s"), Some(3_000_000_000));
+        assert_eq!(parse_delay("99999999999999999999s"), None);
+        assert_eq!(parse_delay("ms"), None);
+    }
 }
