@@ -12,6 +12,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/baremetal.toml");
+const DESCRIBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/described.toml");
 
 fn main() {
     let args = Arguments::from_args();
@@ -45,6 +46,10 @@ fn main() {
             timeout_stops_a_guest_that_never_exits,
         ),
         kvm("flat_binary_with_load_addr", flat_binary_with_load_addr),
+        kvm(
+            "described_device_every_behaviour_and_interrupts",
+            described_device_every_behaviour_and_interrupts,
+        ),
         Trial::test("tree_prints_both_address_spaces", tree_prints_both_address_spaces),
         Trial::test(
             "bad_machine_file_is_refused_before_boot",
@@ -79,6 +84,11 @@ fn mmiolab(args: &[&str]) -> Output {
 
 /// Runs `program` on the bare-metal machine with tracing; returns the output and the trace.
 fn run_traced(program: &str, extra: &[&str]) -> Result<(Output, Vec<Value>), Failed> {
+    run_traced_on(MACHINE, program, extra)
+}
+
+/// Runs `program` on `machine` with tracing; returns the output and the trace.
+fn run_traced_on(machine: &str, program: &str, extra: &[&str]) -> Result<(Output, Vec<Value>), Failed> {
     let dir = std::env::temp_dir().join(format!("mmiolab-test-{}-{program}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let trace = dir.join("trace.jsonl");
@@ -86,7 +96,7 @@ fn run_traced(program: &str, extra: &[&str]) -> Result<(Output, Vec<Value>), Fai
     let mut args = vec![
         "run",
         "--config",
-        MACHINE,
+        machine,
         "--firmware",
         fw.to_str().ok_or("path is not UTF-8")?,
         "--timeout",
@@ -393,5 +403,62 @@ fn device_tree_passes_dtc_without_warnings() -> Result<(), Failed> {
     if !dtc.status.success() || !warnings.trim().is_empty() {
         return Err(format!("dtc: {}\n{warnings}", dtc.status).into());
     }
+    Ok(())
+}
+
+/// `firmware/asm/described.S` checks every register behaviour of a described device and
+/// counts its interrupts (its exit status is the number of the first failed check); the
+/// trace must name registers and fields and show the side effects.
+fn described_device_every_behaviour_and_interrupts() -> Result<(), Failed> {
+    let (out, trace) = run_traced_on(DESCRIBED, "described", &[])?;
+    if out.status.code() != Some(0) {
+        return Err(format!(
+            "check {:?} of firmware/asm/described.S failed (its exit status is the check's number)\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("seq");
+            o.remove("t_ns");
+        }
+        v
+    };
+    let find = |pred: &dyn Fn(&Value) -> bool| trace.iter().find(|l| pred(l)).map(strip);
+    let expect = |what: &str, got: Option<Value>, want: &str| -> Result<(), Failed> {
+        let want: Value = serde_json::from_str(want)?;
+        if got.as_ref() != Some(&want) {
+            return Err(format!("{what}: trace has {got:?}, expected {want}").into());
+        }
+        Ok(())
+    };
+    expect(
+        "the first access",
+        trace.first().map(strip),
+        r#"{"v":2,"kind":"access","vcpu":0,"space":"mmio","op":"read","addr":"0xd0000000","width":4,"value":"0x4d4c4442","device":"beh","offset":"0x0","reg":"ID","fields":{},"effects":[]}"#,
+    )?;
+    expect(
+        "the same register through a port",
+        find(&|l| l["space"] == "pio" && l["reg"] == "ID"),
+        r#"{"v":2,"kind":"access","vcpu":0,"space":"pio","op":"read","addr":"0x300","width":4,"value":"0x4d4c4442","device":"beh","offset":"0x0","reg":"ID","fields":{},"effects":[]}"#,
+    )?;
+    expect(
+        "the push that overflows",
+        find(&|l| l["reg"] == "DATA" && l["value"] == "0xa5"),
+        r#"{"v":2,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd000001c","width":4,"value":"0xa5","device":"beh","offset":"0x1c","reg":"DATA","fields":{},"effects":[{"overflow":"rx"},{"set":"FSTAT.OVR","bits":"0x10000"}]}"#,
+    )?;
+    expect(
+        "the delayed completion",
+        find(&|l| l["kind"] == "event"),
+        r#"{"v":2,"kind":"event","vcpu":null,"device":"beh","effects":[{"fired":"complete"},{"set":"STATUS.DONE","bits":"0x1"},{"set":"STATUS.CNT","bits":"0x100"},{"irq":"done","asserted":true}]}"#,
+    )?;
+    expect(
+        "the handler's write-1-to-clear",
+        find(&|l| l["reg"] == "STATUS" && l["op"] == "write" && l["value"] == "0x1"),
+        r#"{"v":2,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd0000008","width":4,"value":"0x1","device":"beh","offset":"0x8","reg":"STATUS","fields":{"DONE":{"value":"0x1"},"ERR":{"value":"0x0"},"CNT":{"value":"0x0"}},"effects":[{"cleared":"STATUS.DONE","bits":"0x1"},{"reserved":"0xa50000"},{"irq":"done","asserted":false}]}"#,
+    )?;
     Ok(())
 }

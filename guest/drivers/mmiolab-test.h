@@ -22,24 +22,32 @@
 #define MMIOLAB_REG_SIZE	0x4
 #define MMIOLAB_REG_DOORBELL	0x8
 
-/* MMIO regfile "fixed": in the DT as "mmiolab,regfile", bound by no driver. */
-#define MMIOLAB_FIXED_BASE	0xd0000000UL
-#define MMIOLAB_FIXED_SIZE	0x1000UL
+/*
+ * The devices' addresses: generated from guest/machines/default.toml into
+ * mmiolab-machine.h (MMIOLAB_<DEVICE>_BASE, _SIZE, _PIO_BASE, _PIO_SIZE, _IRQ,
+ * _COMPAT). `cargo xtask headers` regenerates it after the machine file
+ * changes; `cargo xtask test` fails while it is stale. The tests' names:
+ */
+#include "mmiolab-machine.h"
 
-/* MMIO regfile "testdev": DT node testdev@d0001000, IOAPIC pin 5. */
-#define MMIOLAB_TESTDEV_BASE	0xd0001000UL
-#define MMIOLAB_TESTDEV_SIZE	0x1000UL
-#define MMIOLAB_TESTDEV_COMPAT	"mmiolab,testdev"
+/* MMIO regfile "fixed" (device regfile): in the DT as "mmiolab,regfile", bound by no driver. */
+#define MMIOLAB_FIXED_BASE	MMIOLAB_REGFILE_BASE
+#define MMIOLAB_FIXED_SIZE	MMIOLAB_REGFILE_SIZE
 
-/* PIO regfile, LDD3 "short" style, not in the DT. */
-#define MMIOLAB_PIO_BASE	0x378
-#define MMIOLAB_PIO_SIZE	8
+/*
+ * MMIO regfile "testdev": DT node testdev@d0001000, IOAPIC pin 5:
+ * MMIOLAB_TESTDEV_BASE, _SIZE, _IRQ and _COMPAT come from mmiolab-machine.h.
+ */
+
+/* PIO regfile (device short), LDD3 "short" style, not in the DT. */
+#define MMIOLAB_PIO_BASE	MMIOLAB_SHORT_PIO_BASE
+#define MMIOLAB_PIO_SIZE	MMIOLAB_SHORT_PIO_SIZE
 #define MMIOLAB_PIO_STORAGE	4	/* first storage port offset */
 
-/* PIO regfile in the DT under the isa node, reg = <1 0x2e0 8>. */
-#define MMIOLAB_PIO_DT_BASE	0x2e0
-#define MMIOLAB_PIO_DT_SIZE	8
-#define MMIOLAB_PIO_DT_COMPAT	"mmiolab,pio-testdev"
+/* PIO regfile (device piodev) in the DT under the isa node, reg = <1 0x2e0 8>. */
+#define MMIOLAB_PIO_DT_BASE	MMIOLAB_PIODEV_PIO_BASE
+#define MMIOLAB_PIO_DT_SIZE	MMIOLAB_PIODEV_PIO_SIZE
+#define MMIOLAB_PIO_DT_COMPAT	MMIOLAB_PIODEV_COMPAT
 
 /* Test-exit port, QEMU isa-debug-exit compatible: outl(status, 0xf4). */
 #define MMIOLAB_EXIT_PORT	0xf4

@@ -7,10 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mmiolab_vmm::machine::TraceOutput;
+use mmiolab_vmm::trace::{TraceFilter, TraceFormat, TraceOptions};
 use mmiolab_vmm::{MachineConfig, Platform, RunOptions, StopReason};
 
 mod guest_test;
+mod header;
 mod ktap;
 
 /// Exit status when the VMM itself failed or the guest faulted (triple fault, unhandled
@@ -58,6 +61,53 @@ enum Command {
     /// Boot a Linux test guest, collect its KTAP results, compare its /proc/iomem and
     /// /proc/ioports with the bus tree; exit 0 only if every test passed.
     Test(TestArgs),
+    /// Write a C header: a device description's register map, or a machine file's device
+    /// addresses (and the register maps of its described devices).
+    #[command(long_about = HEADER_ABOUT)]
+    Header(HeaderArgs),
+}
+
+const HEADER_ABOUT: &str = "Write a C header from a device description (--description) or a machine file (--config).
+
+From a description: for each register PREFIX_REG_OFFSET, _WIDTH (bits) and _RESET; for a register \
+array PREFIX_REG_OFFSET(i), _COUNT and _STRIDE; for each field PREFIX_REG_FIELD_SHIFT, _MASK (in \
+register position) and _WIDTH; for each named value PREFIX_REG_FIELD_NAME (the field value, not \
+shifted); PREFIX_FIFO_DEPTH, PREFIX_MEMORY_OFFSET and _SIZE, PREFIX_INTERRUPT_LINE. The prefix \
+defaults to the device's name.
+
+From a machine file: for each device PREFIX_DEV_BASE and _SIZE (MMIO), _PIO_BASE and _PIO_SIZE \
+(I/O ports), _IRQ (IOAPIC pin) and _COMPAT, then the register map of each described device with \
+prefix PREFIX_DEV. The prefix defaults to MMIOLAB.
+
+Names are upper-cased and made C identifiers; two things that would get one macro name are \
+refused. The output has an include guard and says which file and command made it, and nothing \
+else (no date), so a committed header can be compared byte for byte with a fresh one.";
+
+/// `mmiolab header`.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["description", "config"])))]
+struct HeaderArgs {
+    /// Device description (TOML): the header has its registers, fields, value names, FIFOs,
+    /// memory windows and interrupt lines.
+    #[arg(long, short, value_name = "FILE")]
+    description: Option<PathBuf>,
+    /// Machine description (TOML): the header has each device's addresses, I/O ports and
+    /// IOAPIC pin, and each described device's register map.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Start every macro with PREFIX (upper-cased; "" for none). Default: the device's name
+    /// (--description), MMIOLAB (--config).
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// Assembler-safe: plain integer constants only (no U/UL suffixes, no strings), for .S
+    /// files as well as C.
+    #[arg(long)]
+    asm: bool,
+    /// Write the header to FILE instead of standard output: atomically (a temporary file,
+    /// then a rename), left untouched when it already holds the same text, never over one
+    /// of the inputs.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -106,9 +156,20 @@ struct RunArgs {
     /// Number of vCPUs; overrides the file's.
     #[arg(long)]
     vcpus: Option<u8>,
-    /// Write every trapped access as a JSON line to FILE.
+    /// Write every trapped access (and what self-tracing devices did) to FILE.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Format of the --trace file. `jsonl`: one JSON object per line, format version 2
+    /// (`"v":2`; keys in docs/architecture.md). `perfetto`: Chrome trace-event JSON that
+    /// ui.perfetto.dev opens, one track per device, interrupts on their own track; closed
+    /// when the run ends, also on a guest fault.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = TraceFormatArg::Jsonl, requires = "trace")]
+    trace_format: TraceFormatArg,
+    /// Trace only DEVICE (its name in the bus tree, e.g. `uart@d0000000`, or the part
+    /// before `@`), or only its register REGISTER (devices described by registers; `CH`
+    /// also matches `CH[3]`). Repeat to keep several; without it everything is traced.
+    #[arg(long, value_name = "DEVICE[.REGISTER]", requires = "trace")]
+    trace_filter: Vec<TraceFilter>,
     /// Stop the guest (as a failure) after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
@@ -120,6 +181,15 @@ struct RunArgs {
     /// Do not print the end-of-run summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// `--trace-format`.
+#[derive(Clone, Copy, ValueEnum)]
+enum TraceFormatArg {
+    /// One JSON object per line.
+    Jsonl,
+    /// Chrome trace-event JSON (ui.perfetto.dev).
+    Perfetto,
 }
 
 /// A console writer that starts every line with the time since it was made.
@@ -164,6 +234,7 @@ fn main() -> ExitCode {
         Command::Tree { config } => tree(&config).map(|()| 0),
         Command::Dt { config, dtb } => dt(&config, dtb.as_deref()).map(|()| 0),
         Command::Test(args) => test(args),
+        Command::Header(args) => header_command(&args).map(|()| 0),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -197,6 +268,30 @@ fn dt(config: &Path, dtb: Option<&Path>) -> Result<()> {
         std::fs::write(out, blob).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
+}
+
+fn header_command(args: &HeaderArgs) -> Result<()> {
+    let input = match (&args.description, &args.config) {
+        (Some(d), _) => header::Input::Description(d),
+        (None, Some(c)) => header::Input::Machine(c),
+        (None, None) => bail!("give --description FILE or --config FILE"),
+    };
+    let style = if args.asm {
+        mmiolab_regmodel::header::Style::Asm
+    } else {
+        mmiolab_regmodel::header::Style::C
+    };
+    let (text, inputs) = header::generate(&input, args.prefix.as_deref(), style)?;
+    match &args.output {
+        Some(out) => header::write_atomically(out, &text, &inputs),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("writing the header to standard output")
+        }
+    }
 }
 
 /// A console writer the test command reads back, optionally echoing to stdout.
@@ -322,10 +417,19 @@ fn run(args: RunArgs) -> Result<u8> {
         m.vcpus = n;
     }
     let config = revalidate(config)?;
-    let trace: Option<Box<dyn Write + Send>> = match &args.trace {
+    let trace = match &args.trace {
         Some(path) => {
             let f = File::create(path).with_context(|| format!("creating trace file {}", path.display()))?;
-            Some(Box::new(BufWriter::with_capacity(1 << 16, f)))
+            Some(TraceOutput {
+                out: Box::new(BufWriter::with_capacity(1 << 16, f)),
+                options: TraceOptions {
+                    format: match args.trace_format {
+                        TraceFormatArg::Jsonl => TraceFormat::Jsonl,
+                        TraceFormatArg::Perfetto => TraceFormat::Perfetto,
+                    },
+                    filters: args.trace_filter,
+                },
+            })
         }
         None => None,
     };

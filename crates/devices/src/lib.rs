@@ -18,6 +18,7 @@ mod irq;
 mod pvpanic;
 mod record;
 mod regfile;
+mod sched;
 mod serial;
 mod sysctl;
 
@@ -25,10 +26,11 @@ pub use control::{StopReason, VmControl};
 pub use counter::Counter;
 pub use exit::{EXIT_PORT, ExitDevice};
 pub use i8042::I8042;
-pub use irq::IrqLine;
+pub use irq::{IrqLine, IrqTrigger};
 pub use pvpanic::PvPanic;
 pub use record::{AccessRecord, Dir, EventRecord, FieldValue, Note, Space, TraceSink};
 pub use regfile::{REGFILE_ID, RegFile};
+pub use sched::{ClientId, Clock, Deferred, ManualClock, MonotonicClock, Scheduler};
 pub use serial::Serial;
 pub use sysctl::{POWER_OFF, SYSCTL_SIZE, SysCtl};
 

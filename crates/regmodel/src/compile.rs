@@ -515,17 +515,30 @@ fn parse_bits(key: &str, bits: &Bits, width: u32) -> Result<(u32, u32), Descript
             match t.split_once(':') {
                 Some((m, l)) => match (parse(m), parse(l)) {
                     (Some(m), Some(l)) => (m, l),
-                    _ => return fail(key, format!("`{text}` is not a bit range: write \"msb:lsb\", e.g. \"7:4\"")),
+                    _ => {
+                        return fail(
+                            key,
+                            format!("`{text}` is not a bit range: write \"msb:lsb\", e.g. \"7:4\""),
+                        );
+                    }
                 },
                 None => match parse(t) {
                     Some(b) => (b, b),
-                    None => return fail(key, format!("`{text}` is not a bit range: write \"msb:lsb\", e.g. \"7:4\"")),
+                    None => {
+                        return fail(
+                            key,
+                            format!("`{text}` is not a bit range: write \"msb:lsb\", e.g. \"7:4\""),
+                        );
+                    }
                 },
             }
         }
     };
     if msb < lsb {
-        return fail(key, format!("bits {msb}:{lsb}: the first number is the most significant bit"));
+        return fail(
+            key,
+            format!("bits {msb}:{lsb}: the first number is the most significant bit"),
+        );
     }
     if msb >= width {
         return fail(key, format!("bits {msb}:{lsb} lie outside the {width}-bit register"));
@@ -613,7 +626,10 @@ impl Compiler {
             }
             total = total.saturating_add(count as usize);
             if total > MAX_REGISTERS {
-                return fail(key, format!("more than {MAX_REGISTERS} registers (arrays counted element by element)"));
+                return fail(
+                    key,
+                    format!("more than {MAX_REGISTERS} registers (arrays counted element by element)"),
+                );
             }
         }
         for (i, irq) in desc.interrupts.iter().enumerate() {
@@ -689,6 +705,8 @@ impl Compiler {
                         && !f.singlepulse
                         && f.value.is_none()
                         && !f.access.once
+                        // A write to a read-only field is noted (`Ignored`): not plain storage.
+                        && f.access.write
                 });
         }
         model.registers = registers;
@@ -715,11 +733,19 @@ impl Compiler {
         Ok(model)
     }
 
-    fn expand_register(&mut self, i: usize, r: &RegisterDesc, default_trace: TracePolicy) -> Result<(), DescriptionError> {
+    fn expand_register(
+        &mut self,
+        i: usize,
+        r: &RegisterDesc,
+        default_trace: TracePolicy,
+    ) -> Result<(), DescriptionError> {
         let key = format!("register[{i}]");
         let width_bits = r.width.unwrap_or(32);
         if !matches!(width_bits, 8 | 16 | 32 | 64) {
-            return fail(format!("{key}.width"), format!("{width_bits} bits: a register is 8, 16, 32 or 64 bits wide"));
+            return fail(
+                format!("{key}.width"),
+                format!("{width_bits} bits: a register is 8, 16, 32 or 64 bits wide"),
+            );
         }
         let width = (width_bits / 8) as u8;
         let width_mask = bits_mask(width_bits);
@@ -734,7 +760,9 @@ impl Compiler {
                     if !matches!(w, 8 | 16 | 32 | 64) || *w > width_bits {
                         return fail(
                             format!("{key}.widths"),
-                            format!("{w} bits: allowed widths are 8, 16, 32 or 64 bits, at most the register's {width_bits}"),
+                            format!(
+                                "{w} bits: allowed widths are 8, 16, 32 or 64 bits, at most the register's {width_bits}"
+                            ),
                         );
                     }
                     widths |= (w / 8) as u8;
@@ -743,7 +771,10 @@ impl Compiler {
         }
         let reset = r.reset.unwrap_or(0);
         if reset & !width_mask != 0 {
-            return fail(format!("{key}.reset"), format!("{reset:#x} does not fit in {width_bits} bits"));
+            return fail(
+                format!("{key}.reset"),
+                format!("{reset:#x} does not fit in {width_bits} bits"),
+            );
         }
         let count = r.count.unwrap_or(1);
         let stride = r.stride.unwrap_or(u64::from(width)) << self.shift;
@@ -787,7 +818,10 @@ impl Compiler {
                 covered |= mask;
                 let field_reset = match f.reset {
                     Some(v) if v > bits_mask(bits) => {
-                        return fail(format!("{fkey}.reset"), format!("{v:#x} does not fit in the field's {bits} bits"));
+                        return fail(
+                            format!("{fkey}.reset"),
+                            format!("{v:#x} does not fit in the field's {bits} bits"),
+                        );
                     }
                     Some(v) => v << shift,
                     None => reset & mask,
@@ -835,17 +869,30 @@ impl Compiler {
             let offset = u64::from(k)
                 .checked_mul(stride)
                 .and_then(|o| o.checked_add(r.offset.checked_mul(1u64 << self.shift)?))
-                .filter(|o| o.checked_add(u64::from(width)).is_some_and(|end| end <= MAX_REGISTER_SPAN));
+                .filter(|o| {
+                    o.checked_add(u64::from(width))
+                        .is_some_and(|end| end <= MAX_REGISTER_SPAN)
+                });
             let Some(offset) = offset else {
                 return fail(
                     format!("{key}.offset"),
-                    format!("registers must lie below {MAX_REGISTER_SPAN:#x}; put large buffers in a [[memory]] window"),
+                    format!(
+                        "registers must lie below {MAX_REGISTER_SPAN:#x}; put large buffers in a [[memory]] window"
+                    ),
                 );
             };
-            let name = if is_array { format!("{}[{k}]", r.name) } else { r.name.clone() };
+            let name = if is_array {
+                format!("{}[{k}]", r.name)
+            } else {
+                r.name.clone()
+            };
             let mut inst_fields = fields.clone();
             for f in &mut inst_fields {
-                f.path = if declared { format!("{name}.{}", f.name) } else { name.clone() };
+                f.path = if declared {
+                    format!("{name}.{}", f.name)
+                } else {
+                    name.clone()
+                };
                 if !declared {
                     f.name.clone_from(&name);
                 }
@@ -904,13 +951,24 @@ impl Compiler {
             };
             let mut values = Vec::new();
             let declared = !r.fields.is_empty();
-            for (j, f) in self.registers.get(idx).map(|reg| reg.fields.clone()).unwrap_or_default().iter().enumerate() {
+            for (j, f) in self
+                .registers
+                .get(idx)
+                .map(|reg| reg.fields.clone())
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 let fdesc_beh = if declared {
                     r.fields.get(j).map(FieldDesc::behaviour)
                 } else {
                     Some(r.behaviour())
                 };
-                let fkey = if declared { format!("{key}.field[{j}]") } else { key.clone() };
+                let fkey = if declared {
+                    format!("{key}.field[{j}]")
+                } else {
+                    key.clone()
+                };
                 let beh = fdesc_beh.unwrap_or_default();
                 let value = match &beh.value {
                     Some(text) => Some(self.expr(&format!("{fkey}.value"), &subst(text))?),
@@ -1051,20 +1109,26 @@ impl Compiler {
         for (i, f) in desc.fifos.iter().enumerate() {
             let key = format!("fifo[{i}]");
             if f.depth == 0 || f.depth > MAX_FIFO_DEPTH {
-                return fail(format!("{key}.depth"), format!("{}: a FIFO holds 1..={MAX_FIFO_DEPTH} elements", f.depth));
+                return fail(
+                    format!("{key}.depth"),
+                    format!("{}: a FIFO holds 1..={MAX_FIFO_DEPTH} elements", f.depth),
+                );
             }
             let width = f.width.unwrap_or(8);
             if width == 0 || width > 64 {
-                return fail(format!("{key}.width"), format!("{width} bits: an element is 1..=64 bits"));
+                return fail(
+                    format!("{key}.width"),
+                    format!("{width} bits: an element is 1..=64 bits"),
+                );
             }
-            let flag = |k: &str, n: &Option<String>| {
-                n.as_ref()
-                    .map(|n| self.field_ref(&format!("{key}.{k}"), n))
-                    .transpose()
-            };
+            let flag =
+                |k: &str, n: &Option<String>| n.as_ref().map(|n| self.field_ref(&format!("{key}.{k}"), n)).transpose();
             let empty_read = f.empty_read.unwrap_or(0);
             if empty_read & !bits_mask(width) != 0 {
-                return fail(format!("{key}.empty_read"), format!("{empty_read:#x} does not fit in {width} bits"));
+                return fail(
+                    format!("{key}.empty_read"),
+                    format!("{empty_read:#x} does not fit in {width} bits"),
+                );
             }
             out.push(Fifo {
                 name: f.name.clone(),
@@ -1086,9 +1150,16 @@ impl Compiler {
         for (i, irq) in desc.interrupts.iter().enumerate() {
             let key = format!("interrupt[{i}]");
             if irq.line as usize >= MAX_INTERRUPTS {
-                return fail(format!("{key}.line"), format!("{}: a device has lines 0..{MAX_INTERRUPTS}", irq.line));
+                return fail(
+                    format!("{key}.line"),
+                    format!("{}: a device has lines 0..{MAX_INTERRUPTS}", irq.line),
+                );
             }
-            let when = irq.when.as_ref().map(|w| self.expr(&format!("{key}.when"), w)).transpose()?;
+            let when = irq
+                .when
+                .as_ref()
+                .map(|w| self.expr(&format!("{key}.when"), w))
+                .transpose()?;
             if when.is_none() && irq.trigger == Trigger::Level {
                 return fail(
                     key,
@@ -1149,7 +1220,10 @@ impl Compiler {
         let mut names = HashSet::new();
         for (i, e) in effects.iter().enumerate() {
             if !names.insert(e.name.as_str()) {
-                return fail(format!("effect[{i}].name"), format!("effect name `{}` is used twice", e.name));
+                return fail(
+                    format!("effect[{i}].name"),
+                    format!("effect name `{}` is used twice", e.name),
+                );
             }
         }
         for (idx, e) in effects.iter().enumerate() {
@@ -1195,18 +1269,21 @@ impl Compiler {
         let verb = words.next().unwrap_or_default();
         let target = words.next();
         if words.next().is_some() {
-            return fail(on_key, format!("`{}`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`", e.on));
+            return fail(
+                on_key,
+                format!(
+                    "`{}`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`",
+                    e.on
+                ),
+            );
         }
         let fifo = |t: Option<&str>| -> Result<u32, DescriptionError> {
             let t = t.unwrap_or_default();
-            self.fifo_names
-                .get(t)
-                .copied()
-                .ok_or_else(|| DescriptionError {
-                    file: PathBuf::new(),
-                    key: on_key.clone(),
-                    reason: format!("no FIFO named `{t}`"),
-                })
+            self.fifo_names.get(t).copied().ok_or_else(|| DescriptionError {
+                file: PathBuf::new(),
+                key: on_key.clone(),
+                reason: format!("no FIFO named `{t}`"),
+            })
         };
         let trigger = match (verb, target) {
             ("write" | "read", Some(t)) => {
@@ -1228,7 +1305,13 @@ impl Compiler {
             ("pop", t @ Some(_)) => EffectTrigger::Pop(fifo(t)?),
             ("reset", None) => EffectTrigger::Reset,
             _ => {
-                return fail(on_key, format!("`{}`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`", e.on));
+                return fail(
+                    on_key,
+                    format!(
+                        "`{}`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`",
+                        e.on
+                    ),
+                );
             }
         };
         let condition = e
@@ -1242,7 +1325,10 @@ impl Compiler {
                 Some(0) => return fail(format!("{key}.after"), "a delay of 0: leave `after` out to act at once"),
                 Some(ns) => Delay::Ns(ns),
                 None => {
-                    return fail(format!("{key}.after"), format!("`{t}` is not a delay: write a number and ns, us, ms or s, e.g. \"50us\""));
+                    return fail(
+                        format!("{key}.after"),
+                        format!("`{t}` is not a delay: write a number and ns, us, ms or s, e.g. \"50us\""),
+                    );
                 }
             },
             (None, Some(0)) => return fail(format!("{key}.after_accesses"), "0: leave it out to act at once"),
@@ -1278,12 +1364,12 @@ impl Compiler {
         let target = |name: &str| -> Result<FieldRef, DescriptionError> {
             let r = self.field_ref(key, name)?;
             if let Some(reg) = self.registers.get(r.reg as usize) {
-                let computed = reg
-                    .fields
-                    .iter()
-                    .any(|f| f.mask & r.mask != 0 && f.value.is_some());
+                let computed = reg.fields.iter().any(|f| f.mask & r.mask != 0 && f.value.is_some());
                 if computed {
-                    return fail(key, format!("`{name}` is computed (`value = ...`): an effect cannot store into it"));
+                    return fail(
+                        key,
+                        format!("`{name}` is computed (`value = ...`): an effect cannot store into it"),
+                    );
                 }
             }
             Ok(r)
@@ -1295,10 +1381,7 @@ impl Compiler {
                 reason: format!("no FIFO named `{name}`"),
             })
         };
-        for (op, make) in [
-            ("+=", Action::Add as fn(FieldRef, Expr) -> Action),
-            ("-=", Action::Sub),
-        ] {
+        for (op, make) in [("+=", Action::Add as fn(FieldRef, Expr) -> Action), ("-=", Action::Sub)] {
             if let Some((l, r)) = t.split_once(op) {
                 return Ok(make(target(l.trim())?, self.expr(key, r)?));
             }
@@ -1397,7 +1480,9 @@ fn field_from(
         other => {
             return fail(
                 format!("{key}.sw"),
-                format!("unknown access `{other}`: use rw, ro, wo, w1, rw1 or na (or SVD's read-write, read-only, write-only, writeOnce, read-writeOnce)"),
+                format!(
+                    "unknown access `{other}`: use rw, ro, wo, w1, rw1 or na (or SVD's read-write, read-only, write-only, writeOnce, read-writeOnce)"
+                ),
             );
         }
     };
@@ -1410,34 +1495,52 @@ fn field_from(
         })?,
     };
     if on_write != OnWrite::Write && !access.write {
-        return fail(format!("{key}.on_write"), "the field cannot be written (sw), so it has no write behaviour");
+        return fail(
+            format!("{key}.on_write"),
+            "the field cannot be written (sw), so it has no write behaviour",
+        );
     }
     let on_read = match b.on_read.as_deref() {
         None | Some("none") => OnRead::None,
         Some("rclr" | "clear") => OnRead::Clear,
         Some("rset" | "set") => OnRead::Set,
         Some(s) => {
-            return fail(format!("{key}.on_read"), format!("unknown read behaviour `{s}`: use rclr or rset (SVD's clear or set)"));
+            return fail(
+                format!("{key}.on_read"),
+                format!("unknown read behaviour `{s}`: use rclr or rset (SVD's clear or set)"),
+            );
         }
     };
     if on_read != OnRead::None && !access.read {
-        return fail(format!("{key}.on_read"), "the field cannot be read (sw), so it has no read behaviour");
+        return fail(
+            format!("{key}.on_read"),
+            "the field cannot be read (sw), so it has no read behaviour",
+        );
     }
     if b.singlepulse && matches!(on_write, OnWrite::OneToClear | OnWrite::Clear) {
-        return fail(format!("{key}.singlepulse"), "a self-clearing field cannot also be cleared by writes (w1c, wclr)");
+        return fail(
+            format!("{key}.singlepulse"),
+            "a self-clearing field cannot also be cleared by writes (w1c, wclr)",
+        );
     }
     if b.singlepulse && !access.write {
         return fail(format!("{key}.singlepulse"), "a self-clearing field must be writable");
     }
     if b.value.is_some() && (b.on_write.is_some() || b.on_read.is_some() || b.singlepulse || b.sticky) {
-        return fail(format!("{key}.value"), "a computed field has no stored bits: drop on_write, on_read, singlepulse and sticky");
+        return fail(
+            format!("{key}.value"),
+            "a computed field has no stored bits: drop on_write, on_read, singlepulse and sticky",
+        );
     }
     let width = mask.count_ones();
     let mut values: Vec<(String, u64)> = Vec::new();
     for (n, v) in b.values.iter().flatten() {
         check_name(&format!("{key}.values"), n)?;
         if *v > bits_mask(width) {
-            return fail(format!("{key}.values.{n}"), format!("{v:#x} does not fit in {width} bits"));
+            return fail(
+                format!("{key}.values.{n}"),
+                format!("{v:#x} does not fit in {width} bits"),
+            );
         }
         values.push((n.clone(), *v));
     }
@@ -1494,7 +1597,13 @@ fn compile_memories(desc: &Description) -> Result<Vec<Memory>, DescriptionError>
             }
             Backing::Trapped => {
                 if m.size > MAX_TRAPPED_MEMORY {
-                    return fail(format!("{key}.size"), format!("{:#x}: a trapped window holds at most {MAX_TRAPPED_MEMORY:#x} bytes", m.size));
+                    return fail(
+                        format!("{key}.size"),
+                        format!(
+                            "{:#x}: a trapped window holds at most {MAX_TRAPPED_MEMORY:#x} bytes",
+                            m.size
+                        ),
+                    );
                 }
             }
         }
@@ -1592,15 +1701,15 @@ fn build_slots(desc: &Description, model: &mut Model) -> Result<(), DescriptionE
                         .and_then(|s: &Slot| s.candidates.first())
                         .and_then(|r| model.registers.get(*r as usize))
                         .map_or("another register", |r| r.name.as_str());
-                    let this = candidates
-                        .first()
-                        .and_then(|r| model.registers.get(*r as usize));
+                    let this = candidates.first().and_then(|r| model.registers.get(*r as usize));
                     let (name, key) = this.map_or(("register".to_owned(), "register".to_owned()), |r| {
                         (r.name.clone(), key_of(r))
                     });
                     return fail(
                         key,
-                        format!("`{name}` at {offset:#x} overlaps `{other}` (registers that share bytes must share offset and width)"),
+                        format!(
+                            "`{name}` at {offset:#x} overlaps `{other}` (registers that share bytes must share offset and width)"
+                        ),
                     );
                 }
                 *cell = (idx + 1) as u16;
@@ -1624,8 +1733,20 @@ fn check_effect_cycles(effects: &[Effect], model: &Model) -> Result<(), Descript
         let mut out = Vec::new();
         for a in &e.actions {
             match a {
-                Action::Push(f, _) => out.extend(model.fifos.get(*f as usize).map(|x| x.push_effects.clone()).unwrap_or_default()),
-                Action::Pop(f, _) => out.extend(model.fifos.get(*f as usize).map(|x| x.pop_effects.clone()).unwrap_or_default()),
+                Action::Push(f, _) => out.extend(
+                    model
+                        .fifos
+                        .get(*f as usize)
+                        .map(|x| x.push_effects.clone())
+                        .unwrap_or_default(),
+                ),
+                Action::Pop(f, _) => out.extend(
+                    model
+                        .fifos
+                        .get(*f as usize)
+                        .map(|x| x.pop_effects.clone())
+                        .unwrap_or_default(),
+                ),
                 Action::Reset => out.extend(model.reset_effects.iter().copied()),
                 _ => {}
             }
@@ -1667,7 +1788,9 @@ fn check_effect_cycles(effects: &[Effect], model: &Model) -> Result<(), Descript
             let name = effects.get(found).map_or("?", |e| e.name.as_str());
             return fail(
                 "effect",
-                format!("effects without a delay fire each other in a cycle through `{name}`: give one of them `after` or `after_accesses`"),
+                format!(
+                    "effects without a delay fire each other in a cycle through `{name}`: give one of them `after` or `after_accesses`"
+                ),
             );
         }
     }
@@ -1690,65 +1813,248 @@ mod tests {
     #[test]
     fn every_refusal_names_file_key_and_reason() {
         let cases: &[(&str, &str)] = &[
-            ("[[register]]\nname = \"R\"\noffset = 0\nwidth = 12\n", "d.toml: register[0].width: 12 bits: a register is 8, 16, 32 or 64 bits wide"),
-            ("[[register]]\nname = \"R\"\noffset = 0\nwidth = 8\nreset = 0x100\n", "d.toml: register[0].reset: 0x100 does not fit in 8 bits"),
-            ("[[register]]\nname = \"1R\"\noffset = 0\n", "d.toml: register[0].name: name `1R`: use 1-64 letters, digits and `_`, starting with a letter or `_`"),
-            ("[[register]]\nname = \"value\"\noffset = 0\n", "d.toml: register[0].name: `value` is reserved: in expressions it means the access's value"),
-            (&format!("{REG}{REG}"), "d.toml: register[1]: register name `R` is used twice"),
-            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"7:4\"\n[[register.field]]\nname = \"B\"\nbits = \"4:0\"\n"), "d.toml: register[0].field[1].bits: overlaps field `A`"),
-            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"40:33\"\n"), "d.toml: register[0].field[0].bits: bits 40:33 lie outside the 32-bit register"),
-            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"3:4\"\n"), "d.toml: register[0].field[0].bits: bits 3:4: the first number is the most significant bit"),
-            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"x\"\n"), "d.toml: register[0].field[0].bits: `x` is not a bit range: write \"msb:lsb\", e.g. \"7:4\""),
-            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"1:0\"\nreset = 4\n"), "d.toml: register[0].field[0].reset: 0x4 does not fit in the field's 2 bits"),
-            (&format!("{REG}sw = \"rx\"\n"), "d.toml: register[0].sw: unknown access `rx`: use rw, ro, wo, w1, rw1 or na (or SVD's read-write, read-only, write-only, writeOnce, read-writeOnce)"),
-            (&format!("{REG}on_write = \"w2c\"\n"), "d.toml: register[0].on_write: unknown write behaviour `w2c`: use write, w1c, w1s, w1t, w0c, w0s, w0t, wclr or wset (or SVD's oneToClear, ...)"),
-            (&format!("{REG}sw = \"ro\"\non_write = \"w1c\"\n"), "d.toml: register[0].on_write: the field cannot be written (sw), so it has no write behaviour"),
-            (&format!("{REG}sw = \"wo\"\non_read = \"rclr\"\n"), "d.toml: register[0].on_read: the field cannot be read (sw), so it has no read behaviour"),
-            (&format!("{REG}on_read = \"pop\"\n"), "d.toml: register[0].on_read: unknown read behaviour `pop`: use rclr or rset (SVD's clear or set)"),
-            (&format!("{REG}singlepulse = true\non_write = \"w1c\"\n"), "d.toml: register[0].singlepulse: a self-clearing field cannot also be cleared by writes (w1c, wclr)"),
-            (&format!("{REG}value = \"1\"\nsticky = true\n"), "d.toml: register[0].value: a computed field has no stored bits: drop on_write, on_read, singlepulse and sticky"),
-            (&format!("{REG}value = \"NOPE.X\"\n"), "d.toml: register[0].value: no register or FIFO named `NOPE`"),
-            (&format!("{REG}value = \"R.X\"\n"), "d.toml: register[0].value: register `R` has no field `X`"),
-            (&format!("{REG}values = {{ BIG = 0x1_0000_0000 }}\nwidth = 32\n"), "d.toml: register[0].values.BIG: 0x100000000 does not fit in 32 bits"),
-            (&format!("{REG}widths = [16, 64]\n"), "d.toml: register[0].widths: 64 bits: allowed widths are 8, 16, 32 or 64 bits, at most the register's 32"),
-            (&format!("{REG}widths = []\n"), "d.toml: register[0].widths: empty: leave `widths` out to accept any width"),
-            (&format!("{REG}stride = 8\n"), "d.toml: register[0].stride: only an array (`count`) has a stride"),
-            (&format!("{REG}count = 2\nstride = 2\n"), "d.toml: register[0].stride: 0x2 is smaller than the register's 4 bytes: elements would overlap"),
-            (&format!("{REG}count = 0\n"), "d.toml: register[0].count: an array needs at least one element"),
-            (&format!("{REG}reserved_read = 1\n"), "d.toml: register[0].reserved_read: 0x1 sets bits that are not reserved (fields cover 0xffffffff)"),
-            (&format!("{REG}pop = \"q\"\n"), "d.toml: register[0].pop: no FIFO named `q`"),
-            ("[[register]]\nname = \"R\"\noffset = 0x200000\n", "d.toml: register[0].offset: registers must lie below 0x100000; put large buffers in a [[memory]] window"),
-            (&format!("{REG}[[register]]\nname = \"S\"\noffset = 2\n"), "d.toml: register[1]: `S` at 0x2 overlaps `R` (registers that share bytes must share offset and width)"),
-            (&format!("{REG}[[register]]\nname = \"S\"\noffset = 0\n"), "d.toml: register[1]: `S` shares offset 0x0 with `R`, and both can be read: give `R` a `when` condition (banked view), or make one read-only and the other write-only"),
-            (&format!("{REG}[[register.field]]\nname = \"A\"\nbits = 0\n[[register.field]]\nname = \"A\"\nbits = 1\n"), "d.toml: register[0].field[1]: field name `A` is used twice in `R`"),
-            (&format!("{REG}sw = \"ro\"\n[[register.field]]\nname = \"A\"\nbits = 0\n"), "d.toml: register[0]: behaviour keys (sw, on_write, on_read, value, ...) go on the fields when a register has fields"),
-            ("[[fifo]]\nname = \"q\"\ndepth = 0\n", "d.toml: fifo[0].depth: 0: a FIFO holds 1..=65536 elements"),
-            ("[[fifo]]\nname = \"q\"\ndepth = 4\nwidth = 65\n", "d.toml: fifo[0].width: 65 bits: an element is 1..=64 bits"),
-            ("[[fifo]]\nname = \"q\"\ndepth = 4\n[[fifo]]\nname = \"q\"\ndepth = 4\n", "d.toml: fifo[1]: FIFO name `q` is used twice"),
-            ("[[fifo]]\nname = \"R\"\ndepth = 4\n[[register]]\nname = \"R\"\noffset = 0\n", "d.toml: register[0]: `R` names both a register and a FIFO"),
-            ("[[fifo]]\nname = \"q\"\ndepth = 4\noverflow = \"X.Y\"\n", "d.toml: fifo[0].overflow: no register or FIFO named `X`"),
-            (&format!("{REG}[[interrupt]]\nname = \"i\"\n"), "d.toml: interrupt[0]: a level interrupt needs a `when` condition (a pulse-only output is `trigger = \"edge\"`)"),
-            (&format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R\"\nline = 40\n"), "d.toml: interrupt[0].line: 40: a device has lines 0..32"),
-            (&format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R\"\n[[interrupt]]\nname = \"j\"\nwhen = \"R\"\ntrigger = \"edge\"\n"), "d.toml: interrupt: `i` and `j` share line 0 but one is level and the other edge"),
-            (&format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R = 1\"\n"), "d.toml: interrupt[0].when: `=` in `R = 1`: compare with `==`"),
-            (&format!("{REG}[[effect]]\non = \"poke R\"\ndo = [\"set R\"]\n"), "d.toml: effect[0].on: `poke R`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`"),
-            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = []\n"), "d.toml: effect[0].do: an effect needs at least one action"),
-            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"frob R\"]\n"), "d.toml: effect[0].do[0]: `frob R`: an action is `set F`, `clear F`, `toggle F`, `F = EXPR`, `F += EXPR`, `F -= EXPR`, `push FIFO [EXPR]`, `pop FIFO [into F]`, `flush FIFO`, `pulse IRQ` or `reset`"),
-            (&format!("{REG}[[effect]]\non = \"write R\"\nafter = \"5 parsecs\"\ndo = [\"set R\"]\n"), "d.toml: effect[0].after: `5 parsecs` is not a delay: write a number and ns, us, ms or s, e.g. \"50us\""),
-            (&format!("{REG}[[effect]]\non = \"write R\"\nafter = \"0us\"\ndo = [\"set R\"]\n"), "d.toml: effect[0].after: a delay of 0: leave `after` out to act at once"),
-            (&format!("{REG}[[effect]]\non = \"write R\"\nafter = \"1us\"\nafter_accesses = 2\ndo = [\"set R\"]\n"), "d.toml: effect[0]: give `after` or `after_accesses`, not both"),
-            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"pulse nope\"]\n"), "d.toml: effect[0].do[0]: no interrupt named `nope`"),
-            (&format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"push nope\"]\n"), "d.toml: effect[0].do[0]: no FIFO named `nope`"),
-            ("[[register]]\nname = \"R\"\noffset = 0\nsw = \"ro\"\n[[effect]]\non = \"write R\"\ndo = [\"set R\"]\n", "d.toml: effect[0].on: `R` cannot be written by software"),
-            ("[[register]]\nname = \"R\"\noffset = 0\nvalue = \"1\"\n[[register]]\nname = \"S\"\noffset = 4\n[[effect]]\non = \"write S\"\ndo = [\"set R\"]\n", "d.toml: effect[0].do[0]: `R` is computed (`value = ...`): an effect cannot store into it"),
-            ("[[register]]\nname = \"CH\"\noffset = 0\ncount = 2\n[[effect]]\non = \"write CH\"\ndo = [\"set CH[0]\"]\n", "d.toml: effect[0].on: `CH` is an array of 2: name an element, `CH[0]`..`CH[1]`"),
-            ("[[register]]\nname = \"CH\"\noffset = 0\ncount = 2\n[[effect]]\non = \"write CH[2]\"\ndo = [\"set CH[0]\"]\n", "d.toml: effect[0].on: `CH[2]`: `CH` has 2 elements"),
-            ("[[fifo]]\nname = \"q\"\ndepth = 2\n[[effect]]\non = \"push q\"\ndo = [\"push q 1\"]\n", "d.toml: effect: effects without a delay fire each other in a cycle through `effect[0]`: give one of them `after` or `after_accesses`"),
-            ("[[memory]]\nname = \"m\"\noffset = 0x10\nsize = 0x1000\nbacking = \"memslot\"\n", "d.toml: memory[0]: a memslot window needs whole pages: offset 0x10 and size 0x1000 must be multiples of 0x1000"),
-            ("[[memory]]\nname = \"m\"\noffset = 0\nsize = 0\nbacking = \"trapped\"\n", "d.toml: memory[0].size: a memory window needs at least one byte"),
-            ("[[memory]]\nname = \"m\"\noffset = 0\nsize = 16\nbacking = \"trapped\"\n[[register]]\nname = \"R\"\noffset = 8\n", "d.toml: memory: window `m` overlaps register `R`"),
-            ("[[memory]]\nname = \"m\"\noffset = 0\nsize = 16\nbacking = \"trapped\"\n[[memory]]\nname = \"n\"\noffset = 8\nsize = 16\nbacking = \"trapped\"\n", "d.toml: memory: windows `m` and `n` overlap"),
-            ("[device]\nsize = 2\n[[register]]\nname = \"R\"\noffset = 0\n", "d.toml: device.size: 0x2 is smaller than the map, which reaches 0x4"),
+            (
+                "[[register]]\nname = \"R\"\noffset = 0\nwidth = 12\n",
+                "d.toml: register[0].width: 12 bits: a register is 8, 16, 32 or 64 bits wide",
+            ),
+            (
+                "[[register]]\nname = \"R\"\noffset = 0\nwidth = 8\nreset = 0x100\n",
+                "d.toml: register[0].reset: 0x100 does not fit in 8 bits",
+            ),
+            (
+                "[[register]]\nname = \"1R\"\noffset = 0\n",
+                "d.toml: register[0].name: name `1R`: use 1-64 letters, digits and `_`, starting with a letter or `_`",
+            ),
+            (
+                "[[register]]\nname = \"value\"\noffset = 0\n",
+                "d.toml: register[0].name: `value` is reserved: in expressions it means the access's value",
+            ),
+            (
+                &format!("{REG}{REG}"),
+                "d.toml: register[1]: register name `R` is used twice",
+            ),
+            (
+                &format!(
+                    "{REG}[[register.field]]\nname = \"A\"\nbits = \"7:4\"\n[[register.field]]\nname = \"B\"\nbits = \"4:0\"\n"
+                ),
+                "d.toml: register[0].field[1].bits: overlaps field `A`",
+            ),
+            (
+                &format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"40:33\"\n"),
+                "d.toml: register[0].field[0].bits: bits 40:33 lie outside the 32-bit register",
+            ),
+            (
+                &format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"3:4\"\n"),
+                "d.toml: register[0].field[0].bits: bits 3:4: the first number is the most significant bit",
+            ),
+            (
+                &format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"x\"\n"),
+                "d.toml: register[0].field[0].bits: `x` is not a bit range: write \"msb:lsb\", e.g. \"7:4\"",
+            ),
+            (
+                &format!("{REG}[[register.field]]\nname = \"A\"\nbits = \"1:0\"\nreset = 4\n"),
+                "d.toml: register[0].field[0].reset: 0x4 does not fit in the field's 2 bits",
+            ),
+            (
+                &format!("{REG}sw = \"rx\"\n"),
+                "d.toml: register[0].sw: unknown access `rx`: use rw, ro, wo, w1, rw1 or na (or SVD's read-write, read-only, write-only, writeOnce, read-writeOnce)",
+            ),
+            (
+                &format!("{REG}on_write = \"w2c\"\n"),
+                "d.toml: register[0].on_write: unknown write behaviour `w2c`: use write, w1c, w1s, w1t, w0c, w0s, w0t, wclr or wset (or SVD's oneToClear, ...)",
+            ),
+            (
+                &format!("{REG}sw = \"ro\"\non_write = \"w1c\"\n"),
+                "d.toml: register[0].on_write: the field cannot be written (sw), so it has no write behaviour",
+            ),
+            (
+                &format!("{REG}sw = \"wo\"\non_read = \"rclr\"\n"),
+                "d.toml: register[0].on_read: the field cannot be read (sw), so it has no read behaviour",
+            ),
+            (
+                &format!("{REG}on_read = \"pop\"\n"),
+                "d.toml: register[0].on_read: unknown read behaviour `pop`: use rclr or rset (SVD's clear or set)",
+            ),
+            (
+                &format!("{REG}singlepulse = true\non_write = \"w1c\"\n"),
+                "d.toml: register[0].singlepulse: a self-clearing field cannot also be cleared by writes (w1c, wclr)",
+            ),
+            (
+                &format!("{REG}value = \"1\"\nsticky = true\n"),
+                "d.toml: register[0].value: a computed field has no stored bits: drop on_write, on_read, singlepulse and sticky",
+            ),
+            (
+                &format!("{REG}value = \"NOPE.X\"\n"),
+                "d.toml: register[0].value: no register or FIFO named `NOPE`",
+            ),
+            (
+                &format!("{REG}value = \"R.X\"\n"),
+                "d.toml: register[0].value: register `R` has no field `X`",
+            ),
+            (
+                &format!("{REG}values = {{ BIG = 0x1_0000_0000 }}\nwidth = 32\n"),
+                "d.toml: register[0].values.BIG: 0x100000000 does not fit in 32 bits",
+            ),
+            (
+                &format!("{REG}widths = [16, 64]\n"),
+                "d.toml: register[0].widths: 64 bits: allowed widths are 8, 16, 32 or 64 bits, at most the register's 32",
+            ),
+            (
+                &format!("{REG}widths = []\n"),
+                "d.toml: register[0].widths: empty: leave `widths` out to accept any width",
+            ),
+            (
+                &format!("{REG}stride = 8\n"),
+                "d.toml: register[0].stride: only an array (`count`) has a stride",
+            ),
+            (
+                &format!("{REG}count = 2\nstride = 2\n"),
+                "d.toml: register[0].stride: 0x2 is smaller than the register's 4 bytes: elements would overlap",
+            ),
+            (
+                &format!("{REG}count = 0\n"),
+                "d.toml: register[0].count: an array needs at least one element",
+            ),
+            (
+                &format!("{REG}reserved_read = 1\n"),
+                "d.toml: register[0].reserved_read: 0x1 sets bits that are not reserved (fields cover 0xffffffff)",
+            ),
+            (
+                &format!("{REG}pop = \"q\"\n"),
+                "d.toml: register[0].pop: no FIFO named `q`",
+            ),
+            (
+                "[[register]]\nname = \"R\"\noffset = 0x200000\n",
+                "d.toml: register[0].offset: registers must lie below 0x100000; put large buffers in a [[memory]] window",
+            ),
+            (
+                &format!("{REG}[[register]]\nname = \"S\"\noffset = 2\n"),
+                "d.toml: register[1]: `S` at 0x2 overlaps `R` (registers that share bytes must share offset and width)",
+            ),
+            (
+                &format!("{REG}[[register]]\nname = \"S\"\noffset = 0\n"),
+                "d.toml: register[1]: `S` shares offset 0x0 with `R`, and both can be read: give `R` a `when` condition (banked view), or make one read-only and the other write-only",
+            ),
+            (
+                &format!(
+                    "{REG}[[register.field]]\nname = \"A\"\nbits = 0\n[[register.field]]\nname = \"A\"\nbits = 1\n"
+                ),
+                "d.toml: register[0].field[1]: field name `A` is used twice in `R`",
+            ),
+            (
+                &format!("{REG}sw = \"ro\"\n[[register.field]]\nname = \"A\"\nbits = 0\n"),
+                "d.toml: register[0]: behaviour keys (sw, on_write, on_read, value, ...) go on the fields when a register has fields",
+            ),
+            (
+                "[[fifo]]\nname = \"q\"\ndepth = 0\n",
+                "d.toml: fifo[0].depth: 0: a FIFO holds 1..=65536 elements",
+            ),
+            (
+                "[[fifo]]\nname = \"q\"\ndepth = 4\nwidth = 65\n",
+                "d.toml: fifo[0].width: 65 bits: an element is 1..=64 bits",
+            ),
+            (
+                "[[fifo]]\nname = \"q\"\ndepth = 4\n[[fifo]]\nname = \"q\"\ndepth = 4\n",
+                "d.toml: fifo[1]: FIFO name `q` is used twice",
+            ),
+            (
+                "[[fifo]]\nname = \"R\"\ndepth = 4\n[[register]]\nname = \"R\"\noffset = 0\n",
+                "d.toml: register[0]: `R` names both a register and a FIFO",
+            ),
+            (
+                "[[fifo]]\nname = \"q\"\ndepth = 4\noverflow = \"X.Y\"\n",
+                "d.toml: fifo[0].overflow: no register or FIFO named `X`",
+            ),
+            (
+                &format!("{REG}[[interrupt]]\nname = \"i\"\n"),
+                "d.toml: interrupt[0]: a level interrupt needs a `when` condition (a pulse-only output is `trigger = \"edge\"`)",
+            ),
+            (
+                &format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R\"\nline = 40\n"),
+                "d.toml: interrupt[0].line: 40: a device has lines 0..32",
+            ),
+            (
+                &format!(
+                    "{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R\"\n[[interrupt]]\nname = \"j\"\nwhen = \"R\"\ntrigger = \"edge\"\n"
+                ),
+                "d.toml: interrupt: `i` and `j` share line 0 but one is level and the other edge",
+            ),
+            (
+                &format!("{REG}[[interrupt]]\nname = \"i\"\nwhen = \"R = 1\"\n"),
+                "d.toml: interrupt[0].when: `=` in `R = 1`: compare with `==`",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"poke R\"\ndo = [\"set R\"]\n"),
+                "d.toml: effect[0].on: `poke R`: a trigger is `write REG[.FIELD]`, `read REG[.FIELD]`, `push FIFO`, `pop FIFO` or `reset`",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"write R\"\ndo = []\n"),
+                "d.toml: effect[0].do: an effect needs at least one action",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"frob R\"]\n"),
+                "d.toml: effect[0].do[0]: `frob R`: an action is `set F`, `clear F`, `toggle F`, `F = EXPR`, `F += EXPR`, `F -= EXPR`, `push FIFO [EXPR]`, `pop FIFO [into F]`, `flush FIFO`, `pulse IRQ` or `reset`",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"write R\"\nafter = \"5 parsecs\"\ndo = [\"set R\"]\n"),
+                "d.toml: effect[0].after: `5 parsecs` is not a delay: write a number and ns, us, ms or s, e.g. \"50us\"",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"write R\"\nafter = \"0us\"\ndo = [\"set R\"]\n"),
+                "d.toml: effect[0].after: a delay of 0: leave `after` out to act at once",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"write R\"\nafter = \"1us\"\nafter_accesses = 2\ndo = [\"set R\"]\n"),
+                "d.toml: effect[0]: give `after` or `after_accesses`, not both",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"pulse nope\"]\n"),
+                "d.toml: effect[0].do[0]: no interrupt named `nope`",
+            ),
+            (
+                &format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"push nope\"]\n"),
+                "d.toml: effect[0].do[0]: no FIFO named `nope`",
+            ),
+            (
+                "[[register]]\nname = \"R\"\noffset = 0\nsw = \"ro\"\n[[effect]]\non = \"write R\"\ndo = [\"set R\"]\n",
+                "d.toml: effect[0].on: `R` cannot be written by software",
+            ),
+            (
+                "[[register]]\nname = \"R\"\noffset = 0\nvalue = \"1\"\n[[register]]\nname = \"S\"\noffset = 4\n[[effect]]\non = \"write S\"\ndo = [\"set R\"]\n",
+                "d.toml: effect[0].do[0]: `R` is computed (`value = ...`): an effect cannot store into it",
+            ),
+            (
+                "[[register]]\nname = \"CH\"\noffset = 0\ncount = 2\n[[effect]]\non = \"write CH\"\ndo = [\"set CH[0]\"]\n",
+                "d.toml: effect[0].on: `CH` is an array of 2: name an element, `CH[0]`..`CH[1]`",
+            ),
+            (
+                "[[register]]\nname = \"CH\"\noffset = 0\ncount = 2\n[[effect]]\non = \"write CH[2]\"\ndo = [\"set CH[0]\"]\n",
+                "d.toml: effect[0].on: `CH[2]`: `CH` has 2 elements",
+            ),
+            (
+                "[[fifo]]\nname = \"q\"\ndepth = 2\n[[effect]]\non = \"push q\"\ndo = [\"push q 1\"]\n",
+                "d.toml: effect: effects without a delay fire each other in a cycle through `effect[0]`: give one of them `after` or `after_accesses`",
+            ),
+            (
+                "[[memory]]\nname = \"m\"\noffset = 0x10\nsize = 0x1000\nbacking = \"memslot\"\n",
+                "d.toml: memory[0]: a memslot window needs whole pages: offset 0x10 and size 0x1000 must be multiples of 0x1000",
+            ),
+            (
+                "[[memory]]\nname = \"m\"\noffset = 0\nsize = 0\nbacking = \"trapped\"\n",
+                "d.toml: memory[0].size: a memory window needs at least one byte",
+            ),
+            (
+                "[[memory]]\nname = \"m\"\noffset = 0\nsize = 16\nbacking = \"trapped\"\n[[register]]\nname = \"R\"\noffset = 8\n",
+                "d.toml: memory: window `m` overlaps register `R`",
+            ),
+            (
+                "[[memory]]\nname = \"m\"\noffset = 0\nsize = 16\nbacking = \"trapped\"\n[[memory]]\nname = \"n\"\noffset = 8\nsize = 16\nbacking = \"trapped\"\n",
+                "d.toml: memory: windows `m` and `n` overlap",
+            ),
+            (
+                "[device]\nsize = 2\n[[register]]\nname = \"R\"\noffset = 0\n",
+                "d.toml: device.size: 0x2 is smaller than the map, which reaches 0x4",
+            ),
         ];
         for (text, want) in cases {
             let got = refuse(text);
@@ -1790,5 +2096,30 @@ mod tests {
         assert_eq!(parse_delay("3s"), Some(3_000_000_000));
         assert_eq!(parse_delay("99999999999999999999s"), None);
         assert_eq!(parse_delay("ms"), None);
+    }
+
+    #[test]
+    fn a_write_to_a_read_only_register_is_noted_like_one_to_a_read_only_field() {
+        let m = compile_text(
+            "[[register]]\nname = \"ID\"\noffset = 0\nsw = \"ro\"\nreset = 7\n[[register]]\nname = \"R\"\noffset = 4\n",
+            Path::new("d.toml"),
+        )
+        .unwrap();
+        assert!(!m.registers[0].plain, "a read-only register is not plain storage");
+        assert!(m.registers[1].plain);
+        let mut state = crate::engine::State::new(&m);
+        let mut notes = crate::engine::Notes::default();
+        let mut data = [0u8; 4];
+        crate::engine::access(
+            &m,
+            &mut state,
+            crate::engine::Dir::Write,
+            0,
+            &mut data,
+            &|| 0,
+            &mut notes,
+        );
+        assert_eq!(notes.as_slice(), [mmiolab_devices::Note::Ignored { field: "ID" }]);
+        assert_eq!(state.value(0), Some(7));
     }
 }

@@ -24,7 +24,7 @@ pub struct DescribedDevice {
     model: Arc<Model>,
     state: Mutex<State>,
     /// Interrupt lines by the description's line index (`None`: not wired in the machine).
-    lines: Vec<Option<Arc<IrqLine>>>,
+    lines: Vec<Option<IrqLine>>,
     scheduler: Arc<Scheduler>,
     client: ClientId,
     /// Region names in the bus tree, MMIO then PIO, for the trace.
@@ -38,7 +38,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl DescribedDevice {
     /// A device for `model`, driving `lines` (by line index) and scheduling on `scheduler`.
-    pub fn new(model: Arc<Model>, lines: Vec<Option<Arc<IrqLine>>>, scheduler: Arc<Scheduler>) -> Arc<DescribedDevice> {
+    pub fn new(model: Arc<Model>, lines: Vec<Option<IrqLine>>, scheduler: Arc<Scheduler>) -> Arc<DescribedDevice> {
         Arc::new_cyclic(|me: &Weak<DescribedDevice>| {
             let weak: Weak<dyn Deferred> = me.clone();
             let client = scheduler.register(weak);
@@ -62,7 +62,9 @@ impl DescribedDevice {
 
     /// Names the device's region in `space` (its name in the bus tree), for the trace.
     pub fn set_region_name(&self, space: Space, name: &str) {
-        let _ = self.names[space_index(space)].set(name.to_owned());
+        if let Some(slot) = self.names.get(space_index(space)) {
+            let _ = slot.set(name.to_owned());
+        }
     }
 
     /// Starts tracing into `sink` (once; later calls are ignored).
@@ -165,7 +167,11 @@ impl DescribedDevice {
         out: Outcome,
         notes: &Notes<'_>,
     ) {
-        let device = self.names[space_index(space)].get().map_or(self.model.name.as_str(), String::as_str);
+        let device = self
+            .names
+            .get(space_index(space))
+            .and_then(OnceLock::get)
+            .map_or(self.model.name.as_str(), String::as_str);
         let register = out
             .register
             .and_then(|r| self.model.registers.get(r as usize))
@@ -179,7 +185,12 @@ impl DescribedDevice {
             enum_name: None,
         }; MAX_FIELDS];
         let n = match out.register {
-            Some(r) => engine::decode(&self.model, r, engine::register_value(&self.model, r, offset, data), &mut fields),
+            Some(r) => engine::decode(
+                &self.model,
+                r,
+                engine::register_value(&self.model, r, offset, data),
+                &mut fields,
+            ),
             None => 0,
         };
         let mut le = [0u8; 8];
@@ -253,7 +264,13 @@ impl DeviceMmio for DescribedDevice {
         if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
             dst.copy_from_slice(src);
         }
-        self.access(Space::Mmio, base.0, offset, Dir::Write, buf.get_mut(..n).unwrap_or_default());
+        self.access(
+            Space::Mmio,
+            base.0,
+            offset,
+            Dir::Write,
+            buf.get_mut(..n).unwrap_or_default(),
+        );
     }
 }
 
@@ -268,7 +285,13 @@ impl DevicePio for DescribedDevice {
         if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
             dst.copy_from_slice(src);
         }
-        self.access(Space::Pio, u64::from(base.0), u64::from(offset), Dir::Write, buf.get_mut(..n).unwrap_or_default());
+        self.access(
+            Space::Pio,
+            u64::from(base.0),
+            u64::from(offset),
+            Dir::Write,
+            buf.get_mut(..n).unwrap_or_default(),
+        );
     }
 }
 
@@ -289,7 +312,14 @@ mod tests {
             let fields: Vec<String> = r
                 .fields
                 .iter()
-                .map(|f| format!("{}={}{}", f.name, f.value, f.enum_name.map(|e| format!("({e})")).unwrap_or_default()))
+                .map(|f| {
+                    format!(
+                        "{}={}{}",
+                        f.name,
+                        f.value,
+                        f.enum_name.map(|e| format!("({e})")).unwrap_or_default()
+                    )
+                })
                 .collect();
             let notes: Vec<String> = r.notes.iter().map(|n| format!("{n:?}")).collect();
             self.0.lock().unwrap().push(format!(
@@ -305,7 +335,10 @@ mod tests {
         }
         fn event(&self, r: &EventRecord<'_>) {
             let notes: Vec<String> = r.notes.iter().map(|n| format!("{n:?}")).collect();
-            self.0.lock().unwrap().push(format!("{} event [{}]", r.device, notes.join(", ")));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} event [{}]", r.device, notes.join(", ")));
         }
     }
 
@@ -340,11 +373,17 @@ after = "1ms"
 do = ["set STATUS.DONE"]
 "#;
 
-    fn device() -> (Arc<DescribedDevice>, Arc<ManualClock>, Arc<Scheduler>, Arc<IrqLine>, Arc<Lines>) {
+    fn device() -> (
+        Arc<DescribedDevice>,
+        Arc<ManualClock>,
+        Arc<Scheduler>,
+        IrqLine,
+        Arc<Lines>,
+    ) {
         let model = Arc::new(crate::compile_text(DESC, std::path::Path::new("d.toml")).unwrap());
         let clock = Arc::new(ManualClock::new(0));
         let scheduler = Arc::new(Scheduler::new(clock.clone()).unwrap());
-        let line = Arc::new(IrqLine::new_level(5).unwrap());
+        let line = IrqLine::new_level(5).unwrap();
         let dev = DescribedDevice::new(model, vec![Some(line.clone())], scheduler.clone());
         dev.set_region_name(Space::Mmio, "dma@d0000000");
         let lines = Arc::new(Lines::default());

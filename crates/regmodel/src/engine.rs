@@ -217,7 +217,8 @@ impl Env for View<'_> {
             Operand::Value => self.value,
             Operand::Field { reg, shift, mask } => (internal(self.model, self.state, reg as usize, 0) & mask) >> shift,
             Operand::Fifo { fifo, prop } => {
-                let (Some(q), Some(f)) = (self.state.fifos.get(fifo as usize), self.model.fifos.get(fifo as usize)) else {
+                let (Some(q), Some(f)) = (self.state.fifos.get(fifo as usize), self.model.fifos.get(fifo as usize))
+                else {
                     return 0;
                 };
                 let level = q.len() as u64;
@@ -350,7 +351,16 @@ pub fn access<'m>(
                     let chosen = choose(model, state, &slot.candidates, dir);
                     match chosen.and_then(|i| model.registers.get(i as usize).map(|r| (i, r))) {
                         Some((i, r)) => register_access(&mut cx, state, i, r, dir, offset, data, end),
-                        None => any_hole |= fill_hole(model, dir, offset, data, slot.offset, slot.offset + u64::from(slot.width)),
+                        None => {
+                            any_hole |= fill_hole(
+                                model,
+                                dir,
+                                offset,
+                                data,
+                                slot.offset,
+                                slot.offset + u64::from(slot.width),
+                            )
+                        }
                     }
                     pos = slot.offset + u64::from(slot.width);
                 }
@@ -443,15 +453,13 @@ fn register_access<'m>(
 ) {
     cx.out.register.get_or_insert(idx);
     let width_bit = 1u8 << (data.len().trailing_zeros());
-    if r.widths & width_bit == 0 {
-        if r.bad_width == WidthPolicy::Reject {
-            if dir == Dir::Read {
-                data.fill(0xff);
-            }
-            cx.notes.push(Note::BadWidth);
-            cx.out.trace = true;
-            return;
+    if r.widths & width_bit == 0 && r.bad_width == WidthPolicy::Reject {
+        if dir == Dir::Read {
+            data.fill(0xff);
         }
+        cx.notes.push(Note::BadWidth);
+        cx.out.trace = true;
+        return;
     }
     let lo = offset.max(r.offset);
     let hi = end.min(r.offset + u64::from(r.width));
@@ -579,7 +587,11 @@ fn write_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m 
         fifo_push(cx, state, f, written & lanes, 0);
     }
     for &(mask, e) in &r.write_effects {
-        let fires = if mask == r.width_mask { true } else { written & mask & lanes != 0 };
+        let fires = if mask == r.width_mask {
+            true
+        } else {
+            written & mask & lanes != 0
+        };
         if fires {
             fire(cx, state, e, written, 0);
         }
@@ -596,11 +608,7 @@ fn write_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m 
 impl Register {
     /// Bits a write to a plain register stores: writable fields within the lanes.
     fn read_mask_for_plain_write(&self, lanes: u64) -> u64 {
-        self.fields
-            .iter()
-            .filter(|f| f.access.write)
-            .fold(0, |m, f| m | f.mask)
-            & lanes
+        self.fields.iter().filter(|f| f.access.write).fold(0, |m, f| m | f.mask) & lanes
     }
 }
 
@@ -616,7 +624,10 @@ fn note_change<'m>(notes: &mut Notes<'m>, path: &'m str, old: u64, new: u64) {
     let cleared = old & !new;
     let set = new & !old;
     if cleared != 0 {
-        notes.push(Note::Cleared { field: path, bits: cleared });
+        notes.push(Note::Cleared {
+            field: path,
+            bits: cleared,
+        });
     }
     if set != 0 {
         notes.push(Note::Set { field: path, bits: set });
@@ -667,14 +678,10 @@ fn count_access(cx: &mut Ctx<'_, '_>, state: &mut State) {
             due |= *n == 0;
         }
     }
-    while due {
-        let Some(pos) = state
-            .pending
-            .iter()
-            .position(|p| matches!(p.due, Due::Accesses(0)))
-        else {
-            break;
-        };
+    if !due {
+        return;
+    }
+    while let Some(pos) = state.pending.iter().position(|p| matches!(p.due, Due::Accesses(0))) {
         let p = state.pending.swap_remove(pos);
         run_actions(cx, state, p.effect, p.value, 0);
     }
@@ -771,7 +778,10 @@ fn run_actions<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, e: u32, value: u64, 
             Action::Flush(f) => {
                 if let (Some(q), Some(desc)) = (state.fifos.get_mut(*f as usize), model.fifos.get(*f as usize)) {
                     q.clear();
-                    cx.notes.push(Note::Fifo { fifo: &desc.name, level: 0 });
+                    cx.notes.push(Note::Fifo {
+                        fifo: &desc.name,
+                        level: 0,
+                    });
                 }
             }
             Action::Pulse(i) => {
@@ -804,10 +814,7 @@ fn store<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, t: &FieldRef, v: u64, forc
     };
     let old = *cur & t.mask;
     let mut bits = v.checked_shl(t.shift).unwrap_or(0) & t.mask;
-    let sticky = t
-        .field
-        .and_then(|f| r.fields.get(f as usize))
-        .is_some_and(|f| f.sticky);
+    let sticky = t.field.and_then(|f| r.fields.get(f as usize)).is_some_and(|f| f.sticky);
     if sticky && !force {
         bits |= old;
     }
@@ -859,11 +866,17 @@ fn fifo_push(cx: &mut Ctx<'_, '_>, state: &mut State, f: u32, v: u64, depth: u32
     if let Some(Some(drain)) = state.drains.get_mut(f as usize) {
         let bytes = element.to_le_bytes();
         let n = desc.width.div_ceil(8) as usize;
-        if let Err(e) = drain.write_all(bytes.get(..n).unwrap_or_default()).and_then(|()| drain.flush())
+        if let Err(e) = drain
+            .write_all(bytes.get(..n).unwrap_or_default())
+            .and_then(|()| drain.flush())
             && !state.drain_failed
         {
             state.drain_failed = true;
-            log::warn!("device `{}`: FIFO `{}`: the host side cannot take data: {e}", model.name, desc.name);
+            log::warn!(
+                "device `{}`: FIFO `{}`: the host side cannot take data: {e}",
+                model.name,
+                desc.name
+            );
         }
         cx.notes.push(Note::Fifo {
             fifo: &desc.name,
@@ -882,7 +895,10 @@ fn fifo_push(cx: &mut Ctx<'_, '_>, state: &mut State, f: u32, v: u64, depth: u32
         }
         q.push_back(element);
         let level = q.len() as u32;
-        cx.notes.push(Note::Fifo { fifo: &desc.name, level });
+        cx.notes.push(Note::Fifo {
+            fifo: &desc.name,
+            level,
+        });
     }
     if depth <= MAX_CHAIN {
         for &e in &desc.push_effects {
@@ -907,7 +923,10 @@ fn fifo_pop(cx: &mut Ctx<'_, '_>, state: &mut State, f: u32, depth: u32) -> u64 
         return desc.empty_read;
     };
     let level = q.len() as u32;
-    cx.notes.push(Note::Fifo { fifo: &desc.name, level });
+    cx.notes.push(Note::Fifo {
+        fifo: &desc.name,
+        level,
+    });
     if depth <= MAX_CHAIN {
         for &e in &desc.pop_effects {
             fire(cx, state, e, v, depth + 1);

@@ -110,7 +110,10 @@ fn w1c_rclr_singlepulse_delay_and_level_interrupt() {
     let mut d = Dev::new(STATUS);
     d.write(4, 4, 0b10); // IE
     let notes = d.write(4, 4, 0b11); // GO
-    assert!(notes.iter().any(|n| n.contains("Scheduled") && n.contains("10000")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("Scheduled") && n.contains("10000")),
+        "{notes:?}"
+    );
     assert_eq!(d.read(4, 4), 0b10, "GO cleared itself");
     assert_eq!(d.read(0, 4) & 1, 0, "not done before the delay");
     let out = d.advance(9_999);
@@ -129,7 +132,10 @@ fn w1c_rclr_singlepulse_delay_and_level_interrupt() {
     let (out, notes) = d.access(Dir::Write, 0, &mut data);
     assert_eq!(out.irq_changed, 1);
     assert_eq!(d.state.irq_levels(), 0);
-    assert!(notes.contains(&"Cleared { field: \"STATUS.DONE\", bits: 1 }".to_owned()), "{notes:?}");
+    assert!(
+        notes.contains(&"Cleared { field: \"STATUS.DONE\", bits: 1 }".to_owned()),
+        "{notes:?}"
+    );
 }
 
 #[test]

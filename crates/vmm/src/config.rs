@@ -42,6 +42,9 @@ pub struct MachineConfig {
     /// Emulated devices.
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceConfig>,
+    /// Extra device-tree nodes at the root (`[[dt_node]]`), e.g. consumers of devices.
+    #[serde(default, rename = "dt_node")]
+    pub dt_nodes: Vec<DtNodeConfig>,
     /// The file this came from, for messages and relative paths.
     #[serde(skip)]
     pub source: PathBuf,
@@ -115,14 +118,67 @@ pub struct WindowConfig {
     pub size: u64,
 }
 
-/// What a device does; each is a model in `mmiolab-devices`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// What a device does: a built-in Rust model, a bundled description, or a description file.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceModel {
-    /// Register file: ID, SIZE, DOORBELL, then plain storage.
+    /// Register file: ID, SIZE, DOORBELL, then plain storage (built in).
     Regfile,
-    /// Sequence register: each read returns the next count.
+    /// Sequence register: each read returns the next count (built in).
     Counter,
+    /// A description bundled with mmiolab (`model = "uart16550"`).
+    Bundled(String),
+    /// A description file (`description = "dev.toml"`, resolved against the machine file).
+    File(PathBuf),
+}
+
+impl DeviceConfig {
+    /// The device's model, from `model` or `description` (checked: exactly one is given).
+    pub fn kind(&self) -> DeviceModel {
+        match (&self.model, &self.description) {
+            (_, Some(file)) => DeviceModel::File(file.clone()),
+            (Some(m), None) if m == "regfile" => DeviceModel::Regfile,
+            (Some(m), None) if m == "counter" => DeviceModel::Counter,
+            (Some(m), None) => DeviceModel::Bundled(m.clone()),
+            (None, None) => DeviceModel::Regfile,
+        }
+    }
+
+    /// The host sides of its FIFOs (checked when the file was read).
+    pub fn fifo_hosts(&self) -> Vec<(String, FifoHost)> {
+        self.fifo
+            .iter()
+            .filter_map(|(name, host)| FifoHost::parse(host).map(|h| (name.clone(), h)))
+            .collect()
+    }
+
+    /// Whether the model is a description (bundled or a file).
+    pub fn is_described(&self) -> bool {
+        matches!(self.kind(), DeviceModel::Bundled(_) | DeviceModel::File(_))
+    }
+}
+
+/// Where the host side of a described device's FIFO goes (`[device.fifo]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FifoHost {
+    /// mmiolab's standard output.
+    Stdout,
+    /// mmiolab's standard error.
+    Stderr,
+    /// mmiolab's standard input feeds the FIFO.
+    Stdin,
+    /// A file the FIFO's elements are appended to (created or truncated when the run starts).
+    File(PathBuf),
+}
+
+impl FifoHost {
+    fn parse(s: &str) -> Option<FifoHost> {
+        Some(match s {
+            "stdout" => FifoHost::Stdout,
+            "stderr" => FifoHost::Stderr,
+            "stdin" => FifoHost::Stdin,
+            _ => FifoHost::File(PathBuf::from(s.strip_prefix("file:")?)),
+        })
+    }
 }
 
 /// A `[[device]]`.
@@ -131,12 +187,23 @@ pub enum DeviceModel {
 pub struct DeviceConfig {
     /// Unique device name.
     pub name: String,
-    /// Its model.
-    pub model: DeviceModel,
+    /// Its model: `regfile` and `counter` are built in; any other name is a bundled
+    /// description (`mmiolab models` lists them).
+    pub model: Option<String>,
+    /// A device description file (TOML, see docs/devices.md), instead of `model`.
+    pub description: Option<PathBuf>,
+    /// Scales every register offset of a described device by `1 << reg_shift` (as the
+    /// device tree's `reg-shift` says hardware does when registers sit on wider lanes).
+    pub reg_shift: Option<u32>,
+    /// Host sides of a described device's FIFOs: FIFO name -> `stdout`, `stderr`, `stdin`
+    /// or `file:PATH`.
+    #[serde(default)]
+    pub fifo: std::collections::BTreeMap<String, String>,
     /// The bus it sits on (default: the top of each address space).
     pub bus: Option<String>,
-    /// Device-tree `compatible`; when set the device gets a DT node for a Linux guest.
-    pub compatible: Option<String>,
+    /// Device-tree `compatible` (a string or a list); when set the device gets a DT node
+    /// for a Linux guest.
+    pub compatible: Option<Compatible>,
     /// IOAPIC pin (GSI) it raises.
     pub irq: Option<u32>,
     /// Its MMIO regions.
@@ -145,6 +212,8 @@ pub struct DeviceConfig {
     /// Its I/O-port regions.
     #[serde(default)]
     pub pio: Vec<RegionConfig>,
+    /// More of its device-tree node: `[device.dt]`.
+    pub dt: Option<DeviceDtConfig>,
 }
 
 /// One region of a device.
@@ -170,6 +239,383 @@ pub struct SubWindowConfig {
     pub offset: u64,
     /// Size.
     pub size: u64,
+}
+
+/// A device's `compatible`: one string, or a list from the most specific to the most
+/// general (`["vendor,uart", "ns16550a"]`), in the order the device-tree property lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compatible(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Compatible {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> serde::de::Visitor<'de> for OneOrMany {
+            type Value = Compatible;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Compatible, E> {
+                Ok(Compatible(vec![s.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Compatible, A::Error> {
+                let mut all = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    all.push(s);
+                }
+                Ok(Compatible(all))
+            }
+        }
+        deserializer.deserialize_any(OneOrMany)
+    }
+}
+
+/// `[device.dt]`: what a device's device-tree node carries besides the `compatible`, `reg`,
+/// `interrupt-parent` and `interrupts` that mmiolab generates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDtConfig {
+    /// Windows of the device's region that make up `reg`, in this order, named so in
+    /// `reg-names`; empty: `reg` is the whole region and there is no `reg-names`.
+    #[serde(default)]
+    pub reg_names: Vec<String>,
+    /// More properties, typed from their TOML values ([`DtValue::from_toml`]).
+    #[serde(default)]
+    pub properties: toml::Table,
+    /// Child nodes.
+    #[serde(default, rename = "child")]
+    pub children: Vec<DtNodeConfig>,
+}
+
+/// A device-tree node written out in the machine file: a `[[dt_node]]` at the root, or a
+/// `child` of a device's node or of another such node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DtNodeConfig {
+    /// Node name, `name` or `name@unit-address`.
+    pub name: String,
+    /// Its properties, typed as a device's.
+    #[serde(default)]
+    pub properties: toml::Table,
+    /// Child nodes.
+    #[serde(default, rename = "child")]
+    pub children: Vec<DtNodeConfig>,
+}
+
+/// A device-tree property value, typed from TOML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DtValue {
+    /// No value: a boolean property, present (`true` in the file).
+    Empty,
+    /// 32-bit cells.
+    Cells(Vec<DtCell>),
+    /// One string.
+    Str(String),
+    /// A string list.
+    Strs(Vec<String>),
+}
+
+/// One cell of a [`DtValue::Cells`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DtCell {
+    /// A number.
+    Num(u32),
+    /// The phandle of the device, or `[[dt_node]]`, of this name (`"&name"` in the file).
+    Ref(String),
+}
+
+/// A device-tree node with typed properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtNode {
+    /// Node name.
+    pub name: String,
+    /// Properties, by name.
+    pub properties: Vec<(String, DtValue)>,
+    /// Child nodes.
+    pub children: Vec<DtNode>,
+}
+
+/// A device-tree part of the file that cannot be used: the key below the part's own key
+/// (`properties.reg-shift`, `child[1].name`, `[2]`; empty for the part itself) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtError {
+    /// The key below the part's key.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl DtError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> DtError {
+        DtError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same error one level up, under `prefix` (`child[0]`, `properties.x`).
+    fn under(self, prefix: &str) -> DtError {
+        let key = if self.key.is_empty() {
+            prefix.to_owned()
+        } else if self.key.starts_with('[') {
+            format!("{prefix}{}", self.key)
+        } else {
+            format!("{prefix}.{}", self.key)
+        };
+        DtError { key, ..self }
+    }
+}
+
+/// Properties no machine-file node may set.
+const DT_RESERVED_EVERYWHERE: [(&str, &str); 3] = [
+    (
+        "phandle",
+        "is assigned by mmiolab to the nodes that a `&name` reference points at",
+    ),
+    (
+        "linux,phandle",
+        "is assigned by mmiolab to the nodes that a `&name` reference points at",
+    ),
+    ("name", "is implied by the node's name"),
+];
+
+/// Properties mmiolab generates on a device's node, and where each comes from.
+const DT_GENERATED_ON_DEVICES: [(&str, &str); 6] = [
+    ("compatible", "comes from the device's `compatible` key"),
+    (
+        "reg",
+        "is generated from the device's region; choose windows of it with `reg_names`",
+    ),
+    ("reg-names", "is generated from `reg_names`"),
+    ("interrupts", "is generated from the device's `irq`"),
+    ("interrupt-parent", "is generated from the device's `irq`"),
+    (
+        "interrupts-extended",
+        "would override the interrupt generated from the device's `irq`",
+    ),
+];
+
+/// Why `name` cannot be a property name, if it cannot (Devicetree Specification 2.2.4:
+/// 1 to 31 characters of `0-9 a-z A-Z , . _ + ? # -`).
+fn dt_property_name_error(name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ",._+?#-".contains(c);
+    if name.is_empty() || name.len() > 31 {
+        return Some(format!("`{name}`: a property name has 1 to 31 characters"));
+    }
+    name.chars()
+        .find(|&c| !allowed(c))
+        .map(|c| format!("`{name}`: {c:?} is not allowed in a property name (0-9 a-z A-Z , . _ + ? # -)"))
+}
+
+/// Why `name` cannot be a node name, if it cannot (Devicetree Specification 2.2.1:
+/// `node-name@unit-address`, the node name 1 to 31 characters of `0-9 a-z A-Z , . _ + -`
+/// starting with a letter; vm-fdt refuses anything else).
+fn dt_node_name_error(name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ",._+-".contains(c);
+    let (base, unit) = match name.split_once('@') {
+        Some((base, unit)) => (base, Some(unit)),
+        None => (name, None),
+    };
+    if base.is_empty() || base.len() > 31 {
+        return Some(format!("`{name}`: a node name has 1 to 31 characters before any `@`"));
+    }
+    if !base.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Some(format!("`{name}`: a node name starts with a letter"));
+    }
+    if let Some(c) = base.chars().find(|&c| !allowed(c)) {
+        return Some(format!(
+            "`{name}`: {c:?} is not allowed in a node name (0-9 a-z A-Z , . _ + -)"
+        ));
+    }
+    match unit {
+        Some("") => Some(format!("`{name}`: a unit address follows the `@`")),
+        Some(unit) => unit
+            .chars()
+            .find(|&c| !allowed(c))
+            .map(|c| format!("`{name}`: {c:?} is not allowed in a unit address (0-9 a-z A-Z , . _ + -)")),
+        None => None,
+    }
+}
+
+/// Why `s` cannot be a device-tree string, if it cannot.
+fn dt_string_error(s: &str) -> Option<String> {
+    s.contains('\0')
+        .then(|| "contains a NUL character, which would end the device-tree string".to_owned())
+}
+
+impl DtValue {
+    /// Types one TOML value; `Ok(None)` for `false`, which leaves the property out.
+    ///
+    /// An integer is a 32-bit cell, `{ u64 = n }` two cells (high, low), a string `"&name"`
+    /// the phandle of the device or `[[dt_node]]` called `name`, any other string a string;
+    /// a list of those is cells, or a string list when it holds only plain strings; `true` is
+    /// an empty (boolean) property.
+    pub fn from_toml(value: &toml::Value) -> Result<Option<DtValue>, DtError> {
+        use toml::Value;
+        match value {
+            Value::Boolean(true) => Ok(Some(DtValue::Empty)),
+            Value::Boolean(false) => Ok(None),
+            Value::String(s) => match dt_reference(s)? {
+                Some(target) => Ok(Some(DtValue::Cells(vec![DtCell::Ref(target)]))),
+                None => match dt_string_error(s) {
+                    Some(reason) => Err(DtError::new("", reason)),
+                    None => Ok(Some(DtValue::Str(s.clone()))),
+                },
+            },
+            Value::Array(items) if items.is_empty() => Err(DtError::new(
+                "",
+                "an empty list has no device-tree type; write `true` for a property without a value",
+            )),
+            Value::Array(items) => {
+                let plain = |v: &Value| matches!(v, Value::String(s) if !s.starts_with('&'));
+                if items.iter().all(plain) {
+                    let mut strings = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        if let Value::String(s) = item {
+                            if let Some(reason) = dt_string_error(s) {
+                                return Err(DtError::new(format!("[{i}]"), reason));
+                            }
+                            strings.push(s.clone());
+                        }
+                    }
+                    return Ok(Some(DtValue::Strs(strings)));
+                }
+                let mut cells = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    if plain(item) {
+                        return Err(DtError::new(
+                            format!("[{i}]"),
+                            "a string in a list of cells (integers, { u64 = ... }, `&name` references): \
+                             a property is either cells or a list of strings",
+                        ));
+                    }
+                    cells.extend(dt_cells(item).map_err(|e| e.under(&format!("[{i}]")))?);
+                }
+                Ok(Some(DtValue::Cells(cells)))
+            }
+            other => dt_cells(other).map(|cells| Some(DtValue::Cells(cells))),
+        }
+    }
+}
+
+/// The target of a `"&name"` reference, `None` for a plain string.
+fn dt_reference(s: &str) -> Result<Option<String>, DtError> {
+    match s.strip_prefix('&') {
+        None => Ok(None),
+        Some("") => Err(DtError::new(
+            "",
+            "`&` is followed by the name of a device or dt_node to reference",
+        )),
+        Some(target) => Ok(Some(target.to_owned())),
+    }
+}
+
+/// The cells of one value that is not a string list: an integer, `{ u64 = n }` or `"&name"`.
+fn dt_cells(value: &toml::Value) -> Result<Vec<DtCell>, DtError> {
+    use toml::Value;
+    match value {
+        Value::Integer(n) => match u32::try_from(*n) {
+            Ok(cell) => Ok(vec![DtCell::Num(cell)]),
+            Err(_) if *n < 0 => Err(DtError::new("", format!("{n} is negative: cells are unsigned"))),
+            Err(_) => Err(DtError::new(
+                "",
+                format!("{n:#x} does not fit in a 32-bit cell; write {{ u64 = {n:#x} }} for two cells"),
+            )),
+        },
+        Value::Table(t) => match (t.len(), t.get("u64")) {
+            (1, Some(Value::Integer(n))) => match u64::try_from(*n) {
+                Ok(wide) => Ok(vec![DtCell::Num((wide >> 32) as u32), DtCell::Num(wide as u32)]),
+                Err(_) => Err(DtError::new("u64", format!("{n} is negative: cells are unsigned"))),
+            },
+            _ => Err(DtError::new("", "a table value is { u64 = <integer> }")),
+        },
+        Value::String(s) => match dt_reference(s)? {
+            Some(target) => Ok(vec![DtCell::Ref(target)]),
+            None => Err(DtError::new("", "a string is not a cell")),
+        },
+        Value::Float(_) => Err(DtError::new("", "a float has no device-tree encoding")),
+        Value::Datetime(_) => Err(DtError::new("", "a date has no device-tree encoding")),
+        Value::Boolean(_) => Err(DtError::new(
+            "",
+            "a boolean is a whole property (`true`: present, `false`: left out), not a cell",
+        )),
+        Value::Array(_) => Err(DtError::new("", "a list inside a list; write the cells in one list")),
+    }
+}
+
+/// Types every property of `table`, sorted by name, leaving out the `false` ones; refuses
+/// invalid names and the ones no node may set. Error keys are `properties.<name>...`.
+pub fn dt_properties(table: &toml::Table) -> Result<Vec<(String, DtValue)>, DtError> {
+    let mut props = Vec::new();
+    for (name, value) in table {
+        let key = format!("properties.{name}");
+        if let Some(reason) = dt_property_name_error(name) {
+            return Err(DtError::new(key, reason));
+        }
+        if let Some((_, why)) = DT_RESERVED_EVERYWHERE.iter().find(|(n, _)| n == name) {
+            return Err(DtError::new(key, format!("`{name}` {why}")));
+        }
+        if let Some(value) = DtValue::from_toml(value).map_err(|e| e.under(&key))? {
+            props.push((name.clone(), value));
+        }
+    }
+    // The TOML reader's table order is not the file's; sort so the output does not depend on it.
+    props.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(props)
+}
+
+/// Types `children` (`child[i]...` in error keys); sibling names must differ.
+pub fn dt_children(children: &[DtNodeConfig]) -> Result<Vec<DtNode>, DtError> {
+    let mut nodes: Vec<DtNode> = Vec::new();
+    for (i, child) in children.iter().enumerate() {
+        let key = format!("child[{i}]");
+        if nodes.iter().any(|n| n.name == child.name) {
+            return Err(DtError::new(
+                format!("{key}.name"),
+                format!("`{}` is the name of an earlier child of the same node", child.name),
+            ));
+        }
+        nodes.push(child.to_node().map_err(|e| e.under(&key))?);
+    }
+    Ok(nodes)
+}
+
+impl DtNodeConfig {
+    /// The typed node; error keys are relative to it (`name`, `properties.x`, `child[1].name`).
+    pub fn to_node(&self) -> Result<DtNode, DtError> {
+        if let Some(reason) = dt_node_name_error(&self.name) {
+            return Err(DtError::new("name", reason));
+        }
+        Ok(DtNode {
+            name: self.name.clone(),
+            properties: dt_properties(&self.properties)?,
+            children: dt_children(&self.children)?,
+        })
+    }
+}
+
+/// The first `&name` reference in `properties` or below in `children` whose target is not
+/// in `targets`: its key (relative to the node) and the name.
+fn dt_dangling_reference(
+    properties: &[(String, DtValue)],
+    children: &[DtNode],
+    targets: &HashSet<&str>,
+) -> Option<(String, String)> {
+    for (name, value) in properties {
+        if let DtValue::Cells(cells) = value {
+            for cell in cells {
+                // No list index in the key: a `{ u64 = n }` makes two cells of one list entry.
+                if let DtCell::Ref(target) = cell
+                    && !targets.contains(target.as_str())
+                {
+                    return Some((format!("properties.{name}"), target.clone()));
+                }
+            }
+        }
+    }
+    children.iter().enumerate().find_map(|(i, child)| {
+        dt_dangling_reference(&child.properties, &child.children, targets)
+            .map(|(key, target)| (format!("child[{i}].{key}"), target))
+    })
 }
 
 /// A machine description that cannot be used, with where and why.
@@ -289,11 +735,37 @@ impl MachineConfig {
             {
                 return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
             }
-            if dev.mmio.len() + dev.pio.len() != 1 {
-                return Err(self.error(
-                    key,
-                    format!("model {:?} takes exactly one mmio or pio region", dev.model),
-                ));
+            if dev.model.is_some() && dev.description.is_some() {
+                return Err(self.error(key, "give `model` or `description`, not both"));
+            }
+            if dev.model.is_none() && dev.description.is_none() {
+                return Err(self.error(key, "a device needs a `model` (regfile, counter or a bundled model) or a `description` file"));
+            }
+            if dev.is_described() {
+                if dev.mmio.len() > 1 || dev.pio.len() > 1 || dev.mmio.len() + dev.pio.len() == 0 {
+                    return Err(self.error(
+                        key,
+                        "a described device takes one mmio region, one pio region, or one of each (the same registers seen through both)",
+                    ));
+                }
+                if dev.reg_shift.is_some_and(|s| s > 8) {
+                    return Err(self.error(format!("{key}.reg_shift"), "at most 8"));
+                }
+                for (fifo, host) in &dev.fifo {
+                    if FifoHost::parse(host).is_none() {
+                        return Err(self.error(
+                            format!("{key}.fifo.{fifo}"),
+                            format!("`{host}`: use stdout, stderr, stdin or file:PATH"),
+                        ));
+                    }
+                }
+            } else {
+                if dev.mmio.len() + dev.pio.len() != 1 {
+                    return Err(self.error(key, format!("model {:?} takes exactly one mmio or pio region", dev.kind())));
+                }
+                if dev.reg_shift.is_some() || !dev.fifo.is_empty() {
+                    return Err(self.error(key, "reg_shift and fifo apply to described devices only"));
+                }
             }
             for (j, r) in dev.mmio.iter().enumerate() {
                 self.check_mmio_placement(&format!("{key}.mmio[{j}]"), r.base, r.size)?;
@@ -311,7 +783,7 @@ impl MachineConfig {
                 }
             }
         }
-        Ok(())
+        self.check_dt()
     }
 
     fn check_mmio_placement(&self, key: &str, base: u64, size: u64) -> Result<(), ConfigError> {
@@ -339,6 +811,182 @@ impl MachineConfig {
     }
 }
 
+impl MachineConfig {
+    /// An error about the device-tree part at `key` (`device[0].dt`), from a [`DtError`]
+    /// below it.
+    pub fn dt_error(&self, key: &str, e: DtError) -> ConfigError {
+        let e = e.under(key);
+        self.error(e.key, e.reason)
+    }
+
+    /// Whether `dev` gets a device-tree node: it has a `compatible`, and MMIO or a place on
+    /// a bus with `compatible = "isa"` (I/O ports can only be described under an isa node).
+    pub fn has_dt_node(&self, dev: &DeviceConfig) -> bool {
+        let on_isa = self
+            .buses
+            .iter()
+            .any(|b| dev.bus.as_ref() == Some(&b.name) && b.compatible.as_deref() == Some("isa"));
+        dev.compatible.is_some() && (!dev.mmio.is_empty() || on_isa)
+    }
+
+    /// Checks compatibles, `[device.dt]` and `[[dt_node]]`: names, values, properties that
+    /// mmiolab generates, the windows `reg_names` names and the targets of `&name` references.
+    fn check_dt(&self) -> Result<(), ConfigError> {
+        // What `&name` can point at: the devices that get a node, and the extra nodes.
+        let targets: HashSet<&str> = self
+            .devices
+            .iter()
+            .filter(|d| self.has_dt_node(d))
+            .map(|d| d.name.as_str())
+            .chain(self.dt_nodes.iter().map(|n| n.name.as_str()))
+            .collect();
+        for (i, dev) in self.devices.iter().enumerate() {
+            let key = format!("device[{i}]");
+            if let Some(Compatible(all)) = &dev.compatible {
+                if all.is_empty() {
+                    return Err(self.error(
+                        format!("{key}.compatible"),
+                        "an empty list: give at least one compatible string",
+                    ));
+                }
+                for (k, c) in all.iter().enumerate() {
+                    let key = if all.len() > 1 {
+                        format!("{key}.compatible[{k}]")
+                    } else {
+                        format!("{key}.compatible")
+                    };
+                    if c.is_empty() {
+                        return Err(self.error(key, "an empty string"));
+                    }
+                    if let Some(reason) = dt_string_error(c) {
+                        return Err(self.error(key, reason));
+                    }
+                }
+                if self.has_dt_node(dev) {
+                    // The node is `name@unit-address`: the name is a node name without `@`.
+                    let reason = if dev.name.contains('@') {
+                        Some(format!(
+                            "`{}`: the device-tree node is called `name@address`, so the name cannot hold `@`",
+                            dev.name
+                        ))
+                    } else {
+                        dt_node_name_error(&dev.name)
+                    };
+                    if let Some(reason) = reason {
+                        return Err(self.error(format!("{key}.name"), reason));
+                    }
+                }
+            }
+            let Some(dt) = &dev.dt else { continue };
+            let key = format!("{key}.dt");
+            if dev.compatible.is_none() {
+                return Err(self.error(key, "the device has no `compatible`, so no device-tree node to add to"));
+            }
+            if !self.has_dt_node(dev) {
+                return Err(self.error(
+                    key,
+                    "a device with I/O ports gets a device-tree node only on a bus with compatible = \"isa\"",
+                ));
+            }
+            self.check_reg_names(&key, dev, &dt.reg_names)?;
+            for name in dt.properties.keys() {
+                if let Some((_, why)) = DT_GENERATED_ON_DEVICES.iter().find(|(g, _)| g == name) {
+                    return Err(self.error(format!("{key}.properties.{name}"), format!("`{name}` {why}")));
+                }
+            }
+            let properties = dt_properties(&dt.properties).map_err(|e| self.dt_error(&key, e))?;
+            let children = dt_children(&dt.children).map_err(|e| self.dt_error(&key, e))?;
+            if let Some((below, target)) = dt_dangling_reference(&properties, &children, &targets) {
+                return Err(self.error(format!("{key}.{below}"), self.dangling_reason(&target)));
+            }
+        }
+        let mut seen = HashSet::new();
+        for (j, node) in self.dt_nodes.iter().enumerate() {
+            let key = format!("dt_node[{j}]");
+            let typed = node.to_node().map_err(|e| self.dt_error(&key, e))?;
+            let name_key = format!("{key}.name");
+            if !seen.insert(node.name.as_str()) {
+                return Err(self.error(name_key, format!("`{}` is the name of an earlier dt_node", node.name)));
+            }
+            let base = node.name.split_once('@').map_or(node.name.as_str(), |(base, _)| base);
+            if crate::fdt::GENERATED_ROOT_NODES.contains(&base) {
+                return Err(self.error(name_key, format!("`{base}` is a node mmiolab generates at the root")));
+            }
+            if let Some(i) = self.devices.iter().position(|d| d.name == base) {
+                return Err(self.error(
+                    name_key,
+                    format!("`{base}` is the name of device[{i}], and `&{base}` must point at one node"),
+                ));
+            }
+            if let Some(i) = self
+                .buses
+                .iter()
+                .position(|b| b.name == base && b.compatible.as_deref() == Some("isa"))
+            {
+                return Err(self.error(name_key, format!("`{base}` is the node of isa bus[{i}]")));
+            }
+            if let Some((below, target)) = dt_dangling_reference(&typed.properties, &typed.children, &targets) {
+                return Err(self.error(format!("{key}.{below}"), self.dangling_reason(&target)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that each of `names` is listed once and names one window of `dev`'s region.
+    fn check_reg_names(&self, key: &str, dev: &DeviceConfig, names: &[String]) -> Result<(), ConfigError> {
+        // check() has made sure there is exactly one region.
+        let Some(region) = dev.mmio.first().or(dev.pio.first()) else {
+            return Ok(());
+        };
+        for (k, name) in names.iter().enumerate() {
+            let key = format!("{key}.reg_names[{k}]");
+            if names.iter().take(k).any(|n| n == name) {
+                return Err(self.error(key, format!("`{name}` is listed twice")));
+            }
+            match region.windows.iter().filter(|w| &w.name == name).count() {
+                0 if region.windows.is_empty() => {
+                    return Err(self.error(
+                        key,
+                        format!("the device's region has no window `{name}` (it has no windows)"),
+                    ));
+                }
+                0 => {
+                    let known: Vec<&str> = region.windows.iter().map(|w| w.name.as_str()).collect();
+                    return Err(self.error(
+                        key,
+                        format!(
+                            "the device's region has no window `{name}` (its windows: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                1 => {}
+                n => {
+                    return Err(self.error(
+                        key,
+                        format!("the device's region has {n} windows named `{name}`; a reg-names entry needs one"),
+                    ));
+                }
+            }
+            if let Some(reason) = dt_string_error(name) {
+                return Err(self.error(key, reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// Why a `&target` reference points at nothing.
+    fn dangling_reason(&self, target: &str) -> String {
+        match self.devices.iter().find(|d| d.name == target) {
+            Some(d) if d.compatible.is_none() => {
+                format!("`&{target}`: device `{target}` has no `compatible`, so no device-tree node")
+            }
+            Some(_) => format!("`&{target}`: device `{target}` has I/O ports off an isa bus, so no device-tree node"),
+            None => format!("`&{target}`: no device and no dt_node is named `{target}`"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +1001,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.machine.memory_mib, 256);
         assert_eq!(c.machine.vcpus, 1);
-        assert_eq!(c.devices[0].model, DeviceModel::Regfile);
+        assert_eq!(c.devices[0].kind(), DeviceModel::Regfile);
     }
 
     #[test]
@@ -425,10 +1073,10 @@ mod tests {
         );
         assert!(parse("[machine]\nfirmware = \"a\"\nkernel = \"b\"\n").is_err());
         assert!(parse("[machine]\nload_addr = 0x100000\n").is_err());
-        let e = parse("[[device]]\nname = \"r\"\nmodel = \"fifo\"\n")
+        let e = parse("[[device]]\nname = \"r\"\nmodel = \"regfile\"\ndescription = \"x.toml\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unknown variant `fifo`"), "{e}");
+        assert!(e.contains("give `model` or `description`, not both"), "{e}");
         let e = parse(
             "[[device]]\nname = \"r\"\nmodel = \"regfile\"\nbus = \"nope\"\nmmio = [{ base = 0xd0000000, size = 1 }]\n",
         )
@@ -444,5 +1092,244 @@ mod tests {
             c.resolve(c.machine.firmware.as_ref().unwrap()),
             Path::new("/etc/m/fw.elf")
         );
+    }
+
+    /// A device with a node and two windows, followed by `extra` (its `[device.dt]`...).
+    fn dt_machine(extra: &str) -> String {
+        format!(
+            "[[bus]]\nname = \"isa\"\ncompatible = \"isa\"\npio = {{ base = 0x200, size = 0x100 }}\n\n\
+             [[device]]\nname = \"plain\"\nmodel = \"regfile\"\nmmio = [{{ base = 0xd0001000, size = 0x10 }}]\n\n\
+             [[device]]\nname = \"ports\"\nmodel = \"regfile\"\ncompatible = \"v,p\"\npio = [{{ base = 0x378, size = 8 }}]\n\n\
+             [[device]]\nname = \"dev\"\nmodel = \"regfile\"\ncompatible = \"v,d\"\n\
+             mmio = [{{ base = 0xd0000000, size = 0x10, windows = [{{ name = \"dat\", offset = 0, size = 4 }}, \
+             {{ name = \"set\", offset = 4, size = 4 }}] }}]\n{extra}"
+        )
+    }
+
+    #[test]
+    fn dt_properties_are_typed() {
+        let c = parse(&dt_machine(
+            "[device.dt]\nproperties = { n = 2, w = { u64 = 0x100000002 }, l = [1, { u64 = 3 }, \"&dev\"], \
+             s = \"x\", ss = [\"a\", \"b\"], t = true, f = false, r = \"&dev\" }\n",
+        ))
+        .unwrap();
+        let dt = c.devices[2].dt.as_ref().unwrap();
+        use DtCell::{Num, Ref};
+        assert_eq!(
+            dt_properties(&dt.properties).unwrap(),
+            vec![
+                (
+                    "l".to_owned(),
+                    DtValue::Cells(vec![Num(1), Num(0), Num(3), Ref("dev".to_owned())])
+                ),
+                ("n".to_owned(), DtValue::Cells(vec![Num(2)])),
+                ("r".to_owned(), DtValue::Cells(vec![Ref("dev".to_owned())])),
+                ("s".to_owned(), DtValue::Str("x".to_owned())),
+                ("ss".to_owned(), DtValue::Strs(vec!["a".to_owned(), "b".to_owned()])),
+                ("t".to_owned(), DtValue::Empty),
+                ("w".to_owned(), DtValue::Cells(vec![Num(1), Num(2)])),
+            ]
+        );
+        let c = parse(&dt_machine("").replace("\"v,d\"", "[\"v,d\", \"ns16550a\"]")).unwrap();
+        assert_eq!(
+            c.devices[2].compatible,
+            Some(Compatible(vec!["v,d".to_owned(), "ns16550a".to_owned()]))
+        );
+    }
+
+    #[test]
+    fn bad_dt_sections_are_refused() {
+        for (extra, message) in [
+            (
+                "[device.dt]\nproperties = { \"a b\" = 1 }\n",
+                "device[2].dt.properties.a b: `a b`: ' ' is not allowed in a property name (0-9 a-z A-Z , . _ + ? # -)",
+            ),
+            (
+                "[device.dt]\nproperties = { a-property-name-of-32-characters = 1 }\n",
+                "device[2].dt.properties.a-property-name-of-32-characters: \
+                 `a-property-name-of-32-characters`: a property name has 1 to 31 characters",
+            ),
+            (
+                "[device.dt]\nproperties = { reg = 1 }\n",
+                "device[2].dt.properties.reg: `reg` is generated from the device's region; choose windows of it with `reg_names`",
+            ),
+            (
+                "[device.dt]\nproperties = { compatible = \"x\" }\n",
+                "device[2].dt.properties.compatible: `compatible` comes from the device's `compatible` key",
+            ),
+            (
+                "[device.dt]\nproperties = { interrupt-parent = 1 }\n",
+                "device[2].dt.properties.interrupt-parent: `interrupt-parent` is generated from the device's `irq`",
+            ),
+            (
+                "[device.dt]\nproperties = { big = 0x100000000 }\n",
+                "device[2].dt.properties.big: 0x100000000 does not fit in a 32-bit cell; write { u64 = 0x100000000 } for two cells",
+            ),
+            (
+                "[device.dt]\nproperties = { n = -1 }\n",
+                "device[2].dt.properties.n: -1 is negative: cells are unsigned",
+            ),
+            (
+                "[device.dt]\nproperties = { w = [1, { u64 = -2 }] }\n",
+                "device[2].dt.properties.w[1].u64: -2 is negative: cells are unsigned",
+            ),
+            (
+                "[device.dt]\nproperties = { w = { u32 = 1 } }\n",
+                "device[2].dt.properties.w: a table value is { u64 = <integer> }",
+            ),
+            (
+                "[device.dt]\nproperties = { f = 1.5 }\n",
+                "device[2].dt.properties.f: a float has no device-tree encoding",
+            ),
+            (
+                "[device.dt]\nproperties = { e = [] }\n",
+                "device[2].dt.properties.e: an empty list has no device-tree type; write `true` for a property without a value",
+            ),
+            (
+                "[device.dt]\nproperties = { m = [1, \"a\"] }\n",
+                "device[2].dt.properties.m[1]: a string in a list of cells (integers, { u64 = ... }, `&name` references): \
+                 a property is either cells or a list of strings",
+            ),
+            (
+                "[device.dt]\nproperties = { m = [1, [2]] }\n",
+                "device[2].dt.properties.m[1]: a list inside a list; write the cells in one list",
+            ),
+            (
+                "[device.dt]\nproperties = { m = [1, true] }\n",
+                "device[2].dt.properties.m[1]: a boolean is a whole property (`true`: present, `false`: left out), not a cell",
+            ),
+            (
+                "[device.dt]\nproperties = { s = \"a\\u0000b\" }\n",
+                "device[2].dt.properties.s: contains a NUL character, which would end the device-tree string",
+            ),
+            (
+                "[device.dt]\nproperties = { r = \"&\" }\n",
+                "device[2].dt.properties.r: `&` is followed by the name of a device or dt_node to reference",
+            ),
+            (
+                "[device.dt]\nproperties = { r = [\"&nope\", 1] }\n",
+                "device[2].dt.properties.r: `&nope`: no device and no dt_node is named `nope`",
+            ),
+            (
+                "[device.dt]\nproperties = { r = \"&plain\" }\n",
+                "device[2].dt.properties.r: `&plain`: device `plain` has no `compatible`, so no device-tree node",
+            ),
+            (
+                "[device.dt]\nproperties = { r = \"&ports\" }\n",
+                "device[2].dt.properties.r: `&ports`: device `ports` has I/O ports off an isa bus, so no device-tree node",
+            ),
+            (
+                "[device.dt]\nreg_names = [\"dat\", \"dirout\"]\n",
+                "device[2].dt.reg_names[1]: the device's region has no window `dirout` (its windows: dat, set)",
+            ),
+            (
+                "[device.dt]\nreg_names = [\"dat\", \"dat\"]\n",
+                "device[2].dt.reg_names[1]: `dat` is listed twice",
+            ),
+            (
+                "[device.dt]\nregnames = [\"dat\"]\n",
+                "unknown field `regnames`, expected one of `reg_names`, `properties`, `child`",
+            ),
+            (
+                "[[device.dt.child]]\nname = \"1x\"\n",
+                "device[2].dt.child[0].name: `1x`: a node name starts with a letter",
+            ),
+            (
+                "[[device.dt.child]]\nname = \"led@\"\n",
+                "device[2].dt.child[0].name: `led@`: a unit address follows the `@`",
+            ),
+            (
+                "[[device.dt.child]]\nname = \"a\"\n[[device.dt.child]]\nname = \"a\"\n",
+                "device[2].dt.child[1].name: `a` is the name of an earlier child of the same node",
+            ),
+            (
+                "[[device.dt.child]]\nname = \"a\"\nproperties = { phandle = 1 }\n",
+                "device[2].dt.child[0].properties.phandle: `phandle` is assigned by mmiolab to the nodes that a `&name` reference points at",
+            ),
+            (
+                "[[device.dt.child]]\nname = \"a\"\n[[device.dt.child.child]]\nname = \"b\"\nproperties = { r = \"&nope\" }\n",
+                "device[2].dt.child[0].child[0].properties.r: `&nope`: no device and no dt_node is named `nope`",
+            ),
+            (
+                "[[dt_node]]\nname = \"cpus\"\n",
+                "dt_node[0].name: `cpus` is a node mmiolab generates at the root",
+            ),
+            (
+                "[[dt_node]]\nname = \"dev@0\"\n",
+                "dt_node[0].name: `dev` is the name of device[2], and `&dev` must point at one node",
+            ),
+            (
+                "[[dt_node]]\nname = \"isa\"\n",
+                "dt_node[0].name: `isa` is the node of isa bus[0]",
+            ),
+            (
+                "[[dt_node]]\nname = \"k\"\n[[dt_node]]\nname = \"k\"\n",
+                "dt_node[1].name: `k` is the name of an earlier dt_node",
+            ),
+            (
+                "[[dt_node]]\nname = \"k\"\n[[dt_node.child]]\nname = \"a\"\n[[dt_node.child]]\nname = \"b\"\n\
+                 [[dt_node.child.child]]\nname = \"c/d\"\n",
+                "dt_node[0].child[1].child[0].name: `c/d`: '/' is not allowed in a node name (0-9 a-z A-Z , . _ + -)",
+            ),
+            (
+                "[[dt_node]]\nname = \"k\"\nproperties = { regmap = \"&k2\" }\n",
+                "dt_node[0].properties.regmap: `&k2`: no device and no dt_node is named `k2`",
+            ),
+        ] {
+            let e = parse(&dt_machine(extra)).unwrap_err().to_string();
+            if message.starts_with("unknown field") {
+                assert!(e.starts_with("m.toml: ") && e.contains(message), "{extra}: {e}");
+            } else {
+                assert_eq!(e, format!("m.toml: {message}"), "{extra}");
+            }
+        }
+    }
+
+    #[test]
+    fn dt_on_a_device_without_a_node_and_bad_compatibles_are_refused() {
+        let machine = dt_machine("");
+        for (from, to, message) in [
+            (
+                "name = \"plain\"\nmodel = \"regfile\"\n",
+                "name = \"plain\"\nmodel = \"regfile\"\ndt = {}\n",
+                "device[0].dt: the device has no `compatible`, so no device-tree node to add to",
+            ),
+            (
+                "compatible = \"v,p\"\n",
+                "compatible = \"v,p\"\ndt = {}\n",
+                "device[1].dt: a device with I/O ports gets a device-tree node only on a bus with compatible = \"isa\"",
+            ),
+            (
+                "name = \"dev\"",
+                "name = \"my dev\"",
+                "device[2].name: `my dev`: ' ' is not allowed in a node name (0-9 a-z A-Z , . _ + -)",
+            ),
+            (
+                "name = \"dev\"",
+                "name = \"dev@1\"",
+                "device[2].name: `dev@1`: the device-tree node is called `name@address`, so the name cannot hold `@`",
+            ),
+            (
+                "compatible = \"v,d\"",
+                "compatible = []",
+                "device[2].compatible: an empty list: give at least one compatible string",
+            ),
+            (
+                "compatible = \"v,d\"",
+                "compatible = [\"v,d\", \"\"]",
+                "device[2].compatible[1]: an empty string",
+            ),
+        ] {
+            assert!(machine.contains(from), "{from}");
+            let e = parse(&machine.replacen(from, to, 1)).unwrap_err().to_string();
+            assert_eq!(e, format!("m.toml: {message}"));
+        }
+        // A device with ports on an isa bus has a node, so it can have a dt section.
+        let isa = machine.replace(
+            "compatible = \"v,p\"\n",
+            "compatible = \"v,p\"\nbus = \"isa\"\ndt = {}\n",
+        );
+        let isa = isa.replace("base = 0x378", "base = 0x278");
+        parse(&isa).unwrap();
     }
 }

@@ -1,11 +1,43 @@
-//! The VMM thread's event loop (event-manager): host stdin into COM1, and the stop event.
+//! The VMM thread's event loop (event-manager): host stdin into COM1, the stop event, the
+//! scheduler's timer (deferred device work), the resample events of level-triggered
+//! interrupt lines, and the `--timeout` timer.
+//!
+//! Every source is an fd, so the loop sleeps in epoll until one is ready; there is no
+//! polling interval.
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
-use mmiolab_devices::{Serial, VmControl};
+use mmiolab_devices::{IrqLine, Scheduler, Serial, StopReason, VmControl};
+use vmm_sys_util::timerfd::TimerFd;
+
+/// Where subscribers report that they could not add their fd (`init` cannot return an
+/// error); the loop refuses to start if any did, since a source it would never see could
+/// leave it waiting forever.
+#[derive(Clone, Default)]
+pub struct InitFailures(Arc<Mutex<Vec<String>>>);
+
+impl InitFailures {
+    fn report(&self, what: &str, e: event_manager::Error) {
+        self.push(format!("cannot watch {what}: {e:?}"));
+    }
+
+    fn push(&self, failure: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(failure);
+    }
+
+    /// The failures so far, joined; `None` if there were none.
+    pub fn take(&self) -> Option<String> {
+        let failures = std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        (!failures.is_empty()).then(|| failures.join("; "))
+    }
+}
 
 /// Feeds what the user types to the guest's COM1.
 pub struct StdinToSerial {
@@ -50,24 +82,209 @@ impl MutEventSubscriber for StdinToSerial {
 /// Wakes the loop when a stop is requested.
 pub struct StopWatch {
     control: Arc<VmControl>,
+    failures: InitFailures,
 }
 
 impl StopWatch {
     /// Watches `control`'s stop event.
-    pub fn new(control: Arc<VmControl>) -> Self {
-        StopWatch { control }
+    pub fn new(control: Arc<VmControl>, failures: InitFailures) -> Self {
+        StopWatch { control, failures }
     }
 }
 
 impl MutEventSubscriber for StopWatch {
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(self.control.event(), EventSet::IN)) {
-            log::error!("cannot watch the stop event: {e:?}");
+            self.failures.report("the stop event", e);
         }
     }
 
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
         // The loop checks `is_stopping`; only drain the counter here.
         let _ = self.control.event().read();
+    }
+}
+
+/// Runs deferred device work when the scheduler's timer fires.
+pub struct DeferredWork {
+    scheduler: Arc<Scheduler>,
+    failures: InitFailures,
+}
+
+impl DeferredWork {
+    /// Watches `scheduler`'s timer.
+    pub fn new(scheduler: Arc<Scheduler>, failures: InitFailures) -> Self {
+        DeferredWork { scheduler, failures }
+    }
+}
+
+impl MutEventSubscriber for DeferredWork {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new_raw(self.scheduler.timer_fd(), EventSet::IN)) {
+            self.failures.report("the scheduler's timer", e);
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        // run_due re-arms the timer, which also clears its readiness.
+        self.scheduler.run_due();
+    }
+}
+
+/// Re-asserts a level-triggered line after the guest's EOI while its device still holds it.
+pub struct Resample {
+    line: Arc<IrqLine>,
+    failures: InitFailures,
+}
+
+impl Resample {
+    /// Watches `line`'s resample event (a level line's).
+    pub fn new(line: Arc<IrqLine>, failures: InitFailures) -> Self {
+        Resample { line, failures }
+    }
+}
+
+impl MutEventSubscriber for Resample {
+    fn init(&mut self, ops: &mut EventOps) {
+        let Some(fd) = self.line.resample_event() else {
+            return;
+        };
+        if let Err(e) = ops.add(Events::new(fd, EventSet::IN)) {
+            let what = format!("the resample event of GSI {}", self.line.gsi());
+            self.failures.report(&what, e);
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        self.line.resample();
+    }
+}
+
+/// Stops the VM, as a fault, when the `--timeout` passes.
+pub struct Timeout {
+    timer: TimerFd,
+    after: Duration,
+    control: Arc<VmControl>,
+    failures: InitFailures,
+}
+
+impl Timeout {
+    /// A timeout of `after`, counted from when the loop starts watching it.
+    pub fn new(after: Duration, control: Arc<VmControl>, failures: InitFailures) -> std::io::Result<Self> {
+        Ok(Timeout {
+            timer: TimerFd::new()?,
+            after,
+            control,
+            failures,
+        })
+    }
+}
+
+impl MutEventSubscriber for Timeout {
+    fn init(&mut self, ops: &mut EventOps) {
+        // A zero duration would disarm the timer.
+        let armed = self.timer.reset(self.after.max(Duration::from_nanos(1)), None);
+        if let Err(e) = armed {
+            self.failures.push(format!("cannot arm the timeout: {e}"));
+            return;
+        }
+        if let Err(e) = ops.add(Events::new(&self.timer, EventSet::IN)) {
+            self.failures.report("the timeout", e);
+        }
+    }
+
+    fn process(&mut self, _events: Events, ops: &mut EventOps) {
+        // One shot: the stop is requested once and the fd would stay readable.
+        let _ = ops.remove(Events::new(&self.timer, EventSet::IN));
+        self.control.request_stop(StopReason::Fault(format!(
+            "timeout: the guest was still running after {:?}",
+            self.after
+        )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event_manager::{EventManager, SubscriberOps};
+    use mmiolab_devices::{Deferred, ManualClock};
+
+    type Loop = EventManager<Box<dyn MutEventSubscriber + Send>>;
+
+    /// Waits for the next event (the bound only keeps a broken test from hanging).
+    fn turn(events: &mut Loop) -> usize {
+        events.run_with_timeout(10_000).unwrap()
+    }
+
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<u64>>);
+
+    impl Deferred for Calls {
+        fn run_due(&self, now_ns: u64) {
+            self.0.lock().unwrap().push(now_ns);
+        }
+    }
+
+    #[test]
+    fn the_scheduler_timer_runs_due_work_and_then_goes_quiet() {
+        let clock = Arc::new(ManualClock::new(500));
+        let scheduler = Arc::new(Scheduler::new(clock.clone()).unwrap());
+        let calls = Arc::new(Calls::default());
+        let weak: std::sync::Weak<Calls> = Arc::downgrade(&calls);
+        let id = scheduler.register(weak);
+        let mut events = Loop::new().unwrap();
+        let failures = InitFailures::default();
+        events.add_subscriber(Box::new(DeferredWork::new(scheduler.clone(), failures.clone())));
+        assert_eq!(failures.take(), None);
+        // Already due on the machine's clock: the timer is armed to fire at once.
+        scheduler.schedule(id, 400);
+        assert_eq!(turn(&mut events), 1);
+        assert_eq!(*calls.0.lock().unwrap(), vec![500]);
+        assert_eq!(events.run_with_timeout(0).unwrap(), 0, "re-arming cleared the timer");
+    }
+
+    #[test]
+    fn a_resample_reasserts_a_held_level_line() {
+        let line = Arc::new(IrqLine::new_level(5).unwrap());
+        let mut events = Loop::new().unwrap();
+        let failures = InitFailures::default();
+        events.add_subscriber(Box::new(Resample::new(line.clone(), failures.clone())));
+        assert_eq!(failures.take(), None);
+        line.set_level(true);
+        assert_eq!(line.event().read().unwrap(), 1);
+        // What KVM does when the guest EOIs.
+        line.resample_event().unwrap().write(1).unwrap();
+        assert_eq!(turn(&mut events), 1);
+        assert_eq!(line.event().read().unwrap(), 1);
+        assert_eq!(events.run_with_timeout(0).unwrap(), 0, "the resample fd was drained");
+    }
+
+    #[test]
+    fn the_timeout_stops_the_vm_as_a_fault() {
+        let control = Arc::new(VmControl::new().unwrap());
+        let mut events = Loop::new().unwrap();
+        let failures = InitFailures::default();
+        let timeout = Timeout::new(Duration::from_nanos(1), control.clone(), failures.clone()).unwrap();
+        events.add_subscriber(Box::new(timeout));
+        assert_eq!(failures.take(), None);
+        assert_eq!(turn(&mut events), 1);
+        assert_eq!(
+            control.reason(),
+            Some(StopReason::Fault(
+                "timeout: the guest was still running after 1ns".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_source_that_cannot_be_watched_is_reported() {
+        let scheduler = Arc::new(Scheduler::new(Arc::new(ManualClock::new(0))).unwrap());
+        let mut events = Loop::new().unwrap();
+        let failures = InitFailures::default();
+        // The same fd twice: epoll refuses the second (EEXIST).
+        events.add_subscriber(Box::new(DeferredWork::new(scheduler.clone(), failures.clone())));
+        events.add_subscriber(Box::new(DeferredWork::new(scheduler, failures.clone())));
+        let why = failures.take().unwrap();
+        assert!(why.starts_with("cannot watch the scheduler's timer"), "{why}");
     }
 }

@@ -3,36 +3,47 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{Cap, Kvm, VmFd};
 use mmiolab_bus::UnmappedCounts;
-use mmiolab_devices::StopReason;
+use mmiolab_devices::{IrqTrigger, StopReason};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use crate::boot::{self, EntryMode, EntryRegs};
 use crate::config::MachineConfig;
 use crate::error::{Error, Result};
-use crate::events::{StdinToSerial, StopWatch};
+use crate::events::{DeferredWork, InitFailures, Resample, StdinToSerial, StopWatch, Timeout};
 use crate::layout;
 use crate::platform::Platform;
-use crate::trace::Tracer;
+use crate::trace::{TraceOptions, Tracer};
 use crate::vcpu::{Vcpu, VcpuStats};
 
 /// How to run a machine.
 pub struct RunOptions {
     /// Where COM1's output goes.
     pub console: Box<dyn Write + Send>,
-    /// Where the access trace goes, if tracing.
-    pub trace: Option<Box<dyn Write + Send>>,
+    /// Where the access trace goes and how, if tracing.
+    pub trace: Option<TraceOutput>,
     /// Stop the VM (as a fault) after this long.
     pub timeout: Option<Duration>,
     /// Forward the host's stdin to COM1.
     pub stdin: bool,
 }
+
+/// A trace to write.
+pub struct TraceOutput {
+    /// The file (buffer it).
+    pub out: Box<dyn Write + Send>,
+    /// Format and filters.
+    pub options: TraceOptions,
+}
+
+/// Loop of the VMM thread, set up before the vCPUs start.
+type EventLoop = EventManager<Box<dyn MutEventSubscriber + Send>>;
 
 /// How a run ended.
 #[derive(Debug)]
@@ -65,9 +76,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     vm.create_pit2(pit).map_err(|e| Error::Kvm("KVM_CREATE_PIT2", e))?;
     let mem_bytes = config.memory_bytes();
     let mem = create_memory(&vm, mem_bytes)?;
-    for (gsi, evt) in &platform.irqfds {
-        vm.register_irqfd(evt, *gsi).map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
-    }
+    bind_irq_lines(&vm, &platform)?;
 
     let (mode, regs) = load_payload(config, &platform, &mem, mem_bytes)?;
     let vcpus = config.machine.vcpus;
@@ -83,8 +92,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         fds.push(fd);
     }
 
-    let tracer = opts.trace.map(|out| Arc::new(Tracer::new(platform.bus.clone(), out)));
+    let tracer = opts.trace.map(|t| start_trace(&platform, t));
     install_kick_handler()?;
+    let mut events = event_loop(&platform, opts.stdin, opts.timeout)?;
     let control = platform.control.clone();
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
@@ -108,7 +118,12 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         }
     }
 
-    let event_loop = event_loop(&platform, opts.stdin, opts.timeout);
+    while !control.is_stopping() {
+        // Only a broken epoll fd fails here (EINTR returns Ok): retrying would spin.
+        if let Err(e) = events.run() {
+            control.request_stop(StopReason::Fault(format!("the VMM's event loop failed: {e:?}")));
+        }
+    }
     stop_vcpus(&threads);
     let mut totals = VcpuStats::default();
     for t in threads {
@@ -120,9 +135,8 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             Err(_) => control.request_stop(StopReason::Fault("a vCPU thread panicked".to_owned())),
         }
     }
-    event_loop?;
     if let Some(t) = &tracer {
-        t.flush().map_err(|e| Error::Host("writing the trace", e))?;
+        t.finish().map_err(|e| Error::Host("writing the trace", e))?;
     }
     Ok(RunReport {
         reason: control
@@ -196,28 +210,80 @@ fn install_kick_handler() -> Result<()> {
     })
 }
 
-/// Runs the event loop until a stop is requested (or the timeout passes).
-fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Result<()> {
-    let mut events: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()
-        .map_err(|e| Error::Host("creating the event loop", std::io::Error::other(format!("{e:?}"))))?;
-    events.add_subscriber(Box::new(StopWatch::new(platform.control.clone())));
+/// The VMM thread's loop with all its sources: built before any vCPU runs, so that a
+/// source it cannot watch stops the run before the guest starts rather than leave the loop
+/// deaf (waiting for a stop it would never see).
+fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Result<EventLoop> {
+    let host = |e| Error::Host("setting up the event loop", e);
+    let mut events = EventLoop::new().map_err(|e| host(std::io::Error::other(format!("{e:?}"))))?;
+    let failures = InitFailures::default();
+    events.add_subscriber(Box::new(StopWatch::new(platform.control.clone(), failures.clone())));
+    events.add_subscriber(Box::new(DeferredWork::new(
+        platform.scheduler.clone(),
+        failures.clone(),
+    )));
+    for line in platform.irq_lines.iter().filter(|l| l.resample_event().is_some()) {
+        events.add_subscriber(Box::new(Resample::new(line.clone(), failures.clone())));
+    }
+    if let Some(t) = timeout {
+        let timeout = Timeout::new(t, platform.control.clone(), failures.clone()).map_err(host)?;
+        events.add_subscriber(Box::new(timeout));
+    }
     if stdin {
         events.add_subscriber(Box::new(StdinToSerial::new(platform.serial.clone())));
     }
-    let deadline = timeout.map(|t| (Instant::now() + t, t));
-    while !platform.control.is_stopping() {
-        if let Err(e) = events.run_with_timeout(100) {
-            log::warn!("event loop: {e:?}");
-        }
-        if let Some((at, t)) = deadline
-            && Instant::now() >= at
-        {
-            platform.control.request_stop(StopReason::Fault(format!(
-                "timeout: the guest was still running after {t:?}"
-            )));
+    match failures.take() {
+        Some(why) => Err(host(std::io::Error::other(why))),
+        None => Ok(events),
+    }
+}
+
+/// Binds every interrupt line as an irqfd: edge lines plain, level lines with their
+/// resample fd (which needs KVM_CAP_IRQFD_RESAMPLE, checked only when a level line exists).
+fn bind_irq_lines(vm: &VmFd, platform: &Platform) -> Result<()> {
+    let level: Vec<u32> = platform
+        .irq_lines
+        .iter()
+        .filter(|l| l.trigger() == IrqTrigger::Level)
+        .map(|l| l.gsi())
+        .collect();
+    if !level.is_empty() && !vm.check_extension(Cap::IrqfdResample) {
+        return Err(Error::Host(
+            "level-triggered interrupts",
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!(
+                    "this host's KVM lacks KVM_CAP_IRQFD_RESAMPLE, which level-triggered lines (GSI {level:?}) need"
+                ),
+            ),
+        ));
+    }
+    for line in &platform.irq_lines {
+        match line.resample_event() {
+            Some(resample) => vm
+                .register_irqfd_with_resample(line.event(), resample, line.gsi())
+                .map_err(|e| Error::Kvm("KVM_IRQFD (level, with KVM_IRQFD_FLAG_RESAMPLE)", e))?,
+            None => vm
+                .register_irqfd(line.event(), line.gsi())
+                .map_err(|e| Error::Kvm("KVM_IRQFD", e))?,
         }
     }
     Ok(())
+}
+
+/// The tracer for `t`, told which devices trace themselves and attached to them. Its clock
+/// is the machine's, so `t_ns` and the `due_ns` of scheduled effects compare directly.
+fn start_trace(platform: &Platform, t: TraceOutput) -> Arc<Tracer> {
+    let clock = platform.scheduler.clock().clone();
+    let mut tracer = Tracer::new(platform.bus.clone(), t.out, clock, &t.options);
+    for s in &platform.self_traced {
+        tracer.set_self_traced(s.space, s.region);
+    }
+    let tracer = Arc::new(tracer);
+    for s in &platform.self_traced {
+        s.attach.attach_sink(tracer.clone());
+    }
+    tracer
 }
 
 /// Interrupts every vCPU until its thread has seen the stop and returned. A kick can land

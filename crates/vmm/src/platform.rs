@@ -13,11 +13,13 @@ use std::sync::Arc;
 
 use mmiolab_bus::{AddressSpace, Bus, BusBuilder, BusError, RegionId, RegionKind};
 use mmiolab_devices::{
-    Counter, EXIT_PORT, ExitDevice, I8042, IrqLine, PvPanic, RegFile, SYSCTL_SIZE, Serial, SysCtl, VmControl,
+    Counter, EXIT_PORT, ExitDevice, I8042, IrqLine, MonotonicClock, PvPanic, RegFile, SYSCTL_SIZE, Scheduler, Serial,
+    Space, SysCtl, TraceSink, VmControl,
 };
-use vmm_sys_util::eventfd::EventFd;
+use mmiolab_regmodel::DescribedDevice;
 
-use crate::config::{ConfigError, DeviceConfig, DeviceModel, MachineConfig, RegionConfig};
+use crate::config::{ConfigError, DeviceConfig, DeviceModel, FifoHost, MachineConfig, RegionConfig};
+use crate::config::{DeviceDtConfig, DtNode, DtValue, dt_children, dt_properties};
 
 /// COM1's port and IRQ.
 pub const COM1: (u16, u32) = (0x3f8, 4);
@@ -30,20 +32,134 @@ pub const SYSCTL: u64 = 0xfebf_e000;
 const EXIT_PORTS: u16 = 4;
 
 /// A device-tree description of one device, for the FDT generator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DtDevice {
+    /// The device's name in the machine file, what `&name` references point at; empty for
+    /// a built-in device, which nothing references.
+    pub name: String,
     /// Node name, `name@unit-address`.
     pub node: String,
-    /// `compatible`.
-    pub compatible: String,
+    /// `compatible`, most specific first.
+    pub compatible: Vec<String>,
     /// The bus it sits on, if any.
     pub bus: Option<String>,
     /// MMIO `reg` entries (base, size).
     pub mmio: Vec<(u64, u64)>,
     /// I/O-port `reg` entries (base, size).
     pub pio: Vec<(u64, u64)>,
-    /// IOAPIC pin.
-    pub irq: Option<u32>,
+    /// `reg-names`, one per `reg` entry; empty for none.
+    pub reg_names: Vec<String>,
+    /// Its interrupt.
+    pub irq: Option<DtIrq>,
+    /// More properties (`[device.dt] properties`), by name.
+    pub properties: Vec<(String, DtValue)>,
+    /// Child nodes (`[[device.dt.child]]`).
+    pub children: Vec<DtNode>,
+}
+
+/// The interrupt of a device-tree device: an IOAPIC pin and how it triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtIrq {
+    /// IOAPIC pin (GSI).
+    pub gsi: u32,
+    /// Level-triggered, active high; otherwise edge-triggered on the rising edge.
+    pub level: bool,
+}
+
+impl DtDevice {
+    /// The description of configured device `dev` (`key` in errors), whose DT node is
+    /// `node` and whose one region is `region` in `space`; `None` without a `compatible`.
+    fn from_config(
+        config: &MachineConfig,
+        key: &str,
+        dev: &DeviceConfig,
+        node: String,
+        space: AddressSpace,
+        region: &RegionConfig,
+    ) -> Result<Option<DtDevice>, ConfigError> {
+        let Some(compatible) = &dev.compatible else {
+            return Ok(None);
+        };
+        let no_dt = DeviceDtConfig::default();
+        let dt = dev.dt.as_ref().unwrap_or(&no_dt);
+        let dt_key = format!("{key}.dt");
+        // `reg` is the whole region, or the windows `reg_names` names, in its order.
+        let mut reg = Vec::new();
+        for (k, name) in dt.reg_names.iter().enumerate() {
+            let window = region.windows.iter().find(|w| &w.name == name);
+            let start = window.and_then(|w| region.base.checked_add(w.offset).map(|start| (start, w.size)));
+            reg.push(start.ok_or_else(|| {
+                config.error(
+                    format!("{dt_key}.reg_names[{k}]"),
+                    format!("no window `{name}` in the region"),
+                )
+            })?);
+        }
+        if reg.is_empty() {
+            reg.push((region.base, region.size));
+        }
+        let (mmio, pio) = if space == AddressSpace::Mmio {
+            (reg, vec![])
+        } else {
+            (vec![], reg)
+        };
+        Ok(Some(DtDevice {
+            name: dev.name.clone(),
+            node,
+            compatible: compatible.0.clone(),
+            bus: dev.bus.clone(),
+            mmio,
+            pio,
+            reg_names: dt.reg_names.clone(),
+            // Edge, as an irqfd delivers; the caller sets `level` for a level-triggered model.
+            irq: dev.irq.map(|gsi| DtIrq { gsi, level: false }),
+            properties: with_reg_shift(config, key, dev, dt_properties(&dt.properties).map_err(|e| config.dt_error(&dt_key, e))?)?,
+            children: dt_children(&dt.children).map_err(|e| config.dt_error(&dt_key, e))?,
+        }))
+    }
+}
+
+/// `properties` with `reg-shift` added from the device's `reg_shift`, so the driver's view of
+/// the register spacing cannot disagree with the model's; a `reg-shift` property that says
+/// otherwise is refused.
+fn with_reg_shift(
+    config: &MachineConfig,
+    key: &str,
+    dev: &DeviceConfig,
+    mut properties: Vec<(String, DtValue)>,
+) -> Result<Vec<(String, DtValue)>, ConfigError> {
+    let Some(shift) = dev.reg_shift else {
+        return Ok(properties);
+    };
+    let want = DtValue::Cells(vec![crate::config::DtCell::Num(shift)]);
+    match properties.iter().find(|(n, _)| n == "reg-shift") {
+        Some((_, v)) if *v == want => Ok(properties),
+        Some(_) => Err(config.error(
+            format!("{key}.dt.properties.reg-shift"),
+            format!("disagrees with the device's reg_shift = {shift}: leave it out, mmiolab writes it"),
+        )),
+        None => {
+            let at = properties.partition_point(|(n, _)| n.as_str() < "reg-shift");
+            properties.insert(at, ("reg-shift".to_owned(), want));
+            Ok(properties)
+        }
+    }
+}
+
+/// Lets the VMM hand its trace to a device that writes its own records.
+pub trait AttachSink: Send + Sync {
+    /// From now on, send records to `sink` (called once, before the guest runs).
+    fn attach_sink(&self, sink: Arc<dyn TraceSink>);
+}
+
+/// A device region whose device traces itself.
+pub struct SelfTraced {
+    /// The region's address space.
+    pub space: AddressSpace,
+    /// The device region (as the bus tree numbers it).
+    pub region: RegionId,
+    /// Where to attach the trace.
+    pub attach: Arc<dyn AttachSink>,
 }
 
 /// Everything a VM's devices need, built from a machine description.
@@ -54,19 +170,33 @@ pub struct Platform {
     pub control: Arc<VmControl>,
     /// COM1, fed by the VMM's stdin handler.
     pub serial: Arc<Serial>,
-    /// Interrupt lines to bind as irqfds: (GSI, eventfd).
-    pub irqfds: Vec<(u32, EventFd)>,
+    /// Interrupt lines to bind as irqfds; each knows its GSI and whether it is edge or level.
+    pub irq_lines: Vec<Arc<IrqLine>>,
+    /// Deferred device work and the machine's clock; the VMM's event loop runs it.
+    pub scheduler: Arc<Scheduler>,
+    /// Devices that write their own trace records (the generic access line is skipped).
+    pub self_traced: Vec<SelfTraced>,
     /// Devices that a Linux guest learns about through the device tree.
     pub dt_devices: Vec<DtDevice>,
+}
+
+impl AttachSink for DescribedDevice {
+    fn attach_sink(&self, sink: Arc<dyn TraceSink>) {
+        DescribedDevice::attach_sink(self, sink);
+    }
 }
 
 impl Platform {
     /// Builds the bus for `config`; `console` receives what the guest writes to COM1.
     pub fn build(config: &MachineConfig, console: Box<dyn Write + Send>) -> Result<Platform, ConfigError> {
         let io_err = |what: &str, e: std::io::Error| config.error("", format!("cannot create {what}: {e}"));
+        let scheduler = Arc::new(
+            Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?,
+        );
+        let mut self_traced: Vec<SelfTraced> = Vec::new();
         let control = Arc::new(VmControl::new().map_err(|e| io_err("the stop event", e))?);
         let mut b = BusBuilder::new();
-        let mut irqfds = Vec::new();
+        let mut irq_lines: Vec<Arc<IrqLine>> = Vec::new();
         let builtin = |e: BusError| config.error("", format!("built-in device: {e}"));
 
         b.add_pio_device(
@@ -86,13 +216,7 @@ impl Platform {
         )
         .map_err(builtin)?;
         let com1_irq = IrqLine::new(COM1.1).map_err(|e| io_err("an interrupt line", e))?;
-        irqfds.push((
-            COM1.1,
-            com1_irq
-                .event()
-                .try_clone()
-                .map_err(|e| io_err("an interrupt line", e))?,
-        ));
+        irq_lines.push(Arc::new(com1_irq.clone()));
         let serial = Arc::new(Serial::new(com1_irq, console));
         b.add_pio_device(None, "serial", COM1.0, 8, serial.clone())
             .map_err(builtin)?;
@@ -115,11 +239,9 @@ impl Platform {
         .map_err(builtin)?;
         let mut dt_devices = vec![DtDevice {
             node: pvpanic_node,
-            compatible: "qemu,pvpanic-mmio".to_owned(),
-            bus: None,
+            compatible: vec!["qemu,pvpanic-mmio".to_owned()],
             mmio: vec![PVPANIC],
-            pio: vec![],
-            irq: None,
+            ..DtDevice::default()
         }];
 
         let mut bus_regions: Vec<(String, Option<RegionId>, Option<RegionId>)> = Vec::new();
@@ -136,17 +258,6 @@ impl Platform {
 
         for (i, dev) in config.devices.iter().enumerate() {
             let key = format!("device[{i}]");
-            let irq = match dev.irq {
-                Some(gsi) => {
-                    let line = IrqLine::new(gsi).map_err(|e| io_err("an interrupt line", e))?;
-                    irqfds.push((
-                        gsi,
-                        line.event().try_clone().map_err(|e| io_err("an interrupt line", e))?,
-                    ));
-                    Some(line)
-                }
-                None => None,
-            };
             let node = node_name(dev);
             let parent = |space| -> Result<Option<RegionId>, ConfigError> {
                 let Some(bus) = &dev.bus else { return Ok(None) };
@@ -156,56 +267,54 @@ impl Platform {
                     .map(Some)
                     .ok_or_else(|| config.error(format!("{key}.bus"), format!("bus `{bus}` has no {space} window")))
             };
-            // validate() guarantees exactly one region.
-            let (space, region) = match (dev.mmio.first(), dev.pio.first()) {
-                (Some(r), _) => (AddressSpace::Mmio, r),
-                (None, Some(r)) => (AddressSpace::Pio, r),
-                (None, None) => return Err(config.error(key, "no region")),
+            let regions: Vec<(AddressSpace, &RegionConfig, String)> = dev
+                .mmio
+                .iter()
+                .map(|r| (AddressSpace::Mmio, r, format!("{key}.mmio[0]")))
+                .chain(dev.pio.iter().map(|r| (AddressSpace::Pio, r, format!("{key}.pio[0]"))))
+                .collect();
+            let Some((first_space, first_region, _)) = regions.first().cloned() else {
+                return Err(config.error(key, "no region"));
             };
-            let sub = format!("{key}.{}[0]", if space == AddressSpace::Mmio { "mmio" } else { "pio" });
-            let region_err = |e: BusError| config.error(sub.clone(), e.to_string());
-            let size = usize::try_from(region.size).map_err(|_| config.error(sub.clone(), "region too large"))?;
-            let id = match (space, dev.model) {
-                (AddressSpace::Mmio, model) => {
-                    let device = make_device(model, size, irq);
-                    b.add_mmio_device(parent(space)?, &node, region.base, region.size, device.mmio())
-                        .map_err(region_err)?
-                }
-                (AddressSpace::Pio, model) => {
-                    let (base, len) = pio_range(region).ok_or_else(|| {
-                        config.error(
-                            sub.clone(),
-                            format!("ports {:#x}+{:#x} run past 0xffff", region.base, region.size),
-                        )
-                    })?;
-                    let device = make_device(model, size, irq);
-                    b.add_pio_device(parent(space)?, &node, base, len, device.pio())
-                        .map_err(region_err)?
-                }
-            };
-            for (k, w) in region.windows.iter().enumerate() {
-                let start = region
-                    .base
-                    .checked_add(w.offset)
-                    .ok_or_else(|| config.error(format!("{sub}.windows[{k}]"), "offset overflows the address space"))?;
-                b.add_region(space, Some(id), &w.name, start, w.size, RegionKind::Window)
-                    .map_err(|e| config.error(format!("{sub}.windows[{k}]"), e.to_string()))?;
-            }
-            if let Some(compatible) = &dev.compatible {
-                let reg = vec![(region.base, region.size)];
-                let (mmio, pio) = if space == AddressSpace::Mmio {
-                    (reg, vec![])
-                } else {
-                    (vec![], reg)
+            let (device, level) = make_device(config, &key, dev, &regions, &scheduler, &mut irq_lines)?;
+            for (space, region, sub) in &regions {
+                let region_err = |e: BusError| config.error(sub.clone(), e.to_string());
+                let id = match space {
+                    AddressSpace::Mmio => b
+                        .add_mmio_device(parent(*space)?, &node, region.base, region.size, device.mmio())
+                        .map_err(region_err)?,
+                    AddressSpace::Pio => {
+                        let (base, len) = pio_range(region).ok_or_else(|| {
+                            config.error(
+                                sub.clone(),
+                                format!("ports {:#x}+{:#x} run past 0xffff", region.base, region.size),
+                            )
+                        })?;
+                        b.add_pio_device(parent(*space)?, &node, base, len, device.pio())
+                            .map_err(region_err)?
+                    }
                 };
-                dt_devices.push(DtDevice {
-                    node,
-                    compatible: compatible.clone(),
-                    bus: dev.bus.clone(),
-                    mmio,
-                    pio,
-                    irq: dev.irq,
-                });
+                if let Instance::Described(d) = &device {
+                    d.set_region_name(to_space(*space), &node);
+                    self_traced.push(SelfTraced {
+                        space: *space,
+                        region: id,
+                        attach: d.clone(),
+                    });
+                }
+                for (k, w) in region.windows.iter().enumerate() {
+                    let start = region.base.checked_add(w.offset).ok_or_else(|| {
+                        config.error(format!("{sub}.windows[{k}]"), "offset overflows the address space")
+                    })?;
+                    b.add_region(*space, Some(id), &w.name, start, w.size, RegionKind::Window)
+                        .map_err(|e| config.error(format!("{sub}.windows[{k}]"), e.to_string()))?;
+                }
+            }
+            if let Some(mut dt) = DtDevice::from_config(config, &key, dev, node, first_space, first_region)? {
+                if let Some(irq) = &mut dt.irq {
+                    irq.level = level;
+                }
+                dt_devices.push(dt);
             }
         }
 
@@ -213,7 +322,9 @@ impl Platform {
             bus: Arc::new(b.build()),
             control,
             serial,
-            irqfds,
+            irq_lines,
+            scheduler,
+            self_traced,
             dt_devices,
         })
     }
@@ -243,33 +354,160 @@ fn pio_range(r: &RegionConfig) -> Option<(u16, u16)> {
     (u64::from(base) + u64::from(size) <= 0x1_0000).then_some((base, size))
 }
 
-/// A model instance, shareable on either bus.
-enum Model {
+/// A device instance, shareable on either bus.
+enum Instance {
     RegFile(Arc<RegFile>),
     Counter(Arc<Counter>),
+    Described(Arc<DescribedDevice>),
 }
 
-impl Model {
-    fn mmio(self) -> mmiolab_bus::MmioDevice {
+impl Instance {
+    fn mmio(&self) -> mmiolab_bus::MmioDevice {
         match self {
-            Model::RegFile(d) => d,
-            Model::Counter(d) => d,
+            Instance::RegFile(d) => d.clone(),
+            Instance::Counter(d) => d.clone(),
+            Instance::Described(d) => d.clone(),
         }
     }
 
-    fn pio(self) -> mmiolab_bus::PioDevice {
+    fn pio(&self) -> mmiolab_bus::PioDevice {
         match self {
-            Model::RegFile(d) => d,
-            Model::Counter(d) => d,
+            Instance::RegFile(d) => d.clone(),
+            Instance::Counter(d) => d.clone(),
+            Instance::Described(d) => d.clone(),
         }
     }
 }
 
-fn make_device(model: DeviceModel, size: usize, irq: Option<IrqLine>) -> Model {
-    match model {
-        DeviceModel::Regfile => Model::RegFile(Arc::new(RegFile::new(size, irq))),
-        DeviceModel::Counter => Model::Counter(Arc::new(Counter::new())),
+fn to_space(space: AddressSpace) -> Space {
+    match space {
+        AddressSpace::Mmio => Space::Mmio,
+        AddressSpace::Pio => Space::Pio,
     }
+}
+
+/// Builds device `dev` (`key` in messages); its interrupt line, if any, joins `irq_lines`.
+/// Returns the instance and whether its interrupt is level-triggered.
+fn make_device(
+    config: &MachineConfig,
+    key: &str,
+    dev: &DeviceConfig,
+    regions: &[(AddressSpace, &RegionConfig, String)],
+    scheduler: &Arc<Scheduler>,
+    irq_lines: &mut Vec<Arc<IrqLine>>,
+) -> Result<(Instance, bool), ConfigError> {
+    let io_err = |e: std::io::Error| config.error(format!("{key}.irq"), format!("cannot create an interrupt line: {e}"));
+    let description = match dev.kind() {
+        DeviceModel::Regfile | DeviceModel::Counter => None,
+        DeviceModel::Bundled(name) => {
+            let text = mmiolab_regmodel::bundled::bundled(&name).ok_or_else(|| {
+                config.error(
+                    format!("{key}.model"),
+                    format!(
+                        "no model `{name}`: built in are regfile and counter; bundled descriptions are {}",
+                        mmiolab_regmodel::bundled::names().join(", ")
+                    ),
+                )
+            })?;
+            Some(
+                mmiolab_regmodel::schema::Description::from_toml(text)
+                    .map_err(|e| config.error(format!("{key}.model"), format!("bundled model `{name}`: {e}")))?,
+            )
+        }
+        DeviceModel::File(path) => {
+            let path = config.resolve(&path);
+            let text = mmiolab_regmodel::compile::read_description(&path)
+                .map_err(|e| config.error(format!("{key}.description"), e.to_string()))?;
+            Some(mmiolab_regmodel::schema::Description::from_toml(&text).map_err(|e| {
+                config.error(
+                    format!("{key}.description"),
+                    format!("{}: {}", path.display(), e.to_string().trim_end()),
+                )
+            })?)
+        }
+    };
+    let Some(description) = description else {
+        let (_, region, sub) = regions.first().ok_or_else(|| config.error(key, "no region"))?;
+        let size = usize::try_from(region.size).map_err(|_| config.error(sub.clone(), "region too large"))?;
+        let irq = match dev.irq {
+            Some(gsi) => {
+                let line = IrqLine::new(gsi).map_err(io_err)?;
+                irq_lines.push(Arc::new(line.clone()));
+                Some(line)
+            }
+            None => None,
+        };
+        let instance = match dev.kind() {
+            DeviceModel::Counter => Instance::Counter(Arc::new(Counter::new())),
+            _ => Instance::RegFile(Arc::new(RegFile::new(size, irq))),
+        };
+        return Ok((instance, false));
+    };
+    let model = mmiolab_regmodel::compile_shifted(&description, dev.reg_shift.unwrap_or(0)).map_err(|e| {
+        let what = match dev.kind() {
+            DeviceModel::File(p) => config.resolve(&p).display().to_string(),
+            _ => format!("model `{}`", dev.model.as_deref().unwrap_or_default()),
+        };
+        config.error(format!("{key}.description"), format!("{what}: {e}"))
+    })?;
+    // The first region (MMIO when there is one) must hold the whole map; a second, I/O-port
+    // mapping of the same registers shows what fits in its ports.
+    if let Some((_, region, sub)) = regions.first() {
+        if region.size < model.size {
+            return Err(config.error(
+                sub.clone(),
+                format!("size {:#x} is smaller than the device's register map ({:#x} bytes)", region.size, model.size),
+            ));
+        }
+    }
+    if model.memories.iter().any(|m| m.backing == mmiolab_regmodel::schema::Backing::Memslot) {
+        return Err(config.error(
+            key,
+            "memslot-backed memory windows are not supported yet: use backing = \"trapped\"",
+        ));
+    }
+    let level = model.interrupts.iter().any(|i| i.line == 0 && i.trigger == mmiolab_regmodel::schema::Trigger::Level);
+    let mut lines = Vec::new();
+    match dev.irq {
+        Some(gsi) => {
+            let line = if level { IrqLine::new_level(gsi) } else { IrqLine::new(gsi) }.map_err(io_err)?;
+            irq_lines.push(Arc::new(line.clone()));
+            lines.push(Some(line));
+        }
+        None if model.lines > 0 => {
+            log::debug!("{key}: the description has interrupt outputs but the machine gives no `irq`");
+        }
+        None => {}
+    }
+    if model.lines > 1 {
+        return Err(config.error(
+            format!("{key}.irq"),
+            format!("the description drives {} interrupt lines; a machine device wires one (line 0)", model.lines),
+        ));
+    }
+    let model = Arc::new(model);
+    let device = DescribedDevice::new(model.clone(), lines, scheduler.clone());
+    for (fifo, host) in dev.fifo_hosts() {
+        let Some(index) = model.fifos.iter().position(|f| f.name == fifo) else {
+            return Err(config.error(format!("{key}.fifo.{fifo}"), format!("the description has no FIFO `{fifo}`")));
+        };
+        let out: Box<dyn Write + Send> = match host {
+            FifoHost::Stdout => Box::new(std::io::stdout()),
+            FifoHost::Stderr => Box::new(std::io::stderr()),
+            FifoHost::File(path) => Box::new(std::fs::File::create(config.resolve(&path)).map_err(|e| {
+                config.error(format!("{key}.fifo.{fifo}"), format!("cannot create {}: {e}", path.display()))
+            })?),
+            FifoHost::Stdin => {
+                return Err(config.error(
+                    format!("{key}.fifo.{fifo}"),
+                    format!("stdin feeding FIFO {index} is not supported yet: only outputs (stdout, stderr, file:PATH)"),
+                ));
+            }
+        };
+        device.drain_fifo(&fifo, out);
+    }
+    device.reset();
+    Ok((Instance::Described(device), level))
 }
 
 #[cfg(test)]
@@ -317,7 +555,7 @@ pio = [{ base = 0x378, size = 8 }]
              0378-037f : short\n\
              03f8-03ff : serial\n"
         );
-        assert_eq!(p.irqfds.iter().map(|(g, _)| *g).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(p.irq_lines.iter().map(|l| l.gsi()).collect::<Vec<_>>(), vec![4, 5]);
         assert_eq!(p.dt_devices.len(), 2);
         assert_eq!(p.dt_devices[1].node, "testdev@d0001000");
     }

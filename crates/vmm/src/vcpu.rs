@@ -61,6 +61,8 @@ impl Vcpu {
 
     /// Runs until the VM is asked to stop; a fault stops the VM with a report.
     pub fn run(mut self) -> VcpuStats {
+        // Self-tracing devices learn the vCPU of an access from the thread they run on.
+        crate::trace::set_current_vcpu(Some(self.index));
         let mut stats = VcpuStats::default();
         let bus = Arc::clone(&self.bus);
         let tracer = self.tracer.clone();

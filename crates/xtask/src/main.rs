@@ -5,6 +5,8 @@
 //! - `test`: formatting, clippy, and the whole test suite (unit, bare-metal KVM, Linux).
 //! - `guest`: only build the guest kernel and test initramfs into target/guest.
 //! - `bench`: the trapped-access benchmark (raw KVM loop, mmiolab, mmiolab --trace, QEMU).
+//! - `headers`: regenerate the committed C headers that `mmiolab header` makes from machine
+//!   files (`test` fails while one is stale).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,14 +22,35 @@ tasks:
           machine (guest/machines/default.toml): kernel and initramfs are built (cached),
           Linux boots under mmiolab (nested in QEMU TCG where the host's KVM cannot boot
           Linux) and the guest driver tests report pass/fail
-  test    cargo fmt --check, cargo clippy -D warnings, and every test in the workspace
-          (unit, bare-metal guests under KVM, the Linux tier)
+  test    check that the generated headers are current, cargo fmt --check, cargo clippy
+          -D warnings, and every test in the workspace (unit, bare-metal guests under KVM,
+          the Linux tier)
   guest   build the guest kernel and test initramfs into target/guest (cached)
   bench   the trapped-access benchmark: a raw KVM loop, mmiolab, mmiolab --trace and QEMU
           microvm on one payload, interleaved; wall time, callgrind instructions per exit,
           start-up and RSS; tables on stdout, target/bench/report.{json,md}. Arguments after
           `bench` go to mmiolab-bench run (see `cargo xtask bench --help`)
+  headers regenerate the committed C headers made by `mmiolab header` from machine files:
+          guest/drivers/mmiolab-machine.h, firmware/asm/mmiolab-machine.h; with --check, only
+          fail (naming them) if they are stale, as `test` does
 ";
+
+/// The committed generated headers and the `mmiolab header` arguments that make them (run
+/// in the workspace root). tests/header.rs checks the same list.
+const GENERATED_HEADERS: [(&str, &[&str]); 3] = [
+    (
+        "guest/drivers/mmiolab-machine.h",
+        &["--config", "guest/machines/default.toml"],
+    ),
+    (
+        "firmware/asm/mmiolab-machine.h",
+        &["--config", "tests/machines/baremetal.toml", "--asm"],
+    ),
+    (
+        "firmware/asm/described-machine.h",
+        &["--config", "tests/machines/described.toml", "--asm", "--prefix", "DESC"],
+    ),
+];
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -36,6 +59,11 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("guest") => guest(),
         Some("bench") => bench(std::env::args().skip(2).collect()),
+        Some("headers") => match std::env::args().nth(2).as_deref() {
+            None => headers(),
+            Some("--check") => check_headers(),
+            Some(other) => bail!("`cargo xtask headers` takes --check or nothing, not `{other}`"),
+        },
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())
@@ -94,7 +122,54 @@ fn guest() -> Result<()> {
     run(Command::new("bash").args(["-c", "guest/initramfs/build.sh --kernel-build \"$(guest/kernel/build.sh --out target/guest)\" --out target/guest/initramfs.cpio"]))
 }
 
+/// `cargo run ... mmiolab header ARGS` (mmiolab built as needed), in the workspace root.
+fn mmiolab_header() -> Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--package", "mmiolab", "--", "header"])
+        .current_dir(root());
+    cmd
+}
+
+fn headers() -> Result<()> {
+    for (file, args) in GENERATED_HEADERS {
+        // -o writes atomically and leaves a file that is already current alone.
+        run(mmiolab_header().args(args).args(["-o", file]))?;
+    }
+    Ok(())
+}
+
+/// Fails, naming each stale file and the command that fixes it, when a committed generated
+/// header differs from what mmiolab generates now.
+fn check_headers() -> Result<()> {
+    let mut stale = Vec::new();
+    for (file, args) in GENERATED_HEADERS {
+        let mut cmd = mmiolab_header();
+        cmd.args(args);
+        let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+        if !out.status.success() {
+            bail!(
+                "{cmd:?} failed: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if std::fs::read(root().join(file)).ok() != Some(out.stdout) {
+            stale.push(format!("  {file} (from `mmiolab header {}`)", args.join(" ")));
+        }
+    }
+    if !stale.is_empty() {
+        bail!(
+            "generated headers are stale: they differ from what mmiolab generates now:\n{}\n\
+             run `cargo xtask headers` to regenerate them, and commit the result",
+            stale.join("\n")
+        );
+    }
+    eprintln!("xtask: the generated headers are current");
+    Ok(())
+}
+
 fn test() -> Result<()> {
+    check_headers()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo().args(["test", "--workspace"]))?;

@@ -1,0 +1,7 @@
+//! Fuzz target `engine`: see mmiolab_regmodel::fuzzing::engine and docs/fuzzing.md.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mmiolab_regmodel::fuzzing::engine(data));
