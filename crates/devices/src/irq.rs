@@ -1,18 +1,24 @@
-//! Interrupt lines: an eventfd that the VMM registers with KVM as an irqfd for one GSI.
+//! Interrupt lines of devices, wired to one GSI (IOAPIC pin) each.
 //!
-//! An **edge** line ([`IrqLine::new`]) is a plain irqfd: each write of the eventfd makes KVM
-//! pulse the GSI once.
+//! An **edge** line ([`IrqLine::new`]) is an eventfd the VMM registers with KVM as an irqfd:
+//! each write makes KVM pulse the GSI once, without leaving the vCPU thread's fast path.
 //!
-//! A **level** line ([`IrqLine::new_level`]) is an irqfd with a resample eventfd (KVM's
-//! `KVM_IRQFD_FLAG_RESAMPLE`): a write of the eventfd makes KVM *assert* the GSI and keep it
-//! asserted until the guest EOIs the interrupt; then KVM de-asserts it and signals the
-//! resample eventfd. The VMM answers that signal with [`IrqLine::resample`], which asserts
-//! the GSI again if the device still holds the line (crosvm's `IrqLevelEvent` pattern). So
-//! a device's de-assertion takes effect at the guest's next EOI, which is when a guest looks
-//! at the line again anyway: a handler clears the cause in the device, then EOIs.
+//! A **level** line ([`IrqLine::new_level`]) carries the device's level to the interrupt
+//! controller as it changes, through an [`IrqChip`] (KVM_IRQ_LINE): asserted while the
+//! device's condition holds, de-asserted when it clears. The IOAPIC then does what real
+//! hardware does: it delivers once, holds the pin's remote IRR until the guest's EOI, and
+//! delivers again after the EOI only if the line is still high. So a driver that
+//! acknowledges by write-1-to-clear before its EOI sees exactly one interrupt per event.
+//!
+//! Why not an irqfd with a resample fd (`KVM_IRQFD_FLAG_RESAMPLE`), as crosvm does: the
+//! device cannot lower the GSI that way, only re-raise it when KVM reports an EOI; and on
+//! this project's PVM-based KVM the resample fd fires when the interrupt is *delivered*,
+//! before the handler has cleared the cause, which turned every event into two interrupts
+//! (measured: about half of all runs). KVM_IRQ_LINE costs one ioctl per level change and
+//! is exact on every KVM.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -21,50 +27,71 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 pub enum IrqTrigger {
     /// One pulse per rising transition (or per [`IrqLine::raise`]).
     Edge,
-    /// Held while the device asserts it; re-asserted after each guest EOI while still held.
+    /// Held high while the device asserts it.
     Level,
+}
+
+/// Sets the level of a GSI at the interrupt controller (the VMM implements it with
+/// KVM_IRQ_LINE). Called with the device's lock held: it must not call into devices.
+pub trait IrqChip: Send + Sync {
+    /// Drives `gsi` to `level`.
+    fn set_irq_line(&self, gsi: u32, level: bool) -> std::io::Result<()>;
 }
 
 /// One interrupt line of a device.
 ///
-/// Clones are handles to the same line (same eventfds, same level), so the VMM can keep one
-/// to bind it to KVM while the device owns another. Without a VM the eventfd just counts
-/// assertions, which is what device tests read back.
+/// Clones are handles to the same line (same eventfd, same level, same chip), so the VMM
+/// keeps one to bind it while the device owns another. Without a VM an edge line's eventfd
+/// counts pulses and an unconnected level line counts rising transitions on it, which is
+/// what device tests read back.
 #[derive(Clone, Debug)]
 pub struct IrqLine {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     evt: EventFd,
-    /// Only level lines have one.
-    resample: Option<EventFd>,
     gsi: u32,
     trigger: IrqTrigger,
-    /// The level the device drives, read by `resample` from the VMM thread.
+    /// The level the device drives.
     asserted: AtomicBool,
+    /// Where a level line's changes go once the VM exists.
+    chip: OnceLock<Arc<dyn IrqChip>>,
+    /// Set after the first failure to drive the chip, so a broken line logs once.
+    failed: AtomicBool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrqLine")
+            .field("gsi", &self.gsi)
+            .field("trigger", &self.trigger)
+            .field("asserted", &self.asserted)
+            .field("connected", &self.chip.get().is_some())
+            .finish()
+    }
 }
 
 impl IrqLine {
     /// An edge-triggered line for `gsi`, not yet bound to a VM.
     pub fn new(gsi: u32) -> std::io::Result<IrqLine> {
-        IrqLine::build(gsi, IrqTrigger::Edge, None)
+        IrqLine::build(gsi, IrqTrigger::Edge)
     }
 
-    /// A level-triggered line for `gsi`, with its resample eventfd, not yet bound to a VM.
+    /// A level-triggered line for `gsi`, not yet connected to a VM.
     pub fn new_level(gsi: u32) -> std::io::Result<IrqLine> {
-        IrqLine::build(gsi, IrqTrigger::Level, Some(EventFd::new(EFD_NONBLOCK)?))
+        IrqLine::build(gsi, IrqTrigger::Level)
     }
 
-    fn build(gsi: u32, trigger: IrqTrigger, resample: Option<EventFd>) -> std::io::Result<IrqLine> {
+    fn build(gsi: u32, trigger: IrqTrigger) -> std::io::Result<IrqLine> {
         Ok(IrqLine {
             inner: Arc::new(Inner {
                 evt: EventFd::new(EFD_NONBLOCK)?,
-                resample,
                 gsi,
                 trigger,
                 asserted: AtomicBool::new(false),
+                chip: OnceLock::new(),
+                failed: AtomicBool::new(false),
             }),
         })
     }
@@ -79,31 +106,44 @@ impl IrqLine {
         self.inner.trigger
     }
 
-    /// The eventfd to register as an irqfd.
+    /// The eventfd of an edge line, to register as an irqfd.
     pub fn event(&self) -> &EventFd {
         &self.inner.evt
     }
 
-    /// The eventfd KVM signals when the guest EOIs a level interrupt (`None` for an edge
-    /// line): register it as the irqfd's resample fd and call [`IrqLine::resample`] when it
-    /// becomes readable.
-    pub fn resample_event(&self) -> Option<&EventFd> {
-        self.inner.resample.as_ref()
+    /// Connects a level line to the interrupt controller and drives it to the level the
+    /// device holds now. Later calls are ignored.
+    pub fn connect(&self, chip: Arc<dyn IrqChip>) {
+        if self.inner.chip.set(chip).is_ok() && self.is_asserted() {
+            self.drive(true);
+        }
     }
 
-    /// Pulses the line once. On a level line this asserts the GSI until the guest's next
-    /// EOI, whatever level the device holds.
+    /// One interrupt: a pulse of an edge line; on a level line a high-then-low pulse, which
+    /// the IOAPIC delivers once.
     pub fn raise(&self) {
-        self.signal();
+        match self.inner.trigger {
+            IrqTrigger::Edge => self.signal(),
+            IrqTrigger::Level => {
+                self.drive(true);
+                if !self.is_asserted() {
+                    self.drive(false);
+                }
+            }
+        }
     }
 
-    /// Drives the line to `asserted`. A rising transition signals the interrupt controller
-    /// (an edge line pulses once per rising transition); a falling one only records the
-    /// level, which a level line's next [`IrqLine::resample`] honours.
+    /// Drives the line to `asserted`. An edge line pulses once per rising transition; a
+    /// level line passes every change to the interrupt controller.
     pub fn set_level(&self, asserted: bool) {
         let was = self.inner.asserted.swap(asserted, Ordering::AcqRel);
-        if asserted && !was {
-            self.signal();
+        if was == asserted {
+            return;
+        }
+        match self.inner.trigger {
+            IrqTrigger::Edge if asserted => self.signal(),
+            IrqTrigger::Edge => {}
+            IrqTrigger::Level => self.drive(asserted),
         }
     }
 
@@ -112,23 +152,25 @@ impl IrqLine {
         self.inner.asserted.load(Ordering::Acquire)
     }
 
-    /// KVM signalled the resample eventfd: the guest EOI'd and KVM de-asserted the GSI.
-    /// Asserts it again if the device still holds the line.
-    /// Does nothing on an edge line, which KVM never holds.
-    pub fn resample(&self) {
-        let Some(r) = &self.inner.resample else {
+    fn drive(&self, level: bool) {
+        let Some(chip) = self.inner.chip.get() else {
+            // Not connected (no VM, as in device tests): count rising transitions.
+            if level {
+                self.signal();
+            }
             return;
         };
-        // Drain before looking at the level: a resample that races with this one must find
-        // the fd readable again rather than be swallowed. EAGAIN only means a spurious call.
-        let _ = r.read();
-        if self.is_asserted() {
-            self.signal();
+        if let Err(e) = chip.set_irq_line(self.inner.gsi, level)
+            && !self.inner.failed.swap(true, Ordering::AcqRel)
+        {
+            log::warn!("GSI {}: cannot set the interrupt level: {e}", self.inner.gsi);
         }
     }
 
     fn signal(&self) {
-        if let Err(e) = self.inner.evt.write(1) {
+        if let Err(e) = self.inner.evt.write(1)
+            && !self.inner.failed.swap(true, Ordering::AcqRel)
+        {
             log::warn!("GSI {}: cannot raise the interrupt: {e}", self.inner.gsi);
         }
     }
@@ -146,17 +188,27 @@ impl vm_superio::Trigger for IrqLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
-    /// Assertions signalled since the last call (the eventfd counter, read without blocking).
+    /// Pulses signalled since the last call (the eventfd counter, read without blocking).
     fn signalled(fd: &EventFd) -> u64 {
         fd.read().unwrap_or(0)
+    }
+
+    #[derive(Default)]
+    struct Chip(Mutex<Vec<(u32, bool)>>);
+
+    impl IrqChip for Chip {
+        fn set_irq_line(&self, gsi: u32, level: bool) -> std::io::Result<()> {
+            self.0.lock().unwrap().push((gsi, level));
+            Ok(())
+        }
     }
 
     #[test]
     fn edge_line_fires_once_per_rising_transition() {
         let line = IrqLine::new(5).unwrap();
         assert_eq!((line.gsi(), line.trigger()), (5, IrqTrigger::Edge));
-        assert!(line.resample_event().is_none());
         line.set_level(true);
         line.set_level(true);
         assert_eq!(signalled(line.event()), 1);
@@ -171,22 +223,26 @@ mod tests {
     }
 
     #[test]
-    fn level_line_reasserts_on_resample_while_held() {
+    fn level_line_passes_each_change_to_the_chip() {
         let line = IrqLine::new_level(9).unwrap();
         assert_eq!(line.trigger(), IrqTrigger::Level);
-        let resample = line.resample_event().unwrap().try_clone().unwrap();
         line.set_level(true);
-        assert_eq!(signalled(line.event()), 1);
-        // The guest EOIs; KVM de-asserts and signals the resample fd.
-        resample.write(1).unwrap();
-        line.resample();
-        assert_eq!(signalled(line.event()), 1, "still held: asserted again");
-        assert!(resample.read().is_err(), "resample drained the fd");
+        let chip = Arc::new(Chip::default());
+        line.connect(chip.clone());
+        line.set_level(true);
         line.set_level(false);
-        assert_eq!(signalled(line.event()), 0);
-        resample.write(1).unwrap();
-        line.resample();
-        assert_eq!(signalled(line.event()), 0, "released: stays de-asserted");
+        line.set_level(false);
+        line.raise();
+        assert_eq!(
+            *chip.0.lock().unwrap(),
+            vec![(9, true), (9, false), (9, true), (9, false)],
+            "connect drives the held level; repeats are not passed on; a pulse is high then low"
+        );
+        assert_eq!(
+            signalled(line.event()),
+            1,
+            "before connect, the rising edge was counted"
+        );
     }
 
     #[test]
@@ -196,14 +252,5 @@ mod tests {
         other.set_level(true);
         assert!(line.is_asserted());
         assert_eq!(signalled(line.event()), 1);
-    }
-
-    #[test]
-    fn spurious_resample_of_an_edge_line_does_nothing() {
-        let line = IrqLine::new(4).unwrap();
-        line.set_level(true);
-        assert_eq!(signalled(line.event()), 1);
-        line.resample();
-        assert_eq!(signalled(line.event()), 0);
     }
 }

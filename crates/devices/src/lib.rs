@@ -26,7 +26,7 @@ pub use control::{StopReason, VmControl};
 pub use counter::Counter;
 pub use exit::{EXIT_PORT, ExitDevice};
 pub use i8042::I8042;
-pub use irq::{IrqLine, IrqTrigger};
+pub use irq::{IrqChip, IrqLine, IrqTrigger};
 pub use pvpanic::PvPanic;
 pub use record::{AccessRecord, Dir, EventRecord, FieldValue, Note, Space, TraceSink};
 pub use regfile::{REGFILE_ID, RegFile};

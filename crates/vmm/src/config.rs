@@ -739,7 +739,10 @@ impl MachineConfig {
                 return Err(self.error(key, "give `model` or `description`, not both"));
             }
             if dev.model.is_none() && dev.description.is_none() {
-                return Err(self.error(key, "a device needs a `model` (regfile, counter or a bundled model) or a `description` file"));
+                return Err(self.error(
+                    key,
+                    "a device needs a `model` (regfile, counter or a bundled model) or a `description` file",
+                ));
             }
             if dev.is_described() {
                 if dev.mmio.len() > 1 || dev.pio.len() > 1 || dev.mmio.len() + dev.pio.len() == 0 {
@@ -761,7 +764,10 @@ impl MachineConfig {
                 }
             } else {
                 if dev.mmio.len() + dev.pio.len() != 1 {
-                    return Err(self.error(key, format!("model {:?} takes exactly one mmio or pio region", dev.kind())));
+                    return Err(self.error(
+                        key,
+                        format!("model {:?} takes exactly one mmio or pio region", dev.kind()),
+                    ));
                 }
                 if dev.reg_shift.is_some() || !dev.fifo.is_empty() {
                     return Err(self.error(key, "reg_shift and fifo apply to described devices only"));

@@ -1,6 +1,5 @@
 //! The VMM thread's event loop (event-manager): host stdin into COM1, the stop event, the
-//! scheduler's timer (deferred device work), the resample events of level-triggered
-//! interrupt lines, and the `--timeout` timer.
+//! scheduler's timer (deferred device work), and the `--timeout` timer.
 //!
 //! Every source is an fd, so the loop sleeps in epoll until one is ready; there is no
 //! polling interval.
@@ -11,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
-use mmiolab_devices::{IrqLine, Scheduler, Serial, StopReason, VmControl};
+use mmiolab_devices::{Scheduler, Serial, StopReason, VmControl};
 use vmm_sys_util::timerfd::TimerFd;
 
 /// Where subscribers report that they could not add their fd (`init` cannot return an
@@ -131,35 +130,6 @@ impl MutEventSubscriber for DeferredWork {
     }
 }
 
-/// Re-asserts a level-triggered line after the guest's EOI while its device still holds it.
-pub struct Resample {
-    line: Arc<IrqLine>,
-    failures: InitFailures,
-}
-
-impl Resample {
-    /// Watches `line`'s resample event (a level line's).
-    pub fn new(line: Arc<IrqLine>, failures: InitFailures) -> Self {
-        Resample { line, failures }
-    }
-}
-
-impl MutEventSubscriber for Resample {
-    fn init(&mut self, ops: &mut EventOps) {
-        let Some(fd) = self.line.resample_event() else {
-            return;
-        };
-        if let Err(e) = ops.add(Events::new(fd, EventSet::IN)) {
-            let what = format!("the resample event of GSI {}", self.line.gsi());
-            self.failures.report(&what, e);
-        }
-    }
-
-    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
-        self.line.resample();
-    }
-}
-
 /// Stops the VM, as a fault, when the `--timeout` passes.
 pub struct Timeout {
     timer: TimerFd,
@@ -241,22 +211,6 @@ mod tests {
         assert_eq!(turn(&mut events), 1);
         assert_eq!(*calls.0.lock().unwrap(), vec![500]);
         assert_eq!(events.run_with_timeout(0).unwrap(), 0, "re-arming cleared the timer");
-    }
-
-    #[test]
-    fn a_resample_reasserts_a_held_level_line() {
-        let line = Arc::new(IrqLine::new_level(5).unwrap());
-        let mut events = Loop::new().unwrap();
-        let failures = InitFailures::default();
-        events.add_subscriber(Box::new(Resample::new(line.clone(), failures.clone())));
-        assert_eq!(failures.take(), None);
-        line.set_level(true);
-        assert_eq!(line.event().read().unwrap(), 1);
-        // What KVM does when the guest EOIs.
-        line.resample_event().unwrap().write(1).unwrap();
-        assert_eq!(turn(&mut events), 1);
-        assert_eq!(line.event().read().unwrap(), 1);
-        assert_eq!(events.run_with_timeout(0).unwrap(), 0, "the resample fd was drained");
     }
 
     #[test]

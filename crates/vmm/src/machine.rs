@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
-use kvm_ioctls::{Cap, Kvm, VmFd};
+use kvm_ioctls::{Kvm, VmFd};
 use mmiolab_bus::UnmappedCounts;
-use mmiolab_devices::{IrqTrigger, StopReason};
+use mmiolab_devices::{IrqChip, IrqTrigger, StopReason};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use crate::boot::{self, EntryMode, EntryRegs};
 use crate::config::MachineConfig;
 use crate::error::{Error, Result};
-use crate::events::{DeferredWork, InitFailures, Resample, StdinToSerial, StopWatch, Timeout};
+use crate::events::{DeferredWork, InitFailures, StdinToSerial, StopWatch, Timeout};
 use crate::layout;
 use crate::platform::Platform;
 use crate::trace::{TraceOptions, Tracer};
@@ -65,7 +65,7 @@ pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let platform = Platform::build(config, opts.console)?;
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
-    let vm = kvm.create_vm().map_err(|e| Error::Kvm("KVM_CREATE_VM", e))?;
+    let vm = Arc::new(kvm.create_vm().map_err(|e| Error::Kvm("KVM_CREATE_VM", e))?);
     vm.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(|e| Error::Kvm("KVM_SET_TSS_ADDR", e))?;
     vm.create_irq_chip().map_err(|e| Error::Kvm("KVM_CREATE_IRQCHIP", e))?;
@@ -222,9 +222,6 @@ fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Re
         platform.scheduler.clone(),
         failures.clone(),
     )));
-    for line in platform.irq_lines.iter().filter(|l| l.resample_event().is_some()) {
-        events.add_subscriber(Box::new(Resample::new(line.clone(), failures.clone())));
-    }
     if let Some(t) = timeout {
         let timeout = Timeout::new(t, platform.control.clone(), failures.clone()).map_err(host)?;
         events.add_subscriber(Box::new(timeout));
@@ -238,37 +235,60 @@ fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Re
     }
 }
 
-/// Binds every interrupt line as an irqfd: edge lines plain, level lines with their
-/// resample fd (which needs KVM_CAP_IRQFD_RESAMPLE, checked only when a level line exists).
-fn bind_irq_lines(vm: &VmFd, platform: &Platform) -> Result<()> {
-    let level: Vec<u32> = platform
-        .irq_lines
-        .iter()
-        .filter(|l| l.trigger() == IrqTrigger::Level)
-        .map(|l| l.gsi())
-        .collect();
-    if !level.is_empty() && !vm.check_extension(Cap::IrqfdResample) {
-        return Err(Error::Host(
-            "level-triggered interrupts",
-            std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                format!(
-                    "this host's KVM lacks KVM_CAP_IRQFD_RESAMPLE, which level-triggered lines (GSI {level:?}) need"
-                ),
-            ),
-        ));
+/// Binds every interrupt line: edge lines as irqfds, level lines to the in-kernel
+/// interrupt controller through KVM_IRQ_LINE (see mmiolab_devices::IrqLine for why).
+fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<()> {
+    let eoi_at_delivery = host_eois_level_interrupts_at_delivery();
+    if eoi_at_delivery && platform.irq_lines.iter().any(|l| l.trigger() == IrqTrigger::Level) {
+        log::info!(
+            "this host's KVM (kvm_pvm) ends level-triggered interrupts when it delivers them: \
+             level lines fire once per rising edge here, and are not re-delivered while held"
+        );
     }
+    let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip {
+        vm: vm.clone(),
+        eoi_at_delivery,
+    });
     for line in &platform.irq_lines {
-        match line.resample_event() {
-            Some(resample) => vm
-                .register_irqfd_with_resample(line.event(), resample, line.gsi())
-                .map_err(|e| Error::Kvm("KVM_IRQFD (level, with KVM_IRQFD_FLAG_RESAMPLE)", e))?,
-            None => vm
+        match line.trigger() {
+            IrqTrigger::Level => line.connect(chip.clone()),
+            IrqTrigger::Edge => vm
                 .register_irqfd(line.event(), line.gsi())
                 .map_err(|e| Error::Kvm("KVM_IRQFD", e))?,
         }
     }
     Ok(())
+}
+
+/// The software KVM of this project's machines (kvm_pvm) EOIs a level-triggered interrupt
+/// at delivery, before the guest's handler runs (measured: the IOAPIC re-delivers a line
+/// that is still high as soon as the handler returns, even when the handler never EOIs).
+fn host_eois_level_interrupts_at_delivery() -> bool {
+    std::path::Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// The in-kernel IOAPIC (and PIC), as level lines see it.
+struct KvmIrqChip {
+    vm: Arc<VmFd>,
+    /// Drive a rising level as a high-then-low pulse: on a host that EOIs at delivery, a
+    /// line left high would be delivered again the moment the handler returns, before it
+    /// could clear the cause, so each event would arrive twice.
+    eoi_at_delivery: bool,
+}
+
+impl IrqChip for KvmIrqChip {
+    fn set_irq_line(&self, gsi: u32, level: bool) -> std::io::Result<()> {
+        let set = |level| {
+            self.vm
+                .set_irq_line(gsi, level)
+                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+        };
+        match (self.eoi_at_delivery, level) {
+            (false, level) => set(level),
+            (true, true) => set(true).and_then(|()| set(false)),
+            (true, false) => Ok(()),
+        }
+    }
 }
 
 /// The tracer for `t`, told which devices trace themselves and attached to them. Its clock

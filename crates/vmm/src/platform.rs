@@ -113,7 +113,12 @@ impl DtDevice {
             reg_names: dt.reg_names.clone(),
             // Edge, as an irqfd delivers; the caller sets `level` for a level-triggered model.
             irq: dev.irq.map(|gsi| DtIrq { gsi, level: false }),
-            properties: with_reg_shift(config, key, dev, dt_properties(&dt.properties).map_err(|e| config.dt_error(&dt_key, e))?)?,
+            properties: with_reg_shift(
+                config,
+                key,
+                dev,
+                dt_properties(&dt.properties).map_err(|e| config.dt_error(&dt_key, e))?,
+            )?,
             children: dt_children(&dt.children).map_err(|e| config.dt_error(&dt_key, e))?,
         }))
     }
@@ -190,9 +195,8 @@ impl Platform {
     /// Builds the bus for `config`; `console` receives what the guest writes to COM1.
     pub fn build(config: &MachineConfig, console: Box<dyn Write + Send>) -> Result<Platform, ConfigError> {
         let io_err = |what: &str, e: std::io::Error| config.error("", format!("cannot create {what}: {e}"));
-        let scheduler = Arc::new(
-            Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?,
-        );
+        let scheduler =
+            Arc::new(Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?);
         let mut self_traced: Vec<SelfTraced> = Vec::new();
         let control = Arc::new(VmControl::new().map_err(|e| io_err("the stop event", e))?);
         let mut b = BusBuilder::new();
@@ -396,7 +400,8 @@ fn make_device(
     scheduler: &Arc<Scheduler>,
     irq_lines: &mut Vec<Arc<IrqLine>>,
 ) -> Result<(Instance, bool), ConfigError> {
-    let io_err = |e: std::io::Error| config.error(format!("{key}.irq"), format!("cannot create an interrupt line: {e}"));
+    let io_err =
+        |e: std::io::Error| config.error(format!("{key}.irq"), format!("cannot create an interrupt line: {e}"));
     let description = match dev.kind() {
         DeviceModel::Regfile | DeviceModel::Counter => None,
         DeviceModel::Bundled(name) => {
@@ -452,25 +457,40 @@ fn make_device(
     })?;
     // The first region (MMIO when there is one) must hold the whole map; a second, I/O-port
     // mapping of the same registers shows what fits in its ports.
-    if let Some((_, region, sub)) = regions.first() {
-        if region.size < model.size {
-            return Err(config.error(
-                sub.clone(),
-                format!("size {:#x} is smaller than the device's register map ({:#x} bytes)", region.size, model.size),
-            ));
-        }
+    if let Some((_, region, sub)) = regions.first()
+        && region.size < model.size
+    {
+        return Err(config.error(
+            sub.clone(),
+            format!(
+                "size {:#x} is smaller than the device's register map ({:#x} bytes)",
+                region.size, model.size
+            ),
+        ));
     }
-    if model.memories.iter().any(|m| m.backing == mmiolab_regmodel::schema::Backing::Memslot) {
+    if model
+        .memories
+        .iter()
+        .any(|m| m.backing == mmiolab_regmodel::schema::Backing::Memslot)
+    {
         return Err(config.error(
             key,
             "memslot-backed memory windows are not supported yet: use backing = \"trapped\"",
         ));
     }
-    let level = model.interrupts.iter().any(|i| i.line == 0 && i.trigger == mmiolab_regmodel::schema::Trigger::Level);
+    let level = model
+        .interrupts
+        .iter()
+        .any(|i| i.line == 0 && i.trigger == mmiolab_regmodel::schema::Trigger::Level);
     let mut lines = Vec::new();
     match dev.irq {
         Some(gsi) => {
-            let line = if level { IrqLine::new_level(gsi) } else { IrqLine::new(gsi) }.map_err(io_err)?;
+            let line = if level {
+                IrqLine::new_level(gsi)
+            } else {
+                IrqLine::new(gsi)
+            }
+            .map_err(io_err)?;
             irq_lines.push(Arc::new(line.clone()));
             lines.push(Some(line));
         }
@@ -482,25 +502,36 @@ fn make_device(
     if model.lines > 1 {
         return Err(config.error(
             format!("{key}.irq"),
-            format!("the description drives {} interrupt lines; a machine device wires one (line 0)", model.lines),
+            format!(
+                "the description drives {} interrupt lines; a machine device wires one (line 0)",
+                model.lines
+            ),
         ));
     }
     let model = Arc::new(model);
     let device = DescribedDevice::new(model.clone(), lines, scheduler.clone());
     for (fifo, host) in dev.fifo_hosts() {
         let Some(index) = model.fifos.iter().position(|f| f.name == fifo) else {
-            return Err(config.error(format!("{key}.fifo.{fifo}"), format!("the description has no FIFO `{fifo}`")));
+            return Err(config.error(
+                format!("{key}.fifo.{fifo}"),
+                format!("the description has no FIFO `{fifo}`"),
+            ));
         };
         let out: Box<dyn Write + Send> = match host {
             FifoHost::Stdout => Box::new(std::io::stdout()),
             FifoHost::Stderr => Box::new(std::io::stderr()),
             FifoHost::File(path) => Box::new(std::fs::File::create(config.resolve(&path)).map_err(|e| {
-                config.error(format!("{key}.fifo.{fifo}"), format!("cannot create {}: {e}", path.display()))
+                config.error(
+                    format!("{key}.fifo.{fifo}"),
+                    format!("cannot create {}: {e}", path.display()),
+                )
             })?),
             FifoHost::Stdin => {
                 return Err(config.error(
                     format!("{key}.fifo.{fifo}"),
-                    format!("stdin feeding FIFO {index} is not supported yet: only outputs (stdout, stderr, file:PATH)"),
+                    format!(
+                        "stdin feeding FIFO {index} is not supported yet: only outputs (stdout, stderr, file:PATH)"
+                    ),
                 ));
             }
         };
