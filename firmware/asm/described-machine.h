@@ -14,13 +14,13 @@
 
 /* Device beh (description devices/behaviours.toml) */
 #define DESC_BEH_BASE              0xd0000000
-#define DESC_BEH_SIZE              0x1000
+#define DESC_BEH_SIZE              0x3000
 #define DESC_BEH_PIO_BASE          0x300
 #define DESC_BEH_PIO_SIZE          0x40
 #define DESC_BEH_IRQ               5
 
 /* Device `beh`: every register behaviour, one register each */
-#define DESC_BEH_MAP_SIZE          0x200
+#define DESC_BEH_MAP_SIZE          0x3000
 
 /* ID (read-only) */
 #define DESC_BEH_ID_OFFSET         0x0
@@ -187,11 +187,19 @@
 #define DESC_BEH_BUF_OFFSET        0x100
 #define DESC_BEH_BUF_SIZE          0x100
 
+/* Memory window fast (memslot) */
+#define DESC_BEH_FAST_OFFSET       0x1000
+#define DESC_BEH_FAST_SIZE         0x1000
+
+/* Memory window rom (memslot, read-only) */
+#define DESC_BEH_ROM_OFFSET        0x2000
+#define DESC_BEH_ROM_SIZE          0x1000
+
 /* Interrupt outputs: the device's line index */
 #define DESC_BEH_DONE_LINE         0
 
 /* Device be (description devices/bigedge.toml) */
-#define DESC_BE_BASE               0xd0001000
+#define DESC_BE_BASE               0xd0010000
 #define DESC_BE_SIZE               0x10
 #define DESC_BE_IRQ                6
 

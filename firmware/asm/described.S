@@ -192,12 +192,23 @@ _start:
     movzbl DESC_BEH_BUF_OFFSET + 0xff(%rdi), %eax
     check 41, 0x01
 
+    /* A memslot window: plain memory (no exit), filled at start. */
+    mov DESC_BEH_FAST_OFFSET(%rdi), %eax
+    check 42, 0x77777777
+    movl $0x600dcafe, DESC_BEH_FAST_OFFSET + 0xffc(%rdi)
+    mov DESC_BEH_FAST_OFFSET + 0xffc(%rdi), %eax
+    check 43, 0x600dcafe
+    /* A read-only memslot window: the write exits and is dropped. */
+    movl $0, DESC_BEH_ROM_OFFSET + 8(%rdi)
+    mov DESC_BEH_ROM_OFFSET + 8(%rdi), %eax
+    check 44, 0x33333333
+
     /* Big endian: the byte at the lowest address is the most significant. */
     mov $BE, %esi
     movzbl (%rsi), %eax
-    check 42, 0x11
+    check 45, 0x11
     mov (%rsi), %eax
-    check 43, 0x44332211
+    check 46, 0x44332211
 
     /* Interrupts: IDT, PIC masked, LAPIC on, IOAPIC pin 5 level, pin 6 edge. */
     gate VEC_LEVEL, on_level
@@ -226,13 +237,13 @@ _start:
     hlt
     jmp 1b
 2:  mov last_status(%rip), %eax
-    check 44, 0x00a50101
+    check 47, 0x00a50101
     /* More accesses (each a chance for a stray interrupt): still one. */
     mov DESC_BEH_STATUS_OFFSET(%rdi), %eax
     mov DESC_BEH_STATUS_OFFSET(%rdi), %eax
     mov DESC_BEH_STATUS_OFFSET(%rdi), %eax
     mov level_hits(%rip), %eax
-    check 45, 1
+    check 48, 1
     movl $3, DESC_BEH_CTRL_OFFSET(%rdi)
 1:  cmpq $2, level_hits(%rip)
     jae 2f
@@ -241,7 +252,7 @@ _start:
 2:  mov DESC_BEH_STATUS_OFFSET(%rdi), %eax
     mov DESC_BEH_STATUS_OFFSET(%rdi), %eax
     mov level_hits(%rip), %eax
-    check 46, 2
+    check 49, 2
 
     /* Edge: a write to KICK sets PEND, one edge; the handler clears PEND. */
     mov $BE, %esi
@@ -253,9 +264,9 @@ _start:
 2:  mov DESC_BE_PEND_OFFSET(%rsi), %eax
     mov DESC_BE_PEND_OFFSET(%rsi), %eax
     mov edge_hits(%rip), %eax
-    check 47, 1
+    check 50, 1
     mov DESC_BE_PEND_OFFSET(%rsi), %eax
-    check 48, 0
+    check 51, 0
 
     cli
     exit 0

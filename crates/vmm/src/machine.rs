@@ -6,11 +6,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
-use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
+use kvm_bindings::{KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VmFd};
 use mmiolab_bus::UnmappedCounts;
 use mmiolab_devices::{IrqChip, IrqTrigger, StopReason};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion, VolatileMemory};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use crate::boot::{self, EntryMode, EntryRegs};
@@ -76,6 +76,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     vm.create_pit2(pit).map_err(|e| Error::Kvm("KVM_CREATE_PIT2", e))?;
     let mem_bytes = config.memory_bytes();
     let mem = create_memory(&vm, mem_bytes)?;
+    let _device_memory = map_device_memslots(&vm, &platform, mem.num_regions())?;
     bind_irq_lines(&vm, &platform)?;
 
     let (mode, regs) = load_payload(config, &platform, &mem, mem_bytes)?;
@@ -169,6 +170,33 @@ pub fn create_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
         unsafe { vm.set_user_memory_region(desc) }.map_err(|e| Error::Kvm("KVM_SET_USER_MEMORY_REGION", e))?;
     }
     Ok(mem)
+}
+
+/// Maps the memslot-backed windows of described devices, as KVM memslots numbered from
+/// `first_slot`. The returned mappings must outlive the VM.
+fn map_device_memslots(vm: &VmFd, platform: &Platform, first_slot: usize) -> Result<Vec<MmapRegion>> {
+    let mut maps = Vec::new();
+    for (i, w) in platform.memslots.iter().enumerate() {
+        let size = usize::try_from(w.size)
+            .map_err(|_| Error::Memory(format!("memory window {} is too large for this host", w.name)))?;
+        let map = MmapRegion::new(size).map_err(|e| Error::Memory(format!("memory window {}: {e}", w.name)))?;
+        if w.fill != 0 {
+            let fill = vec![w.fill; size];
+            map.as_volatile_slice().copy_from(&fill);
+        }
+        let desc = kvm_userspace_memory_region {
+            slot: u32::try_from(first_slot + i).unwrap_or(u32::MAX),
+            guest_phys_addr: w.addr,
+            memory_size: w.size,
+            userspace_addr: map.as_ptr() as u64,
+            flags: if w.readonly { KVM_MEM_READONLY } else { 0 },
+        };
+        // SAFETY: `map` is a live mapping of exactly `memory_size` bytes, returned to the
+        // caller, which keeps it until the VM and its vCPUs are gone.
+        unsafe { vm.set_user_memory_region(desc) }.map_err(|e| Error::Kvm("KVM_SET_USER_MEMORY_REGION", e))?;
+        maps.push(map);
+    }
+    Ok(maps)
 }
 
 /// Command line used when the machine file gives none.

@@ -17,6 +17,7 @@ use mmiolab_devices::{
     Space, SysCtl, TraceSink, VmControl,
 };
 use mmiolab_regmodel::DescribedDevice;
+use mmiolab_regmodel::schema::Backing;
 
 use crate::config::{ConfigError, DeviceConfig, DeviceModel, FifoHost, MachineConfig, RegionConfig};
 use crate::config::{DeviceDtConfig, DtNode, DtValue, dt_children, dt_properties};
@@ -151,6 +152,22 @@ fn with_reg_shift(
     }
 }
 
+/// A described device's memory window that KVM maps as memory: guest accesses do not exit
+/// (fast, not traced); a read-only one exits on writes, which the device drops and traces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMemslot {
+    /// `device.window`, for messages.
+    pub name: String,
+    /// Guest-physical address.
+    pub addr: u64,
+    /// Size in bytes (whole pages).
+    pub size: u64,
+    /// Guest writes exit instead of landing.
+    pub readonly: bool,
+    /// Byte every location holds at start.
+    pub fill: u8,
+}
+
 /// Lets the VMM hand its trace to a device that writes its own records.
 pub trait AttachSink: Send + Sync {
     /// From now on, send records to `sink` (called once, before the guest runs).
@@ -181,6 +198,8 @@ pub struct Platform {
     pub scheduler: Arc<Scheduler>,
     /// Devices that write their own trace records (the generic access line is skipped).
     pub self_traced: Vec<SelfTraced>,
+    /// Memory windows of described devices backed by guest memory (KVM memslots).
+    pub memslots: Vec<DeviceMemslot>,
     /// Devices that a Linux guest learns about through the device tree.
     pub dt_devices: Vec<DtDevice>,
 }
@@ -198,6 +217,7 @@ impl Platform {
         let scheduler =
             Arc::new(Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?);
         let mut self_traced: Vec<SelfTraced> = Vec::new();
+        let mut memslots = Vec::new();
         let control = Arc::new(VmControl::new().map_err(|e| io_err("the stop event", e))?);
         let mut b = BusBuilder::new();
         let mut irq_lines: Vec<Arc<IrqLine>> = Vec::new();
@@ -281,6 +301,9 @@ impl Platform {
                 return Err(config.error(key, "no region"));
             };
             let (device, level) = make_device(config, &key, dev, &regions, &scheduler, &mut irq_lines)?;
+            if let Instance::Described(d) = &device {
+                memslots.extend(memslot_windows(config, &key, dev, d.model())?);
+            }
             for (space, region, sub) in &regions {
                 let region_err = |e: BusError| config.error(sub.clone(), e.to_string());
                 let id = match space {
@@ -329,6 +352,7 @@ impl Platform {
             irq_lines,
             scheduler,
             self_traced,
+            memslots,
             dt_devices,
         })
     }
@@ -356,6 +380,46 @@ fn pio_range(r: &RegionConfig) -> Option<(u16, u16)> {
     let base = u16::try_from(r.base).ok()?;
     let size = u16::try_from(r.size).ok()?;
     (u64::from(base) + u64::from(size) <= 0x1_0000).then_some((base, size))
+}
+
+/// The memslot-backed windows of described device `dev` (`key` in messages), at their
+/// guest addresses inside its MMIO region.
+fn memslot_windows(
+    config: &MachineConfig,
+    key: &str,
+    dev: &DeviceConfig,
+    model: &mmiolab_regmodel::Model,
+) -> Result<Vec<DeviceMemslot>, ConfigError> {
+    let mut out = Vec::new();
+    for m in model.memories.iter().filter(|m| m.backing == Backing::Memslot) {
+        let Some(region) = dev.mmio.first() else {
+            return Err(config.error(
+                key,
+                format!(
+                    "memory window `{}` is backed by a memslot, which needs an MMIO region",
+                    m.name
+                ),
+            ));
+        };
+        let addr = region.base + m.offset;
+        if addr % mmiolab_regmodel::compile::PAGE != 0 {
+            return Err(config.error(
+                format!("{key}.mmio[0]"),
+                format!(
+                    "memory window `{}` at {addr:#x} is not page-aligned: a memslot needs a region base on a page boundary",
+                    m.name
+                ),
+            ));
+        }
+        out.push(DeviceMemslot {
+            name: format!("{}.{}", dev.name, m.name),
+            addr,
+            size: m.size,
+            readonly: m.readonly,
+            fill: m.fill,
+        });
+    }
+    Ok(out)
 }
 
 /// A device instance, shareable on either bus.
@@ -466,16 +530,6 @@ fn make_device(
                 "size {:#x} is smaller than the device's register map ({:#x} bytes)",
                 region.size, model.size
             ),
-        ));
-    }
-    if model
-        .memories
-        .iter()
-        .any(|m| m.backing == mmiolab_regmodel::schema::Backing::Memslot)
-    {
-        return Err(config.error(
-            key,
-            "memslot-backed memory windows are not supported yet: use backing = \"trapped\"",
         ));
     }
     let level = model
