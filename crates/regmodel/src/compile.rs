@@ -333,6 +333,9 @@ pub enum Delay {
     Accesses(u32),
 }
 
+/// The trigger mask of `write REG` / `read REG`: any access fires it.
+pub const ANY_BITS: u64 = u64::MAX;
+
 /// What fires an effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EffectTrigger {
@@ -1075,11 +1078,12 @@ impl Compiler {
             return Err(format!("no register named `{base}`"));
         };
         match field {
+            // The whole register: the bits its fields cover (reserved bits hold no state).
             None => Ok(FieldRef {
                 reg,
                 field: None,
                 shift: 0,
-                mask: r.width_mask,
+                mask: if r.declared_fields { r.field_mask } else { r.width_mask },
             }),
             Some(f) => match r.fields.iter().position(|x| x.name == f && r.declared_fields) {
                 Some(j) => {
@@ -1293,12 +1297,12 @@ impl Compiler {
                     if !reg.is_some_and(|x| x.writable || x.push.is_some()) {
                         return fail(on_key, format!("`{t}` cannot be written by software"));
                     }
-                    EffectTrigger::Write(r.reg, r.mask)
+                    EffectTrigger::Write(r.reg, if r.field.is_none() { ANY_BITS } else { r.mask })
                 } else {
                     if !reg.is_some_and(|x| x.readable) {
                         return fail(on_key, format!("`{t}` cannot be read by software"));
                     }
-                    EffectTrigger::Read(r.reg, r.mask)
+                    EffectTrigger::Read(r.reg, if r.field.is_none() { ANY_BITS } else { r.mask })
                 }
             }
             ("push", t @ Some(_)) => EffectTrigger::Push(fifo(t)?),

@@ -18,7 +18,7 @@ use std::io::Write;
 
 use mmiolab_devices::{FieldValue, Note};
 
-use crate::compile::{Action, Delay, FieldRef, Model, OnRead, OnWrite, Register};
+use crate::compile::{ANY_BITS, Action, Delay, FieldRef, Model, OnRead, OnWrite, Register};
 use crate::expr::{Env, Expr, FifoProp, Operand};
 use crate::schema::{Endianness, TracePolicy, Trigger, WidthPolicy};
 
@@ -587,11 +587,7 @@ fn write_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m 
         fifo_push(cx, state, f, written & lanes, 0);
     }
     for &(mask, e) in &r.write_effects {
-        let fires = if mask == r.width_mask {
-            true
-        } else {
-            written & mask & lanes != 0
-        };
+        let fires = mask == ANY_BITS || written & mask & lanes != 0;
         if fires {
             fire(cx, state, e, written, 0);
         }

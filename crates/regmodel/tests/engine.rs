@@ -468,3 +468,31 @@ fn notes_are_bounded() {
     assert!(notes.len() <= engine::MAX_NOTES);
     let _ = Note::Hole;
 }
+
+#[test]
+fn an_effect_on_a_whole_register_touches_only_its_fields() {
+    let mut d = Dev::new(
+        r#"
+[[register]]
+name = "EV"
+offset = 0
+[[register.field]]
+name = "E"
+bits = 0
+[[register]]
+name = "KICK"
+offset = 4
+[[interrupt]]
+name = "ev"
+when = "EV"
+[[effect]]
+on = "write KICK"
+do = ["set EV"]
+"#,
+    );
+    d.write(4, 4, 0);
+    assert_eq!(d.read(0, 4), 1, "only the field's bit, not the reserved ones");
+    assert_eq!(d.state.irq_levels(), 1);
+    d.write(0, 4, 0);
+    assert_eq!(d.state.irq_levels(), 0, "clearing the field clears the condition on EV");
+}
