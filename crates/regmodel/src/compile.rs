@@ -721,7 +721,9 @@ impl Compiler {
             .chain(model.memories.iter().map(|m| m.offset + m.size))
             .max()
             .unwrap_or(0);
-        model.size = match dev.size {
+        // A declared size is in the description's own offsets: it scales with them.
+        let declared = dev.size.map(|s| s.saturating_mul(1u64 << self.shift));
+        model.size = match declared {
             Some(s) if s < span => {
                 return fail(
                     "device.size",

@@ -453,16 +453,21 @@ fn register_access<'m>(
 ) {
     cx.out.register.get_or_insert(idx);
     let width_bit = 1u8 << (data.len().trailing_zeros());
+    let lo = offset.max(r.offset);
+    let hi = end.min(r.offset + u64::from(r.width));
     if r.widths & width_bit == 0 && r.bad_width == WidthPolicy::Reject {
+        // Only this register's bytes: others the access spans answer for themselves.
         if dir == Dir::Read {
-            data.fill(0xff);
+            for a in lo..hi {
+                if let Some(b) = data.get_mut((a - offset) as usize) {
+                    *b = 0xff;
+                }
+            }
         }
         cx.notes.push(Note::BadWidth);
         cx.out.trace = true;
         return;
     }
-    let lo = offset.max(r.offset);
-    let hi = end.min(r.offset + u64::from(r.width));
     let mut lanes = 0u64;
     let mut written = 0u64;
     for a in lo..hi {
@@ -1057,7 +1062,8 @@ pub fn decode<'m>(model: &'m Model, reg: u32, value: u64, out: &mut [FieldValue<
     let Some(r) = model.registers.get(reg as usize) else {
         return 0;
     };
-    if !r.declared_fields {
+    // A register without fields is decoded only when it names its values.
+    if !r.declared_fields && r.fields.iter().all(|f| f.values.is_empty()) {
         return 0;
     }
     let mut n = 0;

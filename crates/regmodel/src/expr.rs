@@ -2,7 +2,7 @@
 //! values (`rx.level`), interrupt conditions (`ISR & IER`) and effect operands.
 //!
 //! C's operators and precedence on unsigned 64-bit values: `! ~ -` (unary), `* / %`, `+ -`,
-//! `<< >>`, `< <= > >=`, `== !=`, `&`, `^`, `|`, `&&`, `||`, parentheses. Operands: integer
+//! `<< >>`, `< <= > >=`, `== !=`, `&`, `^`, `|`, `&&`, `||`, `c ? a : b`, parentheses. Operands: integer
 //! literals (`12`, `0x1f`, `0b101`), `REG`, `REG.FIELD`, `REG[i].FIELD`, `FIFO.level` /
 //! `.empty` / `.full` / `.free` / `.depth`, and `value` (what the triggering access read or
 //! wrote). Arithmetic wraps; division by zero gives 0; comparisons and logic give 0 or 1.
@@ -138,6 +138,8 @@ pub enum Expr {
     Unary(UnaryOp, Box<Expr>),
     /// `a op b`.
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    /// `c ? a : b`.
+    Cond(Box<Expr>, Box<Expr>, Box<Expr>),
 }
 
 /// A unary operator (opaque: built only by the parser).
@@ -165,6 +167,13 @@ impl Expr {
             Expr::Binary(BinaryOp(Binary::LogicalAnd), a, b) => u64::from(a.eval(env) != 0 && b.eval(env) != 0),
             Expr::Binary(BinaryOp(Binary::LogicalOr), a, b) => u64::from(a.eval(env) != 0 || b.eval(env) != 0),
             Expr::Binary(BinaryOp(op), a, b) => op.apply(a.eval(env), b.eval(env)),
+            Expr::Cond(c, a, b) => {
+                if c.eval(env) != 0 {
+                    a.eval(env)
+                } else {
+                    b.eval(env)
+                }
+            }
         }
     }
 
@@ -175,6 +184,11 @@ impl Expr {
             Expr::Operand(op) => out.push(*op),
             Expr::Unary(_, e) => e.operands(out),
             Expr::Binary(_, a, b) => {
+                a.operands(out);
+                b.operands(out);
+            }
+            Expr::Cond(c, a, b) => {
+                c.operands(out);
                 a.operands(out);
                 b.operands(out);
             }
@@ -190,7 +204,7 @@ impl Expr {
             resolve,
             depth: 0,
         };
-        let e = p.expr(0)?;
+        let e = p.ternary()?;
         match p.tokens.get(p.pos) {
             None => Ok(e),
             Some(t) => Err(format!("unexpected {} in `{text}`", t.describe())),
@@ -220,8 +234,9 @@ impl Token {
 }
 
 /// Operators, longest first so `<=` wins over `<`.
-const OPERATORS: [&str; 21] = [
-    "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "*", "/", "%", "+", "-", "<", ">", "&", "^", "|", "!", "~", "=",
+const OPERATORS: [&str; 23] = [
+    "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "*", "/", "%", "+", "-", "<", ">", "&", "^", "|", "!", "~", "?",
+    ":", "=",
 ];
 
 /// Parses an integer literal: decimal, `0x`, `0b` or `0o`, with `_` separators.
@@ -291,6 +306,27 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// `c ? a : b` (right-associative, below `||`), or a plain expression.
+    fn ternary(&mut self) -> Result<Expr, String> {
+        let cond = self.expr(0)?;
+        if self.tokens.get(self.pos) != Some(&Token::Op("?")) {
+            return Ok(cond);
+        }
+        self.pos += 1;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!("expression nested deeper than {MAX_DEPTH}"));
+        }
+        let a = self.ternary()?;
+        if self.tokens.get(self.pos) != Some(&Token::Op(":")) {
+            return Err("`?` without its `:`".to_owned());
+        }
+        self.pos += 1;
+        let b = self.ternary()?;
+        self.depth -= 1;
+        Ok(Expr::Cond(Box::new(cond), Box::new(a), Box::new(b)))
+    }
+
     fn binary_op(&self) -> Option<Binary> {
         let Some(Token::Op(op)) = self.tokens.get(self.pos) else {
             return None;
@@ -358,7 +394,7 @@ impl Parser<'_> {
                 Ok(Expr::Unary(UnaryOp(u), Box::new(e)))
             }
             Some(Token::Open) => {
-                let e = self.expr(0)?;
+                let e = self.ternary()?;
                 match self.tokens.get(self.pos) {
                     Some(Token::Close) => {
                         self.pos += 1;
@@ -427,6 +463,9 @@ mod tests {
         assert_eq!(eval("value ^ 0xff"), 0xaa);
         assert_eq!(eval("0b1010 % 0o3"), 1);
         assert_eq!(eval("1_000"), 1000);
+        assert_eq!(eval("B.F ? 1 : 2"), 2);
+        assert_eq!(eval("A ? B.F ? 10 : 20 : 30"), 20);
+        assert_eq!(eval("(A == 3 ? 0x40 : 0) | 1"), 0x41);
     }
 
     #[test]
@@ -448,6 +487,8 @@ mod tests {
         assert_eq!(e("A B.F"), "unexpected name `B.F` in `A B.F`");
         assert_eq!(e(""), "empty expression");
         assert_eq!(e("1 $ 2"), "unexpected character `$` in `1 $ 2`");
+        assert_eq!(e("A ? 1"), "`?` without its `:`");
+        assert_eq!(e("A : 1"), "unexpected `:` in `A : 1`");
         assert_eq!(e("0xZZ"), "`0xZZ` is not a number");
         assert!(e(&"(".repeat(100)).contains("nested deeper"));
         assert!(e(&"!".repeat(100)).contains("nested deeper"));
