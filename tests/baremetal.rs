@@ -50,6 +50,14 @@ fn main() {
             "described_device_every_behaviour_and_interrupts",
             described_device_every_behaviour_and_interrupts,
         ),
+        kvm(
+            "fifo_host_sides_carry_data_through_files",
+            fifo_host_sides_carry_data_through_files,
+        ),
+        kvm(
+            "fifo_host_sides_carry_data_through_a_unix_socket",
+            fifo_host_sides_carry_data_through_a_unix_socket,
+        ),
         Trial::test("tree_prints_both_address_spaces", tree_prints_both_address_spaces),
         Trial::test(
             "bad_machine_file_is_refused_before_boot",
@@ -460,5 +468,75 @@ fn described_device_every_behaviour_and_interrupts() -> Result<(), Failed> {
         find(&|l| l["reg"] == "STATUS" && l["op"] == "write" && l["value"] == "0x1"),
         r#"{"v":2,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd0000008","width":4,"value":"0x1","device":"beh","offset":"0x8","reg":"STATUS","fields":{"DONE":{"value":"0x1"},"ERR":{"value":"0x0"},"CNT":{"value":"0x0"}},"effects":[{"cleared":"STATUS.DONE","bits":"0x1"},{"reserved":"0xa50000"},{"irq":"done","asserted":false}]}"#,
     )?;
+    Ok(())
+}
+
+/// A machine with the bundled 16550 at 0x2f8 whose FIFOs' host sides are `rx` and `tx`.
+fn uart_machine(dir: &Path, rx: &str, tx: &str) -> Result<PathBuf, Failed> {
+    let machine = dir.join("uart.toml");
+    std::fs::write(
+        &machine,
+        format!(
+            "[machine]\nmemory_mib = 64\n\n[[device]]\nname = \"uart\"\nmodel = \"uart16550\"\npio = [{{ base = 0x2f8, size = 8 }}]\nfifo = {{ rx = {{ from = \"{rx}\" }}, tx = {{ to = \"{tx}\" }} }}\n"
+        ),
+    )?;
+    Ok(machine)
+}
+
+fn run_uart_echo(machine: &Path) -> Result<Output, Failed> {
+    let fw = firmware("uart_echo");
+    Ok(mmiolab(&[
+        "run",
+        "--config",
+        machine.to_str().ok_or("path is not UTF-8")?,
+        "--firmware",
+        fw.to_str().ok_or("path is not UTF-8")?,
+        "--timeout",
+        "60",
+    ]))
+}
+
+/// The receiver is fed from a file (more than its 16-byte FIFO holds: the rest waits on the
+/// host side), the transmitter drains to a file; the guest echoes up to a newline.
+fn fifo_host_sides_carry_data_through_files() -> Result<(), Failed> {
+    let dir = std::env::temp_dir().join(format!("mmiolab-test-{}-fifo-files", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let line = "a line longer than the sixteen-byte FIFO, echoed by the guest\n";
+    std::fs::write(dir.join("in.txt"), format!("{line}not echoed"))?;
+    let machine = uart_machine(&dir, "file:in.txt", "file:out.txt")?;
+    let out = run_uart_echo(&machine)?;
+    expect_status(&out, 0)?;
+    let echoed = std::fs::read_to_string(dir.join("out.txt"))?;
+    std::fs::remove_dir_all(&dir)?;
+    if echoed != line {
+        return Err(format!("the transmitter's file holds {echoed:?}, expected {line:?}").into());
+    }
+    Ok(())
+}
+
+/// Both sides on one Unix socket that the test listens on.
+fn fifo_host_sides_carry_data_through_a_unix_socket() -> Result<(), Failed> {
+    use std::io::{BufRead, Write};
+    let dir = std::env::temp_dir().join(format!("mmiolab-test-{}-fifo-socket", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join("uart.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock)?;
+    let peer = std::thread::spawn(move || -> std::io::Result<String> {
+        let (mut stream, _) = listener.accept()?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        stream.write_all(b"hello over a socket\n")?;
+        let mut echoed = String::new();
+        std::io::BufReader::new(stream).read_line(&mut echoed)?;
+        Ok(echoed)
+    });
+    let path = sock.to_str().ok_or("path is not UTF-8")?;
+    let machine = uart_machine(&dir, &format!("unix:{path}"), &format!("unix:{path}"))?;
+    let out = run_uart_echo(&machine)?;
+    expect_status(&out, 0)?;
+    let echoed = peer.join().map_err(|_| "the socket peer panicked")??;
+    std::fs::remove_dir_all(&dir)?;
+    if echoed != "hello over a socket\n" {
+        return Err(format!("the socket got back {echoed:?}").into());
+    }
     Ok(())
 }

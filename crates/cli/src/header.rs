@@ -67,8 +67,9 @@ pub fn machine_header(
             h.define(&c_name(&[&dp, &n, "BASE"]), h.hex(r.base), &what);
             h.define(&c_name(&[&dp, &n, "SIZE"]), h.hex(r.size), &what);
         }
-        if let Some(irq) = dev.irq {
-            h.define(&c_name(&[&dp, "IRQ"]), h.dec(irq.into()), &what);
+        for (line, &irq) in dev.irqs().iter().enumerate() {
+            let n = if line == 0 { String::new() } else { line.to_string() };
+            h.define(&c_name(&[&dp, "IRQ", &n]), h.dec(irq.into()), &what);
         }
         if h.style() == Style::C
             && let Some(first) = dev.compatible.as_ref().and_then(|c| c.0.first())

@@ -81,34 +81,24 @@ impl DescribedDevice {
         self.apply(&state, out);
     }
 
-    /// Sends what is pushed onto FIFO `fifo` to `out` (the host side of a transmitter).
-    pub fn drain_fifo(&self, fifo: &str, out: Box<dyn Write + Send>) -> bool {
-        let Some(i) = self.model.fifos.iter().position(|f| f.name == fifo) else {
-            return false;
-        };
-        lock(&self.state).set_drain(i, out);
-        true
+    /// Sends what is pushed onto FIFO `fifo` (an index) to `out` (the host side of a
+    /// transmitter).
+    pub fn drain_fifo(&self, fifo: usize, out: Box<dyn Write + Send>) {
+        lock(&self.state).set_drain(fifo, out);
     }
 
-    /// The host feeds bytes into FIFO `fifo` (the host side of a receiver); returns how
-    /// many it took.
+    /// The index of FIFO `name`.
+    pub fn fifo_index(&self, name: &str) -> Option<usize> {
+        self.model.fifos.iter().position(|f| f.name == name)
+    }
+
+    /// The host sends bytes to FIFO `fifo` (the host side of a receiver): they enter as the
+    /// FIFO has room, the rest waits for the guest to pop. Returns how many were accepted.
     pub fn feed_fifo(&self, fifo: usize, bytes: &[u8]) -> usize {
-        let mut values = [0u64; 64];
-        let n = bytes.len().min(values.len());
-        for (v, b) in values.iter_mut().zip(bytes) {
-            *v = u64::from(*b);
-        }
         let mut state = lock(&self.state);
         let mut notes = Notes::default();
         let clock = || self.scheduler.now_ns();
-        let (taken, out) = engine::feed(
-            &self.model,
-            &mut state,
-            fifo,
-            values.get(..n).unwrap_or_default(),
-            &clock,
-            &mut notes,
-        );
+        let (taken, out) = engine::feed(&self.model, &mut state, fifo, bytes, &clock, &mut notes);
         self.apply(&state, out);
         self.event(&notes);
         taken

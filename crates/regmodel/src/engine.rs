@@ -22,6 +22,9 @@ use crate::compile::{ANY_BITS, Action, Delay, FieldRef, Model, OnRead, OnWrite, 
 use crate::expr::{Env, Expr, FifoProp, Operand};
 use crate::schema::{Endianness, TracePolicy, Trigger, WidthPolicy};
 
+/// Bytes from the host a FIFO's host side holds until the guest makes room; more are
+/// dropped (as a receiver without flow control drops them) and logged once.
+pub const MAX_HOST_PENDING: usize = 1 << 20;
 /// Most effects that can wait at once; more are dropped (and logged, rate-limited).
 pub const MAX_PENDING: usize = 1024;
 /// Deepest chain of effects firing effects inside one access (cycles are refused when the
@@ -121,6 +124,10 @@ pub struct State {
     fifos: Vec<VecDeque<u64>>,
     drains: Vec<Option<Box<dyn Write + Send>>>,
     drain_failed: bool,
+    /// Bytes the host sent that the FIFO had no room for yet, by FIFO; they move in as the
+    /// guest pops (a receiver's buffer on the host side of the line).
+    host_pending: Vec<VecDeque<u8>>,
+    host_dropped: u64,
     memories: Vec<Vec<u8>>,
     irq: u32,
     pending: Vec<Pending>,
@@ -141,6 +148,8 @@ impl State {
                 .collect(),
             drains: model.fifos.iter().map(|_| None).collect(),
             drain_failed: false,
+            host_pending: model.fifos.iter().map(|_| VecDeque::new()).collect(),
+            host_dropped: 0,
             memories: model
                 .memories
                 .iter()
@@ -180,6 +189,11 @@ impl State {
         if let Some(d) = self.drains.get_mut(fifo) {
             *d = Some(out);
         }
+    }
+
+    /// Bytes from the host dropped because the host side's buffer was full.
+    pub fn host_dropped(&self) -> u64 {
+        self.host_dropped
     }
 
     /// Effects dropped because too many were waiting.
@@ -933,7 +947,30 @@ fn fifo_pop(cx: &mut Ctx<'_, '_>, state: &mut State, f: u32, depth: u32) -> u64 
             fire(cx, state, e, v, depth + 1);
         }
     }
+    top_up(cx, state, f as usize);
     v
+}
+
+/// Moves what the host sent into FIFO `f` while it has room, one element per
+/// `ceil(width / 8)` little-endian bytes.
+fn top_up(cx: &mut Ctx<'_, '_>, state: &mut State, f: usize) {
+    let Some(desc) = cx.model.fifos.get(f) else {
+        return;
+    };
+    let bytes = desc.width.div_ceil(8) as usize;
+    loop {
+        let (Some(q), Some(pending)) = (state.fifos.get(f), state.host_pending.get_mut(f)) else {
+            return;
+        };
+        if q.len() >= desc.depth as usize || pending.len() < bytes {
+            return;
+        }
+        let mut element = 0u64;
+        for i in 0..bytes {
+            element |= u64::from(pending.pop_front().unwrap_or(0)) << (8 * i);
+        }
+        fifo_push(cx, state, f as u32, element, 0);
+    }
 }
 
 fn evaluate_interrupts<'m>(model: &'m Model, state: &mut State, notes: &mut Notes<'m>, out: &mut Outcome) {
@@ -991,13 +1028,14 @@ fn settle(state: &mut State) {
     }
 }
 
-/// The host feeds `values` into FIFO `fifo` (a UART's receiver). Returns how many it took
-/// (the rest would overflow) and what the caller must do.
+/// The host sends `bytes` to FIFO `fifo` (a UART's receiver): they go in as elements while
+/// it has room, the rest waits on the host side for the guest to pop. Returns how many
+/// bytes were accepted (queued or in the FIFO) and what the caller must do.
 pub fn feed<'m>(
     model: &'m Model,
     state: &mut State,
     fifo: usize,
-    values: &[u64],
+    bytes: &[u8],
     now: &dyn Fn() -> u64,
     notes: &mut Notes<'m>,
 ) -> (usize, Outcome) {
@@ -1007,15 +1045,24 @@ pub fn feed<'m>(
         out: Outcome::default(),
         now,
     };
-    let mut taken = 0;
-    let (Some(desc), Some(q)) = (model.fifos.get(fifo), state.fifos.get(fifo)) else {
+    let Some(pending) = state.host_pending.get_mut(fifo) else {
         return (0, cx.out);
     };
-    let room = (desc.depth as usize).saturating_sub(q.len());
-    for &v in values.iter().take(room) {
-        fifo_push(&mut cx, state, fifo as u32, v, 0);
-        taken += 1;
+    let room = MAX_HOST_PENDING.saturating_sub(pending.len());
+    let taken = bytes.len().min(room);
+    pending.extend(bytes.iter().take(taken));
+    if taken < bytes.len() {
+        let first = state.host_dropped == 0;
+        state.host_dropped += (bytes.len() - taken) as u64;
+        if first && let Some(desc) = model.fifos.get(fifo) {
+            log::warn!(
+                "device `{}`: FIFO `{}`: the guest is not reading; host data beyond {MAX_HOST_PENDING} bytes is dropped",
+                model.name,
+                desc.name
+            );
+        }
     }
+    top_up(&mut cx, state, fifo);
     evaluate_interrupts(model, state, cx.notes, &mut cx.out);
     settle(state);
     (taken, cx.out)

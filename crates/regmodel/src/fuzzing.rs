@@ -830,9 +830,9 @@ pub fn run_ops(model: &Model, ops: &[u8], max_ops: usize) {
             12 => {
                 let fifo = usize::from(b.u8()) % (model.fifos.len() + 1);
                 let count = usize::from(b.u8() % 24);
-                let mut values = [0u64; 24];
+                let mut values = [0u8; 24];
                 for v in values.iter_mut().take(count) {
-                    *v = b.u64();
+                    *v = b.u8();
                 }
                 let before = state.fifo_level(fifo);
                 let t = now;

@@ -94,14 +94,18 @@ impl<'m> Bench<'m> {
         self.finish(&notes, out);
     }
 
-    /// The host feeds `values` into FIFO `fifo`; returns how many it took.
+    /// The host sends byte `values` to FIFO `fifo`; returns how many are in the FIFO
+    /// after (the rest wait on the host side).
     fn feed(&mut self, fifo: &str, values: &[u64]) -> usize {
         let i = self.fifo_index(fifo);
         let mut notes = Notes::default();
         let now = self.now;
-        let (taken, out) = engine::feed(self.model, &mut self.state, i, values, &move || now, &mut notes);
+        let bytes: Vec<u8> = values.iter().map(|v| *v as u8).collect();
+        let before = self.level(fifo);
+        let (taken, out) = engine::feed(self.model, &mut self.state, i, &bytes, &move || now, &mut notes);
+        assert_eq!(taken, bytes.len(), "the host side keeps whatever does not fit yet");
         self.finish(&notes, out);
-        taken
+        self.level(fifo) - before
     }
 
     fn fifo_index(&self, fifo: &str) -> usize {
@@ -1093,10 +1097,12 @@ mod uart {
         assert_eq!(u.inb(IIR), 0xc1);
         assert_eq!(u.inb(RBR), 0, "an empty receiver reads 0");
         assert_eq!(u.notes, [Note::Underflow { fifo: "rx" }]);
-        // The host cannot overfill rx: feed takes what fits.
+        // The host cannot overfill rx: 16 go in, the host side keeps the rest.
         let bytes: Vec<u64> = (0..20).collect();
         assert_eq!(u.feed("rx", &bytes), 16);
         assert_eq!(u.inb(LSR) & 0x02, 0, "no overrun: the host kept the rest");
+        assert_eq!(u.inb(RBR), 0, "the first byte");
+        assert_eq!(u.level("rx"), 16, "the pop let the 17th byte in");
         // FCR bit 1 empties rx.
         u.outb(FCR, 0xc3);
         assert_eq!(u.level("rx"), 0);

@@ -143,12 +143,24 @@ impl DeviceConfig {
         }
     }
 
-    /// The host sides of its FIFOs (checked when the file was read).
-    pub fn fifo_hosts(&self) -> Vec<(String, FifoHost)> {
-        self.fifo
-            .iter()
-            .filter_map(|(name, host)| FifoHost::parse(host).map(|h| (name.clone(), h)))
-            .collect()
+    /// Its IOAPIC pins, by interrupt line (empty: no interrupt).
+    pub fn irqs(&self) -> &[u32] {
+        self.irq.as_ref().map_or(&[], |i| i.0.as_slice())
+    }
+
+    /// The host sides of its FIFOs: (FIFO name, direction, endpoint), checked.
+    pub fn fifo_hosts(&self) -> Result<Vec<(String, FifoDirection, FifoHost)>, (String, String)> {
+        let mut out = Vec::new();
+        for (name, host) in &self.fifo {
+            let (dir, text) = match (&host.from, &host.to) {
+                (Some(f), None) => (FifoDirection::From, f),
+                (None, Some(t)) => (FifoDirection::To, t),
+                _ => return Err((name.clone(), "give `from` or `to` (one direction per FIFO)".to_owned())),
+            };
+            let endpoint = FifoHost::parse(text, dir).map_err(|e| (name.clone(), e))?;
+            out.push((name.clone(), dir, endpoint));
+        }
+        Ok(out)
     }
 
     /// Whether the model is a description (bundled or a file).
@@ -157,27 +169,59 @@ impl DeviceConfig {
     }
 }
 
-/// Where the host side of a described device's FIFO goes (`[device.fifo]`).
+/// The host side of one FIFO of a described device (`fifo = { rx = { from = "stdin" } }`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FifoHostConfig {
+    /// Where the FIFO's elements come from: `stdin`, `file:PATH` or `unix:PATH`.
+    pub from: Option<String>,
+    /// Where the FIFO's elements go: `stdout`, `stderr`, `file:PATH` or `unix:PATH`.
+    pub to: Option<String>,
+}
+
+/// A host endpoint of a FIFO.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FifoHost {
+    /// mmiolab's standard input (the guest's COM1 then gets no input).
+    Stdin,
     /// mmiolab's standard output.
     Stdout,
     /// mmiolab's standard error.
     Stderr,
-    /// mmiolab's standard input feeds the FIFO.
-    Stdin,
-    /// A file the FIFO's elements are appended to (created or truncated when the run starts).
+    /// A file: read whole when the run starts (`from`), or created and written (`to`).
     File(PathBuf),
+    /// A listening Unix socket mmiolab connects to; `from` and `to` naming the same path
+    /// share one connection.
+    Unix(PathBuf),
+}
+
+/// Which way a FIFO's host side carries data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FifoDirection {
+    /// Host to guest: the host pushes, the guest pops.
+    From,
+    /// Guest to host: the guest pushes, the host drains.
+    To,
 }
 
 impl FifoHost {
-    fn parse(s: &str) -> Option<FifoHost> {
-        Some(match s {
-            "stdout" => FifoHost::Stdout,
-            "stderr" => FifoHost::Stderr,
-            "stdin" => FifoHost::Stdin,
-            _ => FifoHost::File(PathBuf::from(s.strip_prefix("file:")?)),
-        })
+    fn parse(s: &str, dir: FifoDirection) -> Result<FifoHost, String> {
+        let host = match (s, dir) {
+            ("stdin", FifoDirection::From) => FifoHost::Stdin,
+            ("stdout", FifoDirection::To) => FifoHost::Stdout,
+            ("stderr", FifoDirection::To) => FifoHost::Stderr,
+            _ => match s.split_once(':') {
+                Some(("file", p)) if !p.is_empty() => FifoHost::File(PathBuf::from(p)),
+                Some(("unix", p)) if !p.is_empty() => FifoHost::Unix(PathBuf::from(p)),
+                _ => {
+                    return Err(match dir {
+                        FifoDirection::From => format!("`{s}`: `from` takes stdin, file:PATH or unix:PATH"),
+                        FifoDirection::To => format!("`{s}`: `to` takes stdout, stderr, file:PATH or unix:PATH"),
+                    });
+                }
+            },
+        };
+        Ok(host)
     }
 }
 
@@ -195,17 +239,17 @@ pub struct DeviceConfig {
     /// Scales every register offset of a described device by `1 << reg_shift` (as the
     /// device tree's `reg-shift` says hardware does when registers sit on wider lanes).
     pub reg_shift: Option<u32>,
-    /// Host sides of a described device's FIFOs: FIFO name -> `stdout`, `stderr`, `stdin`
-    /// or `file:PATH`.
+    /// Host sides of a described device's FIFOs, by FIFO name.
     #[serde(default)]
-    pub fifo: std::collections::BTreeMap<String, String>,
+    pub fifo: std::collections::BTreeMap<String, FifoHostConfig>,
     /// The bus it sits on (default: the top of each address space).
     pub bus: Option<String>,
     /// Device-tree `compatible` (a string or a list); when set the device gets a DT node
     /// for a Linux guest.
     pub compatible: Option<Compatible>,
-    /// IOAPIC pin (GSI) it raises.
-    pub irq: Option<u32>,
+    /// IOAPIC pins (GSIs) it raises: one (`irq = 5`), or one per interrupt line of a
+    /// described device (`irq = [5, 6]`, line 0 first).
+    pub irq: Option<OneOrMany<u32>>,
     /// Its MMIO regions.
     #[serde(default)]
     pub mmio: Vec<RegionConfig>,
@@ -241,33 +285,29 @@ pub struct SubWindowConfig {
     pub size: u64,
 }
 
-/// A device's `compatible`: one string, or a list from the most specific to the most
-/// general (`["vendor,uart", "ns16550a"]`), in the order the device-tree property lists them.
+/// One value or a list of them, as TOML writes either (`x = 5` or `x = [5, 6]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Compatible(pub Vec<String>);
+pub struct OneOrMany<T>(pub Vec<T>);
 
-impl<'de> Deserialize<'de> for Compatible {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OneOrMany;
-        impl<'de> serde::de::Visitor<'de> for OneOrMany {
-            type Value = Compatible;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a list of strings")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Compatible, E> {
-                Ok(Compatible(vec![s.to_owned()]))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Compatible, A::Error> {
-                let mut all = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
-                    all.push(s);
-                }
-                Ok(Compatible(all))
-            }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<T> {
+            One(T),
+            Many(Vec<T>),
         }
-        deserializer.deserialize_any(OneOrMany)
+        match Either::deserialize(deserializer) {
+            Ok(Either::One(v)) => Ok(OneOrMany(vec![v])),
+            Ok(Either::Many(v)) => Ok(OneOrMany(v)),
+            Err(_) => Err(serde::de::Error::custom("expected a value or a list of values")),
+        }
     }
 }
+
+/// A device's `compatible`: one string, or a list from the most specific to the most
+/// general (`["vendor,uart", "ns16550a"]`), in the order the device-tree property lists them.
+pub type Compatible = OneOrMany<String>;
 
 /// `[device.dt]`: what a device's device-tree node carries besides the `compatible`, `reg`,
 /// `interrupt-parent` and `interrupts` that mmiolab generates.
@@ -754,13 +794,8 @@ impl MachineConfig {
                 if dev.reg_shift.is_some_and(|s| s > 8) {
                     return Err(self.error(format!("{key}.reg_shift"), "at most 8"));
                 }
-                for (fifo, host) in &dev.fifo {
-                    if FifoHost::parse(host).is_none() {
-                        return Err(self.error(
-                            format!("{key}.fifo.{fifo}"),
-                            format!("`{host}`: use stdout, stderr, stdin or file:PATH"),
-                        ));
-                    }
+                if let Err((fifo, why)) = dev.fifo_hosts() {
+                    return Err(self.error(format!("{key}.fifo.{fifo}"), why));
                 }
             } else {
                 if dev.mmio.len() + dev.pio.len() != 1 {
@@ -776,7 +811,13 @@ impl MachineConfig {
             for (j, r) in dev.mmio.iter().enumerate() {
                 self.check_mmio_placement(&format!("{key}.mmio[{j}]"), r.base, r.size)?;
             }
-            if let Some(irq) = dev.irq {
+            if dev.irqs().len() > 1 && !dev.is_described() {
+                return Err(self.error(format!("{key}.irq"), "a built-in model has one interrupt line"));
+            }
+            if dev.irq.as_ref().is_some_and(|i| i.0.is_empty()) {
+                return Err(self.error(format!("{key}.irq"), "an empty list: leave `irq` out for no interrupt"));
+            }
+            for &irq in dev.irqs() {
                 let key = format!("{key}.irq");
                 if irq > MAX_IRQ {
                     return Err(self.error(key, format!("{irq} is not an IOAPIC pin (0..={MAX_IRQ})")));
@@ -848,7 +889,7 @@ impl MachineConfig {
             .collect();
         for (i, dev) in self.devices.iter().enumerate() {
             let key = format!("device[{i}]");
-            if let Some(Compatible(all)) = &dev.compatible {
+            if let Some(OneOrMany(all)) = &dev.compatible {
                 if all.is_empty() {
                     return Err(self.error(
                         format!("{key}.compatible"),
@@ -1139,7 +1180,7 @@ mod tests {
         let c = parse(&dt_machine("").replace("\"v,d\"", "[\"v,d\", \"ns16550a\"]")).unwrap();
         assert_eq!(
             c.devices[2].compatible,
-            Some(Compatible(vec!["v,d".to_owned(), "ns16550a".to_owned()]))
+            Some(OneOrMany(vec!["v,d".to_owned(), "ns16550a".to_owned()]))
         );
     }
 

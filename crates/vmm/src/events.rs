@@ -5,12 +5,16 @@
 //! polling interval.
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use mmiolab_devices::{Scheduler, Serial, StopReason, VmControl};
+use mmiolab_regmodel::DescribedDevice;
+
+use crate::platform::{HostInput, HostSource};
 use vmm_sys_util::timerfd::TimerFd;
 
 /// Where subscribers report that they could not add their fd (`init` cannot return an
@@ -75,6 +79,76 @@ impl MutEventSubscriber for StdinToSerial {
         if taken < n {
             log::debug!("serial input: dropped {} bytes, FIFO full", n - taken);
         }
+    }
+}
+
+/// Feeds a host source (stdin or a Unix socket) into a FIFO of a described device.
+pub struct HostFeed {
+    device: Arc<DescribedDevice>,
+    fifo: usize,
+    name: String,
+    socket: Option<UnixStream>,
+}
+
+impl HostFeed {
+    /// Reads `input`'s source into its FIFO (a socket is duplicated for the loop).
+    pub fn new(input: &HostInput) -> std::io::Result<Self> {
+        let socket = match &input.source {
+            HostSource::Stdin => None,
+            HostSource::Unix(s) => Some(s.try_clone()?),
+        };
+        Ok(HostFeed {
+            device: input.device.clone(),
+            fifo: input.fifo,
+            name: input.name.clone(),
+            socket,
+        })
+    }
+
+    fn fd(&self) -> RawFd {
+        self.socket
+            .as_ref()
+            .map_or_else(|| std::io::stdin().as_raw_fd(), AsRawFd::as_raw_fd)
+    }
+}
+
+impl MutEventSubscriber for HostFeed {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new_raw(self.fd(), EventSet::IN)) {
+            // epoll refuses regular files and /dev/null: then there is no input.
+            log::warn!(
+                "FIFO {}: its input cannot be watched ({e:?}); it gets no data",
+                self.name
+            );
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let mut buf = [0u8; 4096];
+        let read = match &mut self.socket {
+            Some(s) => s.read(&mut buf),
+            None => std::io::stdin().lock().read(&mut buf),
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return;
+            }
+            Err(e) => {
+                log::warn!("FIFO {}: reading its input failed: {e}", self.name);
+                0
+            }
+        };
+        if n == 0 || events.event_set().contains(EventSet::HANG_UP) {
+            // End of input: stop polling, or epoll would report it forever.
+            let _ = ops.remove(Events::new_raw(self.fd(), EventSet::IN));
+        }
+        self.device.feed_fifo(self.fifo, buf.get(..n).unwrap_or_default());
     }
 }
 

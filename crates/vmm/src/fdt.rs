@@ -235,11 +235,15 @@ fn device_node(dev: &DtDevice, isa: bool, targets: &HashMap<String, Target>) -> 
     if !dev.reg_names.is_empty() {
         n = n.prop("reg-names", Value::Strs(dev.reg_names.clone()));
     }
-    if let Some(DtIrq { gsi, level }) = dev.irq {
-        let trigger = if level { IRQ_LEVEL_HIGH } else { IRQ_EDGE_RISING };
+    if !dev.irqs.is_empty() {
+        let cells: Vec<u32> = dev
+            .irqs
+            .iter()
+            .flat_map(|&DtIrq { gsi, level }| [gsi, if level { IRQ_LEVEL_HIGH } else { IRQ_EDGE_RISING }])
+            .collect();
         n = n
             .cells("interrupt-parent", &[IOAPIC_PHANDLE])
-            .cells("interrupts", &[gsi, trigger]);
+            .cells("interrupts", &cells);
     }
     n = with_properties(n, &dev.properties, targets).target(targets.get(&dev.name));
     for child in &dev.children {
@@ -669,19 +673,19 @@ properties = { label = "enter", "linux,code" = 28, gpios = ["&gpio0", 1, 0] }
     }
 
     #[test]
-    fn level_interrupt_is_type_1() {
+    fn level_interrupt_is_type_1_and_lines_follow_in_order() {
         let dev = DtDevice {
             node: "x@d0000000".to_owned(),
             compatible: vec!["vendor,x".to_owned()],
             mmio: vec![(0xd000_0000, 0x100)],
-            irq: Some(DtIrq { gsi: 7, level: true }),
+            irqs: vec![DtIrq { gsi: 7, level: true }, DtIrq { gsi: 9, level: false }],
             ..DtDevice::default()
         };
         let mut out = String::new();
         render(&mut out, &device_node(&dev, false, &HashMap::new()), 0);
         assert_eq!(
             out,
-            "x@d0000000 {\n\tcompatible = \"vendor,x\";\n\treg = <0x0 0xd0000000 0x0 0x100>;\n\tinterrupt-parent = <0x1>;\n\tinterrupts = <0x7 0x1>;\n};\n"
+            "x@d0000000 {\n\tcompatible = \"vendor,x\";\n\treg = <0x0 0xd0000000 0x0 0x100>;\n\tinterrupt-parent = <0x1>;\n\tinterrupts = <0x7 0x1 0x9 0x3>;\n};\n"
         );
     }
 

@@ -16,9 +16,9 @@ use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 use crate::boot::{self, EntryMode, EntryRegs};
 use crate::config::MachineConfig;
 use crate::error::{Error, Result};
-use crate::events::{DeferredWork, InitFailures, StdinToSerial, StopWatch, Timeout};
+use crate::events::{DeferredWork, HostFeed, InitFailures, StdinToSerial, StopWatch, Timeout};
 use crate::layout;
-use crate::platform::Platform;
+use crate::platform::{HostInput, Platform};
 use crate::trace::{TraceOptions, Tracer};
 use crate::vcpu::{Vcpu, VcpuStats};
 
@@ -254,7 +254,11 @@ fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Re
         let timeout = Timeout::new(t, platform.control.clone(), failures.clone()).map_err(host)?;
         events.add_subscriber(Box::new(timeout));
     }
-    if stdin {
+    for input in &platform.host_inputs {
+        events.add_subscriber(Box::new(HostFeed::new(input).map_err(host)?));
+    }
+    // A FIFO that reads stdin takes it from COM1: one reader per input.
+    if stdin && !platform.host_inputs.iter().any(HostInput::is_stdin) {
         events.add_subscriber(Box::new(StdinToSerial::new(platform.serial.clone())));
     }
     match failures.take() {

@@ -9,6 +9,8 @@
 //! carry the same name here, so the host's tree and the guest's `/proc/iomem` line up.
 
 use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mmiolab_bus::{AddressSpace, Bus, BusBuilder, BusError, RegionId, RegionKind};
@@ -19,7 +21,7 @@ use mmiolab_devices::{
 use mmiolab_regmodel::DescribedDevice;
 use mmiolab_regmodel::schema::Backing;
 
-use crate::config::{ConfigError, DeviceConfig, DeviceModel, FifoHost, MachineConfig, RegionConfig};
+use crate::config::{ConfigError, DeviceConfig, DeviceModel, FifoDirection, FifoHost, MachineConfig, RegionConfig};
 use crate::config::{DeviceDtConfig, DtNode, DtValue, dt_children, dt_properties};
 
 /// COM1's port and IRQ.
@@ -50,8 +52,8 @@ pub struct DtDevice {
     pub pio: Vec<(u64, u64)>,
     /// `reg-names`, one per `reg` entry; empty for none.
     pub reg_names: Vec<String>,
-    /// Its interrupt.
-    pub irq: Option<DtIrq>,
+    /// Its interrupts, line 0 first.
+    pub irqs: Vec<DtIrq>,
     /// More properties (`[device.dt] properties`), by name.
     pub properties: Vec<(String, DtValue)>,
     /// Child nodes (`[[device.dt.child]]`).
@@ -113,7 +115,7 @@ impl DtDevice {
             pio,
             reg_names: dt.reg_names.clone(),
             // Edge, as an irqfd delivers; the caller sets `level` for a level-triggered model.
-            irq: dev.irq.map(|gsi| DtIrq { gsi, level: false }),
+            irqs: dev.irqs().iter().map(|&gsi| DtIrq { gsi, level: false }).collect(),
             properties: with_reg_shift(
                 config,
                 key,
@@ -150,6 +152,137 @@ fn with_reg_shift(
             Ok(properties)
         }
     }
+}
+
+/// A host source feeding a FIFO of a described device, read by the VMM's event loop.
+pub struct HostInput {
+    /// The device.
+    pub device: Arc<DescribedDevice>,
+    /// The FIFO's index in the device's description.
+    pub fifo: usize,
+    /// `device.fifo`, for messages.
+    pub name: String,
+    /// Where the bytes come from.
+    pub source: HostSource,
+}
+
+/// A readable host endpoint.
+pub enum HostSource {
+    /// mmiolab's standard input.
+    Stdin,
+    /// A connected Unix socket (non-blocking).
+    Unix(UnixStream),
+}
+
+impl HostInput {
+    /// Whether this input reads mmiolab's standard input.
+    pub fn is_stdin(&self) -> bool {
+        matches!(self.source, HostSource::Stdin)
+    }
+}
+
+/// What the devices built so far connected to on the host: event-loop inputs, and Unix
+/// sockets by path, so `from` and `to` naming one path share one connection.
+#[derive(Default)]
+struct HostSides {
+    inputs: Vec<HostInput>,
+    sockets: Vec<(PathBuf, UnixStream)>,
+}
+
+impl HostSides {
+    fn socket(&mut self, path: &Path) -> std::io::Result<UnixStream> {
+        if let Some((_, s)) = self.sockets.iter().find(|(p, _)| p == path) {
+            return s.try_clone();
+        }
+        let s = UnixStream::connect(path)?;
+        self.sockets.push((path.to_owned(), s.try_clone()?));
+        Ok(s)
+    }
+}
+
+/// Largest file a FIFO's `from = "file:..."` may name: it is read whole when the machine
+/// is built (and held until the guest pops it).
+const MAX_FIFO_INPUT_FILE: u64 = mmiolab_regmodel::engine::MAX_HOST_PENDING as u64;
+/// How long a FIFO's write to a Unix socket may block a vCPU before the data is dropped.
+const SOCKET_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Connects the host sides of `dev`'s FIFOs (`[device.fifo]`).
+fn connect_fifo_hosts(
+    config: &MachineConfig,
+    key: &str,
+    dev: &DeviceConfig,
+    device: &Arc<DescribedDevice>,
+    hosts: &mut HostSides,
+) -> Result<(), ConfigError> {
+    let sides = dev
+        .fifo_hosts()
+        .map_err(|(fifo, why)| config.error(format!("{key}.fifo.{fifo}"), why))?;
+    for (fifo, dir, host) in sides {
+        let fkey = format!("{key}.fifo.{fifo}");
+        let Some(index) = device.fifo_index(&fifo) else {
+            return Err(config.error(fkey, format!("the description has no FIFO `{fifo}`")));
+        };
+        let name = format!("{}.{fifo}", dev.name);
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            config.error(fkey.clone(), format!("cannot {what} {}: {e}", path.display()))
+        };
+        match (dir, host) {
+            (FifoDirection::To, FifoHost::Stdout) => {
+                device.drain_fifo(index, Box::new(std::io::stdout()));
+            }
+            (FifoDirection::To, FifoHost::Stderr) => {
+                device.drain_fifo(index, Box::new(std::io::stderr()));
+            }
+            (FifoDirection::To, FifoHost::File(path)) => {
+                let path = config.resolve(&path);
+                let f = std::fs::File::create(&path).map_err(|e| io("create", &path, e))?;
+                device.drain_fifo(index, Box::new(f));
+            }
+            (FifoDirection::To, FifoHost::Unix(path)) => {
+                let path = config.resolve(&path);
+                let s = hosts.socket(&path).map_err(|e| io("connect to", &path, e))?;
+                s.set_write_timeout(Some(SOCKET_WRITE_TIMEOUT))
+                    .map_err(|e| io("configure", &path, e))?;
+                device.drain_fifo(index, Box::new(s));
+            }
+            (FifoDirection::From, FifoHost::Stdin) => hosts.inputs.push(HostInput {
+                device: device.clone(),
+                fifo: index,
+                name,
+                source: HostSource::Stdin,
+            }),
+            (FifoDirection::From, FifoHost::File(path)) => {
+                let path = config.resolve(&path);
+                let meta = std::fs::metadata(&path).map_err(|e| io("read", &path, e))?;
+                if !meta.is_file() || meta.len() > MAX_FIFO_INPUT_FILE {
+                    return Err(config.error(
+                        fkey,
+                        format!(
+                            "{}: a FIFO's input file must be a regular file of at most {MAX_FIFO_INPUT_FILE} bytes",
+                            path.display()
+                        ),
+                    ));
+                }
+                let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+                device.feed_fifo(index, &bytes);
+            }
+            (FifoDirection::From, FifoHost::Unix(path)) => {
+                let path = config.resolve(&path);
+                let s = hosts.socket(&path).map_err(|e| io("connect to", &path, e))?;
+                s.set_nonblocking(true).map_err(|e| io("configure", &path, e))?;
+                hosts.inputs.push(HostInput {
+                    device: device.clone(),
+                    fifo: index,
+                    name,
+                    source: HostSource::Unix(s),
+                });
+            }
+            (_, other) => {
+                return Err(config.error(fkey, format!("{other:?} cannot be used in this direction")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A described device's memory window that KVM maps as memory: guest accesses do not exit
@@ -200,6 +333,8 @@ pub struct Platform {
     pub self_traced: Vec<SelfTraced>,
     /// Memory windows of described devices backed by guest memory (KVM memslots).
     pub memslots: Vec<DeviceMemslot>,
+    /// Host sources that feed FIFOs of described devices, for the event loop.
+    pub host_inputs: Vec<HostInput>,
     /// Devices that a Linux guest learns about through the device tree.
     pub dt_devices: Vec<DtDevice>,
 }
@@ -218,6 +353,7 @@ impl Platform {
             Arc::new(Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?);
         let mut self_traced: Vec<SelfTraced> = Vec::new();
         let mut memslots = Vec::new();
+        let mut hosts = HostSides::default();
         let control = Arc::new(VmControl::new().map_err(|e| io_err("the stop event", e))?);
         let mut b = BusBuilder::new();
         let mut irq_lines: Vec<Arc<IrqLine>> = Vec::new();
@@ -300,7 +436,7 @@ impl Platform {
             let Some((first_space, first_region, _)) = regions.first().cloned() else {
                 return Err(config.error(key, "no region"));
             };
-            let (device, level) = make_device(config, &key, dev, &regions, &scheduler, &mut irq_lines)?;
+            let (device, levels) = make_device(config, &key, dev, &regions, &scheduler, &mut irq_lines, &mut hosts)?;
             if let Instance::Described(d) = &device {
                 memslots.extend(memslot_windows(config, &key, dev, d.model())?);
             }
@@ -338,8 +474,8 @@ impl Platform {
                 }
             }
             if let Some(mut dt) = DtDevice::from_config(config, &key, dev, node, first_space, first_region)? {
-                if let Some(irq) = &mut dt.irq {
-                    irq.level = level;
+                for (irq, level) in dt.irqs.iter_mut().zip(&levels) {
+                    irq.level = *level;
                 }
                 dt_devices.push(dt);
             }
@@ -353,6 +489,7 @@ impl Platform {
             scheduler,
             self_traced,
             memslots,
+            host_inputs: hosts.inputs,
             dt_devices,
         })
     }
@@ -455,7 +592,7 @@ fn to_space(space: AddressSpace) -> Space {
 }
 
 /// Builds device `dev` (`key` in messages); its interrupt line, if any, joins `irq_lines`.
-/// Returns the instance and whether its interrupt is level-triggered.
+/// Returns the instance and, per interrupt line, whether it is level-triggered.
 fn make_device(
     config: &MachineConfig,
     key: &str,
@@ -463,7 +600,8 @@ fn make_device(
     regions: &[(AddressSpace, &RegionConfig, String)],
     scheduler: &Arc<Scheduler>,
     irq_lines: &mut Vec<Arc<IrqLine>>,
-) -> Result<(Instance, bool), ConfigError> {
+    hosts: &mut HostSides,
+) -> Result<(Instance, Vec<bool>), ConfigError> {
     let io_err =
         |e: std::io::Error| config.error(format!("{key}.irq"), format!("cannot create an interrupt line: {e}"));
     let description = match dev.kind() {
@@ -498,8 +636,8 @@ fn make_device(
     let Some(description) = description else {
         let (_, region, sub) = regions.first().ok_or_else(|| config.error(key, "no region"))?;
         let size = usize::try_from(region.size).map_err(|_| config.error(sub.clone(), "region too large"))?;
-        let irq = match dev.irq {
-            Some(gsi) => {
+        let irq = match dev.irqs().first() {
+            Some(&gsi) => {
                 let line = IrqLine::new(gsi).map_err(io_err)?;
                 irq_lines.push(Arc::new(line.clone()));
                 Some(line)
@@ -510,7 +648,7 @@ fn make_device(
             DeviceModel::Counter => Instance::Counter(Arc::new(Counter::new())),
             _ => Instance::RegFile(Arc::new(RegFile::new(size, irq))),
         };
-        return Ok((instance, false));
+        return Ok((instance, vec![false]));
     };
     let model = mmiolab_regmodel::compile_shifted(&description, dev.reg_shift.unwrap_or(0)).map_err(|e| {
         let what = match dev.kind() {
@@ -532,67 +670,46 @@ fn make_device(
             ),
         ));
     }
-    let level = model
-        .interrupts
-        .iter()
-        .any(|i| i.line == 0 && i.trigger == mmiolab_regmodel::schema::Trigger::Level);
-    let mut lines = Vec::new();
-    match dev.irq {
-        Some(gsi) => {
-            let line = if level {
-                IrqLine::new_level(gsi)
-            } else {
-                IrqLine::new(gsi)
-            }
-            .map_err(io_err)?;
-            irq_lines.push(Arc::new(line.clone()));
-            lines.push(Some(line));
-        }
-        None if model.lines > 0 => {
-            log::debug!("{key}: the description has interrupt outputs but the machine gives no `irq`");
-        }
-        None => {}
-    }
-    if model.lines > 1 {
+    // Line k of the description is the k-th pin of `irq`; a line is level-triggered when
+    // its interrupts are (the description keeps one trigger type per line).
+    let levels: Vec<bool> = (0..model.lines)
+        .map(|line| {
+            model
+                .interrupts
+                .iter()
+                .any(|i| i.line == line && i.trigger == mmiolab_regmodel::schema::Trigger::Level)
+        })
+        .collect();
+    let pins = dev.irqs();
+    if !pins.is_empty() && pins.len() != levels.len() {
         return Err(config.error(
             format!("{key}.irq"),
             format!(
-                "the description drives {} interrupt lines; a machine device wires one (line 0)",
-                model.lines
+                "{} pin(s) for a description that drives {} interrupt line(s): give one pin per line, line 0 first",
+                pins.len(),
+                levels.len()
             ),
         ));
     }
+    if pins.is_empty() && model.lines > 0 {
+        log::debug!("{key}: the description has interrupt outputs but the machine gives no `irq`");
+    }
+    let mut lines = Vec::new();
+    for (&gsi, &level) in pins.iter().zip(&levels) {
+        let line = if level {
+            IrqLine::new_level(gsi)
+        } else {
+            IrqLine::new(gsi)
+        }
+        .map_err(io_err)?;
+        irq_lines.push(Arc::new(line.clone()));
+        lines.push(Some(line));
+    }
     let model = Arc::new(model);
     let device = DescribedDevice::new(model.clone(), lines, scheduler.clone());
-    for (fifo, host) in dev.fifo_hosts() {
-        let Some(index) = model.fifos.iter().position(|f| f.name == fifo) else {
-            return Err(config.error(
-                format!("{key}.fifo.{fifo}"),
-                format!("the description has no FIFO `{fifo}`"),
-            ));
-        };
-        let out: Box<dyn Write + Send> = match host {
-            FifoHost::Stdout => Box::new(std::io::stdout()),
-            FifoHost::Stderr => Box::new(std::io::stderr()),
-            FifoHost::File(path) => Box::new(std::fs::File::create(config.resolve(&path)).map_err(|e| {
-                config.error(
-                    format!("{key}.fifo.{fifo}"),
-                    format!("cannot create {}: {e}", path.display()),
-                )
-            })?),
-            FifoHost::Stdin => {
-                return Err(config.error(
-                    format!("{key}.fifo.{fifo}"),
-                    format!(
-                        "stdin feeding FIFO {index} is not supported yet: only outputs (stdout, stderr, file:PATH)"
-                    ),
-                ));
-            }
-        };
-        device.drain_fifo(&fifo, out);
-    }
     device.reset();
-    Ok((Instance::Described(device), level))
+    connect_fifo_hosts(config, key, dev, &device, hosts)?;
+    Ok((Instance::Described(device), levels))
 }
 
 #[cfg(test)]
@@ -682,5 +799,92 @@ pio = [{ base = 0x378, size = 8 }]
             .unwrap()
             .to_string();
         assert!(e.contains("run past 0xffff"), "{e}");
+    }
+
+    fn err(text: &str) -> String {
+        match platform(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bundled_demo_wires_one_pin_per_line_with_its_trigger() {
+        let p = platform(
+            "[[device]]\nname = \"demo\"\nmodel = \"demo\"\ncompatible = \"mmiolab,demo\"\nirq = [5, 6]\nmmio = [{ base = 0xd0000000, size = 0x1000 }]\n",
+        )
+        .unwrap();
+        let lines: Vec<_> = p.irq_lines.iter().map(|l| (l.gsi(), l.trigger())).collect();
+        assert_eq!(
+            lines,
+            vec![
+                (4, mmiolab_devices::IrqTrigger::Edge),
+                (5, mmiolab_devices::IrqTrigger::Level),
+                (6, mmiolab_devices::IrqTrigger::Edge)
+            ]
+        );
+        let dt = p.dt_devices.iter().find(|d| d.name == "demo").unwrap();
+        assert_eq!(
+            dt.irqs,
+            vec![DtIrq { gsi: 5, level: true }, DtIrq { gsi: 6, level: false }]
+        );
+        assert_eq!(p.self_traced.len(), 1);
+    }
+
+    #[test]
+    fn described_devices_are_refused_with_the_machine_key_and_the_reason() {
+        let dev = |extra: &str| {
+            format!("[[device]]\nname = \"d\"\n{extra}\nmmio = [{{ base = 0xd0000000, size = 0x1000 }}]\n")
+        };
+        assert_eq!(
+            err(&dev("model = \"demo\"\nirq = 5")),
+            "m.toml: device[0].irq: 1 pin(s) for a description that drives 2 interrupt line(s): give one pin per line, line 0 first"
+        );
+        let e = err(&dev("model = \"uart\""));
+        assert!(
+            e.starts_with(
+                "m.toml: device[0].model: no model `uart`: built in are regfile and counter; bundled descriptions are "
+            ),
+            "{e}"
+        );
+        assert!(e.contains("uart16550"), "{e}");
+        let e = err(&dev("description = \"/nonexistent/dev.toml\""));
+        assert!(
+            e.starts_with("m.toml: device[0].description: /nonexistent/dev.toml: cannot read: "),
+            "{e}"
+        );
+        assert_eq!(
+            err("[[device]]\nname = \"d\"\nmodel = \"isa-hole\"\nmmio = [{ base = 0xd0000000, size = 0x1000 }]\n"),
+            "m.toml: device[0].mmio[0]: size 0x1000 is smaller than the device's register map (0x60000 bytes)"
+        );
+        assert_eq!(
+            err(&dev("model = \"regfile\"\nirq = [5, 6]")),
+            "m.toml: device[0].irq: a built-in model has one interrupt line"
+        );
+        let e = err(&dev(
+            "model = \"uart16550\"\nreg_shift = 2\nfifo = { nope = { to = \"stdout\" } }",
+        ));
+        assert_eq!(e, "m.toml: device[0].fifo.nope: the description has no FIFO `nope`");
+    }
+
+    #[test]
+    fn reg_shift_reaches_the_device_tree() {
+        let p = platform(
+            "[[device]]\nname = \"u\"\nmodel = \"uart16550\"\ncompatible = \"ns16550a\"\nreg_shift = 2\nmmio = [{ base = 0xd0000000, size = 0x100 }]\n",
+        )
+        .unwrap();
+        let dt = p.dt_devices.iter().find(|d| d.name == "u").unwrap();
+        assert!(
+            dt.properties
+                .iter()
+                .any(|(n, v)| n == "reg-shift" && *v == DtValue::Cells(vec![crate::config::DtCell::Num(2)]))
+        );
+        let e = err(
+            "[[device]]\nname = \"u\"\nmodel = \"uart16550\"\ncompatible = \"ns16550a\"\nreg_shift = 2\nmmio = [{ base = 0xd0000000, size = 0x100 }]\n[device.dt]\nproperties = { reg-shift = 0 }\n",
+        );
+        assert_eq!(
+            e,
+            "m.toml: device[0].dt.properties.reg-shift: disagrees with the device's reg_shift = 2: leave it out, mmiolab writes it"
+        );
     }
 }
