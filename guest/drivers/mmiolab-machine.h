@@ -4,28 +4,254 @@
  *
  * For each device DEV: MMIOLAB_DEV_BASE and _SIZE (its MMIO region), _PIO_BASE and _PIO_SIZE
  * (its I/O ports), _IRQ (its IOAPIC pin, a GSI), _COMPAT (its first compatible string).
+ * A described device's register map follows its addresses, as MMIOLAB_DEV_REG_OFFSET and so on.
+ * Offsets are in bytes from the device's base; register and field widths are in bits;
+ * masks are in register position; value names are field values, not shifted.
+ * FOO_OFFSET(i) is element i of a register array FOO of FOO_COUNT elements.
  */
 #ifndef MMIOLAB_MACHINE_H
 #define MMIOLAB_MACHINE_H
 
 /* Device regfile (regfile) on bus platform */
-#define MMIOLAB_REGFILE_BASE    0xd0000000UL
-#define MMIOLAB_REGFILE_SIZE    0x1000UL
-#define MMIOLAB_REGFILE_COMPAT  "mmiolab,regfile"
+#define MMIOLAB_REGFILE_BASE            0xd0000000UL
+#define MMIOLAB_REGFILE_SIZE            0x1000UL
+#define MMIOLAB_REGFILE_COMPAT          "mmiolab,regfile"
 
 /* Device testdev (regfile) on bus platform */
-#define MMIOLAB_TESTDEV_BASE    0xd0001000UL
-#define MMIOLAB_TESTDEV_SIZE    0x1000UL
-#define MMIOLAB_TESTDEV_IRQ     5
-#define MMIOLAB_TESTDEV_COMPAT  "mmiolab,testdev"
+#define MMIOLAB_TESTDEV_BASE            0xd0001000UL
+#define MMIOLAB_TESTDEV_SIZE            0x1000UL
+#define MMIOLAB_TESTDEV_IRQ             5
+#define MMIOLAB_TESTDEV_COMPAT          "mmiolab,testdev"
 
 /* Device short (regfile) */
-#define MMIOLAB_SHORT_PIO_BASE  0x378
-#define MMIOLAB_SHORT_PIO_SIZE  0x8
+#define MMIOLAB_SHORT_PIO_BASE          0x378
+#define MMIOLAB_SHORT_PIO_SIZE          0x8
 
 /* Device piodev (regfile) on bus isa */
-#define MMIOLAB_PIODEV_PIO_BASE 0x2e0
-#define MMIOLAB_PIODEV_PIO_SIZE 0x8
-#define MMIOLAB_PIODEV_COMPAT   "mmiolab,pio-testdev"
+#define MMIOLAB_PIODEV_PIO_BASE         0x2e0
+#define MMIOLAB_PIODEV_PIO_SIZE         0x8
+#define MMIOLAB_PIODEV_COMPAT           "mmiolab,pio-testdev"
+
+/* Device demo (bundled model demo) on bus platform */
+#define MMIOLAB_DEMO_BASE               0xd0010000UL
+#define MMIOLAB_DEMO_SIZE               0x1000UL
+#define MMIOLAB_DEMO_IRQ                7
+#define MMIOLAB_DEMO_IRQ_1              8
+#define MMIOLAB_DEMO_COMPAT             "mmiolab,demo"
+
+/* Device `demo`: Demo DMA-style engine: one of every behaviour of the description format */
+#define MMIOLAB_DEMO_MAP_SIZE           0x200
+
+/* ID (read-only): Identification: part number and revision. Read-only; only 32-bit reads. */
+#define MMIOLAB_DEMO_ID_OFFSET          0x0
+#define MMIOLAB_DEMO_ID_WIDTH           32
+#define MMIOLAB_DEMO_ID_RESET           0xd3e00001U
+/* ID.PART: Part number, 0xd3e0. */
+#define MMIOLAB_DEMO_ID_PART_SHIFT      16
+#define MMIOLAB_DEMO_ID_PART_MASK       0xffff0000U
+#define MMIOLAB_DEMO_ID_PART_WIDTH      16
+/* ID.REV: Revision, 1. Bits 15:8 are reserved and read 0. */
+#define MMIOLAB_DEMO_ID_REV_SHIFT       0
+#define MMIOLAB_DEMO_ID_REV_MASK        0xffU
+#define MMIOLAB_DEMO_ID_REV_WIDTH       8
+
+/* CTRL (read-write): Control. */
+#define MMIOLAB_DEMO_CTRL_OFFSET        0x4
+#define MMIOLAB_DEMO_CTRL_WIDTH         32
+#define MMIOLAB_DEMO_CTRL_RESET         0x0U
+/* CTRL.GO: Write 1 to start a job. Reads 0: the bit clears itself once the write's effects have run. A job takes 50 us (effects `overrun`, `fill`, `complete`, `start`). */
+#define MMIOLAB_DEMO_CTRL_GO_SHIFT      0
+#define MMIOLAB_DEMO_CTRL_GO_MASK       0x1U
+#define MMIOLAB_DEMO_CTRL_GO_WIDTH      1
+/* CTRL.IE: Interrupt enable for STATUS.DONE (interrupt `done`). */
+#define MMIOLAB_DEMO_CTRL_IE_SHIFT      1
+#define MMIOLAB_DEMO_CTRL_IE_MASK       0x2U
+#define MMIOLAB_DEMO_CTRL_IE_WIDTH      1
+/* CTRL.ERRIE: Interrupt enable for STATUS.ERR (interrupt `error`). */
+#define MMIOLAB_DEMO_CTRL_ERRIE_SHIFT   2
+#define MMIOLAB_DEMO_CTRL_ERRIE_MASK    0x4U
+#define MMIOLAB_DEMO_CTRL_ERRIE_WIDTH   1
+/* CTRL.BANK: Selects which scratch register answers at 0x10: 0 = WIN_A, 1 = WIN_B. */
+#define MMIOLAB_DEMO_CTRL_BANK_SHIFT    3
+#define MMIOLAB_DEMO_CTRL_BANK_MASK     0x8U
+#define MMIOLAB_DEMO_CTRL_BANK_WIDTH    1
+/* CTRL.MODE: What a job does. FILL also pushes CSUM onto the queue when the job ends. */
+#define MMIOLAB_DEMO_CTRL_MODE_SHIFT    4
+#define MMIOLAB_DEMO_CTRL_MODE_MASK     0x30U
+#define MMIOLAB_DEMO_CTRL_MODE_WIDTH    2
+#define MMIOLAB_DEMO_CTRL_MODE_IDLE     0x0U
+#define MMIOLAB_DEMO_CTRL_MODE_COPY     0x1U
+#define MMIOLAB_DEMO_CTRL_MODE_FILL     0x2U
+#define MMIOLAB_DEMO_CTRL_MODE_SELFTEST 0x3U
+/* CTRL.RESET: Write 1 to reset the whole device (effect `soft_reset`). */
+#define MMIOLAB_DEMO_CTRL_RESET_SHIFT   31
+#define MMIOLAB_DEMO_CTRL_RESET_MASK    0x80000000U
+#define MMIOLAB_DEMO_CTRL_RESET_WIDTH   1
+
+/* STATUS (read-write): Status. Bits 31:24 read as ones. */
+#define MMIOLAB_DEMO_STATUS_OFFSET      0x8
+#define MMIOLAB_DEMO_STATUS_WIDTH       32
+#define MMIOLAB_DEMO_STATUS_RESET       0x8U
+/* STATUS.DONE: A job finished. Write 1 to clear. Raises `done` while CTRL.IE is set. */
+#define MMIOLAB_DEMO_STATUS_DONE_SHIFT  0
+#define MMIOLAB_DEMO_STATUS_DONE_MASK   0x1U
+#define MMIOLAB_DEMO_STATUS_DONE_WIDTH  1
+/* STATUS.ERR: GO was written while a job was running. Write 1 to clear. */
+#define MMIOLAB_DEMO_STATUS_ERR_SHIFT   1
+#define MMIOLAB_DEMO_STATUS_ERR_MASK    0x2U
+#define MMIOLAB_DEMO_STATUS_ERR_WIDTH   1
+/* STATUS.BUSY: A job is running. */
+#define MMIOLAB_DEMO_STATUS_BUSY_SHIFT  2
+#define MMIOLAB_DEMO_STATUS_BUSY_MASK   0x4U
+#define MMIOLAB_DEMO_STATUS_BUSY_WIDTH  1
+/* STATUS.POR: Power-on/reset flag: reads 1 once after each reset, then 0 (read-to-clear). */
+#define MMIOLAB_DEMO_STATUS_POR_SHIFT   3
+#define MMIOLAB_DEMO_STATUS_POR_MASK    0x8U
+#define MMIOLAB_DEMO_STATUS_POR_WIDTH   1
+
+/* CSUM (read-only): Sum (mod 2^32) of every value written to CSUM_IN since reset. */
+#define MMIOLAB_DEMO_CSUM_OFFSET        0xc
+#define MMIOLAB_DEMO_CSUM_WIDTH         32
+#define MMIOLAB_DEMO_CSUM_RESET         0x0U
+
+/* CSUM_IN (write-only): Write a word to add it to CSUM (effect `checksum`). */
+#define MMIOLAB_DEMO_CSUM_IN_OFFSET     0xc
+#define MMIOLAB_DEMO_CSUM_IN_WIDTH      32
+#define MMIOLAB_DEMO_CSUM_IN_RESET      0x0U
+
+/* WIN_A (read-write, banked view): Scratch word of bank 0. */
+#define MMIOLAB_DEMO_WIN_A_OFFSET       0x10
+#define MMIOLAB_DEMO_WIN_A_WIDTH        32
+#define MMIOLAB_DEMO_WIN_A_RESET        0x0U
+
+/* WIN_B (read-write): Scratch word of bank 1 (CTRL.BANK = 1). */
+#define MMIOLAB_DEMO_WIN_B_OFFSET       0x10
+#define MMIOLAB_DEMO_WIN_B_WIDTH        32
+#define MMIOLAB_DEMO_WIN_B_RESET        0x0U
+
+/* SETUP (read-write): Boot-time setup: each field takes the first value written to it. */
+#define MMIOLAB_DEMO_SETUP_OFFSET       0x14
+#define MMIOLAB_DEMO_SETUP_WIDTH        32
+#define MMIOLAB_DEMO_SETUP_RESET        0x0U
+/* SETUP.ADDR: Bus address. Readable; only the first write counts (later ones are ignored). */
+#define MMIOLAB_DEMO_SETUP_ADDR_SHIFT   0
+#define MMIOLAB_DEMO_SETUP_ADDR_MASK    0xffU
+#define MMIOLAB_DEMO_SETUP_ADDR_WIDTH   8
+/* SETUP.KEY: Key. Write-once and write-only: reads 0. */
+#define MMIOLAB_DEMO_SETUP_KEY_SHIFT    8
+#define MMIOLAB_DEMO_SETUP_KEY_MASK     0xff00U
+#define MMIOLAB_DEMO_SETUP_KEY_WIDTH    8
+
+/* FLAGS (read-write): Bit-operation examples. */
+#define MMIOLAB_DEMO_FLAGS_OFFSET       0x18
+#define MMIOLAB_DEMO_FLAGS_WIDTH        32
+#define MMIOLAB_DEMO_FLAGS_RESET        0xff0000U
+/* FLAGS.LEDS: Write 1s to set bits; 0s leave them (write-1-to-set). Only a reset clears them. */
+#define MMIOLAB_DEMO_FLAGS_LEDS_SHIFT   0
+#define MMIOLAB_DEMO_FLAGS_LEDS_MASK    0xffU
+#define MMIOLAB_DEMO_FLAGS_LEDS_WIDTH   8
+/* FLAGS.TOG: Write 1s to invert bits (write-1-to-toggle). */
+#define MMIOLAB_DEMO_FLAGS_TOG_SHIFT    8
+#define MMIOLAB_DEMO_FLAGS_TOG_MASK     0xff00U
+#define MMIOLAB_DEMO_FLAGS_TOG_WIDTH    8
+/* FLAGS.ARM: All ones at reset; write 0s to clear bits, 1s leave them (write-0-to-clear). */
+#define MMIOLAB_DEMO_FLAGS_ARM_SHIFT    16
+#define MMIOLAB_DEMO_FLAGS_ARM_MASK     0xff0000U
+#define MMIOLAB_DEMO_FLAGS_ARM_WIDTH    8
+
+/* EVENTS (read-write): Job counter. */
+#define MMIOLAB_DEMO_EVENTS_OFFSET      0x1c
+#define MMIOLAB_DEMO_EVENTS_WIDTH       32
+#define MMIOLAB_DEMO_EVENTS_RESET       0x0U
+/* EVENTS.COUNT: Jobs completed; stops at 15. The 16th completion sets OVF instead of wrapping. */
+#define MMIOLAB_DEMO_EVENTS_COUNT_SHIFT 0
+#define MMIOLAB_DEMO_EVENTS_COUNT_MASK  0xfU
+#define MMIOLAB_DEMO_EVENTS_COUNT_WIDTH 4
+/* EVENTS.OVF: COUNT would have gone past 15. Write 1 to clear. */
+#define MMIOLAB_DEMO_EVENTS_OVF_SHIFT   8
+#define MMIOLAB_DEMO_EVENTS_OVF_MASK    0x100U
+#define MMIOLAB_DEMO_EVENTS_OVF_WIDTH   1
+
+/* QDATA (read-write): Queue data: a write pushes the word written, a read pops the oldest word. */
+#define MMIOLAB_DEMO_QDATA_OFFSET       0x20
+#define MMIOLAB_DEMO_QDATA_WIDTH        32
+#define MMIOLAB_DEMO_QDATA_RESET        0x0U
+
+/* QSTAT (read-write): Queue status. */
+#define MMIOLAB_DEMO_QSTAT_OFFSET       0x24
+#define MMIOLAB_DEMO_QSTAT_WIDTH        32
+#define MMIOLAB_DEMO_QSTAT_RESET        0x0U
+/* QSTAT.LEVEL: Words held (0-8). Computed on every read. */
+#define MMIOLAB_DEMO_QSTAT_LEVEL_SHIFT  0
+#define MMIOLAB_DEMO_QSTAT_LEVEL_MASK   0xfU
+#define MMIOLAB_DEMO_QSTAT_LEVEL_WIDTH  4
+/* QSTAT.EMPTY: The queue is empty. */
+#define MMIOLAB_DEMO_QSTAT_EMPTY_SHIFT  4
+#define MMIOLAB_DEMO_QSTAT_EMPTY_MASK   0x10U
+#define MMIOLAB_DEMO_QSTAT_EMPTY_WIDTH  1
+/* QSTAT.FULL: The queue is full. */
+#define MMIOLAB_DEMO_QSTAT_FULL_SHIFT   5
+#define MMIOLAB_DEMO_QSTAT_FULL_MASK    0x20U
+#define MMIOLAB_DEMO_QSTAT_FULL_WIDTH   1
+/* QSTAT.OVF: A push found the queue full (the word was dropped). Write 1 to clear. */
+#define MMIOLAB_DEMO_QSTAT_OVF_SHIFT    6
+#define MMIOLAB_DEMO_QSTAT_OVF_MASK     0x40U
+#define MMIOLAB_DEMO_QSTAT_OVF_WIDTH    1
+/* QSTAT.UDF: A pop found the queue empty. Write 1 to clear. */
+#define MMIOLAB_DEMO_QSTAT_UDF_SHIFT    7
+#define MMIOLAB_DEMO_QSTAT_UDF_MASK     0x80U
+#define MMIOLAB_DEMO_QSTAT_UDF_WIDTH    1
+/* QSTAT.FLUSH: Write 1 to empty the queue (effect `flush`). Reads 0. */
+#define MMIOLAB_DEMO_QSTAT_FLUSH_SHIFT  8
+#define MMIOLAB_DEMO_QSTAT_FLUSH_MASK   0x100U
+#define MMIOLAB_DEMO_QSTAT_FLUSH_WIDTH  1
+
+/* SOFTIRQ (write-only): Any write pulses the edge interrupt `soft` once. */
+#define MMIOLAB_DEMO_SOFTIRQ_OFFSET     0x28
+#define MMIOLAB_DEMO_SOFTIRQ_WIDTH      32
+#define MMIOLAB_DEMO_SOFTIRQ_RESET      0x0U
+
+/* CH[0..4] (read-write): Channel i, at 0x40 + 8*i. Setting START with EN set completes after two more accesses. */
+#define MMIOLAB_DEMO_CH_OFFSET(i)       (0x40 + (i) * 0x8)
+#define MMIOLAB_DEMO_CH_COUNT           4
+#define MMIOLAB_DEMO_CH_STRIDE          0x8
+#define MMIOLAB_DEMO_CH_WIDTH           32
+#define MMIOLAB_DEMO_CH_RESET           0x0U
+/* CH.EN: Channel enable. */
+#define MMIOLAB_DEMO_CH_EN_SHIFT        0
+#define MMIOLAB_DEMO_CH_EN_MASK         0x1U
+#define MMIOLAB_DEMO_CH_EN_WIDTH        1
+/* CH.START: Write 1 to start the channel (effect `chan_done[i]`). Reads 0. */
+#define MMIOLAB_DEMO_CH_START_SHIFT     1
+#define MMIOLAB_DEMO_CH_START_MASK      0x2U
+#define MMIOLAB_DEMO_CH_START_WIDTH     1
+/* CH.DONE: The channel finished. Write 1 to clear. Raises `chan`. */
+#define MMIOLAB_DEMO_CH_DONE_SHIFT      8
+#define MMIOLAB_DEMO_CH_DONE_MASK       0x100U
+#define MMIOLAB_DEMO_CH_DONE_WIDTH      1
+/* CH.LEN: Transfer length (storage only). */
+#define MMIOLAB_DEMO_CH_LEN_SHIFT       16
+#define MMIOLAB_DEMO_CH_LEN_MASK        0xffff0000U
+#define MMIOLAB_DEMO_CH_LEN_WIDTH       16
+
+/* FIFOs: depth in elements */
+/* queue: Eight 32-bit words. A push to a full queue is dropped; a pop of an empty one reads 0xdeadbeef. */
+#define MMIOLAB_DEMO_QUEUE_DEPTH        8
+
+/* Memory window sram (trapped): 256 bytes of on-chip RAM; every access traps and is traced. */
+#define MMIOLAB_DEMO_SRAM_OFFSET        0x100
+#define MMIOLAB_DEMO_SRAM_SIZE          0x100
+
+/* Interrupt outputs: the device's line index */
+/* done: A job finished and CTRL.IE is set. Held until STATUS.DONE is cleared. */
+#define MMIOLAB_DEMO_DONE_LINE          0
+/* error: STATUS.ERR is set and CTRL.ERRIE is set. */
+#define MMIOLAB_DEMO_ERROR_LINE         0
+/* chan: A channel finished. */
+#define MMIOLAB_DEMO_CHAN_LINE          0
+/* threshold: One edge each time the queue reaches 4 words. */
+#define MMIOLAB_DEMO_THRESHOLD_LINE     1
+/* soft: Pulse-only output: fired by writes to SOFTIRQ. */
+#define MMIOLAB_DEMO_SOFT_LINE          1
 
 #endif /* MMIOLAB_MACHINE_H */
