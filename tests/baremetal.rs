@@ -415,8 +415,9 @@ fn device_tree_passes_dtc_without_warnings() -> Result<(), Failed> {
 }
 
 /// `firmware/asm/described.S` checks every register behaviour of a described device and
-/// counts its interrupts (its exit status is the number of the first failed check); the
-/// trace must name registers and fields and show the side effects.
+/// counts its interrupts (its exit status is the number of the first failed check); its
+/// trace, by register and field with every side effect, must be the expected one line for
+/// line (tests/expected/described.trace.jsonl).
 fn described_device_every_behaviour_and_interrupts() -> Result<(), Failed> {
     let (out, trace) = run_traced_on(DESCRIBED, "described", &[])?;
     if out.status.code() != Some(0) {
@@ -427,47 +428,46 @@ fn described_device_every_behaviour_and_interrupts() -> Result<(), Failed> {
         )
         .into());
     }
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("seq");
-            o.remove("t_ns");
-        }
-        v
-    };
-    let find = |pred: &dyn Fn(&Value) -> bool| trace.iter().find(|l| pred(l)).map(strip);
-    let expect = |what: &str, got: Option<Value>, want: &str| -> Result<(), Failed> {
+    compare_with_expected_trace(&trace, "described.trace.jsonl")
+}
+
+/// Compares `trace`, without what varies from run to run (`seq`, `t_ns`, the `due_ns` of
+/// scheduled effects), line by line with `tests/expected/NAME`. With `MMIOLAB_BLESS=1` it
+/// writes that file instead (then review the diff before committing it).
+fn compare_with_expected_trace(trace: &[Value], name: &str) -> Result<(), Failed> {
+    let lines: Vec<String> = trace
+        .iter()
+        .map(|line| {
+            let mut v = line.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("seq");
+                o.remove("t_ns");
+                if let Some(Value::Array(effects)) = o.get_mut("effects") {
+                    for e in effects.iter_mut().filter_map(Value::as_object_mut) {
+                        e.remove("due_ns");
+                    }
+                }
+            }
+            v.to_string()
+        })
+        .collect();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/expected").join(name);
+    if std::env::var_os("MMIOLAB_BLESS").is_some() {
+        std::fs::write(&path, lines.join("\n") + "\n")?;
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(&path)?;
+    let expected: Vec<&str> = expected.lines().collect();
+    for (i, (got, want)) in lines.iter().zip(&expected).enumerate() {
         let want: Value = serde_json::from_str(want)?;
-        if got.as_ref() != Some(&want) {
-            return Err(format!("{what}: trace has {got:?}, expected {want}").into());
+        let got_v: Value = serde_json::from_str(got)?;
+        if got_v != want {
+            return Err(format!("trace line {}: got\n  {got}\nexpected\n  {want}", i + 1).into());
         }
-        Ok(())
-    };
-    expect(
-        "the first access",
-        trace.first().map(strip),
-        r#"{"v":2,"kind":"access","vcpu":0,"space":"mmio","op":"read","addr":"0xd0000000","width":4,"value":"0x4d4c4442","device":"beh","offset":"0x0","reg":"ID","fields":{},"effects":[]}"#,
-    )?;
-    expect(
-        "the same register through a port",
-        find(&|l| l["space"] == "pio" && l["reg"] == "ID"),
-        r#"{"v":2,"kind":"access","vcpu":0,"space":"pio","op":"read","addr":"0x300","width":4,"value":"0x4d4c4442","device":"beh","offset":"0x0","reg":"ID","fields":{},"effects":[]}"#,
-    )?;
-    expect(
-        "the push that overflows",
-        find(&|l| l["reg"] == "DATA" && l["value"] == "0xa5"),
-        r#"{"v":2,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd000001c","width":4,"value":"0xa5","device":"beh","offset":"0x1c","reg":"DATA","fields":{},"effects":[{"overflow":"rx"},{"set":"FSTAT.OVR","bits":"0x10000"}]}"#,
-    )?;
-    expect(
-        "the delayed completion",
-        find(&|l| l["kind"] == "event"),
-        r#"{"v":2,"kind":"event","vcpu":null,"device":"beh","effects":[{"fired":"complete"},{"set":"STATUS.DONE","bits":"0x1"},{"set":"STATUS.CNT","bits":"0x100"},{"irq":"done","asserted":true}]}"#,
-    )?;
-    expect(
-        "the handler's write-1-to-clear",
-        find(&|l| l["reg"] == "STATUS" && l["op"] == "write" && l["value"] == "0x1"),
-        r#"{"v":2,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd0000008","width":4,"value":"0x1","device":"beh","offset":"0x8","reg":"STATUS","fields":{"DONE":{"value":"0x1"},"ERR":{"value":"0x0"},"CNT":{"value":"0x0"}},"effects":[{"cleared":"STATUS.DONE","bits":"0x1"},{"reserved":"0xa50000"},{"irq":"done","asserted":false}]}"#,
-    )?;
+    }
+    if lines.len() != expected.len() {
+        return Err(format!("the trace has {} lines, expected {}", lines.len(), expected.len()).into());
+    }
     Ok(())
 }
 
