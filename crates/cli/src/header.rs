@@ -90,41 +90,24 @@ fn model_text(dev: &DeviceConfig) -> String {
         DeviceModel::Counter => "counter".to_owned(),
         DeviceModel::Bundled(name) => format!("bundled model {name}"),
         DeviceModel::File(path) => format!("description {}", path.display()),
+        DeviceModel::Svd { file, peripheral, .. } => format!("SVD {} peripheral {peripheral}", file.display()),
     }
 }
 
-/// The compiled model of a described device (a `description` file or a bundled model),
-/// with the file it was read from; `None` for a built-in Rust model.
+/// The compiled model of a described device (a `description` file, a bundled model or an
+/// SVD peripheral), with the first file it was read from; `None` for a built-in Rust model.
 pub fn described_model(
     config: &MachineConfig,
     index: usize,
     dev: &DeviceConfig,
 ) -> Result<Option<(Model, Option<PathBuf>)>> {
     let key = format!("device[{index}]");
-    let shift = dev.reg_shift.unwrap_or(0);
-    match dev.kind() {
-        DeviceModel::Regfile | DeviceModel::Counter => Ok(None),
-        DeviceModel::Bundled(name) => {
-            let text = mmiolab_regmodel::bundled::bundled(&name)
-                .with_context(|| format!("{}: {key}.model: no bundled model `{name}`", config.source.display()))?;
-            let desc = mmiolab_regmodel::schema::Description::from_toml(text)
-                .with_context(|| format!("bundled model `{name}`"))?;
-            let model =
-                mmiolab_regmodel::compile_shifted(&desc, shift).with_context(|| format!("bundled model `{name}`"))?;
-            Ok(Some((model, None)))
-        }
-        DeviceModel::File(path) => {
-            let path = config.resolve(&path);
-            let text = mmiolab_regmodel::compile::read_description(&path)?;
-            let desc = mmiolab_regmodel::schema::Description::from_toml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
-            let model = mmiolab_regmodel::compile_shifted(&desc, shift).map_err(|mut e| {
-                e.file.clone_from(&path);
-                e
-            })?;
-            Ok(Some((model, Some(path))))
-        }
-    }
+    let Some((desc, inputs)) = mmiolab_vmm::platform::device_description(config, &key, dev)? else {
+        return Ok(None);
+    };
+    let model = mmiolab_regmodel::compile_shifted(&desc, dev.reg_shift.unwrap_or(0))
+        .map_err(|e| anyhow::anyhow!("{}: {key}: {e}", config.source.display()))?;
+    Ok(Some((model, inputs.into_iter().next())))
 }
 
 /// What `mmiolab header` reads.

@@ -129,11 +129,38 @@ pub enum DeviceModel {
     Bundled(String),
     /// A description file (`description = "dev.toml"`, resolved against the machine file).
     File(PathBuf),
+    /// A peripheral of a CMSIS-SVD file (`svd = { file, peripheral }`), with the
+    /// `description` file, if any, as an overlay that modifies and adds to it.
+    Svd {
+        /// The SVD file.
+        file: PathBuf,
+        /// The peripheral's name in it.
+        peripheral: String,
+        /// The overlay.
+        overlay: Option<PathBuf>,
+    },
+}
+
+/// `svd = { file = "stm32f4.svd", peripheral = "USART1" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SvdSource {
+    /// The SVD file (relative to the machine file).
+    pub file: PathBuf,
+    /// The peripheral to take.
+    pub peripheral: String,
 }
 
 impl DeviceConfig {
     /// The device's model, from `model` or `description` (checked: exactly one is given).
     pub fn kind(&self) -> DeviceModel {
+        if let Some(svd) = &self.svd {
+            return DeviceModel::Svd {
+                file: svd.file.clone(),
+                peripheral: svd.peripheral.clone(),
+                overlay: self.description.clone(),
+            };
+        }
         match (&self.model, &self.description) {
             (_, Some(file)) => DeviceModel::File(file.clone()),
             (Some(m), None) if m == "regfile" => DeviceModel::Regfile,
@@ -165,7 +192,10 @@ impl DeviceConfig {
 
     /// Whether the model is a description (bundled or a file).
     pub fn is_described(&self) -> bool {
-        matches!(self.kind(), DeviceModel::Bundled(_) | DeviceModel::File(_))
+        matches!(
+            self.kind(),
+            DeviceModel::Bundled(_) | DeviceModel::File(_) | DeviceModel::Svd { .. }
+        )
     }
 }
 
@@ -234,8 +264,11 @@ pub struct DeviceConfig {
     /// Its model: `regfile` and `counter` are built in; any other name is a bundled
     /// description (`mmiolab models` lists them).
     pub model: Option<String>,
-    /// A device description file (TOML, see docs/devices.md), instead of `model`.
+    /// A device description file (TOML, see docs/devices.md), instead of `model`; with
+    /// `svd`, an overlay on the SVD peripheral.
     pub description: Option<PathBuf>,
+    /// A peripheral of a CMSIS-SVD file as the register map.
+    pub svd: Option<SvdSource>,
     /// Scales every register offset of a described device by `1 << reg_shift` (as the
     /// device tree's `reg-shift` says hardware does when registers sit on wider lanes).
     pub reg_shift: Option<u32>,
@@ -778,10 +811,16 @@ impl MachineConfig {
             if dev.model.is_some() && dev.description.is_some() {
                 return Err(self.error(key, "give `model` or `description`, not both"));
             }
-            if dev.model.is_none() && dev.description.is_none() {
+            if dev.svd.is_some() && dev.model.is_some() {
                 return Err(self.error(
                     key,
-                    "a device needs a `model` (regfile, counter or a bundled model) or a `description` file",
+                    "give `model` or `svd`, not both (`description` is the SVD's overlay)",
+                ));
+            }
+            if dev.model.is_none() && dev.description.is_none() && dev.svd.is_none() {
+                return Err(self.error(
+                    key,
+                    "a device needs a `model` (regfile, counter or a bundled model), a `description` file or an `svd` peripheral",
                 ));
             }
             if dev.is_described() {

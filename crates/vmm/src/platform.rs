@@ -19,7 +19,7 @@ use mmiolab_devices::{
     Space, SysCtl, TraceSink, VmControl,
 };
 use mmiolab_regmodel::DescribedDevice;
-use mmiolab_regmodel::schema::Backing;
+use mmiolab_regmodel::schema::{Backing, Description};
 
 use crate::config::{ConfigError, DeviceConfig, DeviceModel, FifoDirection, FifoHost, MachineConfig, RegionConfig};
 use crate::config::{DeviceDtConfig, DtNode, DtValue, dt_children, dt_properties};
@@ -591,6 +591,82 @@ fn to_space(space: AddressSpace) -> Space {
     }
 }
 
+/// Largest SVD file read: vendor files run to tens of MB for big parts.
+const MAX_SVD_BYTES: u64 = 64 << 20;
+
+/// The description of device `dev` (`key` in messages), if it is described: a bundled
+/// model, a description file, or an SVD peripheral with an optional overlay. Also returns
+/// the files it was read from.
+pub fn device_description(
+    config: &MachineConfig,
+    key: &str,
+    dev: &DeviceConfig,
+) -> Result<Option<(Description, Vec<PathBuf>)>, ConfigError> {
+    let read_overlay = |desc: &mut Description, path: &Path| -> Result<(), ConfigError> {
+        let path = config.resolve(path);
+        let text = mmiolab_regmodel::compile::read_description(&path)
+            .map_err(|e| config.error(format!("{key}.description"), e.to_string()))?;
+        mmiolab_regmodel::svd::apply_overlay_toml(desc, &text)
+            .map_err(|e| config.error(format!("{key}.description"), format!("{}: {e}", path.display())))
+    };
+    match dev.kind() {
+        DeviceModel::Regfile | DeviceModel::Counter => Ok(None),
+        DeviceModel::Bundled(name) => {
+            let text = mmiolab_regmodel::bundled::bundled(&name).ok_or_else(|| {
+                config.error(
+                    format!("{key}.model"),
+                    format!(
+                        "no model `{name}`: built in are regfile and counter; bundled descriptions are {}",
+                        mmiolab_regmodel::bundled::names().join(", ")
+                    ),
+                )
+            })?;
+            let desc = Description::from_toml(text)
+                .map_err(|e| config.error(format!("{key}.model"), format!("bundled model `{name}`: {e}")))?;
+            Ok(Some((desc, Vec::new())))
+        }
+        DeviceModel::File(path) => {
+            let path = config.resolve(&path);
+            let text = mmiolab_regmodel::compile::read_description(&path)
+                .map_err(|e| config.error(format!("{key}.description"), e.to_string()))?;
+            let desc = Description::from_toml(&text).map_err(|e| {
+                config.error(
+                    format!("{key}.description"),
+                    format!("{}: {}", path.display(), e.to_string().trim_end()),
+                )
+            })?;
+            Ok(Some((desc, vec![path])))
+        }
+        DeviceModel::Svd {
+            file,
+            peripheral,
+            overlay,
+        } => {
+            let path = config.resolve(&file);
+            let err = |reason: String| config.error(format!("{key}.svd.file"), format!("{}: {reason}", path.display()));
+            let meta = std::fs::metadata(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+            if !meta.is_file() || meta.len() > MAX_SVD_BYTES {
+                return Err(err(format!(
+                    "an SVD file must be a regular file of at most {MAX_SVD_BYTES} bytes"
+                )));
+            }
+            let xml = std::fs::read_to_string(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+            let import = mmiolab_regmodel::svd::import(&xml, &peripheral)
+                .map_err(|e| config.error(format!("{key}.svd"), format!("{}: {e}", path.display())))?;
+            for w in &import.warnings {
+                log::warn!("{key} ({peripheral} from {}): {}", path.display(), w.message);
+            }
+            let mut desc = import.description;
+            let mut inputs = vec![path];
+            if let Some(o) = overlay {
+                read_overlay(&mut desc, &o)?;
+                inputs.push(config.resolve(&o));
+            }
+            Ok(Some((desc, inputs)))
+        }
+    }
+}
+
 /// Builds device `dev` (`key` in messages); its interrupt line, if any, joins `irq_lines`.
 /// Returns the instance and, per interrupt line, whether it is level-triggered.
 fn make_device(
@@ -604,35 +680,7 @@ fn make_device(
 ) -> Result<(Instance, Vec<bool>), ConfigError> {
     let io_err =
         |e: std::io::Error| config.error(format!("{key}.irq"), format!("cannot create an interrupt line: {e}"));
-    let description = match dev.kind() {
-        DeviceModel::Regfile | DeviceModel::Counter => None,
-        DeviceModel::Bundled(name) => {
-            let text = mmiolab_regmodel::bundled::bundled(&name).ok_or_else(|| {
-                config.error(
-                    format!("{key}.model"),
-                    format!(
-                        "no model `{name}`: built in are regfile and counter; bundled descriptions are {}",
-                        mmiolab_regmodel::bundled::names().join(", ")
-                    ),
-                )
-            })?;
-            Some(
-                mmiolab_regmodel::schema::Description::from_toml(text)
-                    .map_err(|e| config.error(format!("{key}.model"), format!("bundled model `{name}`: {e}")))?,
-            )
-        }
-        DeviceModel::File(path) => {
-            let path = config.resolve(&path);
-            let text = mmiolab_regmodel::compile::read_description(&path)
-                .map_err(|e| config.error(format!("{key}.description"), e.to_string()))?;
-            Some(mmiolab_regmodel::schema::Description::from_toml(&text).map_err(|e| {
-                config.error(
-                    format!("{key}.description"),
-                    format!("{}: {}", path.display(), e.to_string().trim_end()),
-                )
-            })?)
-        }
-    };
+    let description = device_description(config, key, dev)?.map(|(d, _)| d);
     let Some(description) = description else {
         let (_, region, sub) = regions.first().ok_or_else(|| config.error(key, "no region"))?;
         let size = usize::try_from(region.size).map_err(|_| config.error(sub.clone(), "region too large"))?;
@@ -651,11 +699,15 @@ fn make_device(
         return Ok((instance, vec![false]));
     };
     let model = mmiolab_regmodel::compile_shifted(&description, dev.reg_shift.unwrap_or(0)).map_err(|e| {
-        let what = match dev.kind() {
-            DeviceModel::File(p) => config.resolve(&p).display().to_string(),
-            _ => format!("model `{}`", dev.model.as_deref().unwrap_or_default()),
+        let (what, k) = match dev.kind() {
+            DeviceModel::File(p) => (config.resolve(&p).display().to_string(), "description"),
+            DeviceModel::Svd { file, peripheral, .. } => (
+                format!("{} peripheral {peripheral}", config.resolve(&file).display()),
+                "svd",
+            ),
+            _ => (format!("model `{}`", dev.model.as_deref().unwrap_or_default()), "model"),
         };
-        config.error(format!("{key}.description"), format!("{what}: {e}"))
+        config.error(format!("{key}.{k}"), format!("{what}: {e}"))
     })?;
     // The first region (MMIO when there is one) must hold the whole map; a second, I/O-port
     // mapping of the same registers shows what fits in its ports.
@@ -886,5 +938,40 @@ pio = [{ base = 0x378, size = 8 }]
             e,
             "m.toml: device[0].dt.properties.reg-shift: disagrees with the device's reg_shift = 2: leave it out, mmiolab writes it"
         );
+    }
+
+    #[test]
+    fn an_svd_peripheral_with_an_overlay_is_a_device() {
+        let dir = std::env::temp_dir().join(format!("mmiolab-svd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let svd = concat!(env!("CARGO_MANIFEST_DIR"), "/../regmodel/tests/data/toy.svd");
+        std::fs::write(
+            dir.join("overlay.toml"),
+            "[[register]]\nname = \"KICK\"\noffset = 0x80\nsw = \"wo\"\n[[effect]]\non = \"write KICK\"\ndo = [\"set CTRL.EN\"]\n",
+        )
+        .unwrap();
+        let machine = format!(
+            "[[device]]\nname = \"dma\"\nsvd = {{ file = \"{svd}\", peripheral = \"DMA\" }}\ndescription = \"overlay.toml\"\nmmio = [{{ base = 0xd0000000, size = 0x1000 }}]\n"
+        );
+        let path = dir.join("m.toml");
+        let config = MachineConfig::parse(&machine, &path).unwrap();
+        let p = Platform::build(&config, Box::new(std::io::sink())).unwrap();
+        let dev = config.devices.first().unwrap();
+        let (desc, inputs) = device_description(&config, "device[0]", dev).unwrap().unwrap();
+        assert!(desc.registers.iter().any(|r| r.name == "CTRL"));
+        assert!(
+            desc.registers.iter().any(|r| r.name == "KICK"),
+            "the overlay added a register"
+        );
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(p.self_traced.len(), 1);
+        let bad = machine.replace("peripheral = \"DMA\"", "peripheral = \"NOPE\"");
+        let config = MachineConfig::parse(&bad, &path).unwrap();
+        let e = Platform::build(&config, Box::new(std::io::sink()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("device[0].svd: ") && e.contains("NOPE"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
