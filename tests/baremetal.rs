@@ -451,7 +451,9 @@ fn compare_with_expected_trace(trace: &[Value], name: &str) -> Result<(), Failed
             v.to_string()
         })
         .collect();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/expected").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/expected")
+        .join(name);
     if std::env::var_os("MMIOLAB_BLESS").is_some() {
         std::fs::write(&path, lines.join("\n") + "\n")?;
         return Ok(());
