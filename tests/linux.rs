@@ -10,11 +10,12 @@ use libtest_mimic::{Arguments, Failed, Trial};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Tests the guest init runs (guest/initramfs/init), and the host's own check.
-const EXPECTED: [&str; 6] = [
+const EXPECTED: [&str; 7] = [
     "PASS mmio_fixed",
     "PASS platform_dt",
     "PASS pio_ports",
     "PASS platform_pio",
+    "PASS demo_irq",
     "PASS devmem",
     "PASS host: guest resources match mmiolab tree",
 ];
