@@ -48,6 +48,17 @@ pub const MAX_FIFO_DEPTH: u32 = 1 << 16;
 pub const MAX_TRAPPED_MEMORY: u64 = 16 << 20;
 /// Page size for memslot-backed windows.
 pub const PAGE: u64 = 4096;
+/// Elements all FIFOs of a device hold together (what their buffers may grow to).
+pub const MAX_FIFO_TOTAL: u64 = 1 << 22;
+/// Bytes all trapped memory windows of a device hold together.
+pub const MAX_TRAPPED_TOTAL: u64 = 64 << 20;
+/// What the copies of text that arrays make may cost: every element of a register array,
+/// and every instance of an `[i]` effect, gets its own names, descriptions, value names and
+/// parsed expressions (expression text counts 16 times, for its parsed form). Without it,
+/// `count = 4096` on a register with a 1 MiB description would take 4 GiB.
+pub const MAX_EXPANDED_BYTES: usize = 128 << 20;
+/// Most effects (after `[i]` effects are expanded element by element) one device may have.
+pub const MAX_EFFECTS: usize = 1 << 14;
 
 /// Software access of a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -593,9 +604,61 @@ struct Compiler {
     irq_names: HashMap<String, u32>,
     /// Register offsets and strides are shifted left by this.
     shift: u32,
+    /// Bytes of expanded text so far (see [`MAX_EXPANDED_BYTES`]).
+    expanded: usize,
+}
+
+/// What one instance of register `r` costs in [`MAX_EXPANDED_BYTES`].
+fn instance_bytes(r: &RegisterDesc) -> usize {
+    let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+    let expr = |t: &Option<String>| 16 * text(t);
+    let values = |v: &Option<BTreeMap<String, u64>>| v.iter().flatten().map(|(n, _)| 32 + n.len()).sum::<usize>();
+    let counter =
+        |c: &Option<crate::schema::CounterDesc>| c.as_ref().map_or(0, |c| text(&c.overflow) + text(&c.underflow));
+    let fields: usize = r
+        .fields
+        .iter()
+        .map(|f| {
+            2 * f.name.len()
+                + r.name.len()
+                + text(&f.description)
+                + expr(&f.value)
+                + values(&f.values)
+                + counter(&f.counter)
+        })
+        .sum();
+    2 * r.name.len()
+        + text(&r.description)
+        + expr(&r.when)
+        + expr(&r.value)
+        + values(&r.values)
+        + counter(&r.counter)
+        + fields
+}
+
+/// What one instance of effect `e` costs in [`MAX_EXPANDED_BYTES`].
+fn effect_bytes(e: &EffectDesc) -> usize {
+    let text =
+        e.on.len() + e.condition.as_ref().map_or(0, String::len) + e.actions.iter().map(String::len).sum::<usize>();
+    64 + e.name.as_ref().map_or(0, String::len) + 16 * text
 }
 
 impl Compiler {
+    /// Counts `count` copies of `bytes` against [`MAX_EXPANDED_BYTES`].
+    fn charge(&mut self, key: &str, bytes: usize, count: u32) -> Result<(), DescriptionError> {
+        self.expanded = self.expanded.saturating_add(bytes.saturating_mul(count as usize));
+        if self.expanded > MAX_EXPANDED_BYTES {
+            return fail(
+                key,
+                format!(
+                    "the description expands to more than {} MiB: arrays repeat their text, descriptions and expressions element by element",
+                    MAX_EXPANDED_BYTES >> 20
+                ),
+            );
+        }
+        Ok(())
+    }
+
     fn run(mut self, desc: &Description) -> Result<Model, DescriptionError> {
         let dev = &desc.device;
         let name = dev.name.clone().unwrap_or_else(|| "device".to_owned());
@@ -687,10 +750,16 @@ impl Compiler {
             ops
         };
         let mut registers = std::mem::take(&mut self.registers);
+        let mut watched_regs = vec![false; registers.len()];
+        for op in &interrupt_operands {
+            if let Operand::Field { reg, .. } = op
+                && let Some(w) = watched_regs.get_mut(*reg as usize)
+            {
+                *w = true;
+            }
+        }
         for (idx, r) in registers.iter_mut().enumerate() {
-            let watched = interrupt_operands
-                .iter()
-                .any(|op| matches!(op, Operand::Field { reg, .. } if *reg as usize == idx));
+            let watched = watched_regs.get(idx).copied().unwrap_or(false);
             r.computed_mask = r.fields.iter().filter(|f| f.value.is_some()).fold(0, |m, f| m | f.mask);
             r.read_mask = r
                 .fields
@@ -782,7 +851,10 @@ impl Compiler {
             );
         }
         let count = r.count.unwrap_or(1);
-        let stride = r.stride.unwrap_or(u64::from(width)) << self.shift;
+        self.charge(&key, instance_bytes(r), count)?;
+        let Some(stride) = r.stride.unwrap_or(u64::from(width)).checked_mul(1u64 << self.shift) else {
+            return fail(format!("{key}.stride"), "too large");
+        };
         if r.count.is_none() && r.stride.is_some() {
             return fail(format!("{key}.stride"), "only an array (`count`) has a stride");
         }
@@ -1112,12 +1184,20 @@ impl Compiler {
 
     fn compile_fifos(&self, desc: &Description) -> Result<Vec<Fifo>, DescriptionError> {
         let mut out = Vec::new();
+        let mut total = 0u64;
         for (i, f) in desc.fifos.iter().enumerate() {
             let key = format!("fifo[{i}]");
             if f.depth == 0 || f.depth > MAX_FIFO_DEPTH {
                 return fail(
                     format!("{key}.depth"),
                     format!("{}: a FIFO holds 1..={MAX_FIFO_DEPTH} elements", f.depth),
+                );
+            }
+            total += u64::from(f.depth);
+            if total > MAX_FIFO_TOTAL {
+                return fail(
+                    format!("{key}.depth"),
+                    format!("the FIFOs of a device hold at most {MAX_FIFO_TOTAL} elements together"),
                 );
             }
             let width = f.width.unwrap_or(8);
@@ -1206,6 +1286,13 @@ impl Compiler {
                     key: format!("{key}.on"),
                     reason: format!("`{}` uses [i] but names no register array", e.on),
                 })?;
+                self.charge(&key, effect_bytes(e), count)?;
+                if effects.len() + count as usize > MAX_EFFECTS {
+                    return fail(
+                        key,
+                        format!("more than {MAX_EFFECTS} effects (`[i]` effects counted element by element)"),
+                    );
+                }
                 for k in 0..count {
                     let s = |t: &str| t.replace("[i]", &format!("[{k}]"));
                     let inst = EffectDesc {
@@ -1220,6 +1307,13 @@ impl Compiler {
                     effects.push(self.effect(&key, &inst, format!("{name}[{k}]"))?);
                 }
             } else {
+                self.charge(&key, effect_bytes(e), 1)?;
+                if effects.len() >= MAX_EFFECTS {
+                    return fail(
+                        key,
+                        format!("more than {MAX_EFFECTS} effects (`[i]` effects counted element by element)"),
+                    );
+                }
                 effects.push(self.effect(&key, e, name)?);
             }
         }
@@ -1577,6 +1671,7 @@ fn field_from(
 fn compile_memories(desc: &Description) -> Result<Vec<Memory>, DescriptionError> {
     let mut out: Vec<Memory> = Vec::new();
     let mut names = HashSet::new();
+    let mut trapped = 0u64;
     for (i, m) in desc.memories.iter().enumerate() {
         let key = format!("memory[{i}]");
         check_name(&format!("{key}.name"), &m.name)?;
@@ -1611,6 +1706,13 @@ fn compile_memories(desc: &Description) -> Result<Vec<Memory>, DescriptionError>
                         ),
                     );
                 }
+                trapped += m.size;
+                if trapped > MAX_TRAPPED_TOTAL {
+                    return fail(
+                        format!("{key}.size"),
+                        format!("the trapped windows of a device hold at most {MAX_TRAPPED_TOTAL:#x} bytes together"),
+                    );
+                }
             }
         }
         out.push(Memory {
@@ -1635,13 +1737,21 @@ fn check_memory_overlaps(model: &Model) -> Result<(), DescriptionError> {
             return fail("memory", format!("windows `{}` and `{}` overlap", a.name, b.name));
         }
     }
+    // Slots are sorted by offset and do not overlap: the first that ends after a window's
+    // start is the only one that can overlap it first (no scan of every register per window).
     for m in &model.memories {
-        if let Some(r) = model
-            .registers
-            .iter()
-            .find(|r| r.offset < m.offset + m.size && m.offset < r.offset + u64::from(r.width))
+        let first = model
+            .slots
+            .partition_point(|s| s.offset + u64::from(s.width) <= m.offset);
+        if let Some(slot) = model.slots.get(first)
+            && slot.offset < m.offset + m.size
         {
-            return fail("memory", format!("window `{}` overlaps register `{}`", m.name, r.name));
+            let name = slot
+                .candidates
+                .first()
+                .and_then(|r| model.registers.get(*r as usize))
+                .map_or("?", |r| r.name.as_str());
+            return fail("memory", format!("window `{}` overlaps register `{name}`", m.name));
         }
     }
     Ok(())
@@ -1734,70 +1844,85 @@ fn build_slots(desc: &Description, model: &mut Model) -> Result<(), DescriptionE
 
 /// Effects that run at once and feed each other through FIFO pushes, pops or resets
 /// would loop forever inside one access.
+///
+/// A depth-first search with its own stack (a chain of 100 000 effects must not overflow
+/// the thread's), over effects and groups: every FIFO's push and pop triggers and the reset
+/// trigger are one node each, so an effect that pushes a FIFO with many push effects costs
+/// one edge, not one per effect (linear in the description, not quadratic).
 fn check_effect_cycles(effects: &[Effect], model: &Model) -> Result<(), DescriptionError> {
-    let successors = |e: &Effect| -> Vec<u32> {
-        let mut out = Vec::new();
-        for a in &e.actions {
-            match a {
-                Action::Push(f, _) => out.extend(
-                    model
-                        .fifos
-                        .get(*f as usize)
-                        .map(|x| x.push_effects.clone())
-                        .unwrap_or_default(),
-                ),
-                Action::Pop(f, _) => out.extend(
-                    model
-                        .fifos
-                        .get(*f as usize)
-                        .map(|x| x.pop_effects.clone())
-                        .unwrap_or_default(),
-                ),
-                Action::Reset => out.extend(model.reset_effects.iter().copied()),
-                _ => {}
+    let n = effects.len();
+    let reset_group = n + 2 * model.fifos.len();
+    let immediate = |e: u32| effects.get(e as usize).is_some_and(|x| x.delay == Delay::None);
+    let successors = |node: usize| -> Vec<usize> {
+        if let Some(e) = effects.get(node) {
+            if e.delay != Delay::None {
+                return Vec::new();
             }
+            return e
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Push(f, _) => Some(n + 2 * *f as usize),
+                    Action::Pop(f, _) => Some(n + 2 * *f as usize + 1),
+                    Action::Reset => Some(reset_group),
+                    _ => None,
+                })
+                .collect();
         }
-        out
+        let group = node - n;
+        let list: &[u32] = if node == reset_group {
+            &model.reset_effects
+        } else {
+            match model.fifos.get(group / 2) {
+                Some(f) if group & 1 == 0 => &f.push_effects,
+                Some(f) => &f.pop_effects,
+                None => &[],
+            }
+        };
+        list.iter().filter(|e| immediate(**e)).map(|e| *e as usize).collect()
     };
     // 0 = unvisited, 1 = on the stack, 2 = done.
-    let mut state = vec![0u8; effects.len()];
-    fn visit(
-        i: usize,
-        effects: &[Effect],
-        state: &mut [u8],
-        successors: &dyn Fn(&Effect) -> Vec<u32>,
-    ) -> Option<usize> {
-        let e = effects.get(i)?;
-        if e.delay != Delay::None {
-            return None;
+    let mut state = vec![0u8; reset_group + 1];
+    for root in 0..n {
+        if state.get(root) != Some(&0) {
+            continue;
         }
-        match state.get(i) {
-            Some(1) => return Some(i),
-            Some(2) | None => return None,
-            _ => {}
-        }
-        if let Some(s) = state.get_mut(i) {
+        if let Some(s) = state.get_mut(root) {
             *s = 1;
         }
-        for next in successors(e) {
-            if let Some(found) = visit(next as usize, effects, state, successors) {
-                return Some(found);
+        // (node, its successors, how many of them were visited)
+        let mut stack = vec![(root, successors(root), 0usize)];
+        while let Some((node, next, done)) = stack.last_mut() {
+            let node = *node;
+            let Some(&succ) = next.get(*done) else {
+                if let Some(s) = state.get_mut(node) {
+                    *s = 2;
+                }
+                stack.pop();
+                continue;
+            };
+            *done += 1;
+            match state.get(succ) {
+                Some(0) => {
+                    if let Some(s) = state.get_mut(succ) {
+                        *s = 1;
+                    }
+                    stack.push((succ, successors(succ), 0));
+                }
+                Some(1) => {
+                    // Back to a node on the stack: a cycle. Name its effect (a group is
+                    // reached from the effect on top of the stack).
+                    let found = if succ < n { succ } else { node };
+                    let name = effects.get(found).map_or("?", |e| e.name.as_str());
+                    return fail(
+                        "effect",
+                        format!(
+                            "effects without a delay fire each other in a cycle through `{name}`: give one of them `after` or `after_accesses`"
+                        ),
+                    );
+                }
+                _ => {}
             }
-        }
-        if let Some(s) = state.get_mut(i) {
-            *s = 2;
-        }
-        None
-    }
-    for i in 0..effects.len() {
-        if let Some(found) = visit(i, effects, &mut state, &successors) {
-            let name = effects.get(found).map_or("?", |e| e.name.as_str());
-            return fail(
-                "effect",
-                format!(
-                    "effects without a delay fire each other in a cycle through `{name}`: give one of them `after` or `after_accesses`"
-                ),
-            );
         }
     }
     Ok(())
@@ -2102,6 +2227,116 @@ mod tests {
         assert_eq!(parse_delay("3s"), Some(3_000_000_000));
         assert_eq!(parse_delay("99999999999999999999s"), None);
         assert_eq!(parse_delay("ms"), None);
+    }
+
+    #[test]
+    fn hostile_descriptions_are_refused_before_they_cost() {
+        // Hostile descriptions run through the fuzz targets (each took seconds to minutes, or GiB,
+        // before its limit).
+        let big = "x".repeat(1 << 20);
+        let cases: Vec<(String, &str)> = vec![
+            // 4096 copies of a 1 MiB description.
+            (
+                format!("[[register]]\nname = \"R\"\noffset = 0\ncount = 4096\ndescription = \"{big}\"\n"),
+                "d.toml: register[0]: the description expands to more than 128 MiB",
+            ),
+            // 4096 instances of an effect with long expressions.
+            (
+                format!(
+                    "[[register]]\nname = \"R\"\noffset = 0\ncount = 4096\n[[effect]]\non = \"write R[i]\"\nif = \"{}\"\ndo = [\"set R[i]\"]\n",
+                    vec!["R[i]"; 500].join(" | ")
+                ),
+                "d.toml: effect[0]: the description expands to more than 128 MiB",
+            ),
+            (
+                format!(
+                    "[[register]]\nname = \"R\"\noffset = 0\ncount = 4096\n{}",
+                    "[[effect]]\non = \"write R[i]\"\ndo = [\"set R[i]\"]\n".repeat(5)
+                ),
+                "d.toml: effect[4]: more than 16384 effects",
+            ),
+            (
+                (0..65).map(|i| format!("[[fifo]]\nname = \"q{i}\"\ndepth = 65536\n")).collect(),
+                "d.toml: fifo[64].depth: the FIFOs of a device hold at most 4194304 elements together",
+            ),
+            (
+                (0..5)
+                    .map(|i| format!("[[memory]]\nname = \"m{i}\"\noffset = {}\nsize = 0x1000000\nbacking = \"trapped\"\nfill = 1\n", i << 24))
+                    .collect(),
+                "d.toml: memory[4].size: the trapped windows of a device hold at most 0x4000000 bytes together",
+            ),
+        ];
+        for (text, want) in &cases {
+            let got = refuse(text);
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+        }
+        // A stride that overflows once scaled by reg_shift.
+        let desc =
+            Description::from_toml("[[register]]\nname = \"A\"\noffset = 0\ncount = 2\nstride = 0x0100000000000001\n")
+                .unwrap();
+        let e = compile_shifted(&desc, 8).unwrap_err().to_string();
+        assert_eq!(e, "register[0].stride: too large");
+    }
+
+    #[test]
+    fn long_effect_chains_compile_and_cycles_through_groups_are_found() {
+        // A hostile input run through the fuzz targets: the cycle check recursed once per effect
+        // in a chain (a stack overflow at some 40 000), and copied a FIFO's effect list for every
+        // effect that pushes it (quadratic).
+        let n = 10_000;
+        let mut text: String = (0..=n)
+            .map(|i| format!("[[fifo]]\nname = \"f{i}\"\ndepth = 1\n"))
+            .collect();
+        for i in 0..n {
+            text += &format!("[[effect]]\non = \"push f{i}\"\ndo = [\"push f{}\"]\n", i + 1);
+        }
+        let m = compile_text(&text, Path::new("d.toml")).unwrap();
+        assert_eq!(m.effects.len(), n);
+        // The chain closed into a ring is a cycle.
+        let ring = format!("{text}[[effect]]\non = \"push f{n}\"\ndo = [\"push f0\"]\n");
+        assert!(refuse(&ring).contains("in a cycle through"));
+        // Through a pop, and through a reset.
+        let q = "[[fifo]]\nname = \"a\"\ndepth = 1\n[[fifo]]\nname = \"b\"\ndepth = 1\n";
+        let got = refuse(&format!(
+            "{q}[[effect]]\nname = \"A\"\non = \"pop a\"\ndo = [\"push b\"]\n[[effect]]\nname = \"B\"\non = \"push b\"\ndo = [\"pop a\"]\n"
+        ));
+        assert!(got.contains("in a cycle through `"), "{got}");
+        let got = refuse(&format!(
+            "{q}[[effect]]\nname = \"R\"\non = \"reset\"\ndo = [\"push a\", \"reset\"]\n"
+        ));
+        assert!(got.contains("in a cycle through `R`"), "{got}");
+        // A diamond is not a cycle; a delay breaks one.
+        compile_text(
+            &format!("{q}[[effect]]\non = \"push a\"\ndo = [\"push b\", \"push b\"]\n[[effect]]\non = \"push b\"\ndo = [\"flush b\"]\n[[effect]]\non = \"push b\"\ndo = [\"flush a\"]\n"),
+            Path::new("d.toml"),
+        )
+        .unwrap();
+        compile_text(
+            &format!("{q}[[effect]]\non = \"push a\"\ndo = [\"push b\"]\n[[effect]]\non = \"push b\"\nafter = \"1ns\"\ndo = [\"push a\"]\n"),
+            Path::new("d.toml"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn windows_overlapping_registers_are_found_among_many() {
+        let regs = "[[register]]\nname = \"R\"\noffset = 0\ncount = 8\nstride = 0x10\n";
+        let window = |offset: u64, size: u64| {
+            format!("{regs}[[memory]]\nname = \"m\"\noffset = {offset}\nsize = {size}\nbacking = \"trapped\"\n")
+        };
+        for (offset, size) in [(4, 12), (0x24, 0x8), (0x34, 0xc), (0x78, 1), (0x80, 0x1000)] {
+            compile_text(&window(offset, size), Path::new("d.toml")).unwrap();
+        }
+        for (offset, size, reg) in [
+            (0x3, 2, "R[0]"),
+            (0x20, 1, "R[2]"),
+            (0x14, 0x10, "R[2]"),
+            (0, 0x1000, "R[0]"),
+            (0x73, 1, "R[7]"),
+        ] {
+            let got = refuse(&window(offset, size));
+            assert_eq!(got, format!("d.toml: memory: window `m` overlaps register `{reg}`"));
+        }
     }
 
     #[test]

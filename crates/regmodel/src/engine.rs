@@ -13,6 +13,7 @@
 //! fields clear, effects waiting for a number of accesses count this one, and finally
 //! every interrupt condition is evaluated.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::Write;
 
@@ -30,6 +31,18 @@ pub const MAX_PENDING: usize = 1024;
 /// Deepest chain of effects firing effects inside one access (cycles are refused when the
 /// description is compiled; this bounds what remains, e.g. long FIFO chains).
 const MAX_CHAIN: u32 = 16;
+/// Work one access or event may do: each effect fired and each action run counts 1, a
+/// reset more (by the size of the state it resets). The chain bound above limits depth,
+/// not breadth: effects that each push a FIFO twice double at every step, and an acyclic
+/// description can make one access fire billions of effects. Past it, effects are dropped
+/// (counted in [`State::dropped_effects`], logged); waiting effects that are due stay
+/// waiting for the next access or event.
+pub const MAX_WORK: u32 = 1024;
+/// Computed-field evaluations one access or event may do. Computed fields that read
+/// computed fields cost a product (`A = B + B + B`, `B = C + C + C`, ... to the depth bound
+/// is 3^8 evaluations of `C` per read of `A`); past it, computed fields read 0, as past the
+/// depth bound.
+pub const MAX_COMPUTE: u32 = 1024;
 /// Notes one access can carry in its trace record.
 pub const MAX_NOTES: usize = 24;
 /// Fields one trace record decodes.
@@ -132,6 +145,8 @@ pub struct State {
     irq: u32,
     pending: Vec<Pending>,
     dropped_effects: u64,
+    /// Computed-field evaluations left in this access or event ([`MAX_COMPUTE`]).
+    compute_left: Cell<u32>,
 }
 
 impl State {
@@ -161,6 +176,7 @@ impl State {
             irq: 0,
             pending: Vec::with_capacity(MAX_PENDING),
             dropped_effects: 0,
+            compute_left: Cell::new(MAX_COMPUTE),
         };
         let mut notes = Notes::default();
         let mut out = Outcome::default();
@@ -196,7 +212,8 @@ impl State {
         self.host_dropped
     }
 
-    /// Effects dropped because too many were waiting.
+    /// Effects dropped because too many were waiting, or dropped or cut short because one
+    /// access or event did more than [`MAX_WORK`].
     pub fn dropped_effects(&self) -> u64 {
         self.dropped_effects
     }
@@ -229,7 +246,9 @@ impl Env for View<'_> {
     fn operand(&self, op: Operand) -> u64 {
         match op {
             Operand::Value => self.value,
-            Operand::Field { reg, shift, mask } => (internal(self.model, self.state, reg as usize, 0) & mask) >> shift,
+            Operand::Field { reg, shift, mask } => {
+                (internal(self.model, self.state, reg as usize, 0, mask) & mask) >> shift
+            }
             Operand::Fifo { fifo, prop } => {
                 let (Some(q), Some(f)) = (self.state.fifos.get(fifo as usize), self.model.fifos.get(fifo as usize))
                 else {
@@ -252,8 +271,9 @@ impl Env for View<'_> {
 /// whose computed fields refer to each other in a circle gets 0, not a stack overflow).
 const MAX_COMPUTE_DEPTH: u32 = 8;
 
-/// The register as the device sees it: stored bits, with computed fields evaluated.
-fn internal(model: &Model, state: &State, reg: usize, depth: u32) -> u64 {
+/// The register as the device sees it: stored bits, with the computed fields that overlap
+/// `want` evaluated (the others read 0).
+fn internal(model: &Model, state: &State, reg: usize, depth: u32, want: u64) -> u64 {
     let Some(r) = model.registers.get(reg) else {
         return 0;
     };
@@ -265,8 +285,13 @@ fn internal(model: &Model, state: &State, reg: usize, depth: u32) -> u64 {
     if depth >= MAX_COMPUTE_DEPTH {
         return v;
     }
-    for f in &r.fields {
+    for f in r.fields.iter().filter(|f| f.mask & want != 0) {
         if let Some(e) = &f.value {
+            let left = state.compute_left.get();
+            if left == 0 {
+                return v;
+            }
+            state.compute_left.set(left - 1);
             let env = DepthView {
                 model,
                 state,
@@ -288,7 +313,7 @@ impl Env for DepthView<'_> {
     fn operand(&self, op: Operand) -> u64 {
         match op {
             Operand::Field { reg, shift, mask } => {
-                (internal(self.model, self.state, reg as usize, self.depth) & mask) >> shift
+                (internal(self.model, self.state, reg as usize, self.depth, mask) & mask) >> shift
             }
             other => View {
                 model: self.model,
@@ -310,6 +335,49 @@ struct Ctx<'m, 'n> {
     notes: &'n mut Notes<'m>,
     out: Outcome,
     now: &'n dyn Fn() -> u64,
+    /// Work left ([`MAX_WORK`]).
+    work: u32,
+}
+
+impl<'m, 'n> Ctx<'m, 'n> {
+    /// A context for one access or event; it also renews the state's computed-field budget.
+    fn new(model: &'m Model, state: &State, notes: &'n mut Notes<'m>, now: &'n dyn Fn() -> u64) -> Self {
+        state.compute_left.set(MAX_COMPUTE);
+        Ctx {
+            model,
+            notes,
+            out: Outcome::default(),
+            now,
+            work: MAX_WORK,
+        }
+    }
+
+    /// Takes `n` units of work, or says there is not that much left.
+    fn spend(&mut self, n: u32) -> bool {
+        match self.work.checked_sub(n) {
+            Some(left) => {
+                self.work = left;
+                true
+            }
+            None => {
+                self.work = 0;
+                false
+            }
+        }
+    }
+}
+
+/// What a reset costs in [`MAX_WORK`]: it rewrites every register and trapped memory byte
+/// (under a third of the work, for the largest state a description may have).
+fn reset_work(model: &Model) -> u32 {
+    let bytes: u64 = model
+        .memories
+        .iter()
+        .filter(|m| m.backing == crate::schema::Backing::Trapped)
+        .map(|m| m.size)
+        .sum();
+    let cost = 1 + model.registers.len() as u64 / 128 + bytes / (1 << 18);
+    u32::try_from(cost).unwrap_or(u32::MAX)
 }
 
 /// One guest access of `data.len()` bytes at `offset`: reads fill `data`, writes take it.
@@ -323,12 +391,7 @@ pub fn access<'m>(
     now: &dyn Fn() -> u64,
     notes: &mut Notes<'m>,
 ) -> Outcome {
-    let mut cx = Ctx {
-        model,
-        notes,
-        out: Outcome::default(),
-        now,
-    };
+    let mut cx = Ctx::new(model, state, notes, now);
     let width = data.len();
     if !matches!(width, 1 | 2 | 4 | 8) {
         if dir == Dir::Read {
@@ -531,7 +594,7 @@ fn read_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m R
     let mut value = if r.plain {
         state.values.get(i).copied().unwrap_or(0) & r.read_mask
     } else {
-        internal(model, state, i, 0) & r.read_mask
+        internal(model, state, i, 0, r.read_mask) & r.read_mask
     } | r.reserved_read;
     if r.plain {
         return value;
@@ -696,7 +759,11 @@ fn count_access(cx: &mut Ctx<'_, '_>, state: &mut State) {
     if !due {
         return;
     }
-    while let Some(pos) = state.pending.iter().position(|p| matches!(p.due, Due::Accesses(0))) {
+    // A waiting effect starts only with half the work left, so that it is not cut short
+    // unless it needs that much alone; the rest wait for the next access.
+    while cx.work >= MAX_WORK / 2
+        && let Some(pos) = state.pending.iter().position(|p| matches!(p.due, Due::Accesses(0)))
+    {
         let p = state.pending.swap_remove(pos);
         run_actions(cx, state, p.effect, p.value, 0);
     }
@@ -708,6 +775,10 @@ fn fire(cx: &mut Ctx<'_, '_>, state: &mut State, e: u32, value: u64, depth: u32)
     let Some(effect) = model.effects.get(e as usize) else {
         return;
     };
+    if !cx.spend(1) {
+        out_of_work(model, state);
+        return;
+    }
     if let Some(c) = &effect.condition
         && eval(model, state, c, value) == 0
     {
@@ -751,6 +822,18 @@ fn fire(cx: &mut Ctx<'_, '_>, state: &mut State, e: u32, value: u64, depth: u32)
     });
 }
 
+/// Counts (and logs, rate-limited) an effect dropped or cut short for want of work.
+fn out_of_work(model: &Model, state: &mut State) {
+    state.dropped_effects += 1;
+    if state.dropped_effects.is_power_of_two() {
+        log::warn!(
+            "device `{}`: {} effects dropped or cut short: one access or event did more than {MAX_WORK} actions",
+            model.name,
+            state.dropped_effects
+        );
+    }
+}
+
 fn run_actions<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, e: u32, value: u64, depth: u32) {
     let model = cx.model;
     let Some(effect) = model.effects.get(e as usize) else {
@@ -761,6 +844,10 @@ fn run_actions<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, e: u32, value: u64, 
     }
     cx.notes.push(Note::Fired { effect: &effect.name });
     for action in &effect.actions {
+        if !cx.spend(1) {
+            out_of_work(model, state);
+            return;
+        }
         match action {
             Action::Set(t) => store(cx, state, t, u64::MAX, false),
             Action::Clear(t) => store(cx, state, t, 0, true),
@@ -808,13 +895,17 @@ fn run_actions<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, e: u32, value: u64, 
                     });
                 }
             }
-            Action::Reset => reset_inner(cx, state, depth + 1),
+            Action::Reset => {
+                if cx.spend(reset_work(model)) {
+                    reset_inner(cx, state, depth + 1);
+                }
+            }
         }
     }
 }
 
 fn field_value(model: &Model, state: &State, t: &FieldRef) -> u64 {
-    (internal(model, state, t.reg as usize, 0) & t.mask) >> t.shift
+    (internal(model, state, t.reg as usize, 0, t.mask) & t.mask) >> t.shift
 }
 
 /// Hardware-side store of `v` into a field. Sticky fields only gain bits, unless `force`
@@ -947,13 +1038,13 @@ fn fifo_pop(cx: &mut Ctx<'_, '_>, state: &mut State, f: u32, depth: u32) -> u64 
             fire(cx, state, e, v, depth + 1);
         }
     }
-    top_up(cx, state, f as usize);
+    top_up(cx, state, f as usize, depth);
     v
 }
 
 /// Moves what the host sent into FIFO `f` while it has room, one element per
 /// `ceil(width / 8)` little-endian bytes.
-fn top_up(cx: &mut Ctx<'_, '_>, state: &mut State, f: usize) {
+fn top_up(cx: &mut Ctx<'_, '_>, state: &mut State, f: usize, depth: u32) {
     let Some(desc) = cx.model.fifos.get(f) else {
         return;
     };
@@ -969,7 +1060,8 @@ fn top_up(cx: &mut Ctx<'_, '_>, state: &mut State, f: usize) {
         for i in 0..bytes {
             element |= u64::from(pending.pop_front().unwrap_or(0)) << (8 * i);
         }
-        fifo_push(cx, state, f as u32, element, 0);
+        // At the pop's depth: a push effect that pops again must not restart the chain.
+        fifo_push(cx, state, f as u32, element, depth);
     }
 }
 
@@ -995,13 +1087,13 @@ fn evaluate_interrupts<'m>(model: &'m Model, state: &mut State, notes: &mut Note
 /// `Outcome::scheduled` is then the next deadline still waiting, if any.
 pub fn run_due<'m>(model: &'m Model, state: &mut State, now: u64, notes: &mut Notes<'m>) -> Outcome {
     let clock = move || now;
-    let mut cx = Ctx {
-        model,
-        notes,
-        out: Outcome::default(),
-        now: &clock,
-    };
+    let mut cx = Ctx::new(model, state, notes, &clock);
     loop {
+        if cx.work < MAX_WORK / 2 {
+            // The rest stays due (see count_access): `scheduled` below says so, and the
+            // caller comes back.
+            break;
+        }
         let next = state
             .pending
             .iter()
@@ -1039,12 +1131,7 @@ pub fn feed<'m>(
     now: &dyn Fn() -> u64,
     notes: &mut Notes<'m>,
 ) -> (usize, Outcome) {
-    let mut cx = Ctx {
-        model,
-        notes,
-        out: Outcome::default(),
-        now,
-    };
+    let mut cx = Ctx::new(model, state, notes, now);
     let Some(pending) = state.host_pending.get_mut(fifo) else {
         return (0, cx.out);
     };
@@ -1062,7 +1149,7 @@ pub fn feed<'m>(
             );
         }
     }
-    top_up(&mut cx, state, fifo);
+    top_up(&mut cx, state, fifo, 0);
     evaluate_interrupts(model, state, cx.notes, &mut cx.out);
     settle(state);
     (taken, cx.out)
@@ -1071,12 +1158,7 @@ pub fn feed<'m>(
 /// Resets the device: every register to its reset value, FIFOs emptied, memory refilled,
 /// waiting effects dropped; then `reset` effects run.
 pub fn reset<'m>(model: &'m Model, state: &mut State, now: &dyn Fn() -> u64, notes: &mut Notes<'m>) -> Outcome {
-    let mut cx = Ctx {
-        model,
-        notes,
-        out: Outcome::default(),
-        now,
-    };
+    let mut cx = Ctx::new(model, state, notes, now);
     reset_inner(&mut cx, state, 0);
     evaluate_interrupts(model, state, cx.notes, &mut cx.out);
     settle(state);
@@ -1140,4 +1222,110 @@ pub fn register_value(model: &Model, reg: u32, offset: u64, data: &[u8]) -> u64 
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn model(text: &str) -> Model {
+        crate::compile_text(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn access_at(m: &Model, s: &mut State, dir: Dir, offset: u64, value: u32) -> u32 {
+        let mut data = value.to_le_bytes();
+        let mut notes = Notes::default();
+        access(m, s, dir, offset, &mut data, &|| 0, &mut notes);
+        u32::from_le_bytes(data)
+    }
+
+    #[test]
+    fn computed_fields_that_multiply_each_other_stay_bounded() {
+        // A hostile input run through the fuzz targets: each read of R evaluated R ten times, to
+        // the depth bound of 8: 10^8 evaluations per read (minutes). The budget cuts it to
+        // MAX_COMPUTE.
+        let m = model(&format!(
+            "[[register]]\nname = \"R\"\noffset = 0\nvalue = \"{}\"\n[[register]]\nname = \"S\"\noffset = 4\nvalue = \"7\"\n[[interrupt]]\nname = \"i\"\nwhen = \"R\"\n",
+            ["R + 1"; 10].join(" + ")
+        ));
+        let mut s = State::new(&m);
+        let start = Instant::now();
+        for _ in 0..100 {
+            access_at(&m, &mut s, Dir::Read, 0, 0);
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        // A plain computed field in the same device still reads right.
+        assert_eq!(access_at(&m, &mut s, Dir::Read, 4, 0), 7);
+    }
+
+    #[test]
+    fn effects_that_fan_out_are_bounded_per_access() {
+        // A hostile input run through the fuzz targets: acyclic effects that each push the next
+        // FIFO twelve times fire 12^8 effects within the chain bound, from one write.
+        let k = 10;
+        let mut text = String::from("[[register]]\nname = \"R\"\noffset = 0\npush = \"f0\"\n");
+        for i in 0..=k {
+            text += &format!("[[fifo]]\nname = \"f{i}\"\ndepth = 1\n");
+        }
+        for i in 0..k {
+            let j = i + 1;
+            let actions = vec![format!("\"flush f{j}\", \"push f{j}\""); 12].join(", ");
+            text += &format!("[[effect]]\non = \"push f{i}\"\ndo = [{actions}]\n");
+        }
+        let m = model(&text);
+        let mut s = State::new(&m);
+        let start = Instant::now();
+        access_at(&m, &mut s, Dir::Write, 0, 1);
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+        assert!(s.dropped_effects() > 0);
+    }
+
+    #[test]
+    fn host_data_topped_up_by_a_pop_keeps_the_chain_depth() {
+        // A hostile input run through the fuzz targets: a push effect that pops its FIFO, with
+        // host data waiting, moved the next element in at depth 0 each time: one level of
+        // recursion per waiting byte (a stack overflow with a few thousand bytes).
+        let m = model(
+            "[[fifo]]\nname = \"q\"\ndepth = 1\n[[register]]\nname = \"R\"\noffset = 0\nvalue = \"q.level\"\n[[effect]]\non = \"push q\"\ndo = [\"pop q\"]\n",
+        );
+        let mut s = State::new(&m);
+        let mut notes = Notes::default();
+        let bytes = vec![0x55u8; 200_000];
+        let (taken, _) = feed(&m, &mut s, 0, &bytes, &|| 0, &mut notes);
+        assert_eq!(taken, bytes.len());
+        assert!(s.fifo_level(0).is_some_and(|l| l <= 1));
+        // The chain bound stopped it, not the work budget.
+        assert_eq!(s.dropped_effects(), 0);
+    }
+
+    #[test]
+    fn run_due_leaves_what_it_cannot_do_due() {
+        // Timed effects that each fan out: one run_due does bounded work and reports the
+        // rest as due now; calling again finishes them.
+        let m = model(
+            "[[register]]\nname = \"R\"\noffset = 0\nwidth = 64\n[[fifo]]\nname = \"q\"\ndepth = 1\n[[effect]]\non = \"write R\"\nafter = \"1ns\"\ndo = [\"push q\", \"push q\", \"push q\", \"push q\"]\n[[effect]]\non = \"push q\"\ndo = [\"flush q\", \"R += 1\", \"R += 1\", \"R += 1\", \"R += 1\", \"R += 1\", \"R += 1\", \"R += 1\", \"R += 1\"]\n",
+        );
+        let mut s = State::new(&m);
+        for _ in 0..1000 {
+            access_at(&m, &mut s, Dir::Write, 0, 0);
+        }
+        assert_eq!(s.pending(), 1000);
+        let mut notes = Notes::default();
+        let out = run_due(&m, &mut s, 10, &mut notes);
+        assert!(s.pending() > 0, "more than one call's work");
+        assert_eq!(out.scheduled, s.next_deadline());
+        assert!(out.scheduled.is_some_and(|t| t <= 10), "reported as due now");
+        let mut calls = 1;
+        while s.next_deadline().is_some_and(|t| t <= 10) {
+            notes.clear();
+            run_due(&m, &mut s, 10, &mut notes);
+            calls += 1;
+            assert!(calls < 1000);
+        }
+        assert_eq!(s.pending(), 0);
+        assert_eq!(s.value(0), Some(1000 * 4 * 8), "every effect ran, over {calls} calls");
+    }
 }

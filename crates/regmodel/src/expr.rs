@@ -204,7 +204,7 @@ impl Expr {
             resolve,
             depth: 0,
         };
-        let e = p.ternary()?;
+        let (e, _) = p.ternary()?;
         match p.tokens.get(p.pos) {
             None => Ok(e),
             Some(t) => Err(format!("unexpected {} in `{text}`", t.describe())),
@@ -288,6 +288,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             return Err(format!("unexpected character `{c}` in `{text}`"));
         }
         rest = rest.trim_start();
+        if out.len() > MAX_TOKENS {
+            return Err(format!("an expression has at most {MAX_TOKENS} operands and operators"));
+        }
     }
     if out.is_empty() {
         return Err("empty expression".to_owned());
@@ -297,6 +300,22 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
 
 /// Deepest nesting accepted: keeps evaluation's recursion bounded on hostile files.
 const MAX_DEPTH: u32 = 64;
+/// Tallest tree accepted: evaluation (and dropping) recurses once per level, and a flat
+/// chain `a + b + c ...` is as tall as it is long, whatever its nesting.
+pub const MAX_HEIGHT: u32 = 256;
+/// Most tokens (operands, operators, parentheses) in one expression: bounds what one
+/// evaluation costs.
+pub const MAX_TOKENS: usize = 1024;
+
+/// The height of a node whose tallest child is `child` tall, if it is not too tall.
+fn taller(child: u32) -> Result<u32, String> {
+    if child >= MAX_HEIGHT {
+        return Err(format!(
+            "expression more than {MAX_HEIGHT} operators deep: use parentheses to group long chains"
+        ));
+    }
+    Ok(child + 1)
+}
 
 struct Parser<'a> {
     tokens: &'a [Token],
@@ -306,25 +325,26 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    /// `c ? a : b` (right-associative, below `||`), or a plain expression.
-    fn ternary(&mut self) -> Result<Expr, String> {
-        let cond = self.expr(0)?;
+    /// `c ? a : b` (right-associative, below `||`), or a plain expression; with its height.
+    fn ternary(&mut self) -> Result<(Expr, u32), String> {
+        let (cond, hc) = self.expr(0)?;
         if self.tokens.get(self.pos) != Some(&Token::Op("?")) {
-            return Ok(cond);
+            return Ok((cond, hc));
         }
         self.pos += 1;
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(format!("expression nested deeper than {MAX_DEPTH}"));
         }
-        let a = self.ternary()?;
+        let (a, ha) = self.ternary()?;
         if self.tokens.get(self.pos) != Some(&Token::Op(":")) {
             return Err("`?` without its `:`".to_owned());
         }
         self.pos += 1;
-        let b = self.ternary()?;
+        let (b, hb) = self.ternary()?;
         self.depth -= 1;
-        Ok(Expr::Cond(Box::new(cond), Box::new(a), Box::new(b)))
+        let h = taller(hc.max(ha).max(hb))?;
+        Ok((Expr::Cond(Box::new(cond), Box::new(a), Box::new(b)), h))
     }
 
     fn binary_op(&self) -> Option<Binary> {
@@ -354,44 +374,45 @@ impl Parser<'_> {
         })
     }
 
-    fn expr(&mut self, min_prec: u8) -> Result<Expr, String> {
+    fn expr(&mut self, min_prec: u8) -> Result<(Expr, u32), String> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(format!("expression nested deeper than {MAX_DEPTH}"));
         }
-        let mut lhs = self.unary()?;
+        let (mut lhs, mut h) = self.unary()?;
         while let Some(op) = self.binary_op() {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
             }
             self.pos += 1;
-            let rhs = self.expr(prec + 1)?;
+            let (rhs, hr) = self.expr(prec + 1)?;
+            h = taller(h.max(hr))?;
             lhs = Expr::Binary(BinaryOp(op), Box::new(lhs), Box::new(rhs));
         }
         self.depth -= 1;
-        Ok(lhs)
+        Ok((lhs, h))
     }
 
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<(Expr, u32), String> {
         let token = self.tokens.get(self.pos).cloned();
         self.pos += 1;
         match token {
-            Some(Token::Num(n)) => Ok(Expr::Lit(n)),
-            Some(Token::Name(name)) => (self.resolve)(&name).map(Expr::Operand),
+            Some(Token::Num(n)) => Ok((Expr::Lit(n), 1)),
+            Some(Token::Name(name)) => (self.resolve)(&name).map(|op| (Expr::Operand(op), 1)),
             Some(Token::Op(op @ ("!" | "~" | "-"))) => {
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
                     return Err(format!("expression nested deeper than {MAX_DEPTH}"));
                 }
-                let e = self.unary()?;
+                let (e, he) = self.unary()?;
                 self.depth -= 1;
                 let u = match op {
                     "!" => Unary::Not,
                     "~" => Unary::Complement,
                     _ => Unary::Negate,
                 };
-                Ok(Expr::Unary(UnaryOp(u), Box::new(e)))
+                Ok((Expr::Unary(UnaryOp(u), Box::new(e)), taller(he)?))
             }
             Some(Token::Open) => {
                 let e = self.ternary()?;
@@ -492,6 +513,27 @@ mod tests {
         assert_eq!(e("0xZZ"), "`0xZZ` is not a number");
         assert!(e(&"(".repeat(100)).contains("nested deeper"));
         assert!(e(&"!".repeat(100)).contains("nested deeper"));
+    }
+
+    #[test]
+    fn long_chains_are_refused_not_a_stack_overflow() {
+        // A hostile input run through the fuzz targets: `1+1+...` is a left-deep tree as tall as
+        // it is long, and its evaluation and drop recursed once per term (a stack overflow at
+        // ~100k terms).
+        let chain = |n: usize| vec!["A"; n].join(" | ");
+        assert_eq!(
+            Expr::parse(&chain(MAX_HEIGHT as usize), &resolve).map(|e| e.eval(&Fixed)),
+            Ok(3)
+        );
+        let e = Expr::parse(&chain(MAX_HEIGHT as usize + 1), &resolve).unwrap_err();
+        assert!(e.contains("operators deep"), "{e}");
+        let e = Expr::parse(&vec!["1"; 200_000].join("+"), &resolve).unwrap_err();
+        assert!(e.contains("at most 1024"), "{e}");
+        // Grouped, a long expression is fine.
+        let grouped = vec![format!("({})", chain(100)); 5].join(" + ");
+        assert_eq!(Expr::parse(&grouped, &resolve).map(|e| e.eval(&Fixed)), Ok(15));
+        let e = Expr::parse(&format!("{}0", "A ? 1 : ".repeat(100)), &resolve).unwrap_err();
+        assert!(e.contains("nested deeper"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! The engine's semantics, behaviour by behaviour, on small descriptions.
+#![allow(clippy::indexing_slicing)]
 
 use mmiolab_devices::Note;
 use mmiolab_regmodel::engine::{self, Dir, Notes, Outcome, State};
