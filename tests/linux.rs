@@ -15,7 +15,7 @@ const EXPECTED: [&str; 7] = [
     "PASS platform_dt",
     "PASS pio_ports",
     "PASS platform_pio",
-    "PASS demo_irq",
+    "PASS described_demo",
     "PASS devmem",
     "PASS host: guest resources match mmiolab tree",
 ];

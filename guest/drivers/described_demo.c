@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * demo_irq: a platform driver bound through the device tree to the bundled demo
+ * described_demo: a platform driver bound through the device tree to the bundled demo
  * device (models/demo.toml, "mmiolab,demo"), a device described in TOML. Its probe
  * runs the tests: the ID register, a read-to-clear status bit, and its two
  * interrupt lines: a job started by CTRL.GO completes 50 us later (a delayed
  * effect), sets STATUS.DONE and raises the level-triggered line 0 until the
  * handler acknowledges by writing 1 to DONE: exactly one interrupt per job, none
- * after; a write to SOFTIRQ pulses the edge-triggered line 1 once.
+ * after; a write to SOFTIRQ pulses the edge-triggered line 1 once. Then the I/O
+ * memory accessors on the device's side effects: ioread8/16/32 and readq with a
+ * width policy, a read-only/write-only split, a banked view, write-once fields,
+ * the _rep forms on its FIFO (order, level, overflow and underflow flags) and
+ * memcpy_toio/memcpy_fromio/memset_io on its trapped RAM window.
  *
- * The outcome is in /sys/module/demo_irq/parameters/result, as for platform_dt.
+ * The outcome is in /sys/module/described_demo/parameters/result, as for platform_dt.
  */
 #include <linux/atomic.h>
 #include <linux/completion.h>
@@ -20,6 +24,7 @@
 #include <linux/mod_devicetable.h>
 #include <linux/module.h>
 #include <linux/platform_device.h>
+#include <linux/string.h>
 
 #include "mmiolab-test.h"
 
@@ -165,6 +170,103 @@ static enum mmiolab_result t_edge_once(void)
 			      MMIOLAB_CHECK("level interrupts", atomic_read(&t.level_hits), 2));
 }
 
+static void __iomem *reg(unsigned int offset)
+{
+	return t.base + offset;
+}
+
+/* ID takes only 32-bit reads (widths = [32]): a byte or a half-word read is refused with
+ * all ones, a 32-bit one answers. */
+static enum mmiolab_result t_width_policy(void)
+{
+	return mmiolab_verdict(MMIOLAB_CHECK("ioread32(ID)", ioread32(reg(MMIOLAB_DEMO_ID_OFFSET)),
+					    MMIOLAB_DEMO_ID_RESET) &&
+			      MMIOLAB_CHECK("ioread8(ID)", ioread8(reg(MMIOLAB_DEMO_ID_OFFSET)), 0xff) &&
+			      MMIOLAB_CHECK("ioread16(ID)", ioread16(reg(MMIOLAB_DEMO_ID_OFFSET)), 0xffff) &&
+			      MMIOLAB_CHECK("readl_relaxed(ID)", readl_relaxed(reg(MMIOLAB_DEMO_ID_OFFSET)),
+					    MMIOLAB_DEMO_ID_RESET));
+}
+
+/* CSUM (read-only) and CSUM_IN (write-only) share an offset: writes add up. */
+static enum mmiolab_result t_read_only_write_only_split(void)
+{
+	u32 before = ioread32(reg(MMIOLAB_DEMO_CSUM_OFFSET));
+
+	iowrite32(5, reg(MMIOLAB_DEMO_CSUM_IN_OFFSET));
+	writel_relaxed(7, reg(MMIOLAB_DEMO_CSUM_IN_OFFSET));
+	return mmiolab_verdict(MMIOLAB_CHECK("CSUM", ioread32(reg(MMIOLAB_DEMO_CSUM_OFFSET)),
+					    before + 12));
+}
+
+/* WIN_A and WIN_B share an offset; CTRL.BANK picks which one answers. */
+static enum mmiolab_result t_banked_view(void)
+{
+	bool ok;
+
+	iowrite32(0xaaaa5555, reg(MMIOLAB_DEMO_WIN_A_OFFSET));
+	iowrite32(MMIOLAB_DEMO_CTRL_BANK_MASK, reg(MMIOLAB_DEMO_CTRL_OFFSET));
+	iowrite16(0x1234, reg(MMIOLAB_DEMO_WIN_B_OFFSET));
+	ok = MMIOLAB_CHECK("WIN_B", ioread32(reg(MMIOLAB_DEMO_WIN_B_OFFSET)), 0x1234);
+	iowrite32(0, reg(MMIOLAB_DEMO_CTRL_OFFSET));
+	return mmiolab_verdict(ok && MMIOLAB_CHECK("WIN_A", ioread32(reg(MMIOLAB_DEMO_WIN_A_OFFSET)),
+						  0xaaaa5555));
+}
+
+/* SETUP's fields take their first write only. */
+static enum mmiolab_result t_write_once(void)
+{
+	iowrite8(0x42, reg(MMIOLAB_DEMO_SETUP_OFFSET));
+	iowrite8(0x99, reg(MMIOLAB_DEMO_SETUP_OFFSET));
+	return mmiolab_verdict(MMIOLAB_CHECK("SETUP.ADDR", ioread8(reg(MMIOLAB_DEMO_SETUP_OFFSET)), 0x42));
+}
+
+/* iowrite32_rep fills the queue in order, one more overflows; ioread32_rep drains it in
+ * order, one more underflows. */
+static enum mmiolab_result t_rep_on_a_fifo(void)
+{
+	u32 in[MMIOLAB_DEMO_QUEUE_DEPTH + 1], out[MMIOLAB_DEMO_QUEUE_DEPTH + 1];
+	u32 full, empty;
+	bool ok = true;
+	int i;
+
+	iowrite32(MMIOLAB_DEMO_QSTAT_FLUSH_MASK | MMIOLAB_DEMO_QSTAT_OVF_MASK | MMIOLAB_DEMO_QSTAT_UDF_MASK,
+		  reg(MMIOLAB_DEMO_QSTAT_OFFSET));
+	for (i = 0; i < ARRAY_SIZE(in); i++)
+		in[i] = 0x1000 + i;
+	iowrite32_rep(reg(MMIOLAB_DEMO_QDATA_OFFSET), in, ARRAY_SIZE(in));
+	full = ioread32(reg(MMIOLAB_DEMO_QSTAT_OFFSET));
+	ioread32_rep(reg(MMIOLAB_DEMO_QDATA_OFFSET), out, ARRAY_SIZE(out));
+	empty = ioread32(reg(MMIOLAB_DEMO_QSTAT_OFFSET));
+	for (i = 0; i < MMIOLAB_DEMO_QUEUE_DEPTH; i++)
+		ok &= MMIOLAB_CHECK("element in order", out[i], in[i]);
+	return mmiolab_verdict(ok &&
+			      MMIOLAB_CHECK("level when full", full & MMIOLAB_DEMO_QSTAT_LEVEL_MASK,
+					    MMIOLAB_DEMO_QUEUE_DEPTH) &&
+			      MMIOLAB_CHECK("FULL and OVF", full & (MMIOLAB_DEMO_QSTAT_FULL_MASK | MMIOLAB_DEMO_QSTAT_OVF_MASK),
+					    MMIOLAB_DEMO_QSTAT_FULL_MASK | MMIOLAB_DEMO_QSTAT_OVF_MASK) &&
+			      MMIOLAB_CHECK("EMPTY and UDF after draining one too many",
+					    empty & (MMIOLAB_DEMO_QSTAT_EMPTY_MASK | MMIOLAB_DEMO_QSTAT_UDF_MASK),
+					    MMIOLAB_DEMO_QSTAT_EMPTY_MASK | MMIOLAB_DEMO_QSTAT_UDF_MASK));
+}
+
+/* The trapped RAM window: memset_io, memcpy_toio, memcpy_fromio and readq. */
+static enum mmiolab_result t_memcpy_on_a_ram_window(void)
+{
+	u8 pattern[MMIOLAB_DEMO_SRAM_SIZE / 2], back[MMIOLAB_DEMO_SRAM_SIZE / 2];
+	void __iomem *sram = reg(MMIOLAB_DEMO_SRAM_OFFSET);
+	int i;
+
+	for (i = 0; i < sizeof(pattern); i++)
+		pattern[i] = i * 7 + 3;
+	memset_io(sram, 0xa5, MMIOLAB_DEMO_SRAM_SIZE);
+	memcpy_toio(sram + 1, pattern, sizeof(pattern));	/* unaligned on purpose */
+	memcpy_fromio(back, sram + 1, sizeof(back));
+	return mmiolab_verdict(MMIOLAB_CHECK("memcpy round trip", memcmp(back, pattern, sizeof(back)), 0) &&
+			      MMIOLAB_CHECK("memset_io beyond the copy",
+					    readq(sram + MMIOLAB_DEMO_SRAM_SIZE - 8), 0xa5a5a5a5a5a5a5a5ULL) &&
+			      MMIOLAB_CHECK("byte before the copy", ioread8(sram), 0xa5));
+}
+
 static const struct mmiolab_case cases[] = {
 	{ "devm_ioremap_resource", t_map },
 	{ "id_register", t_id },
@@ -174,6 +276,12 @@ static const struct mmiolab_case cases[] = {
 	{ "delayed_completion_raises_one_level_interrupt", t_level_once },
 	{ "second_job_raises_exactly_one_more", t_level_again },
 	{ "softirq_pulses_one_edge_interrupt", t_edge_once },
+	{ "ioread_widths_and_width_policy", t_width_policy },
+	{ "read_only_write_only_split", t_read_only_write_only_split },
+	{ "banked_view", t_banked_view },
+	{ "write_once_field", t_write_once },
+	{ "rep_accessors_on_a_fifo", t_rep_on_a_fifo },
+	{ "memcpy_io_on_a_ram_window", t_memcpy_on_a_ram_window },
 };
 
 static int demo_probe(struct platform_device *pdev)
