@@ -74,9 +74,20 @@ struct RunArgs {
     /// default: all six.
     #[arg(long, value_delimiter = ',')]
     kinds: Vec<String>,
-    /// Runners, comma-separated: raw, mmiolab, mmiolab_trace, qemu; default: all.
+    /// Runners, comma-separated: raw, mmiolab, mmiolab_trace, qemu, and mmiolab on the
+    /// described-device machines: described_plain, described_plain_trace, described_w1c,
+    /// described_w1c_trace, described_fifo, described_fifo_trace; default: all.
     #[arg(long, value_delimiter = ',')]
     runners: Vec<String>,
+    /// Leave out the described-device runners (by default they run on the device kinds).
+    #[arg(long)]
+    no_described: bool,
+    /// The machine file of the mmiolab and mmiolab_trace runners (default:
+    /// tests/machines/bench.toml); it must answer the payload's accesses as that one does
+    /// (a device at port 0x510 and at MMIO 0xfeb00010, nothing at port 0x200 and MMIO
+    /// 0xd0000000).
+    #[arg(long)]
+    machine: Option<PathBuf>,
     /// The mmiolab binary; default: build it with `cargo build --release -p mmiolab` (when
     /// run by cargo), else the one next to this program.
     #[arg(long)]
@@ -203,20 +214,20 @@ fn run(a: RunArgs) -> Result<u8> {
             .collect::<Result<_>>()?
     };
     let mut runners: Vec<Runner> = if a.runners.is_empty() {
-        Runner::ALL.to_vec()
+        Runner::ALL.into_iter().chain(Runner::DESCRIBED).collect()
     } else {
         a.runners
             .iter()
-            .map(|r| {
-                Runner::ALL
-                    .into_iter()
-                    .find(|x| x.key() == r)
-                    .with_context(|| format!("unknown runner `{r}`"))
-            })
+            .map(|r| Runner::parse(r).with_context(|| format!("unknown runner `{r}`")))
             .collect::<Result<_>>()?
     };
+    let mut seen = std::collections::HashSet::new();
+    runners.retain(|r| seen.insert(*r));
     if a.no_qemu {
         runners.retain(|&r| r != Runner::Qemu);
+    }
+    if a.no_described {
+        runners.retain(|r| r.described().is_none());
     }
     if a.n == 0 || a.callgrind_n == 0 || a.reps == 0 {
         bail!("--n, --callgrind-n and --reps must be positive");
@@ -248,7 +259,7 @@ fn run(a: RunArgs) -> Result<u8> {
             mmiolab,
             qemu,
             payload,
-            machine: machine_file(),
+            machine: a.machine.unwrap_or_else(machine_file),
             work: target.join("work"),
         },
         kinds,
@@ -274,7 +285,7 @@ fn run(a: RunArgs) -> Result<u8> {
     let broken: Vec<_> = report
         .skipped
         .iter()
-        .filter(|s| matches!(s.runner, Runner::Raw | Runner::Mmiolab | Runner::MmiolabTrace))
+        .filter(|s| s.runner == Runner::Raw || s.runner.is_mmiolab())
         .collect();
     if !broken.is_empty() {
         for s in broken {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::runner::Runner;
+use crate::runner::{Described, Runner};
 
 /// Median, extremes and the samples themselves.
 #[derive(Clone, Debug, Serialize)]
@@ -66,6 +66,8 @@ pub struct Breakdown {
 pub struct RunnerResult {
     /// Which.
     pub runner: Runner,
+    /// The machine file it booted (mmiolab runners).
+    pub machine: Option<String>,
     /// Wall time per exit, ns: (t(N) − median t(0)) / N, one sample per repetition.
     pub wall_ns_per_exit: Option<Summary>,
     /// CPU time (user + system) per exit, ns, the same way: less disturbed than wall time
@@ -236,18 +238,37 @@ impl Report {
         if !self.skipped.is_empty() {
             s.push('\n');
         }
+        let described: Vec<Described> = Described::ALL
+            .into_iter()
+            .filter(|d| {
+                self.kinds
+                    .iter()
+                    .any(|k| k.results.iter().any(|r| r.runner.described() == Some(*d)))
+            })
+            .collect();
+        if !described.is_empty() {
+            let _ = writeln!(
+                s,
+                "described devices (register at offset 0x10 of both regions; the payload's device accesses only):"
+            );
+            for d in described {
+                let _ = writeln!(s, "  described {}: {}", d.key(), d.machine_file().display());
+                let _ = writeln!(s, "    {}", d.what());
+            }
+            s.push('\n');
+        }
         for k in &self.kinds {
             let _ = writeln!(s, "{}: {} ({})", k.kind, k.access, k.answered_by);
             let _ = writeln!(
                 s,
-                "  {:<16} {:>10} {:>17} {:>7} {:>7} {:>9} {:>11} {:>9} {:>9}",
+                "  {:<24} {:>10} {:>17} {:>7} {:>7} {:>9} {:>11} {:>9} {:>9}",
                 "runner", "wall/exit", "(min-max)", "x raw", "x qemu", "cpu/exit", "instr/exit", "start-up", "peak RSS"
             );
             for r in &k.results {
                 let wall = r.wall_ns_per_exit.as_ref();
                 let _ = writeln!(
                     s,
-                    "  {:<16} {:>10} {:>17} {:>7} {:>7} {:>9} {:>11} {:>9} {:>9}",
+                    "  {:<24} {:>10} {:>17} {:>7} {:>7} {:>9} {:>11} {:>9} {:>9}",
                     r.runner.label(),
                     opt(wall.map(|w| w.median), |v| format!("{:.2} us", v / 1e3)),
                     opt(wall.map(|w| w.min), |v| format!(

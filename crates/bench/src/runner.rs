@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde::Serialize;
 
 use crate::kinds::{Access, Kind, Target};
 
@@ -14,9 +13,69 @@ pub const STATUS_OK: u8 = 0x20;
 /// Guest RAM of every runner, MiB (tests/machines/bench.toml says the same for mmiolab).
 pub const MEMORY_MIB: u64 = 64;
 
+/// A described device of the benchmark: the machine `tests/machines/bench-described-KEY.toml`
+/// puts one (`tests/machines/devices/bench-KEY.toml`) in each of the bench machine's two
+/// regions, so the payload's device accesses reach its register at offset 0x10.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Described {
+    /// `SCRATCH`: a plain 32-bit read-write register, no fields (plain storage).
+    Plain,
+    /// `STATUS`: two W1C fields that feed an interrupt condition (`STATUS.DONE && CTRL.IE`).
+    W1c,
+    /// `DATA`: reads pop FIFO `rx` (depth 16, never filled: every read underflows), writes
+    /// push onto it (full after 16: later writes overflow).
+    Fifo,
+}
+
+impl Described {
+    /// Every described device, in report order.
+    pub const ALL: [Described; 3] = [Described::Plain, Described::W1c, Described::Fifo];
+
+    /// `plain`, `w1c`, `fifo`: in file names, runner keys and `--runners`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Described::Plain => "plain",
+            Described::W1c => "w1c",
+            Described::Fifo => "fifo",
+        }
+    }
+
+    /// Its machine file.
+    pub fn machine_file(self) -> PathBuf {
+        crate::workspace_root().join(format!("tests/machines/bench-described-{}.toml", self.key()))
+    }
+
+    /// What the payload's accesses do to it, for the report.
+    pub fn what(self) -> &'static str {
+        match self {
+            Described::Plain => {
+                "SCRATCH, a plain 32-bit rw register (no fields): MMIO write/read = the plain path; \
+                 the port write is a 1-byte access to it (partial access, general path)"
+            }
+            Described::W1c => {
+                "STATUS, fields DONE and ERR w1c, in the interrupt condition STATUS.DONE && CTRL.IE \
+                 (both set at reset): writes of 0 run the field loop and clear nothing; reads are \
+                 non-plain reads; every access re-evaluates the condition"
+            }
+            Described::Fifo => {
+                "DATA, pop/push of FIFO rx (depth 16, nothing fills it): reads pop an empty FIFO \
+                 (underflow); writes push (the first 16 of a run), then overflow"
+            }
+        }
+    }
+
+    /// Instructions-per-exit targets (trace off, trace on): the issue's 250 / 1,000 for a
+    /// plain register, 1.5x that for the W1C status register and the FIFO.
+    pub fn targets(self) -> (f64, f64) {
+        match self {
+            Described::Plain => (250.0, 1000.0),
+            Described::W1c | Described::Fifo => (375.0, 1500.0),
+        }
+    }
+}
+
 /// A runner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Runner {
     /// `mmiolab-bench rawloop`: KVM_RUN and nothing else.
     Raw,
@@ -26,30 +85,91 @@ pub enum Runner {
     MmiolabTrace,
     /// `qemu-system-x86_64 -M microvm -accel kvm`.
     Qemu,
+    /// `mmiolab run` on a described-device machine, no trace.
+    Described(Described),
+    /// `mmiolab run --trace FILE` on a described-device machine (the device writes its own
+    /// register-level trace lines).
+    DescribedTrace(Described),
+}
+
+impl serde::Serialize for Runner {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.key())
+    }
 }
 
 impl Runner {
-    /// Every runner, in report order.
+    /// The runners on the machine of `--machine` (default `tests/machines/bench.toml`), in
+    /// report order.
     pub const ALL: [Runner; 4] = [Runner::Raw, Runner::Mmiolab, Runner::MmiolabTrace, Runner::Qemu];
 
+    /// mmiolab on the described-device machines, trace off and on, in report order.
+    pub const DESCRIBED: [Runner; 6] = [
+        Runner::Described(Described::Plain),
+        Runner::DescribedTrace(Described::Plain),
+        Runner::Described(Described::W1c),
+        Runner::DescribedTrace(Described::W1c),
+        Runner::Described(Described::Fifo),
+        Runner::DescribedTrace(Described::Fifo),
+    ];
+
+    /// The runner whose [`key`](Self::key) is `key`.
+    pub fn parse(key: &str) -> Option<Runner> {
+        Runner::ALL
+            .into_iter()
+            .chain(Runner::DESCRIBED)
+            .find(|r| r.key() == key)
+    }
+
     /// Name in tables.
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            Runner::Raw => "raw loop",
-            Runner::Mmiolab => "mmiolab",
-            Runner::MmiolabTrace => "mmiolab --trace",
-            Runner::Qemu => "qemu microvm",
+            Runner::Raw => "raw loop".to_owned(),
+            Runner::Mmiolab => "mmiolab".to_owned(),
+            Runner::MmiolabTrace => "mmiolab --trace".to_owned(),
+            Runner::Qemu => "qemu microvm".to_owned(),
+            Runner::Described(d) => format!("described {}", d.key()),
+            Runner::DescribedTrace(d) => format!("described {} --trace", d.key()),
         }
     }
 
-    /// Key in the JSON report.
-    pub fn key(self) -> &'static str {
+    /// Key in the JSON report and in `--runners`.
+    pub fn key(self) -> String {
         match self {
-            Runner::Raw => "raw",
-            Runner::Mmiolab => "mmiolab",
-            Runner::MmiolabTrace => "mmiolab_trace",
-            Runner::Qemu => "qemu",
+            Runner::Raw => "raw".to_owned(),
+            Runner::Mmiolab => "mmiolab".to_owned(),
+            Runner::MmiolabTrace => "mmiolab_trace".to_owned(),
+            Runner::Qemu => "qemu".to_owned(),
+            Runner::Described(d) => format!("described_{}", d.key()),
+            Runner::DescribedTrace(d) => format!("described_{}_trace", d.key()),
         }
+    }
+
+    /// Whether it runs `mmiolab` (on any machine).
+    pub fn is_mmiolab(self) -> bool {
+        matches!(
+            self,
+            Runner::Mmiolab | Runner::MmiolabTrace | Runner::Described(_) | Runner::DescribedTrace(_)
+        )
+    }
+
+    /// Whether it runs `mmiolab --trace`.
+    pub fn traced(self) -> bool {
+        matches!(self, Runner::MmiolabTrace | Runner::DescribedTrace(_))
+    }
+
+    /// The described device it runs on, if any.
+    pub fn described(self) -> Option<Described> {
+        match self {
+            Runner::Described(d) | Runner::DescribedTrace(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Whether it is run on `kind`: the described-device machines differ from the bench
+    /// machine only at the device targets, so their runners skip the unmapped kinds.
+    pub fn runs(self, kind: Kind) -> bool {
+        self.described().is_none() || kind.target == Target::Device
     }
 
     /// The exit status of a successful run (QEMU's isa-debug-exit exits with 2v+1).
@@ -72,7 +192,9 @@ pub struct Setup {
     pub qemu: Option<PathBuf>,
     /// The payload ELF.
     pub payload: PathBuf,
-    /// tests/machines/bench.toml.
+    /// The machine file of [`Runner::Mmiolab`] and [`Runner::MmiolabTrace`]
+    /// (tests/machines/bench.toml unless `--machine`); the described runners use
+    /// [`Described::machine_file`].
     pub machine: PathBuf,
     /// Scratch directory for logs and traces.
     pub work: PathBuf,
@@ -87,6 +209,14 @@ impl Setup {
     /// Removes the trace file, so that no run pays for truncating the previous one's.
     pub fn clear_trace(&self) {
         let _ = std::fs::remove_file(self.trace_file());
+    }
+
+    /// The machine file `runner` boots (mmiolab runners only).
+    pub fn machine_of(&self, runner: Runner) -> PathBuf {
+        match runner.described() {
+            Some(d) => d.machine_file(),
+            None => self.machine.clone(),
+        }
     }
 
     /// Program and arguments that run `kind` `n` times under `runner`.
@@ -107,11 +237,11 @@ impl Setup {
                     os(&MEMORY_MIB.to_string()),
                 ],
             ),
-            Runner::Mmiolab | Runner::MmiolabTrace => {
+            Runner::Mmiolab | Runner::MmiolabTrace | Runner::Described(_) | Runner::DescribedTrace(_) => {
                 let mut args = vec![
                     os("run"),
                     os("--config"),
-                    self.machine.clone().into_os_string(),
+                    self.machine_of(runner).into_os_string(),
                     os("--kernel"),
                     payload,
                     os("--cmdline"),
@@ -119,7 +249,7 @@ impl Setup {
                     os("--timeout"),
                     os("600"),
                 ];
-                if runner == Runner::MmiolabTrace {
+                if runner.traced() {
                     args.push(os("--trace"));
                     args.push(self.trace_file().into_os_string());
                 }
@@ -173,7 +303,7 @@ impl Setup {
                     output.trim()
                 );
             }
-            Runner::Mmiolab | Runner::MmiolabTrace => {
+            Runner::Mmiolab | Runner::MmiolabTrace | Runner::Described(_) | Runner::DescribedTrace(_) => {
                 let exits = number_before(output, " exits")?;
                 ensure!(exits == n + 1, "mmiolab counted {exits} exits, expected {}", n + 1);
                 let unmapped = unmapped_counts(output)?;
@@ -186,7 +316,7 @@ impl Setup {
                     "mmiolab: unmapped counts {unmapped:?}, expected {want:?}: {}",
                     output.trim()
                 );
-                if runner == Runner::MmiolabTrace {
+                if runner.traced() {
                     let trace = std::fs::read(self.trace_file()).context("reading the trace")?;
                     let lines = trace.iter().filter(|&&b| b == b'\n').count() as u64;
                     ensure!(lines == n + 1, "the trace has {lines} lines, expected {}", n + 1);
@@ -295,6 +425,25 @@ pub fn require_executable(p: &Path, what: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::kinds::KINDS;
+
+    #[test]
+    fn runners_parse_from_their_keys_and_described_machines_exist() {
+        for r in Runner::ALL.into_iter().chain(Runner::DESCRIBED) {
+            assert_eq!(Runner::parse(&r.key()), Some(r));
+        }
+        assert_eq!(
+            Runner::parse("described_plain_trace"),
+            Some(Runner::DescribedTrace(Described::Plain))
+        );
+        for d in Described::ALL {
+            assert!(d.machine_file().is_file(), "{}", d.machine_file().display());
+            assert!(
+                !Runner::Described(d).runs(KINDS[1]),
+                "unmapped kinds are left to the bench machine"
+            );
+            assert!(Runner::Described(d).runs(KINDS[2]));
+        }
+    }
 
     #[test]
     fn summaries_are_parsed() {
