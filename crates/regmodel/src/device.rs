@@ -105,7 +105,14 @@ impl DescribedDevice {
     }
 
     /// Drives the interrupt lines and arms the scheduler after an access or an event.
+    #[inline]
     fn apply(&self, state: &State, out: Outcome) {
+        if out.irq_changed != 0 || out.pulses != 0 || out.scheduled.is_some() {
+            self.apply_changes(state, out);
+        }
+    }
+
+    fn apply_changes(&self, state: &State, out: Outcome) {
         if out.irq_changed != 0 {
             for (line_index, line) in self.lines.iter().enumerate() {
                 let Some(line) = line else { continue };
@@ -132,12 +139,56 @@ impl DescribedDevice {
         }
     }
 
-    fn access(&self, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
+    /// A guest write: a plain store ([`engine::plain_write`]) when it is one, else
+    /// [`engine::access`].
+    #[inline]
+    fn write(&self, space: Space, base: u64, offset: u64, data: &[u8]) {
         let mut state = lock(&self.state);
+        if let Some(out) = engine::plain_write(&self.model, &mut state, offset, data) {
+            if out.trace
+                && let Some(sink) = self.sink.get()
+            {
+                self.record_plain(sink.as_ref(), space, base, offset, Dir::Write, data, out);
+            }
+            return;
+        }
+        let mut buf = [0u8; 8];
+        let n = data.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.access(&mut state, space, base, offset, Dir::Write, buf.get_mut(..n).unwrap_or_default());
+    }
+
+    /// A guest read: a plain load ([`engine::plain_read`]) when it is one, else
+    /// [`engine::access`].
+    #[inline]
+    fn read(&self, space: Space, base: u64, offset: u64, data: &mut [u8]) {
+        let mut state = lock(&self.state);
+        if let Some(out) = engine::plain_read(&self.model, &mut state, offset, data) {
+            if out.trace
+                && let Some(sink) = self.sink.get()
+            {
+                self.record_plain(sink.as_ref(), space, base, offset, Dir::Read, data, out);
+            }
+            return;
+        }
+        self.access(&mut state, space, base, offset, Dir::Read, data);
+    }
+
+    /// The trace record of a plain load or store (it has no notes), off the hot path.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn record_plain(&self, sink: &dyn TraceSink, space: Space, base: u64, offset: u64, dir: Dir, data: &[u8], out: Outcome) {
+        self.record(sink, space, base, offset, dir, data, out, &Notes::default());
+    }
+
+    fn access(&self, state: &mut State, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
         let mut notes = Notes::default();
         let clock = || self.scheduler.now_ns();
-        let out = engine::access(&self.model, &mut state, dir, offset, data, &clock, &mut notes);
-        self.apply(&state, out);
+        let out = engine::access(&self.model, state, dir, offset, data, &clock, &mut notes);
+        self.apply(state, out);
         if out.trace
             && let Some(sink) = self.sink.get()
         {
@@ -245,43 +296,21 @@ impl Deferred for DescribedDevice {
 
 impl DeviceMmio for DescribedDevice {
     fn mmio_read(&self, base: MmioAddress, offset: MmioAddressOffset, data: &mut [u8]) {
-        self.access(Space::Mmio, base.0, offset, Dir::Read, data);
+        self.read(Space::Mmio, base.0, offset, data);
     }
 
     fn mmio_write(&self, base: MmioAddress, offset: MmioAddressOffset, data: &[u8]) {
-        let mut buf = [0u8; 8];
-        let n = data.len().min(buf.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.access(
-            Space::Mmio,
-            base.0,
-            offset,
-            Dir::Write,
-            buf.get_mut(..n).unwrap_or_default(),
-        );
+        self.write(Space::Mmio, base.0, offset, data);
     }
 }
 
 impl DevicePio for DescribedDevice {
     fn pio_read(&self, base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
-        self.access(Space::Pio, u64::from(base.0), u64::from(offset), Dir::Read, data);
+        self.read(Space::Pio, u64::from(base.0), u64::from(offset), data);
     }
 
     fn pio_write(&self, base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
-        let mut buf = [0u8; 8];
-        let n = data.len().min(buf.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.access(
-            Space::Pio,
-            u64::from(base.0),
-            u64::from(offset),
-            Dir::Write,
-            buf.get_mut(..n).unwrap_or_default(),
-        );
+        self.write(Space::Pio, u64::from(base.0), u64::from(offset), data);
     }
 }
 

@@ -145,6 +145,8 @@ pub struct State {
     irq: u32,
     pending: Vec<Pending>,
     dropped_effects: u64,
+    /// By slot: the plain loads and stores ([`plain_write`], [`plain_read`]).
+    plain: Vec<Option<Plain>>,
     /// Computed-field evaluations left in this access or event ([`MAX_COMPUTE`]).
     compute_left: Cell<u32>,
 }
@@ -176,6 +178,7 @@ impl State {
             irq: 0,
             pending: Vec::with_capacity(MAX_PENDING),
             dropped_effects: 0,
+            plain: plain_slots(model),
             compute_left: Cell::new(MAX_COMPUTE),
         };
         let mut notes = Notes::default();
@@ -337,6 +340,9 @@ struct Ctx<'m, 'n> {
     now: &'n dyn Fn() -> u64,
     /// Work left ([`MAX_WORK`]).
     work: u32,
+    /// A write changed the stored bits of a register it reached. Every other change of
+    /// state an access can make (FIFOs, effects, read side effects) is noted.
+    changed: bool,
 }
 
 impl<'m, 'n> Ctx<'m, 'n> {
@@ -349,6 +355,7 @@ impl<'m, 'n> Ctx<'m, 'n> {
             out: Outcome::default(),
             now,
             work: MAX_WORK,
+            changed: false,
         }
     }
 
@@ -454,8 +461,130 @@ pub fn access<'m>(
         }
     }
     count_access(&mut cx, state);
-    evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    // An access that changed nothing cannot have changed an interrupt condition.
+    if cx.changed || !cx.notes.as_slice().is_empty() {
+        evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+    }
     cx.out
+}
+
+/// What a whole-register access to a plain register needs, kept per slot in [`State`] so
+/// that [`plain_write`] and [`plain_read`] read one small record.
+#[derive(Clone, Copy, Debug)]
+struct Plain {
+    offset: u64,
+    reg: u32,
+    width: u8,
+    trace: TracePolicy,
+    write_mask: u64,
+    read_mask: u64,
+    reserved_read: u64,
+    reserved: u64,
+}
+
+/// Per slot, the plain load and store its whole-register accesses are, if they are: one
+/// candidate, plain storage, no banked view, its own width accepted, little-endian, and no
+/// memory window in the device.
+fn plain_slots(model: &Model) -> Vec<Option<Plain>> {
+    model
+        .slots
+        .iter()
+        .map(|slot| {
+            let [only] = slot.candidates.as_slice() else {
+                return None;
+            };
+            let r = model.registers.get(*only as usize)?;
+            let width_bit = 1u8 << (usize::from(slot.width).trailing_zeros() & 7);
+            let ok = r.plain
+                && r.when.is_none()
+                && r.widths & width_bit != 0
+                && r.offset == slot.offset
+                && r.width == slot.width
+                && model.endianness == Endianness::Little
+                && model.memories.is_empty();
+            ok.then(|| Plain {
+                offset: slot.offset,
+                reg: *only,
+                width: slot.width,
+                trace: r.trace,
+                write_mask: r.read_mask_for_plain_write(r.width_mask),
+                read_mask: r.read_mask,
+                reserved_read: r.reserved_read,
+                reserved: r.width_mask & !r.field_mask,
+            })
+        })
+        .collect()
+}
+
+/// The plain load or store a `width`-byte access at `offset` is, when nothing waits for
+/// accesses (the general path counts them).
+#[inline]
+fn plain_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<Plain> {
+    if !state.pending.is_empty() {
+        return None;
+    }
+    let s = usize::from(*model.byte_slot.get(usize::try_from(offset).ok()?)?).checked_sub(1)?;
+    let p = (*state.plain.get(s)?)?;
+    (p.offset == offset && usize::from(p.width) == width).then_some(p)
+}
+
+/// A guest write that is a plain store: the whole of a plain register, with nothing to
+/// note, so no notes, no effects and no interrupt condition to evaluate (none reads a plain
+/// register). Returns None, having changed nothing, when the write needs [`access`].
+#[inline]
+pub fn plain_write(model: &Model, state: &mut State, offset: u64, data: &[u8]) -> Option<Outcome> {
+    let p = plain_at(model, state, offset, data.len())?;
+    let written = match *data {
+        [a] => u64::from(a),
+        [a, b] => u64::from(u16::from_le_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => return None,
+    };
+    // Reserved bits written other than they read are noted: the general path does that.
+    if (written ^ p.reserved_read) & p.reserved != 0 {
+        return None;
+    }
+    let v = state.values.get_mut(p.reg as usize)?;
+    let old = *v;
+    *v = (old & !p.write_mask) | (written & p.write_mask);
+    Some(Outcome {
+        register: Some(p.reg),
+        trace: match p.trace {
+            TracePolicy::Full => true,
+            TracePolicy::Changes => *v != old,
+            TracePolicy::Silent => false,
+        },
+        ..Outcome::default()
+    })
+}
+
+/// A guest read that is a plain load: the whole of a plain register. Returns None, having
+/// changed nothing, when the read needs [`access`].
+#[inline]
+pub fn plain_read(model: &Model, state: &mut State, offset: u64, data: &mut [u8]) -> Option<Outcome> {
+    let p = plain_at(model, state, offset, data.len())?;
+    let i = p.reg as usize;
+    let value = (state.values.get(i)? & p.read_mask) | p.reserved_read;
+    match data {
+        [a] => *a = value as u8,
+        [a, b] => [*a, *b] = (value as u16).to_le_bytes(),
+        [a, b, c, d] => [*a, *b, *c, *d] = (value as u32).to_le_bytes(),
+        [a, b, c, d, e, f, g, h] => [*a, *b, *c, *d, *e, *f, *g, *h] = value.to_le_bytes(),
+        _ => return None,
+    }
+    let last = state.last_read.get_mut(i)?;
+    let trace = match p.trace {
+        TracePolicy::Full => true,
+        TracePolicy::Changes => *last != value,
+        TracePolicy::Silent => false,
+    };
+    *last = value;
+    Some(Outcome {
+        register: Some(p.reg),
+        trace,
+        ..Outcome::default()
+    })
 }
 
 fn slot_at(model: &Model, offset: u64) -> Option<&crate::compile::Slot> {
@@ -545,25 +674,38 @@ fn register_access<'m>(
         cx.out.trace = true;
         return;
     }
+    // The whole register, little-endian: its lanes are all of it, the bytes are the value.
+    let whole = offset == r.offset && hi - lo == u64::from(r.width) && cx.model.endianness == Endianness::Little;
     let mut lanes = 0u64;
     let mut written = 0u64;
-    for a in lo..hi {
-        let shift = lane_shift(cx.model, r, a);
-        lanes |= 0xff << shift;
-        if dir == Dir::Write
-            && let Some(b) = data.get((a - offset) as usize)
-        {
-            written |= u64::from(*b) << shift;
+    if whole {
+        lanes = r.width_mask;
+        if dir == Dir::Write {
+            written = le_value(data);
+        }
+    } else {
+        for a in lo..hi {
+            let shift = lane_shift(cx.model, r, a);
+            lanes |= 0xff << shift;
+            if dir == Dir::Write
+                && let Some(b) = data.get((a - offset) as usize)
+            {
+                written |= u64::from(*b) << shift;
+            }
         }
     }
     let i = idx as usize;
     match dir {
         Dir::Read => {
             let value = read_register(cx, state, i, r, lanes);
-            for a in lo..hi {
-                let shift = lane_shift(cx.model, r, a);
-                if let Some(b) = data.get_mut((a - offset) as usize) {
-                    *b = (value >> shift) as u8;
+            if whole {
+                le_store(data, value);
+            } else {
+                for a in lo..hi {
+                    let shift = lane_shift(cx.model, r, a);
+                    if let Some(b) = data.get_mut((a - offset) as usize) {
+                        *b = (value >> shift) as u8;
+                    }
                 }
             }
             let last = state.last_read.get_mut(i);
@@ -580,12 +722,37 @@ fn register_access<'m>(
             let before = state.values.get(i).copied();
             write_register(cx, state, i, r, lanes, written);
             let changed = state.values.get(i).copied() != before;
+            cx.changed |= changed;
             cx.out.trace |= match r.trace {
                 TracePolicy::Full => true,
                 TracePolicy::Changes => changed || !cx.notes.as_slice().is_empty(),
                 TracePolicy::Silent => !cx.notes.as_slice().is_empty(),
             };
         }
+    }
+}
+
+/// The little-endian value of an access's 1, 2, 4 or 8 bytes (0 for another width).
+#[inline]
+fn le_value(data: &[u8]) -> u64 {
+    match *data {
+        [a] => u64::from(a),
+        [a, b] => u64::from(u16::from_le_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => 0,
+    }
+}
+
+/// Stores `value` little-endian into an access's 1, 2, 4 or 8 bytes.
+#[inline]
+fn le_store(data: &mut [u8], value: u64) {
+    match data {
+        [a] => *a = value as u8,
+        [a, b] => [*a, *b] = (value as u16).to_le_bytes(),
+        [a, b, c, d] => [*a, *b, *c, *d] = (value as u32).to_le_bytes(),
+        [a, b, c, d, e, f, g, h] => [*a, *b, *c, *d, *e, *f, *g, *h] = value.to_le_bytes(),
+        _ => {}
     }
 }
 

@@ -190,6 +190,9 @@ struct Out {
     failed: u64,
     first_error: Option<io::Error>,
     finished: bool,
+    /// The buffer of device records, kept between records: a fresh one would be zeroed
+    /// (4 KiB of stores) for every record.
+    record_line: Option<Box<LineBuf<RECORD_LINE>>>,
 }
 
 impl Out {
@@ -285,6 +288,7 @@ impl Tracer {
                 failed: 0,
                 first_error: None,
                 finished: false,
+                record_line: None,
             }),
         };
         tracer.filters = options.filters.iter().map(|f| tracer.resolve(f)).collect();
@@ -420,6 +424,22 @@ impl Tracer {
         out.write(line.as_slice());
     }
 
+    /// As `emit`, for device records, in the buffer kept between records.
+    fn emit_record(&self, body: impl FnOnce(&mut LineBuf<RECORD_LINE>, u64, u64)) {
+        let mut out = lock(&self.out);
+        if out.finished {
+            return;
+        }
+        let seq = out.seq;
+        out.seq += 1;
+        let t_ns = self.clock.now_ns();
+        let mut line = out.record_line.take().unwrap_or_else(|| Box::new(LineBuf::new()));
+        line.clear();
+        body(&mut line, seq, t_ns);
+        out.write(line.as_slice());
+        out.record_line = Some(line);
+    }
+
     /// The device region named `name`, for events (which carry a name, not an address).
     fn region_named(&self, name: &str) -> Option<&RegionInfo> {
         self.regions.iter().flatten().find(|r| r.device && *r.name == *name)
@@ -519,7 +539,7 @@ impl TraceSink for Tracer {
             width: u64::from(record.width),
             value: record.value,
         };
-        self.emit::<RECORD_LINE>(|line, seq, t_ns| match self.format {
+        self.emit_record(|line, seq, t_ns| match self.format {
             TraceFormat::Jsonl => {
                 jsonl_prefix(line, seq, t_ns, b"access");
                 access_keys(line, &a);
@@ -574,7 +594,7 @@ impl TraceSink for Tracer {
             return;
         }
         let vcpu = current_vcpu();
-        self.emit::<RECORD_LINE>(|line, seq, t_ns| match self.format {
+        self.emit_record(|line, seq, t_ns| match self.format {
             TraceFormat::Jsonl => {
                 jsonl_prefix(line, seq, t_ns, b"event");
                 line.lit(b",\"vcpu\":");
@@ -939,6 +959,13 @@ impl<const N: usize> LineBuf<N> {
             limit: N,
             overflow: false,
         }
+    }
+
+    /// Empties it for a new line (the bytes stay; only what is written is read).
+    fn clear(&mut self) {
+        self.len = 0;
+        self.limit = N;
+        self.overflow = false;
     }
 
     /// Keeps the last `n` bytes free (for closing what is open).
