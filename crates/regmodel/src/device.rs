@@ -157,7 +157,14 @@ impl DescribedDevice {
         if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
             dst.copy_from_slice(src);
         }
-        self.access(&mut state, space, base, offset, Dir::Write, buf.get_mut(..n).unwrap_or_default());
+        self.access(
+            &mut state,
+            space,
+            base,
+            offset,
+            Dir::Write,
+            buf.get_mut(..n).unwrap_or_default(),
+        );
     }
 
     /// A guest read: a plain load ([`engine::plain_read`]) when it is one, else
@@ -180,7 +187,16 @@ impl DescribedDevice {
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn record_plain(&self, sink: &dyn TraceSink, space: Space, base: u64, offset: u64, dir: Dir, data: &[u8], out: Outcome) {
+    fn record_plain(
+        &self,
+        sink: &dyn TraceSink,
+        space: Space,
+        base: u64,
+        offset: u64,
+        dir: Dir,
+        data: &[u8],
+        out: Outcome,
+    ) {
         self.record(sink, space, base, offset, dir, data, out, &Notes::default());
     }
 
@@ -220,39 +236,46 @@ impl DescribedDevice {
         if !sink.wants(device, register) {
             return;
         }
-        let mut fields = [FieldValue {
-            name: "",
-            value: 0,
-            enum_name: None,
-        }; MAX_FIELDS];
-        let n = match out.register {
-            Some(r) => engine::decode(
-                &self.model,
-                r,
-                engine::register_value(&self.model, r, offset, data),
-                &mut fields,
-            ),
-            None => 0,
-        };
         let mut le = [0u8; 8];
         for (b, v) in le.iter_mut().zip(data) {
             *b = *v;
         }
-        sink.access(&AccessRecord {
-            space,
-            dir: match dir {
-                Dir::Read => TraceDir::Read,
-                Dir::Write => TraceDir::Write,
-            },
-            addr: base.wrapping_add(offset),
-            offset,
-            width: data.len() as u8,
-            value: u64::from_le_bytes(le),
-            device,
-            register,
-            fields: fields.get(..n).unwrap_or_default(),
-            notes: notes.as_slice(),
-        });
+        let send = |fields: &[FieldValue<'_>]| {
+            sink.access(&AccessRecord {
+                space,
+                dir: match dir {
+                    Dir::Read => TraceDir::Read,
+                    Dir::Write => TraceDir::Write,
+                },
+                addr: base.wrapping_add(offset),
+                offset,
+                width: data.len() as u8,
+                value: u64::from_le_bytes(le),
+                device,
+                register,
+                fields,
+                notes: notes.as_slice(),
+            });
+        };
+        // Only a register with fields (or value names) is decoded: the array of decoded
+        // fields costs its initialisation on every record.
+        let decoded = out
+            .register
+            .and_then(|r| self.model.registers.get(r as usize).map(|reg| (r, reg)))
+            .filter(|(_, reg)| reg.declared_fields || reg.fields.iter().any(|f| !f.values.is_empty()));
+        match decoded {
+            Some((r, _)) => {
+                let mut fields = [FieldValue {
+                    name: "",
+                    value: 0,
+                    enum_name: None,
+                }; MAX_FIELDS];
+                let value = engine::register_value(&self.model, r, offset, data);
+                let n = engine::decode(&self.model, r, value, &mut fields);
+                send(fields.get(..n).unwrap_or_default());
+            }
+            None => send(&[]),
+        }
     }
 
     fn event(&self, notes: &Notes<'_>) {

@@ -215,6 +215,8 @@ pub struct Tracer {
     /// By space (MMIO, PIO) and region index; only device regions are filled in.
     regions: [Vec<RegionInfo>; 2],
     filters: Vec<Filter>,
+    /// (first, last) address of each self-tracing device region, by space.
+    self_traced_ranges: [Vec<(u64, u64)>; 2],
     out: Mutex<Out>,
 }
 
@@ -282,6 +284,7 @@ impl Tracer {
             format: options.format,
             regions,
             filters: Vec::new(),
+            self_traced_ranges: [Vec::new(), Vec::new()],
             out: Mutex::new(Out {
                 w: out,
                 seq: 0,
@@ -340,11 +343,21 @@ impl Tracer {
         if let Some(r) = self.regions[space_index(space)].get_mut(region.index()) {
             r.self_traced = true;
         }
+        let range = self.bus.tree(space).range(region);
+        self.self_traced_ranges[space_index(space)].push((range.start(), range.end()));
     }
 
     /// Records one generic access of `data.len()` bytes (at most 8 are shown as the value),
     /// unless its device traces itself or the filters drop it.
     pub fn record(&self, vcpu: u32, space: AddressSpace, op: Op, addr: u64, data: &[u8], routed: Routed) {
+        // Self-tracing devices wrote their own line: a range check, before any tree walk.
+        if routed == Routed::Device
+            && self.self_traced_ranges[space_index(space)]
+                .iter()
+                .any(|&(start, end)| addr >= start && addr <= end)
+        {
+            return;
+        }
         let tree = self.bus.tree(space);
         let device = match routed {
             Routed::Device => tree.device_at(addr),
@@ -1021,6 +1034,11 @@ impl<const N: usize> LineBuf<N> {
     /// `s`, JSON-escaped, at most about `max` bytes. If it does not fit, nothing of it is
     /// written and `overflow` is set.
     fn str(&mut self, s: &str, max: usize) {
+        // Names are nearly always plain identifiers: copy them whole.
+        if s.len() <= max && s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.bytes(s.as_bytes());
+            return;
+        }
         let mark = self.len;
         escape(s, max, |piece| {
             self.bytes(piece);
@@ -1050,16 +1068,30 @@ impl<const N: usize> LineBuf<N> {
         }
     }
 
+    /// Two digits per division (a table of "00".."99"): `seq` and `t_ns` are on every line.
     fn dec(&mut self, mut v: u64) {
+        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+                                    2021222324252627282930313233343536373839\
+                                    4041424344454647484950515253545556575859\
+                                    6061626364656667686970717273747576777879\
+                                    8081828384858687888990919293949596979899";
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();
-        loop {
+        while v >= 100 {
+            let pair = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            tmp[i] = PAIRS[pair];
+            tmp[i + 1] = PAIRS[pair + 1];
+        }
+        if v >= 10 {
+            let pair = v as usize * 2;
+            i -= 2;
+            tmp[i] = PAIRS[pair];
+            tmp[i + 1] = PAIRS[pair + 1];
+        } else {
             i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
+            tmp[i] = b'0' + v as u8;
         }
         self.bytes(&tmp[i..]);
     }
