@@ -176,7 +176,7 @@ impl DeviceConfig {
     }
 
     /// The host sides of its FIFOs: (FIFO name, direction, endpoint), checked.
-    pub fn fifo_hosts(&self) -> Result<Vec<(String, FifoDirection, FifoHost)>, (String, String)> {
+    pub fn fifo_hosts(&self) -> Result<Vec<FifoSide>, (String, String)> {
         let mut out = Vec::new();
         for (name, host) in &self.fifo {
             let (dir, text) = match (&host.from, &host.to) {
@@ -224,6 +224,9 @@ pub enum FifoHost {
     /// share one connection.
     Unix(PathBuf),
 }
+
+/// One FIFO's host side: (FIFO name, direction, endpoint).
+pub type FifoSide = (String, FifoDirection, FifoHost);
 
 /// Which way a FIFO's host side carries data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
