@@ -136,8 +136,10 @@ fn linux_guest_power_off_ends_the_vm_with_status_0() -> Result<(), Failed> {
         )
         .into());
     }
+    // Every guest test passed: all of EXPECTED but the host's own check.
+    let passed = format!("mmiolab: {} passed, 0 failed", EXPECTED.len() - 1);
     for want in [
-        "mmiolab: 5 passed, 0 failed",
+        passed.as_str(),
         "mmiolab: powering off",
         "guest powered the machine off",
     ] {
