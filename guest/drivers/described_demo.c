@@ -10,7 +10,8 @@
  * memory accessors on the device's side effects: ioread8/16/32 and readq with a
  * width policy, a read-only/write-only split, a banked view, write-once fields,
  * the _rep forms on its FIFO (order, level, overflow and underflow flags) and
- * memcpy_toio/memcpy_fromio/memset_io on its trapped RAM window.
+ * memcpy_toio/memcpy_fromio/memset_io on its trapped RAM window, and the same registers
+ * through the device's I/O-port mapping (request_region, ioport_map, inl, inb).
  *
  * The outcome is in /sys/module/described_demo/parameters/result, as for platform_dt.
  */
@@ -267,6 +268,31 @@ static enum mmiolab_result t_memcpy_on_a_ram_window(void)
 			      MMIOLAB_CHECK("byte before the copy", ioread8(sram), 0xa5));
 }
 
+/* The same registers through the I/O-port mapping: request_region, ioport_map + ioread32,
+ * inl; a write through a port is seen through MMIO. */
+static enum mmiolab_result t_ioport_map_same_registers(void)
+{
+	void __iomem *ports;
+
+	if (!devm_request_region(&t.pdev->dev, MMIOLAB_DEMO_PIO_BASE, MMIOLAB_DEMO_PIO_SIZE,
+				 dev_name(&t.pdev->dev))) {
+		printk(KERN_INFO "    # request_region(%#lx) failed\n", (unsigned long)MMIOLAB_DEMO_PIO_BASE);
+		return MMIOLAB_FAIL;
+	}
+	ports = devm_ioport_map(&t.pdev->dev, MMIOLAB_DEMO_PIO_BASE, MMIOLAB_DEMO_PIO_SIZE);
+	if (!ports)
+		return MMIOLAB_FAIL;
+	iowrite32(0x5a5a0001, ports + MMIOLAB_DEMO_WIN_A_OFFSET);
+	return mmiolab_verdict(MMIOLAB_CHECK("ioread32(ioport_map + ID)",
+					    ioread32(ports + MMIOLAB_DEMO_ID_OFFSET), MMIOLAB_DEMO_ID_RESET) &&
+			      MMIOLAB_CHECK("inl(ID)", inl(MMIOLAB_DEMO_PIO_BASE + MMIOLAB_DEMO_ID_OFFSET),
+					    MMIOLAB_DEMO_ID_RESET) &&
+			      MMIOLAB_CHECK("inb(ID): refused by ID's width policy",
+					    inb(MMIOLAB_DEMO_PIO_BASE + MMIOLAB_DEMO_ID_OFFSET), 0xff) &&
+			      MMIOLAB_CHECK("WIN_A written through a port, read through MMIO",
+					    readl(reg(MMIOLAB_DEMO_WIN_A_OFFSET)), 0x5a5a0001));
+}
+
 static const struct mmiolab_case cases[] = {
 	{ "devm_ioremap_resource", t_map },
 	{ "id_register", t_id },
@@ -282,6 +308,7 @@ static const struct mmiolab_case cases[] = {
 	{ "write_once_field", t_write_once },
 	{ "rep_accessors_on_a_fifo", t_rep_on_a_fifo },
 	{ "memcpy_io_on_a_ram_window", t_memcpy_on_a_ram_window },
+	{ "ioport_map_sees_the_same_registers", t_ioport_map_same_registers },
 };
 
 static int demo_probe(struct platform_device *pdev)

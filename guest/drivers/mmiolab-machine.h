@@ -35,6 +35,8 @@
 /* Device demo (bundled model demo) on bus platform */
 #define MMIOLAB_DEMO_BASE               0xd0010000UL
 #define MMIOLAB_DEMO_SIZE               0x1000UL
+#define MMIOLAB_DEMO_PIO_BASE           0x1c0
+#define MMIOLAB_DEMO_PIO_SIZE           0x40
 #define MMIOLAB_DEMO_IRQ                7
 #define MMIOLAB_DEMO_IRQ_1              8
 #define MMIOLAB_DEMO_COMPAT             "mmiolab,demo"

@@ -423,9 +423,13 @@ impl Platform {
                 let Some(bus) = &dev.bus else { return Ok(None) };
                 let found = bus_regions.iter().find(|(n, _, _)| n == bus);
                 let window = found.and_then(|(_, m, p)| if space == AddressSpace::Mmio { *m } else { *p });
-                window
-                    .map(Some)
-                    .ok_or_else(|| config.error(format!("{key}.bus"), format!("bus `{bus}` has no {space} window")))
+                match window {
+                    Some(w) => Ok(Some(w)),
+                    // A device mapped in both spaces sits on its bus in the space the bus
+                    // has, and at the top of the other (a platform device's legacy ports).
+                    None if !dev.mmio.is_empty() && !dev.pio.is_empty() => Ok(None),
+                    None => Err(config.error(format!("{key}.bus"), format!("bus `{bus}` has no {space} window"))),
+                }
             };
             let regions: Vec<(AddressSpace, &RegionConfig, String)> = dev
                 .mmio
@@ -973,5 +977,22 @@ pio = [{ base = 0x378, size = 8 }]
             .to_string();
         assert!(e.contains("device[0].svd: ") && e.contains("NOPE"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_dual_mapped_device_on_an_mmio_bus_has_its_ports_at_the_top() {
+        let p = platform(
+            "[[bus]]\nname = \"platform\"\nmmio = { base = 0xd0000000, size = 0x100000 }\n\
+             [[device]]\nname = \"demo\"\nmodel = \"demo\"\nbus = \"platform\"\n\
+             mmio = [{ base = 0xd0010000, size = 0x1000 }]\npio = [{ base = 0x1c0, size = 0x40 }]\n",
+        )
+        .unwrap();
+        let text = p.render_trees();
+        assert!(
+            text.contains("d0000000-d00fffff : platform\n  d0010000-d0010fff : demo\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n01c0-01ff : demo\n"), "{text}");
+        assert_eq!(p.self_traced.len(), 2, "one device, traced in both spaces");
     }
 }
