@@ -10,22 +10,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-/// The committed generated headers and the arguments that make them (run in the workspace
-/// root); `cargo xtask headers` regenerates them, `cargo xtask test` checks them too.
-const COMMITTED: [(&str, &[&str]); 3] = [
-    (
-        "guest/drivers/mmiolab-machine.h",
-        &["--config", "guest/machines/default.toml"],
-    ),
-    (
-        "firmware/asm/mmiolab-machine.h",
-        &["--config", "tests/machines/baremetal.toml", "--asm"],
-    ),
-    (
-        "firmware/asm/described-machine.h",
-        &["--config", "tests/machines/described.toml", "--asm", "--prefix", "DESC"],
-    ),
-];
+/// The committed generated headers and their `mmiolab header` arguments.
+const COMMITTED: &[(&str, &[&str])] = include!("generated_headers.rs");
 
 const DEVICE: &str = r#"
 [device]

@@ -35,22 +35,8 @@ tasks:
           fail (naming them) if they are stale, as `test` does
 ";
 
-/// The committed generated headers and the `mmiolab header` arguments that make them (run
-/// in the workspace root). tests/header.rs checks the same list.
-const GENERATED_HEADERS: [(&str, &[&str]); 3] = [
-    (
-        "guest/drivers/mmiolab-machine.h",
-        &["--config", "guest/machines/default.toml"],
-    ),
-    (
-        "firmware/asm/mmiolab-machine.h",
-        &["--config", "tests/machines/baremetal.toml", "--asm"],
-    ),
-    (
-        "firmware/asm/described-machine.h",
-        &["--config", "tests/machines/described.toml", "--asm", "--prefix", "DESC"],
-    ),
-];
+/// The committed generated headers and their `mmiolab header` arguments.
+const GENERATED_HEADERS: &[(&str, &[&str])] = include!("../../../tests/generated_headers.rs");
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1);
@@ -131,7 +117,7 @@ fn mmiolab_header() -> Command {
 }
 
 fn headers() -> Result<()> {
-    for (file, args) in GENERATED_HEADERS {
+    for &(file, args) in GENERATED_HEADERS {
         // -o writes atomically and leaves a file that is already current alone.
         run(mmiolab_header().args(args).args(["-o", file]))?;
     }
@@ -142,7 +128,7 @@ fn headers() -> Result<()> {
 /// header differs from what mmiolab generates now.
 fn check_headers() -> Result<()> {
     let mut stale = Vec::new();
-    for (file, args) in GENERATED_HEADERS {
+    for &(file, args) in GENERATED_HEADERS {
         let mut cmd = mmiolab_header();
         cmd.args(args);
         let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
