@@ -60,6 +60,10 @@ fn main() {
         ),
         Trial::test("tree_prints_both_address_spaces", tree_prints_both_address_spaces),
         Trial::test(
+            "models_lists_and_prints_the_bundled_descriptions",
+            models_lists_and_prints_the_bundled_descriptions,
+        ),
+        Trial::test(
             "bad_machine_file_is_refused_before_boot",
             bad_machine_file_is_refused_before_boot,
         ),
@@ -539,6 +543,30 @@ fn fifo_host_sides_carry_data_through_a_unix_socket() -> Result<(), Failed> {
     std::fs::remove_dir_all(&dir)?;
     if echoed != "hello over a socket\n" {
         return Err(format!("the socket got back {echoed:?}").into());
+    }
+    Ok(())
+}
+
+fn models_lists_and_prints_the_bundled_descriptions() -> Result<(), Failed> {
+    let list = mmiolab(&["models"]);
+    expect_status(&list, 0)?;
+    let list = String::from_utf8_lossy(&list.stdout);
+    for name in ["demo", "uart16550", "gpio-mmio", "parport", "isa-hole"] {
+        if !list.lines().any(|l| l.split_whitespace().next() == Some(name)) {
+            return Err(format!("`mmiolab models` does not list {name}:\n{list}").into());
+        }
+    }
+    let uart = mmiolab(&["models", "uart16550"]);
+    expect_status(&uart, 0)?;
+    let text = String::from_utf8_lossy(&uart.stdout);
+    if !text.contains("name = \"RBR\"") {
+        return Err(format!("`mmiolab models uart16550` printed:\n{text}").into());
+    }
+    let nope = mmiolab(&["models", "nope"]);
+    expect_status(&nope, 1)?;
+    let err = String::from_utf8_lossy(&nope.stderr);
+    if !err.contains("no bundled model `nope`; there are: demo") {
+        return Err(format!("stderr: {err}").into());
     }
     Ok(())
 }

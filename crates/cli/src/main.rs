@@ -65,6 +65,12 @@ enum Command {
     /// addresses (and the register maps of its described devices).
     #[command(long_about = HEADER_ABOUT)]
     Header(HeaderArgs),
+    /// List the device descriptions bundled with mmiolab (a machine file's `model = NAME`),
+    /// or print one of them as TOML, to read or to copy and change.
+    Models {
+        /// The model to print.
+        name: Option<String>,
+    },
 }
 
 const HEADER_ABOUT: &str = "Write a C header from a device description (--description) or a machine file (--config).
@@ -224,6 +230,29 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     r.map_err(|e| format!("`{s}` is not a number: {e}"))
 }
 
+/// `mmiolab models [NAME]`.
+fn models(name: Option<&str>) -> Result<()> {
+    use mmiolab_regmodel::bundled;
+    let mut out = std::io::stdout().lock();
+    match name {
+        Some(name) => {
+            let text = bundled::bundled(name)
+                .with_context(|| format!("no bundled model `{name}`; there are: {}", bundled::names().join(", ")))?;
+            out.write_all(text.as_bytes())?;
+        }
+        None => {
+            for name in bundled::names() {
+                let what = bundled::bundled(name)
+                    .and_then(|t| mmiolab_regmodel::schema::Description::from_toml(t).ok())
+                    .and_then(|d| d.device.description)
+                    .unwrap_or_default();
+                writeln!(out, "{name:<12} {what}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
@@ -235,6 +264,7 @@ fn main() -> ExitCode {
         Command::Dt { config, dtb } => dt(&config, dtb.as_deref()).map(|()| 0),
         Command::Test(args) => test(args),
         Command::Header(args) => header_command(&args).map(|()| 0),
+        Command::Models { name } => models(name.as_deref()).map(|()| 0),
     };
     match result {
         Ok(status) => ExitCode::from(status),
