@@ -27,11 +27,7 @@ impl Counter {
     }
 
     fn write(&self, data: &[u8]) {
-        let mut le = [0u8; 8];
-        for (b, v) in le.iter_mut().zip(data) {
-            *b = *v;
-        }
-        self.next.store(u64::from_le_bytes(le), Ordering::Relaxed);
+        self.next.store(crate::le_u64(data), Ordering::Relaxed);
     }
 }
 

@@ -36,6 +36,15 @@ pub use sysctl::{POWER_OFF, SYSCTL_SIZE, SysCtl};
 
 use std::sync::{Mutex, MutexGuard};
 
+/// The bytes of an access as a little-endian number (the first 8 of them).
+pub fn le_u64(data: &[u8]) -> u64 {
+    let mut le = [0u8; 8];
+    for (b, v) in le.iter_mut().zip(data) {
+        *b = *v;
+    }
+    u64::from_le_bytes(le)
+}
+
 /// Locks a device's state. A poisoned lock means an earlier access panicked; the state is
 /// plain data, so keep serving rather than turn one bug into a VMM crash per access.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

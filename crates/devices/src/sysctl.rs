@@ -35,11 +35,8 @@ impl DeviceMmio for SysCtl {
     }
 
     fn mmio_write(&self, _base: MmioAddress, offset: MmioAddressOffset, data: &[u8]) {
-        let mut le = [0u8; 4];
-        for (b, v) in le.iter_mut().zip(data) {
-            *b = *v;
-        }
-        if offset == 0 && u32::from_le_bytes(le) == POWER_OFF {
+        // The low 4 bytes: a wider write of POWER_OFF powers off too.
+        if offset == 0 && crate::le_u64(data) as u32 == POWER_OFF {
             self.control.request_stop(StopReason::GuestPowerOff);
         }
     }

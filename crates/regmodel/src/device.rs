@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use mmiolab_devices::{
     AccessRecord, ClientId, Deferred, Dir as TraceDir, EventRecord, FieldValue, IrqLine, Scheduler, Space, TraceSink,
+    le_u64,
 };
 use vm_device::bus::{MmioAddress, MmioAddressOffset, PioAddress, PioAddressOffset};
 use vm_device::{DeviceMmio, DevicePio};
@@ -148,7 +149,16 @@ impl DescribedDevice {
             if out.trace
                 && let Some(sink) = self.sink.get()
             {
-                self.record_plain(sink.as_ref(), space, base, offset, Dir::Write, data, out);
+                self.record(
+                    sink.as_ref(),
+                    space,
+                    base,
+                    offset,
+                    Dir::Write,
+                    data,
+                    out,
+                    &Notes::default(),
+                );
             }
             return;
         }
@@ -176,7 +186,16 @@ impl DescribedDevice {
             if out.trace
                 && let Some(sink) = self.sink.get()
             {
-                self.record_plain(sink.as_ref(), space, base, offset, Dir::Read, data, out);
+                self.record(
+                    sink.as_ref(),
+                    space,
+                    base,
+                    offset,
+                    Dir::Read,
+                    data,
+                    out,
+                    &Notes::default(),
+                );
             }
             return;
         }
@@ -187,19 +206,6 @@ impl DescribedDevice {
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn record_plain(
-        &self,
-        sink: &dyn TraceSink,
-        space: Space,
-        base: u64,
-        offset: u64,
-        dir: Dir,
-        data: &[u8],
-        out: Outcome,
-    ) {
-        self.record(sink, space, base, offset, dir, data, out, &Notes::default());
-    }
-
     fn access(&self, state: &mut State, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
         let mut notes = Notes::default();
         let clock = || self.scheduler.now_ns();
@@ -236,10 +242,7 @@ impl DescribedDevice {
         if !sink.wants(device, register) {
             return;
         }
-        let mut le = [0u8; 8];
-        for (b, v) in le.iter_mut().zip(data) {
-            *b = *v;
-        }
+        let value = le_u64(data);
         let send = |fields: &[FieldValue<'_>]| {
             sink.access(&AccessRecord {
                 space,
@@ -250,7 +253,7 @@ impl DescribedDevice {
                 addr: base.wrapping_add(offset),
                 offset,
                 width: data.len() as u8,
-                value: u64::from_le_bytes(le),
+                value,
                 device,
                 register,
                 fields,
@@ -270,8 +273,8 @@ impl DescribedDevice {
                     value: 0,
                     enum_name: None,
                 }; MAX_FIELDS];
-                let value = engine::register_value(&self.model, r, offset, data);
-                let n = engine::decode(&self.model, r, value, &mut fields);
+                let in_register = engine::register_value(&self.model, r, offset, data);
+                let n = engine::decode(&self.model, r, in_register, &mut fields);
                 send(fields.get(..n).unwrap_or_default());
             }
             None => send(&[]),

@@ -533,14 +533,9 @@ fn plain_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<P
 /// register). Returns None, having changed nothing, when the write needs [`access`].
 #[inline]
 pub fn plain_write(model: &Model, state: &mut State, offset: u64, data: &[u8]) -> Option<Outcome> {
+    // plain_at matched the register's own width: 1, 2, 4 or 8 bytes.
     let p = plain_at(model, state, offset, data.len())?;
-    let written = match *data {
-        [a] => u64::from(a),
-        [a, b] => u64::from(u16::from_le_bytes([a, b])),
-        [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
-        [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
-        _ => return None,
-    };
+    let written = le_value(data);
     // Reserved bits written other than they read are noted: the general path does that.
     if (written ^ p.reserved_read) & p.reserved != 0 {
         return None;

@@ -68,7 +68,7 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mmiolab_bus::{AddressSpace, Bus, RegionId, RegionKind, Routed};
-use mmiolab_devices::{AccessRecord, Clock, Dir, EventRecord, FieldValue, Note, Space, TraceSink};
+use mmiolab_devices::{AccessRecord, Clock, Dir, EventRecord, FieldValue, Note, Space, TraceSink, le_u64};
 
 /// The format version written in every JSON line's `"v"`.
 pub const FORMAT_VERSION: u32 = 2;
@@ -178,8 +178,6 @@ struct RegionInfo {
     tid: u32,
     /// Generic lines for it pass the filters.
     wanted: bool,
-    /// The device writes its own lines; skip the generic one.
-    self_traced: bool,
 }
 
 /// The writer and what goes with it, under the trace lock.
@@ -272,7 +270,6 @@ impl Tracer {
                     escaped: escaped.into_boxed_slice(),
                     tid: next_tid,
                     wanted: true,
-                    self_traced: false,
                 };
                 next_tid += 1;
             }
@@ -340,9 +337,6 @@ impl Tracer {
     /// Marks `region` (a device region of `space`) as tracing itself: the generic line for
     /// its accesses is not written, the device's own record is.
     pub fn set_self_traced(&mut self, space: AddressSpace, region: RegionId) {
-        if let Some(r) = self.regions[space_index(space)].get_mut(region.index()) {
-            r.self_traced = true;
-        }
         let range = self.bus.tree(space).range(region);
         self.self_traced_ranges[space_index(space)].push((range.start(), range.end()));
     }
@@ -370,13 +364,9 @@ impl Tracer {
                 .map(|r| (r, addr - tree.range(id).start()))
         });
         match region {
-            Some((r, _)) if r.self_traced || !r.wanted => return,
+            Some((r, _)) if !r.wanted => return,
             None if !self.filters.is_empty() => return,
             _ => {}
-        }
-        let mut le = [0u8; 8];
-        for (b, v) in le.iter_mut().zip(data) {
-            *b = *v;
         }
         let a = Access {
             vcpu: Some(vcpu),
@@ -384,7 +374,7 @@ impl Tracer {
             op,
             addr,
             width: data.len() as u64,
-            value: u64::from_le_bytes(le),
+            value: le_u64(data),
         };
         self.emit::<GENERIC_LINE>(|line, seq, t_ns| match self.format {
             TraceFormat::Jsonl => {
