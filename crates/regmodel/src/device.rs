@@ -202,10 +202,9 @@ impl DescribedDevice {
         self.access(&mut state, space, base, offset, Dir::Read, data);
     }
 
-    /// The trace record of a plain load or store (it has no notes), off the hot path.
-    #[cold]
+    /// The general path ([`engine::access`]), kept out of `read` and `write` so that their
+    /// plain loads and stores stay lean.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn access(&self, state: &mut State, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
         let mut notes = Notes::default();
         let clock = || self.scheduler.now_ns();

@@ -17,6 +17,8 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::Write;
 
+use arrayvec::ArrayVec;
+
 use mmiolab_devices::{FieldValue, Note};
 
 use crate::compile::{ANY_BITS, Action, Delay, FieldRef, Model, OnRead, OnWrite, Register};
@@ -48,44 +50,32 @@ pub const MAX_NOTES: usize = 24;
 /// Fields one trace record decodes.
 pub const MAX_FIELDS: usize = 32;
 
-/// Notes of one access, in a fixed array: recording never allocates.
+/// Notes of one access, in a fixed array: recording never allocates, and an empty list
+/// costs nothing to make (an initialised array of notes cost about 60 instructions per
+/// access, most of them copying it into place).
+#[derive(Default)]
 pub struct Notes<'m> {
-    items: [Note<'m>; MAX_NOTES],
-    len: usize,
-}
-
-impl Default for Notes<'_> {
-    fn default() -> Self {
-        Notes {
-            items: [Note::Truncated; MAX_NOTES],
-            len: 0,
-        }
-    }
+    items: ArrayVec<Note<'m>, MAX_NOTES>,
 }
 
 impl<'m> Notes<'m> {
     fn push(&mut self, note: Note<'m>) {
-        match self.items.get_mut(self.len) {
-            Some(slot) if self.len + 1 < MAX_NOTES => {
-                *slot = note;
-                self.len += 1;
-            }
-            Some(slot) => {
-                *slot = Note::Truncated;
-                self.len = MAX_NOTES;
-            }
-            None => {}
+        // The last place says that notes were left out.
+        match self.items.remaining_capacity() {
+            0 => {}
+            1 => self.items.push(Note::Truncated),
+            _ => self.items.push(note),
         }
     }
 
     /// The notes recorded.
     pub fn as_slice(&self) -> &[Note<'m>] {
-        self.items.get(..self.len).unwrap_or_default()
+        &self.items
     }
 
     /// Forgets them.
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.items.clear();
     }
 }
 
@@ -145,8 +135,9 @@ pub struct State {
     irq: u32,
     pending: Vec<Pending>,
     dropped_effects: u64,
-    /// By slot: the plain loads and stores ([`plain_write`], [`plain_read`]).
-    plain: Vec<Option<Plain>>,
+    /// By slot: its register when an access of the slot's width is a whole-register access
+    /// ([`Direct`]).
+    direct: Vec<Option<Direct>>,
     /// Computed-field evaluations left in this access or event ([`MAX_COMPUTE`]).
     compute_left: Cell<u32>,
 }
@@ -178,7 +169,7 @@ impl State {
             irq: 0,
             pending: Vec::with_capacity(MAX_PENDING),
             dropped_effects: 0,
-            plain: plain_slots(model),
+            direct: direct_slots(model),
             compute_left: Cell::new(MAX_COMPUTE),
         };
         let mut notes = Notes::default();
@@ -399,66 +390,12 @@ pub fn access<'m>(
     notes: &mut Notes<'m>,
 ) -> Outcome {
     let mut cx = Ctx::new(model, state, notes, now);
-    let width = data.len();
-    if !matches!(width, 1 | 2 | 4 | 8) {
-        if dir == Dir::Read {
-            data.fill(0xff);
-        }
-        cx.notes.push(Note::BadWidth);
-        cx.out.trace = true;
-        return cx.out;
-    }
-    if !model.memories.is_empty() && memory_access(&mut cx, state, dir, offset, data) {
-        count_access(&mut cx, state);
-        evaluate_interrupts(model, state, cx.notes, &mut cx.out);
-        return cx.out;
-    }
-    let end = offset.saturating_add(width as u64);
-    let first_slot = slot_at(model, offset);
-
-    // The common case: one register, exactly, with one candidate.
-    if let Some(slot) = first_slot
-        && slot.offset == offset
-        && usize::from(slot.width) == width
-        && let [only] = slot.candidates.as_slice()
-        && let Some(r) = model.registers.get(*only as usize)
-        && r.when.is_none()
+    if let Some(d) = direct_at(model, state, offset, data.len())
+        && let Some(r) = model.registers.get(d.reg as usize)
     {
-        register_access(&mut cx, state, *only, r, dir, offset, data, end);
-    } else {
-        // General case: walk the bytes, one register (slot) at a time, holes in between.
-        let mut pos = offset;
-        let mut any_hole = false;
-        while pos < end {
-            match slot_at(model, pos) {
-                Some(slot) => {
-                    let chosen = choose(model, state, &slot.candidates, dir);
-                    match chosen.and_then(|i| model.registers.get(i as usize).map(|r| (i, r))) {
-                        Some((i, r)) => register_access(&mut cx, state, i, r, dir, offset, data, end),
-                        None => {
-                            any_hole |= fill_hole(
-                                model,
-                                dir,
-                                offset,
-                                data,
-                                slot.offset,
-                                slot.offset + u64::from(slot.width),
-                            )
-                        }
-                    }
-                    pos = slot.offset + u64::from(slot.width);
-                }
-                None => {
-                    let next = next_slot_start(model, pos, end);
-                    any_hole |= fill_hole(model, dir, offset, data, pos, next);
-                    pos = next;
-                }
-            }
-        }
-        if any_hole {
-            cx.notes.push(Note::Hole);
-            cx.out.trace = true;
-        }
+        whole_register(&mut cx, state, d.reg, r, dir, data);
+    } else if !walk(&mut cx, state, dir, offset, data) {
+        return cx.out;
     }
     count_access(&mut cx, state);
     // An access that changed nothing cannot have changed an interrupt condition.
@@ -468,13 +405,70 @@ pub fn access<'m>(
     cx.out
 }
 
-/// What a whole-register access to a plain register needs, kept per slot in [`State`] so
-/// that [`plain_write`] and [`plain_read`] read one small record.
+/// Any access but a whole-register one ([`Direct`]): a memory window, or the access's bytes
+/// one register (slot) at a time with holes in between. False for an access width no bus
+/// makes: then nothing else happens.
+fn walk(cx: &mut Ctx<'_, '_>, state: &mut State, dir: Dir, offset: u64, data: &mut [u8]) -> bool {
+    let model = cx.model;
+    let width = data.len();
+    if !matches!(width, 1 | 2 | 4 | 8) {
+        if dir == Dir::Read {
+            data.fill(0xff);
+        }
+        cx.notes.push(Note::BadWidth);
+        cx.out.trace = true;
+        return false;
+    }
+    if !model.memories.is_empty() && memory_access(cx, state, dir, offset, data) {
+        return true;
+    }
+    let end = offset.saturating_add(width as u64);
+    let mut pos = offset;
+    let mut any_hole = false;
+    while pos < end {
+        match slot_at(model, pos) {
+            Some(slot) => {
+                let chosen = choose(model, state, &slot.candidates, dir);
+                match chosen.and_then(|i| model.registers.get(i as usize).map(|r| (i, r))) {
+                    Some((i, r)) => register_access(cx, state, i, r, dir, offset, data, end),
+                    None => {
+                        any_hole |= fill_hole(
+                            model,
+                            dir,
+                            offset,
+                            data,
+                            slot.offset,
+                            slot.offset + u64::from(slot.width),
+                        )
+                    }
+                }
+                pos = slot.offset + u64::from(slot.width);
+            }
+            None => {
+                let next = next_slot_start(model, pos, end);
+                any_hole |= fill_hole(model, dir, offset, data, pos, next);
+                pos = next;
+            }
+        }
+    }
+    if any_hole {
+        cx.notes.push(Note::Hole);
+        cx.out.trace = true;
+    }
+    true
+}
+
+/// What a whole-register access to a slot's register needs, kept per slot in [`State`] so
+/// that the common access reads one small record instead of walking the slot's bytes: the
+/// slot has one register, without banked views, whose own width is accepted, in a
+/// little-endian device without memory windows.
 #[derive(Clone, Copy, Debug)]
-struct Plain {
+struct Direct {
     offset: u64,
     reg: u32,
     width: u8,
+    /// Plain storage: [`plain_write`] and [`plain_read`] serve it with the fields below.
+    plain: bool,
     trace: TracePolicy,
     write_mask: u64,
     read_mask: u64,
@@ -482,10 +476,7 @@ struct Plain {
     reserved: u64,
 }
 
-/// Per slot, the plain load and store its whole-register accesses are, if they are: one
-/// candidate, plain storage, no banked view, its own width accepted, little-endian, and no
-/// memory window in the device.
-fn plain_slots(model: &Model) -> Vec<Option<Plain>> {
+fn direct_slots(model: &Model) -> Vec<Option<Direct>> {
     model
         .slots
         .iter()
@@ -495,17 +486,17 @@ fn plain_slots(model: &Model) -> Vec<Option<Plain>> {
             };
             let r = model.registers.get(*only as usize)?;
             let width_bit = 1u8 << (usize::from(slot.width).trailing_zeros() & 7);
-            let ok = r.plain
-                && r.when.is_none()
+            let ok = r.when.is_none()
                 && r.widths & width_bit != 0
                 && r.offset == slot.offset
                 && r.width == slot.width
                 && model.endianness == Endianness::Little
                 && model.memories.is_empty();
-            ok.then(|| Plain {
+            ok.then(|| Direct {
                 offset: slot.offset,
                 reg: *only,
                 width: slot.width,
+                plain: r.plain,
                 trace: r.trace,
                 write_mask: r.read_mask_for_plain_write(r.width_mask),
                 read_mask: r.read_mask,
@@ -516,16 +507,22 @@ fn plain_slots(model: &Model) -> Vec<Option<Plain>> {
         .collect()
 }
 
+/// The whole-register access a `width`-byte access at `offset` is, if it is one.
+#[inline]
+fn direct_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<Direct> {
+    let s = usize::from(*model.byte_slot.get(usize::try_from(offset).ok()?)?).checked_sub(1)?;
+    let d = (*state.direct.get(s)?)?;
+    (d.offset == offset && usize::from(d.width) == width).then_some(d)
+}
+
 /// The plain load or store a `width`-byte access at `offset` is, when nothing waits for
 /// accesses (the general path counts them).
 #[inline]
-fn plain_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<Plain> {
+fn plain_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<Direct> {
     if !state.pending.is_empty() {
         return None;
     }
-    let s = usize::from(*model.byte_slot.get(usize::try_from(offset).ok()?)?).checked_sub(1)?;
-    let p = (*state.plain.get(s)?)?;
-    (p.offset == offset && usize::from(p.width) == width).then_some(p)
+    direct_at(model, state, offset, width).filter(|d| d.plain)
 }
 
 /// A guest write that is a plain store: the whole of a plain register, with nothing to
@@ -703,28 +700,55 @@ fn register_access<'m>(
                     }
                 }
             }
-            let last = state.last_read.get_mut(i);
-            cx.out.trace |= match r.trace {
-                TracePolicy::Full => true,
-                TracePolicy::Changes => last.as_ref().is_none_or(|l| **l != value) || !cx.notes.as_slice().is_empty(),
-                TracePolicy::Silent => !cx.notes.as_slice().is_empty(),
-            };
-            if let Some(l) = last {
-                *l = value;
-            }
+            judge_read(cx, state, i, r, value);
         }
-        Dir::Write => {
-            let before = state.values.get(i).copied();
-            write_register(cx, state, i, r, lanes, written);
-            let changed = state.values.get(i).copied() != before;
-            cx.changed |= changed;
-            cx.out.trace |= match r.trace {
-                TracePolicy::Full => true,
-                TracePolicy::Changes => changed || !cx.notes.as_slice().is_empty(),
-                TracePolicy::Silent => !cx.notes.as_slice().is_empty(),
-            };
-        }
+        Dir::Write => write_and_judge(cx, state, i, r, lanes, written),
     }
+}
+
+/// A whole-register access to a little-endian register: its lanes are all of it, and the
+/// access's bytes are its value.
+fn whole_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, idx: u32, r: &'m Register, dir: Dir, data: &mut [u8]) {
+    cx.out.register = Some(idx);
+    let i = idx as usize;
+    match dir {
+        Dir::Read => {
+            let value = read_register(cx, state, i, r, r.width_mask);
+            le_store(data, value);
+            judge_read(cx, state, i, r, value);
+        }
+        Dir::Write => write_and_judge(cx, state, i, r, r.width_mask, le_value(data)),
+    }
+}
+
+/// Whether the register's trace policy records a read that returned `value`.
+#[inline]
+fn judge_read(cx: &mut Ctx<'_, '_>, state: &mut State, i: usize, r: &Register, value: u64) {
+    let noted = !cx.notes.as_slice().is_empty();
+    let last = state.last_read.get_mut(i);
+    cx.out.trace |= match r.trace {
+        TracePolicy::Full => true,
+        TracePolicy::Changes => noted || last.as_ref().is_none_or(|l| **l != value),
+        TracePolicy::Silent => noted,
+    };
+    if let Some(l) = last {
+        *l = value;
+    }
+}
+
+/// Writes register `i` and says whether its trace policy records the write.
+#[inline]
+fn write_and_judge<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m Register, lanes: u64, written: u64) {
+    let before = state.values.get(i).copied();
+    write_register(cx, state, i, r, lanes, written);
+    let changed = state.values.get(i).copied() != before;
+    cx.changed |= changed;
+    let noted = !cx.notes.as_slice().is_empty();
+    cx.out.trace |= match r.trace {
+        TracePolicy::Full => true,
+        TracePolicy::Changes => changed || noted,
+        TracePolicy::Silent => noted,
+    };
 }
 
 /// The little-endian value of an access's 1, 2, 4 or 8 bytes (0 for another width).
@@ -798,26 +822,16 @@ fn write_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m 
         note_reserved(cx, r, lanes, written);
         return;
     }
-    let mut new = old;
+    let masks = &r.write_masks;
+    let new = masks.apply(old, written, lanes, once);
+    if masks.closed(lanes, once) & (written ^ old) != 0 || masks.noted & (old ^ new) != 0 {
+        note_fields(cx.notes, r, lanes, once, old, new, written);
+    }
     let mut once_now = once;
-    for f in &r.fields {
-        let m = f.mask & lanes;
-        if m == 0 || f.value.is_some() {
-            continue;
-        }
-        if !f.access.write || (f.access.once && once & f.mask != 0) {
-            if (written ^ old) & m != 0 {
-                cx.notes.push(Note::Ignored { field: &f.path });
-            }
-            continue;
-        }
-        let bits = f.on_write.apply(old & m, written & m, m);
-        new = (new & !m) | bits;
-        if f.access.once {
+    if masks.once & lanes != 0 {
+        // A write-once field is used up by a write to any of its bytes.
+        for f in r.fields.iter().filter(|f| f.access.once && f.mask & lanes != 0) {
             once_now |= f.mask;
-        }
-        if f.on_write != OnWrite::Write {
-            note_change(cx.notes, &f.path, old & m, bits);
         }
     }
     note_reserved(cx, r, lanes, written);
@@ -836,11 +850,33 @@ fn write_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m 
             fire(cx, state, e, written, 0);
         }
     }
+    if r.write_masks.singlepulse & lanes == 0 {
+        return;
+    }
     for f in r.fields.iter().filter(|f| f.singlepulse && f.mask & lanes != 0) {
         if let Some(v) = state.values.get_mut(i) {
             let old = *v & f.mask;
             *v &= !f.mask;
             note_change(cx.notes, &f.path, old, 0);
+        }
+    }
+}
+
+/// The notes of a write that changed `old` into `new`: fields it could not change but wrote
+/// differently (`Ignored`), and the changes of fields whose behaviour is not a plain write.
+fn note_fields<'m>(notes: &mut Notes<'m>, r: &'m Register, lanes: u64, once: u64, old: u64, new: u64, written: u64) {
+    let closed = r.write_masks.closed(lanes, once);
+    for f in r.fields.iter().filter(|f| f.value.is_none()) {
+        let m = f.mask & lanes;
+        if m == 0 {
+            continue;
+        }
+        if closed & m != 0 {
+            if (written ^ old) & m != 0 {
+                notes.push(Note::Ignored { field: &f.path });
+            }
+        } else if f.on_write != OnWrite::Write {
+            note_change(notes, &f.path, old & m, new & m);
         }
     }
 }
