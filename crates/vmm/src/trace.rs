@@ -996,17 +996,17 @@ impl<const N: usize> LineBuf<N> {
         self.len.checked_sub(1).and_then(|i| self.buf.get(i).copied())
     }
 
+    #[inline(always)]
     fn room(&mut self, n: usize) -> Option<&mut [u8]> {
-        let end = self.len + n;
+        let start = self.len;
+        let end = start + n;
         if end > self.limit {
             self.overflow = true;
             return None;
         }
-        let dst = self.buf.get_mut(self.len..end);
-        if dst.is_some() {
-            self.len = end;
-        }
-        dst
+        self.len = end;
+        // limit <= N, so the range is inside the buffer.
+        self.buf.get_mut(start..end)
     }
 
     fn lit<const L: usize>(&mut self, s: &[u8; L]) {
@@ -1045,45 +1045,43 @@ impl<const N: usize> LineBuf<N> {
         }
     }
 
-    fn hex(&mut self, v: u64) {
+    fn hex(&mut self, mut v: u64) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1) as usize;
         let Some(dst) = self.room(2 + digits) else {
             return;
         };
-        dst[0] = b'0';
-        dst[1] = b'x';
-        for (i, d) in dst[2..].iter_mut().enumerate() {
-            *d = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        if let [zero, x, rest @ ..] = dst {
+            (*zero, *x) = (b'0', b'x');
+            for d in rest.iter_mut().rev() {
+                *d = HEX[(v & 0xf) as usize];
+                v >>= 4;
+            }
         }
     }
 
-    /// Two digits per division (a table of "00".."99"): `seq` and `t_ns` are on every line.
+    /// Two digits per division (a table of "00".."99"), straight into the line: `seq` and
+    /// `t_ns` are on every line.
     fn dec(&mut self, mut v: u64) {
         const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
                                     2021222324252627282930313233343536373839\
                                     4041424344454647484950515253545556575859\
                                     6061626364656667686970717273747576777879\
                                     8081828384858687888990919293949596979899";
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        while v >= 100 {
+        let digits = v.checked_ilog10().map_or(1, |l| l as usize + 1);
+        let Some(dst) = self.room(digits) else {
+            return;
+        };
+        for pair_dst in dst.rchunks_exact_mut(2) {
             let pair = (v % 100) as usize * 2;
             v /= 100;
-            i -= 2;
-            tmp[i] = PAIRS[pair];
-            tmp[i + 1] = PAIRS[pair + 1];
+            pair_dst.copy_from_slice(&PAIRS[pair..pair + 2]);
         }
-        if v >= 10 {
-            let pair = v as usize * 2;
-            i -= 2;
-            tmp[i] = PAIRS[pair];
-            tmp[i + 1] = PAIRS[pair + 1];
-        } else {
-            i -= 1;
-            tmp[i] = b'0' + v as u8;
+        if digits % 2 == 1
+            && let Some(d) = dst.first_mut()
+        {
+            *d = b'0' + v as u8;
         }
-        self.bytes(&tmp[i..]);
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -1172,6 +1170,35 @@ mod tests {
             register,
             fields: FIELDS,
             notes,
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_full() {
+        for v in [
+            0,
+            7,
+            9,
+            10,
+            42,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12_345,
+            305_240_392,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut line = LineBuf::<64>::new();
+            line.dec(v);
+            line.lit(b" ");
+            line.hex(v);
+            assert_eq!(
+                std::str::from_utf8(line.as_slice()).ok(),
+                Some(format!("{v} {v:#x}").as_str())
+            );
         }
     }
 
