@@ -14,6 +14,7 @@ usage() {
 	cat <<EOT
 Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                             [--log FILE] [--out DIR] [--timeout SECS]
+                            [--trace FILE [--trace-filter DEVICE[.REGISTER]]...]
 
   --vmm BIN       the mmiolab binary
   --config FILE   machine description (default: guest/machines/default.toml); its
@@ -23,6 +24,10 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
   --log FILE      console log (default: DIR/console.log)
   --out DIR       where the kernel, initramfs and logs go (default: target/guest)
   --timeout SECS  give up after this long (default 600)
+  --trace FILE    write mmiolab's trace (JSON lines) to FILE; nested, the outer VM prints
+                  it on its console between "mmiolab-l1: begin trace" and "mmiolab-l1: end
+                  trace" once the VMM has exited, and it is copied from there into FILE
+  --trace-filter SPEC  keep only these trace lines (repeatable; mmiolab run --help)
 Exit status: the guest's (see mmiolab run --help); 124 on a timeout of the outer VM.
 Environment: MMIOLAB_CONSOLE_TIMESTAMPS=1 prefixes console lines with the time since
 mmiolab started (passed into the outer VM too).
@@ -30,6 +35,7 @@ EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
+TRACE='' FILTERS=()
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
 	case $1 in
@@ -39,6 +45,12 @@ while [ $# -gt 0 ]; do
 	--log) LOG=$(realpath -m "$2"); shift 2 ;;
 	--out) OUT=$(realpath -m "$2"); shift 2 ;;
 	--timeout) TIMEOUT=$2; shift 2 ;;
+	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
+	--trace-filter)
+		case $2 in *,* | *' '* | '') die "--trace-filter takes one DEVICE[.REGISTER]" ;; esac
+		FILTERS+=("$2")
+		shift 2
+		;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -47,8 +59,12 @@ if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
 	die "--vmm BIN is required and must be executable (see --help)"
 fi
 case $NESTED in auto | always | never) ;; *) die "--nested takes auto, always or never" ;; esac
+if [ -z "$TRACE" ] && [ "${#FILTERS[@]}" -gt 0 ]; then
+	die "--trace-filter needs --trace FILE"
+fi
 mkdir -p "$OUT"
 LOG=${LOG:-$OUT/console.log}
+[ -z "$TRACE" ] || mkdir -p "$(dirname "$TRACE")"
 
 stage "building the guest kernel (cached after the first build)"
 KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT")
@@ -70,19 +86,71 @@ if [ "$mode" = auto ]; then
 fi
 if [ "$mode" = never ]; then
 	stage "booting $CONFIG directly under mmiolab"
+	TRACE_ARGS=()
+	if [ -n "$TRACE" ]; then
+		TRACE_ARGS=(--trace "$TRACE")
+		for f in "${FILTERS[@]}"; do
+			TRACE_ARGS+=(--trace-filter "$f")
+		done
+	fi
 	set +e
-	"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" </dev/null | tee "$LOG"
+	"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
 	rc=${PIPESTATUS[0]}
 	exit "$rc"
 fi
 
 stage "running nested: ${reason:-requested with --nested always}; the outer VM is QEMU TCG -cpu max with the same kernel"
 L1DIR=$OUT/l1-$(basename "$CONFIG" .toml)
-mkdir -p "$L1DIR"
-# Inside the outer VM the files sit next to the machine file.
-sed -e 's#^kernel = .*#kernel = "bzImage"#' -e 's#^initrd = .*#initrd = "initramfs.cpio"#' "$CONFIG" >"$L1DIR/machine.toml"
+rm -rf "$L1DIR/files"
+mkdir -p "$L1DIR/files"
+# Inside the outer VM the files sit next to the machine file: the kernel and initrd, and
+# each device description (`description = "..."`) and SVD file (`svd = { file = "..." }`)
+# the machine file names, copied into files/ and renamed there.
+CONFIG_DIR=$(dirname "$CONFIG")
+n=0
+desc_re='^([[:space:]]*description[[:space:]]*=[[:space:]]*")([^"]+)(".*)$'
+svd_re='^(.*svd[[:space:]]*=[[:space:]]*\{[^}]*file[[:space:]]*=[[:space:]]*")([^"]+)(".*)$'
+while IFS= read -r line || [ -n "$line" ]; do
+	if [[ $line =~ ^kernel\ = ]]; then
+		line='kernel = "bzImage"'
+	elif [[ $line =~ ^initrd\ = ]]; then
+		line='initrd = "initramfs.cpio"'
+	elif [[ $line =~ $desc_re ]] || [[ $line =~ $svd_re ]]; then
+		src=${BASH_REMATCH[2]}
+		[[ $src = /* ]] || src=$CONFIG_DIR/$src
+		[ -f "$src" ] || die "$CONFIG names ${BASH_REMATCH[2]}, and $src does not exist"
+		n=$((n + 1))
+		copy=files/$n-$(basename "$src")
+		cp "$src" "$L1DIR/$copy"
+		line=${BASH_REMATCH[1]}$copy${BASH_REMATCH[3]}
+	fi
+	printf '%s\n' "$line"
+done <"$CONFIG" >"$L1DIR/machine.toml"
 "$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$OUT/bzImage" --initrd "$OUT/initramfs.cpio" \
-	--config "$L1DIR/machine.toml" --out "$L1DIR/l1.cpio"
+	--config "$L1DIR/machine.toml" --files "$L1DIR/files" --out "$L1DIR/l1.cpio"
+EXTRA=''
+[ -z "${MMIOLAB_CONSOLE_TIMESTAMPS:-}" ] || EXTRA="MMIOLAB_CONSOLE_TIMESTAMPS=$MMIOLAB_CONSOLE_TIMESTAMPS"
+if [ -n "$TRACE" ]; then
+	spec=all
+	[ "${#FILTERS[@]}" -eq 0 ] || spec=$(IFS=,; echo "${FILTERS[*]}")
+	EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_TRACE=$spec"
+fi
 APPEND=()
-[ -z "${MMIOLAB_CONSOLE_TIMESTAMPS:-}" ] || APPEND=(--append "MMIOLAB_CONSOLE_TIMESTAMPS=$MMIOLAB_CONSOLE_TIMESTAMPS")
-exec "$GUEST/nested/run-l1.sh" --kernel "$OUT/bzImage" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG" "${APPEND[@]}"
+[ -z "$EXTRA" ] || APPEND=(--append "$EXTRA")
+set +e
+"$GUEST/nested/run-l1.sh" --kernel "$OUT/bzImage" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG" "${APPEND[@]}"
+rc=$?
+set -e
+if [ -n "$TRACE" ]; then
+	# The trace's lines between the outer VM's markers, without the console's CRs; only
+	# JSON lines, in case the outer kernel printed something meanwhile.
+	tr -d '\r' <"$LOG" | sed -n '/^mmiolab-l1: begin trace$/,/^mmiolab-l1: end trace$/p' |
+		grep '^{' >"$TRACE.tmp" || true
+	mv "$TRACE.tmp" "$TRACE"
+	if grep -q '^mmiolab-l1: end trace' <(tr -d '\r' <"$LOG"); then
+		stage "trace: $(wc -l <"$TRACE") lines from the outer VM's console into $TRACE"
+	else
+		stage "trace: the outer VM printed no complete trace; $TRACE holds what there was"
+	fi
+fi
+exit "$rc"

@@ -12,18 +12,26 @@ usage() {
 	cat <<EOT
 Usage: guest/run-tests.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                           [--junit FILE] [--out DIR]
+                          [--trace FILE] [--trace-filter DEVICE[.REGISTER]]... [--no-trace]
 
 Runs the machine (default guest/machines/default.toml) with guest/run-machine.sh, then
-\`mmiolab test --from-log\`: one PASS/FAIL line per guest KTAP test plus the host-side check
-that the guest's /proc/iomem and /proc/ioports agree with \`mmiolab tree\`.
+\`mmiolab test --from-log\`: one PASS/FAIL line per guest KTAP test, the host-side check
+that the guest's /proc/iomem and /proc/ioports agree with \`mmiolab tree\`, and, for each
+guest test that printed a "mmiolab-trace-order:" line, a check that the trace holds those
+writes in that order.
   --junit FILE    JUnit XML report
+  --trace FILE    where the trace goes (default: OUT/MACHINE-trace.jsonl)
+  --trace-filter SPEC  trace only these (repeatable); default: apidev.ORDER_A and
+                  apidev.ORDER_B, the registers the default machine's io_write_order test
+                  writes (a whole run makes ~44 000 VM exits, megabytes of trace)
+  --no-trace      no trace (a test that expects one then fails)
   (other options as guest/run-machine.sh --help)
 Exit status: 0 only if every test passed.
 EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml JUNIT='' OUT=$(dirname "$GUEST")/target/guest
-PASS_ON=()
+PASS_ON=() TRACE='' FILTERS=() NO_TRACE=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--vmm) VMM=$(realpath "$2"); shift 2 ;;
@@ -31,6 +39,9 @@ while [ $# -gt 0 ]; do
 	--junit) JUNIT=$(realpath -m "$2"); shift 2 ;;
 	--out) OUT=$(realpath -m "$2"); shift 2 ;;
 	--nested) PASS_ON+=("$1" "$2"); shift 2 ;;
+	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
+	--trace-filter) FILTERS+=("$2"); shift 2 ;;
+	--no-trace) NO_TRACE=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -40,11 +51,23 @@ if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
 fi
 
 LOG=$OUT/$(basename "$CONFIG" .toml)-console.log
+TRACE_ARGS=()
+if [ -z "$NO_TRACE" ]; then
+	TRACE=${TRACE:-$OUT/$(basename "$CONFIG" .toml)-trace.jsonl}
+	[ "${#FILTERS[@]}" -gt 0 ] || FILTERS=(apidev.ORDER_A apidev.ORDER_B)
+	TRACE_ARGS=(--trace "$TRACE")
+	for f in "${FILTERS[@]}"; do
+		TRACE_ARGS+=(--trace-filter "$f")
+	done
+	rm -f "$TRACE"
+fi
 set +e
-"$GUEST/run-machine.sh" --vmm "$VMM" --config "$CONFIG" --out "$OUT" --log "$LOG" "${PASS_ON[@]}"
+"$GUEST/run-machine.sh" --vmm "$VMM" --config "$CONFIG" --out "$OUT" --log "$LOG" "${PASS_ON[@]}" \
+	"${TRACE_ARGS[@]}"
 rc=$?
 set -e
 stage "the guest finished with status $rc; judging its console log"
 JUNIT_ARGS=()
 [ -z "$JUNIT" ] || JUNIT_ARGS=(--junit "$JUNIT")
+[ -z "$TRACE" ] || JUNIT_ARGS+=(--trace "$TRACE")
 exec "$VMM" test --config "$CONFIG" --from-log "$LOG" "${JUNIT_ARGS[@]}"

@@ -13,247 +13,625 @@
 #define MMIOLAB_MACHINE_H
 
 /* Device regfile (regfile) on bus platform */
-#define MMIOLAB_REGFILE_BASE            0xd0000000UL
-#define MMIOLAB_REGFILE_SIZE            0x1000UL
-#define MMIOLAB_REGFILE_COMPAT          "mmiolab,regfile"
+#define MMIOLAB_REGFILE_BASE                 0xd0000000UL
+#define MMIOLAB_REGFILE_SIZE                 0x1000UL
+#define MMIOLAB_REGFILE_COMPAT               "mmiolab,regfile"
 
 /* Device testdev (regfile) on bus platform */
-#define MMIOLAB_TESTDEV_BASE            0xd0001000UL
-#define MMIOLAB_TESTDEV_SIZE            0x1000UL
-#define MMIOLAB_TESTDEV_IRQ             5
-#define MMIOLAB_TESTDEV_COMPAT          "mmiolab,testdev"
+#define MMIOLAB_TESTDEV_BASE                 0xd0001000UL
+#define MMIOLAB_TESTDEV_SIZE                 0x1000UL
+#define MMIOLAB_TESTDEV_IRQ                  5
+#define MMIOLAB_TESTDEV_COMPAT               "mmiolab,testdev"
 
-/* Device short (regfile) */
-#define MMIOLAB_SHORT_PIO_BASE          0x378
-#define MMIOLAB_SHORT_PIO_SIZE          0x8
+/* Device pioregs (regfile) */
+#define MMIOLAB_PIOREGS_PIO_BASE             0x300
+#define MMIOLAB_PIOREGS_PIO_SIZE             0x8
+
+/* Device short (bundled model parport) */
+#define MMIOLAB_SHORT_PIO_BASE               0x378
+#define MMIOLAB_SHORT_PIO_SIZE               0x8
+#define MMIOLAB_SHORT_IRQ                    7
+
+/* Device `parport`: PC parallel port (SPP + PS/2 direction bit) with LDD3's D7-to-nACK loopback plug */
+#define MMIOLAB_SHORT_MAP_SIZE               0x8
+
+/* DATA_IN (read-only, banked view): Data lines in input mode (CONTROL.DIR = 1): nothing drives them, they read 0xff. */
+#define MMIOLAB_SHORT_DATA_IN_OFFSET         0x0
+#define MMIOLAB_SHORT_DATA_IN_WIDTH          8
+#define MMIOLAB_SHORT_DATA_IN_RESET          0xffU
+
+/* DATA (read-write): Data latch: drives pins 2-9 (D0-D7); reads back the latch while CONTROL.DIR = 0. */
+#define MMIOLAB_SHORT_DATA_OFFSET            0x0
+#define MMIOLAB_SHORT_DATA_WIDTH             8
+#define MMIOLAB_SHORT_DATA_RESET             0x0U
+
+/* STATUS (read-only): Status lines (read-only). Bits 2:0 are unused and read 1; bit 0 doubles as the EPP timeout bit, which parport_pc tries to clear and, failing, concludes there is no EPP. */
+#define MMIOLAB_SHORT_STATUS_OFFSET          0x1
+#define MMIOLAB_SHORT_STATUS_WIDTH           8
+#define MMIOLAB_SHORT_STATUS_RESET           0x98U
+/* STATUS.nERROR: Pin 15, nError: 1 = no error. */
+#define MMIOLAB_SHORT_STATUS_NERROR_SHIFT    3
+#define MMIOLAB_SHORT_STATUS_NERROR_MASK     0x8U
+#define MMIOLAB_SHORT_STATUS_NERROR_WIDTH    1
+/* STATUS.SELECT: Pin 13, Select: 1 = the printer is on line. */
+#define MMIOLAB_SHORT_STATUS_SELECT_SHIFT    4
+#define MMIOLAB_SHORT_STATUS_SELECT_MASK     0x10U
+#define MMIOLAB_SHORT_STATUS_SELECT_WIDTH    1
+/* STATUS.PAPEROUT: Pin 12, PaperOut: 0 = paper present. */
+#define MMIOLAB_SHORT_STATUS_PAPEROUT_SHIFT  5
+#define MMIOLAB_SHORT_STATUS_PAPEROUT_MASK   0x20U
+#define MMIOLAB_SHORT_STATUS_PAPEROUT_WIDTH  1
+/* STATUS.nACK: Pin 10, nAck: wired to pin 9 (data bit 7); with the lines turned around they float high. */
+#define MMIOLAB_SHORT_STATUS_NACK_SHIFT      6
+#define MMIOLAB_SHORT_STATUS_NACK_MASK       0x40U
+#define MMIOLAB_SHORT_STATUS_NACK_WIDTH      1
+/* STATUS.BUSY: Pin 11, Busy, inverted by the port: 1 = not busy. */
+#define MMIOLAB_SHORT_STATUS_BUSY_SHIFT      7
+#define MMIOLAB_SHORT_STATUS_BUSY_MASK       0x80U
+#define MMIOLAB_SHORT_STATUS_BUSY_WIDTH      1
+
+/* CONTROL (read-write): Control lines. Bits 7:6 are unused and read 1. 0x0c at reset (nINIT high, SELECTIN). */
+#define MMIOLAB_SHORT_CONTROL_OFFSET         0x2
+#define MMIOLAB_SHORT_CONTROL_WIDTH          8
+#define MMIOLAB_SHORT_CONTROL_RESET          0xcU
+/* CONTROL.STROBE: Pin 1, nStrobe (inverted by the port). */
+#define MMIOLAB_SHORT_CONTROL_STROBE_SHIFT   0
+#define MMIOLAB_SHORT_CONTROL_STROBE_MASK    0x1U
+#define MMIOLAB_SHORT_CONTROL_STROBE_WIDTH   1
+/* CONTROL.AUTOFD: Pin 14, nAutoFd (inverted by the port). */
+#define MMIOLAB_SHORT_CONTROL_AUTOFD_SHIFT   1
+#define MMIOLAB_SHORT_CONTROL_AUTOFD_MASK    0x2U
+#define MMIOLAB_SHORT_CONTROL_AUTOFD_WIDTH   1
+/* CONTROL.nINIT: Pin 16, nInit. */
+#define MMIOLAB_SHORT_CONTROL_NINIT_SHIFT    2
+#define MMIOLAB_SHORT_CONTROL_NINIT_MASK     0x4U
+#define MMIOLAB_SHORT_CONTROL_NINIT_WIDTH    1
+/* CONTROL.SELECTIN: Pin 17, nSelectIn (inverted by the port). */
+#define MMIOLAB_SHORT_CONTROL_SELECTIN_SHIFT 3
+#define MMIOLAB_SHORT_CONTROL_SELECTIN_MASK  0x8U
+#define MMIOLAB_SHORT_CONTROL_SELECTIN_WIDTH 1
+/* CONTROL.IRQEN: Interrupt enable: a rising nACK raises `ack`. */
+#define MMIOLAB_SHORT_CONTROL_IRQEN_SHIFT    4
+#define MMIOLAB_SHORT_CONTROL_IRQEN_MASK     0x10U
+#define MMIOLAB_SHORT_CONTROL_IRQEN_WIDTH    1
+/* CONTROL.DIR: PS/2 direction: 1 = the data lines are inputs (reads reach DATA_IN). */
+#define MMIOLAB_SHORT_CONTROL_DIR_SHIFT      5
+#define MMIOLAB_SHORT_CONTROL_DIR_MASK       0x20U
+#define MMIOLAB_SHORT_CONTROL_DIR_WIDTH      1
+
+/* Interrupt outputs: the device's line index */
+/* ack: nACK rose (data bit 7 went 0 to 1) while interrupts are enabled; an ISA edge (IRQ 7 on a PC). */
+#define MMIOLAB_SHORT_ACK_LINE               0
+
+/* Device isa_hole (bundled model isa-hole) */
+#define MMIOLAB_ISA_HOLE_BASE                0xa0000UL
+#define MMIOLAB_ISA_HOLE_SIZE                0x60000UL
+
+/* Device `isa_hole`: ISA memory hole 0xA0000-0xFFFFF as trapped RAM (LDD3's silly) */
+#define MMIOLAB_ISA_HOLE_MAP_SIZE            0x60000
+
+/* Memory window isa (trapped): 384 KiB of RAM; every access traps. */
+#define MMIOLAB_ISA_HOLE_ISA_OFFSET          0x0
+#define MMIOLAB_ISA_HOLE_ISA_SIZE            0x60000
 
 /* Device piodev (regfile) on bus isa */
-#define MMIOLAB_PIODEV_PIO_BASE         0x2e0
-#define MMIOLAB_PIODEV_PIO_SIZE         0x8
-#define MMIOLAB_PIODEV_COMPAT           "mmiolab,pio-testdev"
+#define MMIOLAB_PIODEV_PIO_BASE              0x2e0
+#define MMIOLAB_PIODEV_PIO_SIZE              0x8
+#define MMIOLAB_PIODEV_COMPAT                "mmiolab,pio-testdev"
 
 /* Device demo (bundled model demo) on bus platform */
-#define MMIOLAB_DEMO_BASE               0xd0010000UL
-#define MMIOLAB_DEMO_SIZE               0x1000UL
-#define MMIOLAB_DEMO_PIO_BASE           0x1c0
-#define MMIOLAB_DEMO_PIO_SIZE           0x40
-#define MMIOLAB_DEMO_IRQ                7
-#define MMIOLAB_DEMO_IRQ_1              8
-#define MMIOLAB_DEMO_COMPAT             "mmiolab,demo"
+#define MMIOLAB_DEMO_BASE                    0xd0010000UL
+#define MMIOLAB_DEMO_SIZE                    0x1000UL
+#define MMIOLAB_DEMO_PIO_BASE                0x1c0
+#define MMIOLAB_DEMO_PIO_SIZE                0x40
+#define MMIOLAB_DEMO_IRQ                     10
+#define MMIOLAB_DEMO_IRQ_1                   11
+#define MMIOLAB_DEMO_COMPAT                  "mmiolab,demo"
 
 /* Device `demo`: Demo DMA-style engine: one of every behaviour of the description format */
-#define MMIOLAB_DEMO_MAP_SIZE           0x200
+#define MMIOLAB_DEMO_MAP_SIZE                0x200
 
 /* ID (read-only): Identification: part number and revision. Read-only; only 32-bit reads. */
-#define MMIOLAB_DEMO_ID_OFFSET          0x0
-#define MMIOLAB_DEMO_ID_WIDTH           32
-#define MMIOLAB_DEMO_ID_RESET           0xd3e00001U
+#define MMIOLAB_DEMO_ID_OFFSET               0x0
+#define MMIOLAB_DEMO_ID_WIDTH                32
+#define MMIOLAB_DEMO_ID_RESET                0xd3e00001U
 /* ID.PART: Part number, 0xd3e0. */
-#define MMIOLAB_DEMO_ID_PART_SHIFT      16
-#define MMIOLAB_DEMO_ID_PART_MASK       0xffff0000U
-#define MMIOLAB_DEMO_ID_PART_WIDTH      16
+#define MMIOLAB_DEMO_ID_PART_SHIFT           16
+#define MMIOLAB_DEMO_ID_PART_MASK            0xffff0000U
+#define MMIOLAB_DEMO_ID_PART_WIDTH           16
 /* ID.REV: Revision, 1. Bits 15:8 are reserved and read 0. */
-#define MMIOLAB_DEMO_ID_REV_SHIFT       0
-#define MMIOLAB_DEMO_ID_REV_MASK        0xffU
-#define MMIOLAB_DEMO_ID_REV_WIDTH       8
+#define MMIOLAB_DEMO_ID_REV_SHIFT            0
+#define MMIOLAB_DEMO_ID_REV_MASK             0xffU
+#define MMIOLAB_DEMO_ID_REV_WIDTH            8
 
 /* CTRL (read-write): Control. */
-#define MMIOLAB_DEMO_CTRL_OFFSET        0x4
-#define MMIOLAB_DEMO_CTRL_WIDTH         32
-#define MMIOLAB_DEMO_CTRL_RESET         0x0U
+#define MMIOLAB_DEMO_CTRL_OFFSET             0x4
+#define MMIOLAB_DEMO_CTRL_WIDTH              32
+#define MMIOLAB_DEMO_CTRL_RESET              0x0U
 /* CTRL.GO: Write 1 to start a job. Reads 0: the bit clears itself once the write's effects have run. A job takes 50 us (effects `overrun`, `fill`, `complete`, `start`). */
-#define MMIOLAB_DEMO_CTRL_GO_SHIFT      0
-#define MMIOLAB_DEMO_CTRL_GO_MASK       0x1U
-#define MMIOLAB_DEMO_CTRL_GO_WIDTH      1
+#define MMIOLAB_DEMO_CTRL_GO_SHIFT           0
+#define MMIOLAB_DEMO_CTRL_GO_MASK            0x1U
+#define MMIOLAB_DEMO_CTRL_GO_WIDTH           1
 /* CTRL.IE: Interrupt enable for STATUS.DONE (interrupt `done`). */
-#define MMIOLAB_DEMO_CTRL_IE_SHIFT      1
-#define MMIOLAB_DEMO_CTRL_IE_MASK       0x2U
-#define MMIOLAB_DEMO_CTRL_IE_WIDTH      1
+#define MMIOLAB_DEMO_CTRL_IE_SHIFT           1
+#define MMIOLAB_DEMO_CTRL_IE_MASK            0x2U
+#define MMIOLAB_DEMO_CTRL_IE_WIDTH           1
 /* CTRL.ERRIE: Interrupt enable for STATUS.ERR (interrupt `error`). */
-#define MMIOLAB_DEMO_CTRL_ERRIE_SHIFT   2
-#define MMIOLAB_DEMO_CTRL_ERRIE_MASK    0x4U
-#define MMIOLAB_DEMO_CTRL_ERRIE_WIDTH   1
+#define MMIOLAB_DEMO_CTRL_ERRIE_SHIFT        2
+#define MMIOLAB_DEMO_CTRL_ERRIE_MASK         0x4U
+#define MMIOLAB_DEMO_CTRL_ERRIE_WIDTH        1
 /* CTRL.BANK: Selects which scratch register answers at 0x10: 0 = WIN_A, 1 = WIN_B. */
-#define MMIOLAB_DEMO_CTRL_BANK_SHIFT    3
-#define MMIOLAB_DEMO_CTRL_BANK_MASK     0x8U
-#define MMIOLAB_DEMO_CTRL_BANK_WIDTH    1
+#define MMIOLAB_DEMO_CTRL_BANK_SHIFT         3
+#define MMIOLAB_DEMO_CTRL_BANK_MASK          0x8U
+#define MMIOLAB_DEMO_CTRL_BANK_WIDTH         1
 /* CTRL.MODE: What a job does. FILL also pushes CSUM onto the queue when the job ends. */
-#define MMIOLAB_DEMO_CTRL_MODE_SHIFT    4
-#define MMIOLAB_DEMO_CTRL_MODE_MASK     0x30U
-#define MMIOLAB_DEMO_CTRL_MODE_WIDTH    2
-#define MMIOLAB_DEMO_CTRL_MODE_IDLE     0x0U
-#define MMIOLAB_DEMO_CTRL_MODE_COPY     0x1U
-#define MMIOLAB_DEMO_CTRL_MODE_FILL     0x2U
-#define MMIOLAB_DEMO_CTRL_MODE_SELFTEST 0x3U
+#define MMIOLAB_DEMO_CTRL_MODE_SHIFT         4
+#define MMIOLAB_DEMO_CTRL_MODE_MASK          0x30U
+#define MMIOLAB_DEMO_CTRL_MODE_WIDTH         2
+#define MMIOLAB_DEMO_CTRL_MODE_IDLE          0x0U
+#define MMIOLAB_DEMO_CTRL_MODE_COPY          0x1U
+#define MMIOLAB_DEMO_CTRL_MODE_FILL          0x2U
+#define MMIOLAB_DEMO_CTRL_MODE_SELFTEST      0x3U
 /* CTRL.RESET: Write 1 to reset the whole device (effect `soft_reset`). */
-#define MMIOLAB_DEMO_CTRL_RESET_SHIFT   31
-#define MMIOLAB_DEMO_CTRL_RESET_MASK    0x80000000U
-#define MMIOLAB_DEMO_CTRL_RESET_WIDTH   1
+#define MMIOLAB_DEMO_CTRL_RESET_SHIFT        31
+#define MMIOLAB_DEMO_CTRL_RESET_MASK         0x80000000U
+#define MMIOLAB_DEMO_CTRL_RESET_WIDTH        1
 
 /* STATUS (read-write): Status. Bits 31:24 read as ones. */
-#define MMIOLAB_DEMO_STATUS_OFFSET      0x8
-#define MMIOLAB_DEMO_STATUS_WIDTH       32
-#define MMIOLAB_DEMO_STATUS_RESET       0x8U
+#define MMIOLAB_DEMO_STATUS_OFFSET           0x8
+#define MMIOLAB_DEMO_STATUS_WIDTH            32
+#define MMIOLAB_DEMO_STATUS_RESET            0x8U
 /* STATUS.DONE: A job finished. Write 1 to clear. Raises `done` while CTRL.IE is set. */
-#define MMIOLAB_DEMO_STATUS_DONE_SHIFT  0
-#define MMIOLAB_DEMO_STATUS_DONE_MASK   0x1U
-#define MMIOLAB_DEMO_STATUS_DONE_WIDTH  1
+#define MMIOLAB_DEMO_STATUS_DONE_SHIFT       0
+#define MMIOLAB_DEMO_STATUS_DONE_MASK        0x1U
+#define MMIOLAB_DEMO_STATUS_DONE_WIDTH       1
 /* STATUS.ERR: GO was written while a job was running. Write 1 to clear. */
-#define MMIOLAB_DEMO_STATUS_ERR_SHIFT   1
-#define MMIOLAB_DEMO_STATUS_ERR_MASK    0x2U
-#define MMIOLAB_DEMO_STATUS_ERR_WIDTH   1
+#define MMIOLAB_DEMO_STATUS_ERR_SHIFT        1
+#define MMIOLAB_DEMO_STATUS_ERR_MASK         0x2U
+#define MMIOLAB_DEMO_STATUS_ERR_WIDTH        1
 /* STATUS.BUSY: A job is running. */
-#define MMIOLAB_DEMO_STATUS_BUSY_SHIFT  2
-#define MMIOLAB_DEMO_STATUS_BUSY_MASK   0x4U
-#define MMIOLAB_DEMO_STATUS_BUSY_WIDTH  1
+#define MMIOLAB_DEMO_STATUS_BUSY_SHIFT       2
+#define MMIOLAB_DEMO_STATUS_BUSY_MASK        0x4U
+#define MMIOLAB_DEMO_STATUS_BUSY_WIDTH       1
 /* STATUS.POR: Power-on/reset flag: reads 1 once after each reset, then 0 (read-to-clear). */
-#define MMIOLAB_DEMO_STATUS_POR_SHIFT   3
-#define MMIOLAB_DEMO_STATUS_POR_MASK    0x8U
-#define MMIOLAB_DEMO_STATUS_POR_WIDTH   1
+#define MMIOLAB_DEMO_STATUS_POR_SHIFT        3
+#define MMIOLAB_DEMO_STATUS_POR_MASK         0x8U
+#define MMIOLAB_DEMO_STATUS_POR_WIDTH        1
 
 /* CSUM (read-only): Sum (mod 2^32) of every value written to CSUM_IN since reset. */
-#define MMIOLAB_DEMO_CSUM_OFFSET        0xc
-#define MMIOLAB_DEMO_CSUM_WIDTH         32
-#define MMIOLAB_DEMO_CSUM_RESET         0x0U
+#define MMIOLAB_DEMO_CSUM_OFFSET             0xc
+#define MMIOLAB_DEMO_CSUM_WIDTH              32
+#define MMIOLAB_DEMO_CSUM_RESET              0x0U
 
 /* CSUM_IN (write-only): Write a word to add it to CSUM (effect `checksum`). */
-#define MMIOLAB_DEMO_CSUM_IN_OFFSET     0xc
-#define MMIOLAB_DEMO_CSUM_IN_WIDTH      32
-#define MMIOLAB_DEMO_CSUM_IN_RESET      0x0U
+#define MMIOLAB_DEMO_CSUM_IN_OFFSET          0xc
+#define MMIOLAB_DEMO_CSUM_IN_WIDTH           32
+#define MMIOLAB_DEMO_CSUM_IN_RESET           0x0U
 
 /* WIN_A (read-write, banked view): Scratch word of bank 0. */
-#define MMIOLAB_DEMO_WIN_A_OFFSET       0x10
-#define MMIOLAB_DEMO_WIN_A_WIDTH        32
-#define MMIOLAB_DEMO_WIN_A_RESET        0x0U
+#define MMIOLAB_DEMO_WIN_A_OFFSET            0x10
+#define MMIOLAB_DEMO_WIN_A_WIDTH             32
+#define MMIOLAB_DEMO_WIN_A_RESET             0x0U
 
 /* WIN_B (read-write): Scratch word of bank 1 (CTRL.BANK = 1). */
-#define MMIOLAB_DEMO_WIN_B_OFFSET       0x10
-#define MMIOLAB_DEMO_WIN_B_WIDTH        32
-#define MMIOLAB_DEMO_WIN_B_RESET        0x0U
+#define MMIOLAB_DEMO_WIN_B_OFFSET            0x10
+#define MMIOLAB_DEMO_WIN_B_WIDTH             32
+#define MMIOLAB_DEMO_WIN_B_RESET             0x0U
 
 /* SETUP (read-write): Boot-time setup: each field takes the first value written to it. */
-#define MMIOLAB_DEMO_SETUP_OFFSET       0x14
-#define MMIOLAB_DEMO_SETUP_WIDTH        32
-#define MMIOLAB_DEMO_SETUP_RESET        0x0U
+#define MMIOLAB_DEMO_SETUP_OFFSET            0x14
+#define MMIOLAB_DEMO_SETUP_WIDTH             32
+#define MMIOLAB_DEMO_SETUP_RESET             0x0U
 /* SETUP.ADDR: Bus address. Readable; only the first write counts (later ones are ignored). */
-#define MMIOLAB_DEMO_SETUP_ADDR_SHIFT   0
-#define MMIOLAB_DEMO_SETUP_ADDR_MASK    0xffU
-#define MMIOLAB_DEMO_SETUP_ADDR_WIDTH   8
+#define MMIOLAB_DEMO_SETUP_ADDR_SHIFT        0
+#define MMIOLAB_DEMO_SETUP_ADDR_MASK         0xffU
+#define MMIOLAB_DEMO_SETUP_ADDR_WIDTH        8
 /* SETUP.KEY: Key. Write-once and write-only: reads 0. */
-#define MMIOLAB_DEMO_SETUP_KEY_SHIFT    8
-#define MMIOLAB_DEMO_SETUP_KEY_MASK     0xff00U
-#define MMIOLAB_DEMO_SETUP_KEY_WIDTH    8
+#define MMIOLAB_DEMO_SETUP_KEY_SHIFT         8
+#define MMIOLAB_DEMO_SETUP_KEY_MASK          0xff00U
+#define MMIOLAB_DEMO_SETUP_KEY_WIDTH         8
 
 /* FLAGS (read-write): Bit-operation examples. */
-#define MMIOLAB_DEMO_FLAGS_OFFSET       0x18
-#define MMIOLAB_DEMO_FLAGS_WIDTH        32
-#define MMIOLAB_DEMO_FLAGS_RESET        0xff0000U
+#define MMIOLAB_DEMO_FLAGS_OFFSET            0x18
+#define MMIOLAB_DEMO_FLAGS_WIDTH             32
+#define MMIOLAB_DEMO_FLAGS_RESET             0xff0000U
 /* FLAGS.LEDS: Write 1s to set bits; 0s leave them (write-1-to-set). Only a reset clears them. */
-#define MMIOLAB_DEMO_FLAGS_LEDS_SHIFT   0
-#define MMIOLAB_DEMO_FLAGS_LEDS_MASK    0xffU
-#define MMIOLAB_DEMO_FLAGS_LEDS_WIDTH   8
+#define MMIOLAB_DEMO_FLAGS_LEDS_SHIFT        0
+#define MMIOLAB_DEMO_FLAGS_LEDS_MASK         0xffU
+#define MMIOLAB_DEMO_FLAGS_LEDS_WIDTH        8
 /* FLAGS.TOG: Write 1s to invert bits (write-1-to-toggle). */
-#define MMIOLAB_DEMO_FLAGS_TOG_SHIFT    8
-#define MMIOLAB_DEMO_FLAGS_TOG_MASK     0xff00U
-#define MMIOLAB_DEMO_FLAGS_TOG_WIDTH    8
+#define MMIOLAB_DEMO_FLAGS_TOG_SHIFT         8
+#define MMIOLAB_DEMO_FLAGS_TOG_MASK          0xff00U
+#define MMIOLAB_DEMO_FLAGS_TOG_WIDTH         8
 /* FLAGS.ARM: All ones at reset; write 0s to clear bits, 1s leave them (write-0-to-clear). */
-#define MMIOLAB_DEMO_FLAGS_ARM_SHIFT    16
-#define MMIOLAB_DEMO_FLAGS_ARM_MASK     0xff0000U
-#define MMIOLAB_DEMO_FLAGS_ARM_WIDTH    8
+#define MMIOLAB_DEMO_FLAGS_ARM_SHIFT         16
+#define MMIOLAB_DEMO_FLAGS_ARM_MASK          0xff0000U
+#define MMIOLAB_DEMO_FLAGS_ARM_WIDTH         8
 
 /* EVENTS (read-write): Job counter. */
-#define MMIOLAB_DEMO_EVENTS_OFFSET      0x1c
-#define MMIOLAB_DEMO_EVENTS_WIDTH       32
-#define MMIOLAB_DEMO_EVENTS_RESET       0x0U
+#define MMIOLAB_DEMO_EVENTS_OFFSET           0x1c
+#define MMIOLAB_DEMO_EVENTS_WIDTH            32
+#define MMIOLAB_DEMO_EVENTS_RESET            0x0U
 /* EVENTS.COUNT: Jobs completed; stops at 15. The 16th completion sets OVF instead of wrapping. */
-#define MMIOLAB_DEMO_EVENTS_COUNT_SHIFT 0
-#define MMIOLAB_DEMO_EVENTS_COUNT_MASK  0xfU
-#define MMIOLAB_DEMO_EVENTS_COUNT_WIDTH 4
+#define MMIOLAB_DEMO_EVENTS_COUNT_SHIFT      0
+#define MMIOLAB_DEMO_EVENTS_COUNT_MASK       0xfU
+#define MMIOLAB_DEMO_EVENTS_COUNT_WIDTH      4
 /* EVENTS.OVF: COUNT would have gone past 15. Write 1 to clear. */
-#define MMIOLAB_DEMO_EVENTS_OVF_SHIFT   8
-#define MMIOLAB_DEMO_EVENTS_OVF_MASK    0x100U
-#define MMIOLAB_DEMO_EVENTS_OVF_WIDTH   1
+#define MMIOLAB_DEMO_EVENTS_OVF_SHIFT        8
+#define MMIOLAB_DEMO_EVENTS_OVF_MASK         0x100U
+#define MMIOLAB_DEMO_EVENTS_OVF_WIDTH        1
 
 /* QDATA (read-write): Queue data: a write pushes the word written, a read pops the oldest word. */
-#define MMIOLAB_DEMO_QDATA_OFFSET       0x20
-#define MMIOLAB_DEMO_QDATA_WIDTH        32
-#define MMIOLAB_DEMO_QDATA_RESET        0x0U
+#define MMIOLAB_DEMO_QDATA_OFFSET            0x20
+#define MMIOLAB_DEMO_QDATA_WIDTH             32
+#define MMIOLAB_DEMO_QDATA_RESET             0x0U
 
 /* QSTAT (read-write): Queue status. */
-#define MMIOLAB_DEMO_QSTAT_OFFSET       0x24
-#define MMIOLAB_DEMO_QSTAT_WIDTH        32
-#define MMIOLAB_DEMO_QSTAT_RESET        0x0U
+#define MMIOLAB_DEMO_QSTAT_OFFSET            0x24
+#define MMIOLAB_DEMO_QSTAT_WIDTH             32
+#define MMIOLAB_DEMO_QSTAT_RESET             0x0U
 /* QSTAT.LEVEL: Words held (0-8). Computed on every read. */
-#define MMIOLAB_DEMO_QSTAT_LEVEL_SHIFT  0
-#define MMIOLAB_DEMO_QSTAT_LEVEL_MASK   0xfU
-#define MMIOLAB_DEMO_QSTAT_LEVEL_WIDTH  4
+#define MMIOLAB_DEMO_QSTAT_LEVEL_SHIFT       0
+#define MMIOLAB_DEMO_QSTAT_LEVEL_MASK        0xfU
+#define MMIOLAB_DEMO_QSTAT_LEVEL_WIDTH       4
 /* QSTAT.EMPTY: The queue is empty. */
-#define MMIOLAB_DEMO_QSTAT_EMPTY_SHIFT  4
-#define MMIOLAB_DEMO_QSTAT_EMPTY_MASK   0x10U
-#define MMIOLAB_DEMO_QSTAT_EMPTY_WIDTH  1
+#define MMIOLAB_DEMO_QSTAT_EMPTY_SHIFT       4
+#define MMIOLAB_DEMO_QSTAT_EMPTY_MASK        0x10U
+#define MMIOLAB_DEMO_QSTAT_EMPTY_WIDTH       1
 /* QSTAT.FULL: The queue is full. */
-#define MMIOLAB_DEMO_QSTAT_FULL_SHIFT   5
-#define MMIOLAB_DEMO_QSTAT_FULL_MASK    0x20U
-#define MMIOLAB_DEMO_QSTAT_FULL_WIDTH   1
+#define MMIOLAB_DEMO_QSTAT_FULL_SHIFT        5
+#define MMIOLAB_DEMO_QSTAT_FULL_MASK         0x20U
+#define MMIOLAB_DEMO_QSTAT_FULL_WIDTH        1
 /* QSTAT.OVF: A push found the queue full (the word was dropped). Write 1 to clear. */
-#define MMIOLAB_DEMO_QSTAT_OVF_SHIFT    6
-#define MMIOLAB_DEMO_QSTAT_OVF_MASK     0x40U
-#define MMIOLAB_DEMO_QSTAT_OVF_WIDTH    1
+#define MMIOLAB_DEMO_QSTAT_OVF_SHIFT         6
+#define MMIOLAB_DEMO_QSTAT_OVF_MASK          0x40U
+#define MMIOLAB_DEMO_QSTAT_OVF_WIDTH         1
 /* QSTAT.UDF: A pop found the queue empty. Write 1 to clear. */
-#define MMIOLAB_DEMO_QSTAT_UDF_SHIFT    7
-#define MMIOLAB_DEMO_QSTAT_UDF_MASK     0x80U
-#define MMIOLAB_DEMO_QSTAT_UDF_WIDTH    1
+#define MMIOLAB_DEMO_QSTAT_UDF_SHIFT         7
+#define MMIOLAB_DEMO_QSTAT_UDF_MASK          0x80U
+#define MMIOLAB_DEMO_QSTAT_UDF_WIDTH         1
 /* QSTAT.FLUSH: Write 1 to empty the queue (effect `flush`). Reads 0. */
-#define MMIOLAB_DEMO_QSTAT_FLUSH_SHIFT  8
-#define MMIOLAB_DEMO_QSTAT_FLUSH_MASK   0x100U
-#define MMIOLAB_DEMO_QSTAT_FLUSH_WIDTH  1
+#define MMIOLAB_DEMO_QSTAT_FLUSH_SHIFT       8
+#define MMIOLAB_DEMO_QSTAT_FLUSH_MASK        0x100U
+#define MMIOLAB_DEMO_QSTAT_FLUSH_WIDTH       1
 
 /* SOFTIRQ (write-only): Any write pulses the edge interrupt `soft` once. */
-#define MMIOLAB_DEMO_SOFTIRQ_OFFSET     0x28
-#define MMIOLAB_DEMO_SOFTIRQ_WIDTH      32
-#define MMIOLAB_DEMO_SOFTIRQ_RESET      0x0U
+#define MMIOLAB_DEMO_SOFTIRQ_OFFSET          0x28
+#define MMIOLAB_DEMO_SOFTIRQ_WIDTH           32
+#define MMIOLAB_DEMO_SOFTIRQ_RESET           0x0U
 
 /* CH[0..4] (read-write): Channel i, at 0x40 + 8*i. Setting START with EN set completes after two more accesses. */
-#define MMIOLAB_DEMO_CH_OFFSET(i)       (0x40 + (i) * 0x8)
-#define MMIOLAB_DEMO_CH_COUNT           4
-#define MMIOLAB_DEMO_CH_STRIDE          0x8
-#define MMIOLAB_DEMO_CH_WIDTH           32
-#define MMIOLAB_DEMO_CH_RESET           0x0U
+#define MMIOLAB_DEMO_CH_OFFSET(i)            (0x40 + (i) * 0x8)
+#define MMIOLAB_DEMO_CH_COUNT                4
+#define MMIOLAB_DEMO_CH_STRIDE               0x8
+#define MMIOLAB_DEMO_CH_WIDTH                32
+#define MMIOLAB_DEMO_CH_RESET                0x0U
 /* CH.EN: Channel enable. */
-#define MMIOLAB_DEMO_CH_EN_SHIFT        0
-#define MMIOLAB_DEMO_CH_EN_MASK         0x1U
-#define MMIOLAB_DEMO_CH_EN_WIDTH        1
+#define MMIOLAB_DEMO_CH_EN_SHIFT             0
+#define MMIOLAB_DEMO_CH_EN_MASK              0x1U
+#define MMIOLAB_DEMO_CH_EN_WIDTH             1
 /* CH.START: Write 1 to start the channel (effect `chan_done[i]`). Reads 0. */
-#define MMIOLAB_DEMO_CH_START_SHIFT     1
-#define MMIOLAB_DEMO_CH_START_MASK      0x2U
-#define MMIOLAB_DEMO_CH_START_WIDTH     1
+#define MMIOLAB_DEMO_CH_START_SHIFT          1
+#define MMIOLAB_DEMO_CH_START_MASK           0x2U
+#define MMIOLAB_DEMO_CH_START_WIDTH          1
 /* CH.DONE: The channel finished. Write 1 to clear. Raises `chan`. */
-#define MMIOLAB_DEMO_CH_DONE_SHIFT      8
-#define MMIOLAB_DEMO_CH_DONE_MASK       0x100U
-#define MMIOLAB_DEMO_CH_DONE_WIDTH      1
+#define MMIOLAB_DEMO_CH_DONE_SHIFT           8
+#define MMIOLAB_DEMO_CH_DONE_MASK            0x100U
+#define MMIOLAB_DEMO_CH_DONE_WIDTH           1
 /* CH.LEN: Transfer length (storage only). */
-#define MMIOLAB_DEMO_CH_LEN_SHIFT       16
-#define MMIOLAB_DEMO_CH_LEN_MASK        0xffff0000U
-#define MMIOLAB_DEMO_CH_LEN_WIDTH       16
+#define MMIOLAB_DEMO_CH_LEN_SHIFT            16
+#define MMIOLAB_DEMO_CH_LEN_MASK             0xffff0000U
+#define MMIOLAB_DEMO_CH_LEN_WIDTH            16
 
 /* FIFOs: depth in elements */
 /* queue: Eight 32-bit words. A push to a full queue is dropped; a pop of an empty one reads 0xdeadbeef. */
-#define MMIOLAB_DEMO_QUEUE_DEPTH        8
+#define MMIOLAB_DEMO_QUEUE_DEPTH             8
 
 /* Memory window sram (trapped): 256 bytes of on-chip RAM; every access traps and is traced. */
-#define MMIOLAB_DEMO_SRAM_OFFSET        0x100
-#define MMIOLAB_DEMO_SRAM_SIZE          0x100
+#define MMIOLAB_DEMO_SRAM_OFFSET             0x100
+#define MMIOLAB_DEMO_SRAM_SIZE               0x100
 
 /* Interrupt outputs: the device's line index */
 /* done: A job finished and CTRL.IE is set. Held until STATUS.DONE is cleared. */
-#define MMIOLAB_DEMO_DONE_LINE          0
+#define MMIOLAB_DEMO_DONE_LINE               0
 /* error: STATUS.ERR is set and CTRL.ERRIE is set. */
-#define MMIOLAB_DEMO_ERROR_LINE         0
+#define MMIOLAB_DEMO_ERROR_LINE              0
 /* chan: A channel finished. */
-#define MMIOLAB_DEMO_CHAN_LINE          0
+#define MMIOLAB_DEMO_CHAN_LINE               0
 /* threshold: One edge each time the queue reaches 4 words. */
-#define MMIOLAB_DEMO_THRESHOLD_LINE     1
+#define MMIOLAB_DEMO_THRESHOLD_LINE          1
 /* soft: Pulse-only output: fired by writes to SOFTIRQ. */
-#define MMIOLAB_DEMO_SOFT_LINE          1
+#define MMIOLAB_DEMO_SOFT_LINE               1
+
+/* Device apidev (description devices/apidev.toml) on bus platform */
+#define MMIOLAB_APIDEV_BASE                  0xd0020000UL
+#define MMIOLAB_APIDEV_SIZE                  0x2000UL
+#define MMIOLAB_APIDEV_PIO_BASE              0x180
+#define MMIOLAB_APIDEV_PIO_SIZE              0x40
+#define MMIOLAB_APIDEV_COMPAT                "mmiolab,apidev"
+
+/* Device `apidev`: I/O accessor test device: RO, W1C and read-to-clear fields at 8, 16, 32 and 64 bits, three FIFOs, trapped and memslot RAM */
+#define MMIOLAB_APIDEV_MAP_SIZE              0x2000
+
+/* ID (read-only): Identification, read-only: bytes 0x31, 0x49, 0x50, 0x41 from offset 0 up. */
+#define MMIOLAB_APIDEV_ID_OFFSET             0x0
+#define MMIOLAB_APIDEV_ID_WIDTH              32
+#define MMIOLAB_APIDEV_ID_RESET              0x41504931U
+
+/* SCRATCH (read-write): Plain read-write storage. */
+#define MMIOLAB_APIDEV_SCRATCH_OFFSET        0x4
+#define MMIOLAB_APIDEV_SCRATCH_WIDTH         32
+#define MMIOLAB_APIDEV_SCRATCH_RESET         0x0U
+
+/* STAT (read-write): Status: a read-only version, a plain mode byte, a read-to-clear latch and write-1-to-clear events. */
+#define MMIOLAB_APIDEV_STAT_OFFSET           0x8
+#define MMIOLAB_APIDEV_STAT_WIDTH            32
+#define MMIOLAB_APIDEV_STAT_RESET            0x5a000000U
+/* STAT.EVT: Events: set by RAISE bits 7:0; write 1 to clear. */
+#define MMIOLAB_APIDEV_STAT_EVT_SHIFT        0
+#define MMIOLAB_APIDEV_STAT_EVT_MASK         0xffU
+#define MMIOLAB_APIDEV_STAT_EVT_WIDTH        8
+/* STAT.LATCH: Latched events: set by RAISE bits 15:8; a read returns them, then clears them. */
+#define MMIOLAB_APIDEV_STAT_LATCH_SHIFT      8
+#define MMIOLAB_APIDEV_STAT_LATCH_MASK       0xff00U
+#define MMIOLAB_APIDEV_STAT_LATCH_WIDTH      8
+/* STAT.MODE: Plain read-write byte. */
+#define MMIOLAB_APIDEV_STAT_MODE_SHIFT       16
+#define MMIOLAB_APIDEV_STAT_MODE_MASK        0xff0000U
+#define MMIOLAB_APIDEV_STAT_MODE_WIDTH       8
+/* STAT.VER: Version, read-only: 0x5a. */
+#define MMIOLAB_APIDEV_STAT_VER_SHIFT        24
+#define MMIOLAB_APIDEV_STAT_VER_MASK         0xff000000U
+#define MMIOLAB_APIDEV_STAT_VER_WIDTH        8
+
+/* RAISE (write-only): Write to raise STAT.EVT (bits 7:0 of the value) and STAT.LATCH (bits 15:8). */
+#define MMIOLAB_APIDEV_RAISE_OFFSET          0xc
+#define MMIOLAB_APIDEV_RAISE_WIDTH           32
+#define MMIOLAB_APIDEV_RAISE_RESET           0x0U
+
+/* STAT16 (read-write): STAT at 16 bits. */
+#define MMIOLAB_APIDEV_STAT16_OFFSET         0x10
+#define MMIOLAB_APIDEV_STAT16_WIDTH          16
+#define MMIOLAB_APIDEV_STAT16_RESET          0xa000U
+/* STAT16.EVT: Set by RAISE16 bits 7:0; write 1 to clear. */
+#define MMIOLAB_APIDEV_STAT16_EVT_SHIFT      0
+#define MMIOLAB_APIDEV_STAT16_EVT_MASK       0xffU
+#define MMIOLAB_APIDEV_STAT16_EVT_WIDTH      8
+/* STAT16.LATCH: Set by RAISE16 bits 11:8; read-to-clear. */
+#define MMIOLAB_APIDEV_STAT16_LATCH_SHIFT    8
+#define MMIOLAB_APIDEV_STAT16_LATCH_MASK     0xf00U
+#define MMIOLAB_APIDEV_STAT16_LATCH_WIDTH    4
+/* STAT16.VER: Version, read-only: 0xa. */
+#define MMIOLAB_APIDEV_STAT16_VER_SHIFT      12
+#define MMIOLAB_APIDEV_STAT16_VER_MASK       0xf000U
+#define MMIOLAB_APIDEV_STAT16_VER_WIDTH      4
+
+/* RAISE16 (write-only): Write to raise STAT16.EVT (bits 7:0) and STAT16.LATCH (bits 11:8). */
+#define MMIOLAB_APIDEV_RAISE16_OFFSET        0x12
+#define MMIOLAB_APIDEV_RAISE16_WIDTH         16
+#define MMIOLAB_APIDEV_RAISE16_RESET         0x0U
+
+/* STAT8 (read-write): STAT at 8 bits. */
+#define MMIOLAB_APIDEV_STAT8_OFFSET          0x14
+#define MMIOLAB_APIDEV_STAT8_WIDTH           8
+#define MMIOLAB_APIDEV_STAT8_RESET           0x80U
+/* STAT8.EVT: Set by RAISE8 bits 3:0; write 1 to clear. */
+#define MMIOLAB_APIDEV_STAT8_EVT_SHIFT       0
+#define MMIOLAB_APIDEV_STAT8_EVT_MASK        0xfU
+#define MMIOLAB_APIDEV_STAT8_EVT_WIDTH       4
+/* STAT8.LATCH: Set by RAISE8 bits 6:4; read-to-clear. */
+#define MMIOLAB_APIDEV_STAT8_LATCH_SHIFT     4
+#define MMIOLAB_APIDEV_STAT8_LATCH_MASK      0x70U
+#define MMIOLAB_APIDEV_STAT8_LATCH_WIDTH     3
+/* STAT8.VER: Version bit, read-only: 1. */
+#define MMIOLAB_APIDEV_STAT8_VER_SHIFT       7
+#define MMIOLAB_APIDEV_STAT8_VER_MASK        0x80U
+#define MMIOLAB_APIDEV_STAT8_VER_WIDTH       1
+
+/* RAISE8 (write-only): Write to raise STAT8.EVT (bits 3:0) and STAT8.LATCH (bits 6:4). */
+#define MMIOLAB_APIDEV_RAISE8_OFFSET         0x15
+#define MMIOLAB_APIDEV_RAISE8_WIDTH          8
+#define MMIOLAB_APIDEV_RAISE8_RESET          0x0U
+
+/* STAT64 (read-write): STAT at 64 bits. */
+#define MMIOLAB_APIDEV_STAT64_OFFSET         0x18
+#define MMIOLAB_APIDEV_STAT64_WIDTH          64
+#define MMIOLAB_APIDEV_STAT64_RESET          0xc0de000000000000ULL
+/* STAT64.EVT: Set by RAISE64 bits 31:0; write 1 to clear. */
+#define MMIOLAB_APIDEV_STAT64_EVT_SHIFT      0
+#define MMIOLAB_APIDEV_STAT64_EVT_MASK       0xffffffffULL
+#define MMIOLAB_APIDEV_STAT64_EVT_WIDTH      32
+/* STAT64.LATCH: Set by RAISE64 bits 47:32; read-to-clear. */
+#define MMIOLAB_APIDEV_STAT64_LATCH_SHIFT    32
+#define MMIOLAB_APIDEV_STAT64_LATCH_MASK     0xffff00000000ULL
+#define MMIOLAB_APIDEV_STAT64_LATCH_WIDTH    16
+/* STAT64.VER: Version, read-only: 0xc0de. */
+#define MMIOLAB_APIDEV_STAT64_VER_SHIFT      48
+#define MMIOLAB_APIDEV_STAT64_VER_MASK       0xffff000000000000ULL
+#define MMIOLAB_APIDEV_STAT64_VER_WIDTH      16
+
+/* RAISE64 (write-only): Write to raise STAT64.EVT (bits 31:0) and STAT64.LATCH (bits 47:32). */
+#define MMIOLAB_APIDEV_RAISE64_OFFSET        0x20
+#define MMIOLAB_APIDEV_RAISE64_WIDTH         64
+#define MMIOLAB_APIDEV_RAISE64_RESET         0x0ULL
+
+/* SCRATCH64 (read-write): Plain 64-bit read-write storage. */
+#define MMIOLAB_APIDEV_SCRATCH64_OFFSET      0x28
+#define MMIOLAB_APIDEV_SCRATCH64_WIDTH       64
+#define MMIOLAB_APIDEV_SCRATCH64_RESET       0x0ULL
+
+/* BDATA (read-write): A write pushes the byte onto bq, a read pops the oldest. */
+#define MMIOLAB_APIDEV_BDATA_OFFSET          0x30
+#define MMIOLAB_APIDEV_BDATA_WIDTH           8
+#define MMIOLAB_APIDEV_BDATA_RESET           0x0U
+
+/* HDATA (read-write): A write pushes the half-word onto hq, a read pops the oldest. */
+#define MMIOLAB_APIDEV_HDATA_OFFSET          0x32
+#define MMIOLAB_APIDEV_HDATA_WIDTH           16
+#define MMIOLAB_APIDEV_HDATA_RESET           0x0U
+
+/* BSTAT (read-write): bq status. */
+#define MMIOLAB_APIDEV_BSTAT_OFFSET          0x34
+#define MMIOLAB_APIDEV_BSTAT_WIDTH           16
+#define MMIOLAB_APIDEV_BSTAT_RESET           0x0U
+/* BSTAT.LEVEL: Bytes held (0-16). */
+#define MMIOLAB_APIDEV_BSTAT_LEVEL_SHIFT     0
+#define MMIOLAB_APIDEV_BSTAT_LEVEL_MASK      0x1fU
+#define MMIOLAB_APIDEV_BSTAT_LEVEL_WIDTH     5
+/* BSTAT.EMPTY: bq is empty. */
+#define MMIOLAB_APIDEV_BSTAT_EMPTY_SHIFT     5
+#define MMIOLAB_APIDEV_BSTAT_EMPTY_MASK      0x20U
+#define MMIOLAB_APIDEV_BSTAT_EMPTY_WIDTH     1
+/* BSTAT.FULL: bq is full. */
+#define MMIOLAB_APIDEV_BSTAT_FULL_SHIFT      6
+#define MMIOLAB_APIDEV_BSTAT_FULL_MASK       0x40U
+#define MMIOLAB_APIDEV_BSTAT_FULL_WIDTH      1
+/* BSTAT.OVF: A push found bq full (the byte was dropped). Write 1 to clear. */
+#define MMIOLAB_APIDEV_BSTAT_OVF_SHIFT       8
+#define MMIOLAB_APIDEV_BSTAT_OVF_MASK        0x100U
+#define MMIOLAB_APIDEV_BSTAT_OVF_WIDTH       1
+/* BSTAT.UDF: A pop found bq empty. Write 1 to clear. */
+#define MMIOLAB_APIDEV_BSTAT_UDF_SHIFT       9
+#define MMIOLAB_APIDEV_BSTAT_UDF_MASK        0x200U
+#define MMIOLAB_APIDEV_BSTAT_UDF_WIDTH       1
+/* BSTAT.FLUSH: Write 1 to empty bq. */
+#define MMIOLAB_APIDEV_BSTAT_FLUSH_SHIFT     15
+#define MMIOLAB_APIDEV_BSTAT_FLUSH_MASK      0x8000U
+#define MMIOLAB_APIDEV_BSTAT_FLUSH_WIDTH     1
+
+/* HSTAT (read-write): hq status. */
+#define MMIOLAB_APIDEV_HSTAT_OFFSET          0x36
+#define MMIOLAB_APIDEV_HSTAT_WIDTH           16
+#define MMIOLAB_APIDEV_HSTAT_RESET           0x0U
+/* HSTAT.LEVEL: Half-words held (0-8). */
+#define MMIOLAB_APIDEV_HSTAT_LEVEL_SHIFT     0
+#define MMIOLAB_APIDEV_HSTAT_LEVEL_MASK      0x1fU
+#define MMIOLAB_APIDEV_HSTAT_LEVEL_WIDTH     5
+/* HSTAT.EMPTY: hq is empty. */
+#define MMIOLAB_APIDEV_HSTAT_EMPTY_SHIFT     5
+#define MMIOLAB_APIDEV_HSTAT_EMPTY_MASK      0x20U
+#define MMIOLAB_APIDEV_HSTAT_EMPTY_WIDTH     1
+/* HSTAT.FULL: hq is full. */
+#define MMIOLAB_APIDEV_HSTAT_FULL_SHIFT      6
+#define MMIOLAB_APIDEV_HSTAT_FULL_MASK       0x40U
+#define MMIOLAB_APIDEV_HSTAT_FULL_WIDTH      1
+/* HSTAT.OVF: A push found hq full. Write 1 to clear. */
+#define MMIOLAB_APIDEV_HSTAT_OVF_SHIFT       8
+#define MMIOLAB_APIDEV_HSTAT_OVF_MASK        0x100U
+#define MMIOLAB_APIDEV_HSTAT_OVF_WIDTH       1
+/* HSTAT.UDF: A pop found hq empty. Write 1 to clear. */
+#define MMIOLAB_APIDEV_HSTAT_UDF_SHIFT       9
+#define MMIOLAB_APIDEV_HSTAT_UDF_MASK        0x200U
+#define MMIOLAB_APIDEV_HSTAT_UDF_WIDTH       1
+/* HSTAT.FLUSH: Write 1 to empty hq. */
+#define MMIOLAB_APIDEV_HSTAT_FLUSH_SHIFT     15
+#define MMIOLAB_APIDEV_HSTAT_FLUSH_MASK      0x8000U
+#define MMIOLAB_APIDEV_HSTAT_FLUSH_WIDTH     1
+
+/* ORDER_A (read-write): Plain storage; the write-order test writes it before ORDER_B. */
+#define MMIOLAB_APIDEV_ORDER_A_OFFSET        0x38
+#define MMIOLAB_APIDEV_ORDER_A_WIDTH         32
+#define MMIOLAB_APIDEV_ORDER_A_RESET         0x0U
+
+/* ORDER_B (read-write): Plain storage; the write-order test writes it after ORDER_A. */
+#define MMIOLAB_APIDEV_ORDER_B_OFFSET        0x3c
+#define MMIOLAB_APIDEV_ORDER_B_WIDTH         32
+#define MMIOLAB_APIDEV_ORDER_B_RESET         0x0U
+
+/* WDATA (read-write): A write pushes the word onto wq, a read pops the oldest. */
+#define MMIOLAB_APIDEV_WDATA_OFFSET          0x40
+#define MMIOLAB_APIDEV_WDATA_WIDTH           32
+#define MMIOLAB_APIDEV_WDATA_RESET           0x0U
+
+/* WSTAT (read-write): wq status. */
+#define MMIOLAB_APIDEV_WSTAT_OFFSET          0x44
+#define MMIOLAB_APIDEV_WSTAT_WIDTH           32
+#define MMIOLAB_APIDEV_WSTAT_RESET           0x0U
+/* WSTAT.LEVEL: Words held (0-4). */
+#define MMIOLAB_APIDEV_WSTAT_LEVEL_SHIFT     0
+#define MMIOLAB_APIDEV_WSTAT_LEVEL_MASK      0x1fU
+#define MMIOLAB_APIDEV_WSTAT_LEVEL_WIDTH     5
+/* WSTAT.EMPTY: wq is empty. */
+#define MMIOLAB_APIDEV_WSTAT_EMPTY_SHIFT     5
+#define MMIOLAB_APIDEV_WSTAT_EMPTY_MASK      0x20U
+#define MMIOLAB_APIDEV_WSTAT_EMPTY_WIDTH     1
+/* WSTAT.FULL: wq is full. */
+#define MMIOLAB_APIDEV_WSTAT_FULL_SHIFT      6
+#define MMIOLAB_APIDEV_WSTAT_FULL_MASK       0x40U
+#define MMIOLAB_APIDEV_WSTAT_FULL_WIDTH      1
+/* WSTAT.OVF: A push found wq full. Write 1 to clear. */
+#define MMIOLAB_APIDEV_WSTAT_OVF_SHIFT       8
+#define MMIOLAB_APIDEV_WSTAT_OVF_MASK        0x100U
+#define MMIOLAB_APIDEV_WSTAT_OVF_WIDTH       1
+/* WSTAT.UDF: A pop found wq empty. Write 1 to clear. */
+#define MMIOLAB_APIDEV_WSTAT_UDF_SHIFT       9
+#define MMIOLAB_APIDEV_WSTAT_UDF_MASK        0x200U
+#define MMIOLAB_APIDEV_WSTAT_UDF_WIDTH       1
+/* WSTAT.FLUSH: Write 1 to empty wq. */
+#define MMIOLAB_APIDEV_WSTAT_FLUSH_SHIFT     15
+#define MMIOLAB_APIDEV_WSTAT_FLUSH_MASK      0x8000U
+#define MMIOLAB_APIDEV_WSTAT_FLUSH_WIDTH     1
+
+/* FIFOs: depth in elements */
+/* bq: Sixteen bytes. A push to a full FIFO is dropped; a pop of an empty one reads 0xee. */
+#define MMIOLAB_APIDEV_BQ_DEPTH              16
+/* hq: Eight half-words. A pop of an empty FIFO reads 0xeeee. */
+#define MMIOLAB_APIDEV_HQ_DEPTH              8
+/* wq: Four words. A pop of an empty FIFO reads 0xeeeeeeee. */
+#define MMIOLAB_APIDEV_WQ_DEPTH              4
+
+/* Memory window tram (trapped): 256 bytes of trapped RAM: every access exits and is traced. */
+#define MMIOLAB_APIDEV_TRAM_OFFSET           0x800
+#define MMIOLAB_APIDEV_TRAM_SIZE             0x100
+
+/* Memory window ram (memslot): One page of memslot-backed RAM: accesses do not exit. */
+#define MMIOLAB_APIDEV_RAM_OFFSET            0x1000
+#define MMIOLAB_APIDEV_RAM_SIZE              0x1000
+
+/* Device bedev (description devices/bedev.toml) on bus platform */
+#define MMIOLAB_BEDEV_BASE                   0xd0030000UL
+#define MMIOLAB_BEDEV_SIZE                   0x1000UL
+#define MMIOLAB_BEDEV_COMPAT                 "mmiolab,bedev"
+
+/* Device `bedev`: Big-endian test device: ID, storage and a status register with W1C and read-to-clear fields */
+#define MMIOLAB_BEDEV_MAP_SIZE               0x10
+#define MMIOLAB_BEDEV_BIG_ENDIAN             1
+
+/* ID (read-only): Identification, read-only: bytes 0x42, 0x45, 0x4e, 0x44 from offset 0 up. */
+#define MMIOLAB_BEDEV_ID_OFFSET              0x0
+#define MMIOLAB_BEDEV_ID_WIDTH               32
+#define MMIOLAB_BEDEV_ID_RESET               0x42454e44U
+
+/* DATA (read-write): Plain read-write storage. */
+#define MMIOLAB_BEDEV_DATA_OFFSET            0x4
+#define MMIOLAB_BEDEV_DATA_WIDTH             32
+#define MMIOLAB_BEDEV_DATA_RESET             0x0U
+
+/* STAT (read-write): Status. */
+#define MMIOLAB_BEDEV_STAT_OFFSET            0x8
+#define MMIOLAB_BEDEV_STAT_WIDTH             32
+#define MMIOLAB_BEDEV_STAT_RESET             0xb5000000U
+/* STAT.EVT: Events: set by RAISE bits 7:0; write 1 to clear. */
+#define MMIOLAB_BEDEV_STAT_EVT_SHIFT         0
+#define MMIOLAB_BEDEV_STAT_EVT_MASK          0xffU
+#define MMIOLAB_BEDEV_STAT_EVT_WIDTH         8
+/* STAT.LATCH: Set by RAISE bits 15:8; read-to-clear. */
+#define MMIOLAB_BEDEV_STAT_LATCH_SHIFT       8
+#define MMIOLAB_BEDEV_STAT_LATCH_MASK        0xff00U
+#define MMIOLAB_BEDEV_STAT_LATCH_WIDTH       8
+/* STAT.VER: Version, read-only: 0xb5. */
+#define MMIOLAB_BEDEV_STAT_VER_SHIFT         24
+#define MMIOLAB_BEDEV_STAT_VER_MASK          0xff000000U
+#define MMIOLAB_BEDEV_STAT_VER_WIDTH         8
+
+/* HALF (read-write): Plain 16-bit storage. */
+#define MMIOLAB_BEDEV_HALF_OFFSET            0xc
+#define MMIOLAB_BEDEV_HALF_WIDTH             16
+#define MMIOLAB_BEDEV_HALF_RESET             0x0U
+
+/* RAISE (write-only): Write to raise STAT.EVT (bits 7:0) and STAT.LATCH (bits 15:8). */
+#define MMIOLAB_BEDEV_RAISE_OFFSET           0xe
+#define MMIOLAB_BEDEV_RAISE_WIDTH            16
+#define MMIOLAB_BEDEV_RAISE_RESET            0x0U
 
 #endif /* MMIOLAB_MACHINE_H */

@@ -39,10 +39,17 @@
  * MMIOLAB_TESTDEV_BASE, _SIZE, _IRQ and _COMPAT come from mmiolab-machine.h.
  */
 
-/* PIO regfile (device short), LDD3 "short" style, not in the DT. */
-#define MMIOLAB_PIO_BASE	MMIOLAB_SHORT_PIO_BASE
-#define MMIOLAB_PIO_SIZE	MMIOLAB_SHORT_PIO_SIZE
+/* PIO regfile (device pioregs) at fixed ports, not in the DT. */
+#define MMIOLAB_PIO_BASE	MMIOLAB_PIOREGS_PIO_BASE
+#define MMIOLAB_PIO_SIZE	MMIOLAB_PIOREGS_PIO_SIZE
 #define MMIOLAB_PIO_STORAGE	4	/* first storage port offset */
+
+/*
+ * The fill bytes of apidev's RAM windows (`fill` in guest/machines/devices/apidev.toml;
+ * the generated header has no fill values).
+ */
+#define MMIOLAB_APIDEV_TRAM_FILL	0x3c
+#define MMIOLAB_APIDEV_RAM_FILL		0xa5
 
 /* PIO regfile (device piodev) in the DT under the isa node, reg = <1 0x2e0 8>. */
 #define MMIOLAB_PIO_DT_BASE	MMIOLAB_PIODEV_PIO_BASE

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * pio_ports: the port I/O API on the 8-port regfile at 0x378 (LDD3 "short"
- * style): request_region, inb/outb, inw/outw, inl/outl, the string forms
- * insb/outsb, ioport_map with ioread8/iowrite8 and their _rep forms,
- * conflict detection, and release.
+ * pio_ports: the port I/O API on the 8-port regfile at fixed ports 0x300 (device
+ * pioregs, not in the device tree; the parallel port at 0x378 is short's):
+ * request_region, inb/outb, inw/outw, inl/outl, the string forms insb/outsb,
+ * ioport_map with ioread8/iowrite8 and their _rep forms, conflict detection,
+ * and release.
  */
 #include <linux/io.h>
 #include <linux/ioport.h>
@@ -174,5 +175,5 @@ static void __exit pio_ports_exit(void)
 }
 module_exit(pio_ports_exit);
 
-MODULE_DESCRIPTION("mmiolab: port I/O API on the 0x378 regfile");
+MODULE_DESCRIPTION("mmiolab: port I/O API on the regfile at fixed ports");
 MODULE_LICENSE("GPL");

@@ -9,12 +9,12 @@ GUEST=$(dirname "$HERE")
 . "$GUEST/lib/common.sh"
 
 # busybox applets l1-init uses
-APPLETS="sh mount reboot"
+APPLETS="sh mount reboot cat"
 
 usage() {
 	cat <<EOF
 Usage: guest/nested/build-l1.sh --vmm BIN --kernel BZIMAGE --initrd L2_CPIO
-                                --config MACHINE_TOML --out L1.cpio
+                                --config MACHINE_TOML [--files DIR] --out L1.cpio
 
 Makes the uncompressed newc initramfs of the L1 VM, for hosts whose /dev/kvm
 cannot boot Linux: busybox (static), mmiolab-exit, /init (nested/l1-init),
@@ -25,20 +25,23 @@ and under /mmiolab:
   initramfs.cpio    the L2 initramfs
   machine.toml      the machine config (its paths should point at the files
                     above; the VMM runs with /mmiolab as working directory)
+  files/            the contents of --files DIR (device descriptions the
+                    machine file names as files/NAME)
 The L1 /init runs "/mmiolab/mmiolab run --config /mmiolab/machine.toml" and
 writes its exit status to port 0xf4 (3 if /dev/kvm is missing). Boot it with
 guest/nested/run-l1.sh.
 
 Options:
   --vmm BIN --kernel BZIMAGE --initrd L2_CPIO --config MACHINE_TOML --out FILE
+  --files DIR  copied to /mmiolab/files
   -h, --help   this text
 EOF
 }
 
-VMM='' KERNEL='' INITRD='' CONFIG='' OUT=''
+VMM='' KERNEL='' INITRD='' CONFIG='' OUT='' FILES=''
 while [ $# -gt 0 ]; do
 	case $1 in
-	--vmm | --kernel | --initrd | --config | --out)
+	--vmm | --kernel | --initrd | --config | --out | --files)
 		[ $# -ge 2 ] || die "$1 needs an argument"
 		case $1 in
 		--vmm) VMM=$2 ;;
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
 		--initrd) INITRD=$2 ;;
 		--config) CONFIG=$2 ;;
 		--out) OUT=$2 ;;
+		--files) FILES=$2 ;;
 		esac
 		shift 2
 		;;
@@ -95,6 +99,10 @@ fi
 cp "$KERNEL" "$ROOT/mmiolab/bzImage"
 cp "$INITRD" "$ROOT/mmiolab/initramfs.cpio"
 cp "$CONFIG" "$ROOT/mmiolab/machine.toml"
+if [ -n "$FILES" ]; then
+	[ -d "$FILES" ] || die "--files $FILES is not a directory"
+	cp -r "$FILES" "$ROOT/mmiolab/files"
+fi
 
 mkdir -p "$(dirname "$OUT")"
 (cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort |

@@ -14,6 +14,13 @@
  *    raises SIGBUS;
  *  - after the claim is released the range can be mapped again.
  *
+ * The same for a RAM window (apidev's memslot-backed page): while unclaimed it is mapped
+ * read-write, a pattern written through /dev/mem reads back through a new mapping and is
+ * what the claiming module reads through ioremap (its ram_word parameter); once claimed it
+ * is refused and the old mapping revoked; after the release the pattern reads back. The
+ * trapped RAM window of the demo device, claimed by the bound described_demo driver, is
+ * refused.
+ *
  * The claim is made by loading CLAIM_MODULE (finit_module) and undone by
  * unloading it (delete_module). Results are printed as an indented KTAP
  * subtest block through /dev/kmsg, so they interleave correctly with the
@@ -39,6 +46,9 @@
 #include "../drivers/mmiolab-test.h"
 
 #define CLAIM_MODULE_NAME "devmem_claim"
+#define RAM_WINDOW (MMIOLAB_APIDEV_BASE + MMIOLAB_APIDEV_RAM_OFFSET)
+#define DEMO_SRAM (MMIOLAB_DEMO_BASE + MMIOLAB_DEMO_SRAM_OFFSET)
+#define PATTERN_WORDS 128
 
 static const char *const case_names[] = {
 	"open_dev_mem",
@@ -46,11 +56,17 @@ static const char *const case_names[] = {
 	"pread_mmio_efault",
 	"mmap_ram_refused",
 	"mmap_driver_claimed_refused",
+	"mmap_claimed_trapped_ram_window_refused",
+	"unclaimed_ram_window_write_then_read",
 	"load_claim_module",
 	"mmap_claimed_refused",
 	"old_mapping_revoked_sigbus",
+	"claim_module_reads_the_pattern",
+	"mmap_claimed_ram_window_refused",
+	"old_ram_window_mapping_revoked_sigbus",
 	"unload_claim_module",
 	"mmap_after_release_reads_id",
+	"ram_window_after_release_reads_the_pattern",
 };
 #define N_CASES ((int)(sizeof(case_names) / sizeof(case_names[0])))
 
@@ -175,9 +191,78 @@ static bool access_faults(volatile uint32_t *p)
 	return faulted;
 }
 
+/* Word i of the pattern written into the RAM window. */
+static uint32_t pattern(int i)
+{
+	return 0xde7e0000u ^ (uint32_t)(i * 0x01000193u);
+}
+
+/* Map the page at @phys read-only and compare its first words with the pattern. */
+static bool reads_pattern(int fd, uint64_t phys)
+{
+	volatile uint32_t *p = map_page(fd, phys);
+	bool ok = true;
+	int i;
+
+	if (p == MAP_FAILED) {
+		emit("    # mmap %#" PRIx64 ": %s\n", phys, strerror(errno));
+		return false;
+	}
+	for (i = 0; i < PATTERN_WORDS && ok; i++) {
+		if (p[i] != pattern(i)) {
+			emit("    # word %d at %#" PRIx64 ": %#x, expected %#x\n", i, phys, p[i],
+			     pattern(i));
+			ok = false;
+		}
+	}
+	munmap((void *)p, 4096);
+	return ok;
+}
+
+/* Write the pattern through a read-write mapping of the page at @phys. */
+static bool write_pattern(uint64_t phys)
+{
+	int fd = open("/dev/mem", O_RDWR | O_SYNC);
+	volatile uint32_t *p;
+	int i;
+
+	if (fd < 0) {
+		emit("    # open /dev/mem read-write: %s\n", strerror(errno));
+		return false;
+	}
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)phys);
+	close(fd);
+	if (p == MAP_FAILED) {
+		emit("    # mmap %#" PRIx64 " read-write: %s\n", phys, strerror(errno));
+		return false;
+	}
+	for (i = 0; i < PATTERN_WORDS; i++)
+		p[i] = pattern(i);
+	munmap((void *)p, 4096);
+	return true;
+}
+
+/* The claim module's ram_word parameter: the window's first 8 bytes as it read them. */
+static bool claim_saw_pattern(void)
+{
+	FILE *f = fopen("/sys/module/" CLAIM_MODULE_NAME "/parameters/ram_word", "r");
+	unsigned long long word = 0, want = (uint64_t)pattern(1) << 32 | pattern(0);
+	int n = f ? fscanf(f, "%llu", &word) : 0;
+
+	if (f)
+		fclose(f);
+	if (n != 1) {
+		emit("    # cannot read the ram_word parameter\n");
+		return false;
+	}
+	if (word != want)
+		emit("    # the module read %#llx through ioremap, expected %#llx\n", word, want);
+	return word == want;
+}
+
 int main(int argc, char **argv)
 {
-	volatile uint32_t *early;
+	volatile uint32_t *early, *ram_early = MAP_FAILED;
 	uint64_t kernel_code;
 	uint32_t word;
 	ssize_t n;
@@ -234,7 +319,19 @@ int main(int argc, char **argv)
 	/* 5: the testdev range is held busy by the bound platform_dt driver */
 	report(mmap_refused(fd, MMIOLAB_TESTDEV_BASE, "testdev (claimed by platform_dt)"));
 
-	/* 6: claim the fixed regfile from a module */
+	/* 6: the demo's trapped RAM window, inside the region described_demo holds */
+	report(mmap_refused(fd, DEMO_SRAM & ~4095ULL, "demo sram (claimed by described_demo)"));
+
+	/* 7: the unclaimed memslot RAM window: write through /dev/mem, read back through a
+	 * new mapping; keep a mapping for case 13 */
+	if (write_pattern(RAM_WINDOW) && reads_pattern(fd, RAM_WINDOW)) {
+		ram_early = map_page(fd, RAM_WINDOW);
+		report(ram_early != MAP_FAILED);
+	} else {
+		report(false);
+	}
+
+	/* 8: claim the fixed regfile and the RAM window from a module */
 	mfd = open(argv[1], O_RDONLY | O_CLOEXEC);
 	if (mfd < 0 || syscall(SYS_finit_module, mfd, "", 0) != 0) {
 		emit("    # loading %s: %s\n", argv[1], strerror(errno));
@@ -246,21 +343,31 @@ int main(int argc, char **argv)
 	close(mfd);
 	report(true);
 
-	/* 7, 8: the claim makes the range unmappable and revokes old mappings */
+	/* 9, 10: the claim makes the range unmappable and revokes old mappings */
 	report(mmap_refused(fd, MMIOLAB_FIXED_BASE, "fixed (claimed)"));
 	if (early != MAP_FAILED)
 		report(access_faults(early));
 	else
 		skip("no early mapping");
 
-	/* 9, 10: release the claim; the range is mappable again */
+	/* 11-13: the same for the RAM window, which holds what case 7 wrote */
+	report(claim_saw_pattern());
+	report(mmap_refused(fd, RAM_WINDOW, "RAM window (claimed)"));
+	if (ram_early != MAP_FAILED)
+		report(access_faults(ram_early));
+	else
+		skip("no early mapping of the RAM window");
+
+	/* 14-16: release the claims; the ranges are mappable again */
 	if (syscall(SYS_delete_module, CLAIM_MODULE_NAME, O_NONBLOCK) != 0) {
 		emit("    # unloading " CLAIM_MODULE_NAME ": %s\n", strerror(errno));
 		report(false);
 		skip("claim still held");
+		skip("claim still held");
 	} else {
 		report(true);
 		report(mmap_reads_id(fd, MMIOLAB_FIXED_BASE));
+		report(reads_pattern(fd, RAM_WINDOW));
 	}
 	close(fd);
 	return failed ? 1 : 0;

@@ -1,6 +1,7 @@
 //! `mmiolab test`: boot a Linux guest (or read the console log of a nested run), collect
 //! its KTAP results, check that the guest's /proc/iomem and /proc/ioports agree with the
-//! host's bus tree, and report one line per test plus JUnit XML.
+//! host's bus tree and that the writes guest tests say they made are in the trace in their
+//! order, and report one line per test plus JUnit XML.
 
 use std::fmt::Write as _;
 
@@ -9,9 +10,18 @@ use mmiolab_vmm::mmiolab_bus::{AddressSpace, RegionKind};
 
 use crate::ktap::{GuestReport, TestResult};
 
-/// A host-side check on the guest's resource dumps: every guest line whose range is a
-/// device region of the host's tree must name that region (the DT node name), and the
-/// guest must show at least one of the host's device-tree devices.
+/// A host-side check on the guest's resource dumps (the init prints them while each test
+/// module holds its claims, and once at the end):
+///
+/// - a line that starts in the region of a device with a device-tree node must claim
+///   exactly that region under the node's name (`testdev@d0001000`) or the platform
+///   device's (`d0001000.testdev`), as the kernel does for a bound platform driver;
+/// - a device without a node (fixed ports or addresses, LDD3's `short` and `silly`) is
+///   claimed by drivers that know its address, for as much of it as they use: a line that
+///   carries its name, or claims exactly its region, must do both: carry the name and lie
+///   inside the region;
+///
+/// and at least one line must match a host device.
 pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
     let mut details = Vec::new();
     let mut matched = 0;
@@ -32,14 +42,23 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
                 continue;
             };
             let Some(id) = tree.device_at(start) else { continue };
+            if tree.kind(id) != RegionKind::Device {
+                continue;
+            }
             let host = tree.range(id);
             let host_name = tree.name(id);
             let described = platform.dt_devices.iter().any(|d| d.node == host_name);
-            if tree.kind(id) != RegionKind::Device || !described {
-                continue;
-            }
             let names = linux_names(host_name);
-            if host.start() == start && host.end() == end && name.split(' ').any(|n| names.iter().any(|h| h == n)) {
+            let named = name.split(' ').any(|n| names.iter().any(|h| h == n));
+            let exact = host.start() == start && host.end() == end;
+            let good = if described {
+                exact && named
+            } else if exact || named {
+                named && start >= host.start() && end <= host.end()
+            } else {
+                continue;
+            };
+            if good {
                 matched += 1;
                 details.push(format!("ok {space} {start:x}-{end:x} : {name} (host: {host_name})"));
             } else {
@@ -66,6 +85,165 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
         directive: None,
         details,
     }
+}
+
+/// What a guest test prints, among its KTAP diagnostics, to have the host check the
+/// order of its writes in the trace: `# mmiolab-trace-order: DEVICE REG=VALUE REG=VALUE ...`,
+/// the writes in the order the driver made them.
+pub const TRACE_ORDER_TAG: &str = "mmiolab-trace-order:";
+
+/// One guest test's expected write order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OrderExpectation {
+    /// The guest test that printed it.
+    test: String,
+    /// The device, as in the machine file (`apidev`) or its region name (`apidev@d0020000`).
+    device: String,
+    /// Register name and value of each write, in program order.
+    writes: Vec<(String, u64)>,
+}
+
+/// Parses `0x1f` or `31`.
+fn number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// The expectation on one `mmiolab-trace-order:` line (the text after the tag).
+fn parse_expectation(test: &str, text: &str) -> Result<OrderExpectation, String> {
+    let mut words = text.split_whitespace();
+    let device = words.next().ok_or("no device named")?.to_owned();
+    let mut writes = Vec::new();
+    for w in words {
+        let (reg, value) = w.split_once('=').ok_or_else(|| format!("`{w}` is not REG=VALUE"))?;
+        let value = number(value).ok_or_else(|| format!("`{w}`: the value is not a number"))?;
+        writes.push((reg.to_owned(), value));
+    }
+    if writes.is_empty() {
+        return Err("no writes listed".to_owned());
+    }
+    Ok(OrderExpectation {
+        test: test.to_owned(),
+        device,
+        writes,
+    })
+}
+
+/// One write of the trace: its `seq`, register and value.
+struct TracedWrite {
+    seq: u64,
+    reg: String,
+    value: u64,
+}
+
+/// The writes of `trace` (JSON lines, format version 2) to `device`'s registers, in trace
+/// order; and the number of lines that were not JSON objects.
+fn traced_writes(trace: &str, device: &str) -> (Vec<TracedWrite>, usize) {
+    let mut writes = Vec::new();
+    let mut bad = 0;
+    for line in trace.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            bad += 1;
+            continue;
+        };
+        let field = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+        let on_device =
+            field("device").is_some_and(|d| d == device || d.split_once('@').is_some_and(|(name, _)| name == device));
+        if field("kind") != Some("access") || field("op") != Some("write") || !on_device {
+            continue;
+        }
+        let (Some(reg), Some(value), Some(seq)) = (
+            field("reg"),
+            field("value").and_then(number),
+            v.get("seq").and_then(serde_json::Value::as_u64),
+        ) else {
+            continue;
+        };
+        writes.push(TracedWrite {
+            seq,
+            reg: reg.to_owned(),
+            value,
+        });
+    }
+    (writes, bad)
+}
+
+/// For each guest test that printed a `mmiolab-trace-order:` line, a host result: the
+/// trace (`None`: none was taken) must hold exactly those writes, among all its writes
+/// to those registers with those values, in that order.
+pub fn trace_order_checks(report: &GuestReport, trace: Option<Result<&str, String>>) -> Vec<TestResult> {
+    let mut results = Vec::new();
+    for test in &report.results {
+        for line in &test.details {
+            let Some(text) = line.strip_prefix("# ").and_then(|l| l.strip_prefix(TRACE_ORDER_TAG)) else {
+                continue;
+            };
+            let name = format!("host: trace order of {}", test.name);
+            let (ok, details) = match (parse_expectation(&test.name, text), &trace) {
+                (Err(why), _) => (false, vec![format!("cannot read `{}`: {why}", line.trim())]),
+                (Ok(_), None) => (
+                    false,
+                    vec![format!(
+                        "{} expects its writes in the trace, and no trace was given (--trace FILE)",
+                        test.name
+                    )],
+                ),
+                (Ok(_), Some(Err(why))) => (false, vec![why.clone()]),
+                (Ok(want), Some(Ok(trace))) => check_order(&want, trace),
+            };
+            results.push(TestResult {
+                name,
+                ok,
+                directive: None,
+                details,
+            });
+        }
+    }
+    results
+}
+
+fn check_order(want: &OrderExpectation, trace: &str) -> (bool, Vec<String>) {
+    let (all, bad) = traced_writes(trace, &want.device);
+    let mut details = Vec::new();
+    if bad > 0 {
+        details.push(format!("{bad} trace lines were not JSON (ignored)"));
+    }
+    let seen: Vec<&TracedWrite> = all
+        .iter()
+        .filter(|w| want.writes.iter().any(|(r, v)| *r == w.reg && *v == w.value))
+        .collect();
+    let got: Vec<(String, u64)> = seen.iter().map(|w| (w.reg.clone(), w.value)).collect();
+    let ok = got == want.writes;
+    let show = |ws: &[(String, u64)]| {
+        ws.iter()
+            .map(|(r, v)| format!("{r}={v:#x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if ok {
+        let seqs: Vec<String> = seen.iter().map(|w| w.seq.to_string()).collect();
+        details.push(format!(
+            "{} writes of {} in order at seq {}",
+            seen.len(),
+            want.device,
+            seqs.join(", ")
+        ));
+    } else {
+        details.push(format!("{} wrote, in this order: {}", want.test, show(&want.writes)));
+        details.push(format!(
+            "the trace has, in its order ({} writes to {} in all): {}",
+            all.len(),
+            want.device,
+            if got.is_empty() {
+                "none of them".to_owned()
+            } else {
+                show(&got)
+            }
+        ));
+    }
+    (ok, details)
 }
 
 /// The names Linux gives the resources of DT node `node` (`testdev@d0001000`): the node
@@ -171,6 +349,79 @@ mod tests {
         assert!(r.details[0].starts_with("MISMATCH MMIO"), "{:?}", r.details);
         assert!(!check("no dump").ok);
         assert!(!check("mmiolab: begin /proc/iomem\n00100000-0fffffff : System RAM\nmmiolab: end /proc/iomem\n").ok);
+    }
+
+    const FIXED: &str = "[[device]]\nname = \"short\"\nmodel = \"regfile\"\npio = [{ base = 0x378, size = 8 }]\n\
+                         [[device]]\nname = \"hole\"\nmodel = \"regfile\"\nmmio = [{ base = 0xa0000, size = 0x60000 }]\n";
+
+    fn check_fixed(dump: &str) -> TestResult {
+        let c = MachineConfig::parse(FIXED, Path::new("m.toml")).unwrap();
+        let p = Platform::build(&c, Box::new(std::io::sink())).unwrap();
+        resource_check(&p, &parse(dump))
+    }
+
+    #[test]
+    fn devices_without_a_node_are_claimed_by_name_inside_their_region() {
+        let dump = |iomem: &str, ioports: &str| {
+            format!(
+                "mmiolab: begin /proc/iomem\n{iomem}mmiolab: end /proc/iomem\n\
+                 mmiolab: begin /proc/ioports\n{ioports}mmiolab: end /proc/ioports\n"
+            )
+        };
+        // A part of the region under the device's name; someone else's claim of another
+        // part (the kernel's System ROM, parport_pc's three ports) is not judged.
+        let r = check_fixed(&dump(
+            "000a0000-000effff : hole\n000f0000-000fffff : System ROM\n",
+            "0378-037f : short\n0378-037a : parport0\n",
+        ));
+        assert!(r.ok, "{:?}", r.details);
+        assert_eq!(r.details.len(), 2, "{:?}", r.details);
+        // The whole region under another name, or the name outside the region: mismatch.
+        let r = check_fixed(&dump("000a0000-000fffff : silly\n", ""));
+        assert!(!r.ok);
+        assert!(r.details[0].starts_with("MISMATCH MMIO"), "{:?}", r.details);
+        let r = check_fixed(&dump("000a0000-000effff : hole\n", "0378-0380 : short\n"));
+        assert!(!r.ok);
+        assert!(r.details[1].starts_with("MISMATCH PIO"), "{:?}", r.details);
+    }
+
+    fn order_report(line: &str) -> GuestReport {
+        parse(&format!(
+            "KTAP version 1\n1..1\n    # {line}\n    ok 1 a\nok 1 io_write_order\n"
+        ))
+    }
+
+    const TRACE: &str = r#"{"v":2,"seq":3,"t_ns":1,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd0020038","width":4,"value":"0xa0","device":"apidev@d0020000","offset":"0x38","reg":"ORDER_A","fields":{},"effects":[]}
+{"v":2,"seq":4,"t_ns":2,"kind":"access","vcpu":0,"space":"mmio","op":"read","addr":"0xd002003c","width":4,"value":"0xb0","device":"apidev@d0020000","offset":"0x3c","reg":"ORDER_B","fields":{},"effects":[]}
+{"v":2,"seq":5,"t_ns":3,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd002003c","width":4,"value":"0xb0","device":"apidev@d0020000","offset":"0x3c","reg":"ORDER_B","fields":{},"effects":[]}
+{"v":2,"seq":6,"t_ns":4,"kind":"access","vcpu":0,"space":"mmio","op":"write","addr":"0xd002003c","width":4,"value":"0x1","device":"other@d0030000","offset":"0x3c","reg":"ORDER_A","fields":{},"effects":[]}
+"#;
+
+    #[test]
+    fn trace_order_is_checked_by_register_name() {
+        let line = "mmiolab-trace-order: apidev ORDER_A=0xa0 ORDER_B=0xb0";
+        let r = trace_order_checks(&order_report(line), Some(Ok(TRACE)));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].name, "host: trace order of io_write_order");
+        assert!(r[0].ok, "{:?}", r[0].details);
+        assert!(r[0].details[0].contains("seq 3, 5"), "{:?}", r[0].details);
+        // Reversed: the trace has A before B.
+        let line = "mmiolab-trace-order: apidev ORDER_B=0xb0 ORDER_A=0xa0";
+        let r = trace_order_checks(&order_report(line), Some(Ok(TRACE)));
+        assert!(!r[0].ok);
+        assert!(
+            r[0].details[1].ends_with("ORDER_A=0xa0 ORDER_B=0xb0"),
+            "{:?}",
+            r[0].details
+        );
+        // A write the trace lacks, no trace, an unreadable line.
+        let line = "mmiolab-trace-order: apidev ORDER_A=0xa0 ORDER_B=0xb0 ORDER_A=0xa1";
+        assert!(!trace_order_checks(&order_report(line), Some(Ok(TRACE)))[0].ok);
+        assert!(!trace_order_checks(&order_report(line), None)[0].ok);
+        let r = trace_order_checks(&order_report("mmiolab-trace-order: apidev ORDER_A"), Some(Ok(TRACE)));
+        assert!(!r[0].ok);
+        // Tests that expect nothing get no host result.
+        assert!(trace_order_checks(&order_report("something else"), None).is_empty());
     }
 
     #[test]

@@ -134,6 +134,19 @@ struct TestArgs {
     /// Echo the guest console while it runs (it is printed anyway when a test fails).
     #[arg(long, short)]
     verbose: bool,
+    /// The trace (JSON lines) to check guest tests' write order against: written here
+    /// while the guest runs, or, with --from-log, read from here (guest/run-tests.sh brings
+    /// it back from a nested run).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Trace only DEVICE or DEVICE.REGISTER while booting (as `run --trace-filter`).
+    #[arg(
+        long,
+        value_name = "DEVICE[.REGISTER]",
+        requires = "trace",
+        conflicts_with = "from_log"
+    )]
+    trace_filter: Vec<TraceFilter>,
 }
 
 #[derive(Args)]
@@ -361,12 +374,25 @@ fn test(args: TestArgs) -> Result<u8> {
                 echo: args.verbose,
             };
             let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout must be positive")?;
+            let trace = match &args.trace {
+                Some(path) => {
+                    let f = File::create(path).with_context(|| format!("creating trace file {}", path.display()))?;
+                    Some(TraceOutput {
+                        out: Box::new(BufWriter::with_capacity(1 << 16, f)),
+                        options: TraceOptions {
+                            format: TraceFormat::Jsonl,
+                            filters: args.trace_filter.clone(),
+                        },
+                    })
+                }
+                None => None,
+            };
             eprintln!("mmiolab test: booting {} (timeout {timeout:?})", args.config.display());
             let report = mmiolab_vmm::run(
                 &config,
                 RunOptions {
                     console: Box::new(capture.clone()),
-                    trace: None,
+                    trace,
                     timeout: Some(timeout),
                     stdin: false,
                 },
@@ -386,6 +412,15 @@ fn test(args: TestArgs) -> Result<u8> {
     let report = ktap::parse(&console);
     let mut results = report.results.clone();
     results.push(guest_test::resource_check(&platform, &report));
+    let trace_text = args.trace.as_ref().map(|path| {
+        std::fs::read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| format!("cannot read the trace {}: {e}", path.display()))
+    });
+    results.extend(guest_test::trace_order_checks(
+        &report,
+        trace_text.as_ref().map(|t| t.as_deref().map_err(Clone::clone)),
+    ));
     let mut failed = results.iter().filter(|r| !r.ok).count();
     for r in &results {
         let directive = r.directive.as_deref().map(|d| format!(" # {d}")).unwrap_or_default();
