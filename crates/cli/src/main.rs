@@ -411,7 +411,8 @@ fn test(args: TestArgs) -> Result<u8> {
     }
     let (console, run) = match &args.from_log {
         Some(log) => {
-            let bytes = mmiolab_vmm::files::read_input(log, mmiolab_vmm::files::MAX_CONSOLE_LOG, "console log")?;
+            let bytes =
+                mmiolab_vmm::files::read_input(log, mmiolab_vmm::files::MAX_CONSOLE_LOG, "a console log may have")?;
             (String::from_utf8_lossy(&bytes).into_owned(), None)
         }
         None => {

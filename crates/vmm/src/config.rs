@@ -736,7 +736,8 @@ impl MachineConfig {
             reason,
             option: None,
         };
-        let bytes = crate::files::read_input(path, MAX_MACHINE_FILE, "machine file").map_err(|e| whole(e.reason()))?;
+        let bytes = crate::files::read_input(path, MAX_MACHINE_FILE, "a machine file may have")
+            .map_err(|e| whole(e.reason()))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             whole(format!(
                 "not UTF-8 text (byte {} is not part of a UTF-8 character): is it a machine file?",
@@ -1345,6 +1346,88 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("device[0].bus: no bus named `nope`"), "{e}");
+    }
+
+    #[test]
+    fn names_ports_and_vcpus_that_cannot_work_are_refused() {
+        let dev = |name: &str, region: &str| format!("[[device]]\nname = \"{name}\"\nmodel = \"regfile\"\n{region}\n");
+        let mmio = "mmio = [{ base = 0xd0000000, size = 16 }]";
+        for (text, want) in [
+            (
+                dev("x\\ty", mmio),
+                "device[0].name: `x\\ty`: '\\t' is not allowed in a name",
+            ),
+            (
+                dev("-x", mmio),
+                "device[0].name: `-x`: a name starts with a letter or a digit",
+            ),
+            (dev(&"x".repeat(65), mmio), "device[0].name: `xxxx"),
+            (
+                dev("a\\\"b", mmio),
+                "device[0].name: `a\\\"b`: '\"' is not allowed in a name",
+            ),
+            (
+                dev(
+                    "d",
+                    "mmio = [{ base = 0xd0000000, size = 16, windows = [{ name = \"w w\", offset = 0, size = 4 }] }]",
+                ),
+                "device[0].mmio[0].windows[0].name: `w w`: ' ' is not allowed in a name",
+            ),
+            (
+                dev("d", "pio = [{ base = 0x20, size = 2 }]"),
+                "device[0].pio[0]: ports 0x20-0x21 overlap 0x20-0x21, which the master PIC handles inside KVM",
+            ),
+            (
+                dev("d", "pio = [{ base = 0x4c0, size = 0x20 }]"),
+                "device[0].pio[0]: ports 0x4c0-0x4df overlap 0x4d0-0x4d1, which the PIC's edge/level control (ELCR) handles inside KVM",
+            ),
+            (
+                dev("d", "pio = [{ base = 0x10000, size = 1 }]"),
+                "device[0].pio[0]: ports 0x10000+0x1 run past 0xffff",
+            ),
+            (
+                "[[bus]]\nname = \"isa\"\npio = { base = 0xff00, size = 0x200 }\n".to_owned(),
+                "bus[0].pio: ports 0xff00+0x200 run past 0xffff",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("m.toml: {want}")), "{text}\n{e}");
+        }
+        // A bus window may span the in-kernel ports: it decodes nothing itself.
+        parse("[[bus]]\nname = \"isa\"\npio = { base = 0x0, size = 0x1000 }\n").unwrap();
+        let c = parse("[machine]\nvcpus = 8\n").unwrap();
+        c.check_vcpus(8).unwrap();
+        assert_eq!(
+            c.check_vcpus(4).unwrap_err().to_string(),
+            "m.toml: machine.vcpus: 8 vCPUs, but this host's KVM runs at most 4 per VM"
+        );
+    }
+
+    #[test]
+    fn an_override_is_blamed_on_its_option() {
+        let mut c = parse("[machine]\nmemory_mib = 64\n").unwrap();
+        c.machine.memory_mib = 1;
+        c.set_override("machine.memory_mib", "--memory 1");
+        assert_eq!(
+            c.check().unwrap_err().to_string(),
+            "--memory 1: 1 MiB is outside 16..=15360"
+        );
+        c.machine.memory_mib = 64;
+        c.machine.vcpus = 9;
+        c.set_override("machine.vcpus", "--vcpus 9");
+        assert_eq!(
+            c.check_vcpus(2).unwrap_err().to_string(),
+            "--vcpus 9: 9 vCPUs, but this host's KVM runs at most 2 per VM"
+        );
+        // Keys the command line did not set are still the file's.
+        c.machine.vcpus = 1;
+        c.machine.cmdline = Some("a\0b".to_owned());
+        assert!(
+            c.check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("m.toml: machine.cmdline: ")
+        );
     }
 
     #[test]

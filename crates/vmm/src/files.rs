@@ -39,7 +39,7 @@ pub enum FileError {
         kind: &'static str,
     },
     /// It is larger than its kind may be.
-    #[error("{} is {size} bytes, more than the {} a {what} may have", path.display(), bytes(*limit))]
+    #[error("{} is {size} bytes, more than the {} {limit_is}", path.display(), bytes(*limit))]
     TooBig {
         /// The file.
         path: PathBuf,
@@ -47,8 +47,8 @@ pub enum FileError {
         size: u64,
         /// The limit.
         limit: u64,
-        /// What kind of input it is ("machine file").
-        what: String,
+        /// What the limit is, after it ("a machine file may have", "of RAM the machine has").
+        limit_is: String,
     },
     /// Reading it failed.
     #[error("cannot read {}: {error}", path.display())]
@@ -94,9 +94,9 @@ impl FileError {
         match self {
             FileError::Open { error, .. } => format!("cannot open it: {error}"),
             FileError::NotRegular { kind, .. } => format!("it is {kind}, not a regular file"),
-            FileError::TooBig { size, limit, what, .. } => {
-                format!("it is {size} bytes, more than the {} a {what} may have", bytes(*limit))
-            }
+            FileError::TooBig {
+                size, limit, limit_is, ..
+            } => format!("it is {size} bytes, more than the {} {limit_is}", bytes(*limit)),
             FileError::Read { error, .. } => format!("cannot read it: {error}"),
             FileError::IsInput {
                 output_what,
@@ -151,9 +151,9 @@ pub struct InputFile {
     pub path: PathBuf,
 }
 
-/// Opens `path`, a `what` ("machine file"), and checks that it is a regular file of at most
-/// `limit` bytes.
-pub fn open_input(path: &Path, limit: u64, what: &str) -> Result<InputFile, FileError> {
+/// Opens `path` and checks that it is a regular file of at most `limit` bytes (`limit_is`
+/// says what the limit is, for the message: "a machine file may have").
+pub fn open_input(path: &Path, limit: u64, limit_is: &str) -> Result<InputFile, FileError> {
     // O_NONBLOCK: opening a FIFO for reading would wait for a writer; a regular file's reads
     // do not care. O_NOCTTY: a terminal named by mistake must not become ours.
     let file = std::fs::OpenOptions::new()
@@ -179,7 +179,7 @@ pub fn open_input(path: &Path, limit: u64, what: &str) -> Result<InputFile, File
             path: path.to_owned(),
             size: meta.len(),
             limit,
-            what: what.to_owned(),
+            limit_is: limit_is.to_owned(),
         });
     }
     Ok(InputFile {
@@ -189,10 +189,10 @@ pub fn open_input(path: &Path, limit: u64, what: &str) -> Result<InputFile, File
     })
 }
 
-/// Reads all of `path`, a `what`, checked as [`open_input`] does; a file that grows past
-/// `limit` while being read is refused too.
-pub fn read_input(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, FileError> {
-    let input = open_input(path, limit, what)?;
+/// Reads all of `path`, checked as [`open_input`] does; a file that grows past `limit`
+/// while being read is refused too.
+pub fn read_input(path: &Path, limit: u64, limit_is: &str) -> Result<Vec<u8>, FileError> {
+    let input = open_input(path, limit, limit_is)?;
     let mut data = Vec::with_capacity(usize::try_from(input.len).unwrap_or(0));
     input
         .file
@@ -207,7 +207,7 @@ pub fn read_input(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, FileEr
             path: path.to_owned(),
             size: data.len() as u64,
             limit,
-            what: what.to_owned(),
+            limit_is: limit_is.to_owned(),
         });
     }
     Ok(data)
@@ -368,22 +368,24 @@ mod tests {
     #[test]
     fn inputs_that_are_not_regular_files_or_too_big_are_refused_in_words() {
         let d = dir("inputs");
-        let e = read_input(&d, 100, "machine file").unwrap_err().to_string();
+        let e = read_input(&d, 100, "a machine file may have").unwrap_err().to_string();
         assert!(e.ends_with("is a directory, not a regular file"), "{e}");
         let fifo = d.join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // Without O_NONBLOCK this open would wait for a writer forever.
-        let e = read_input(&fifo, 100, "machine file").unwrap_err().to_string();
+        let e = read_input(&fifo, 100, "a machine file may have")
+            .unwrap_err()
+            .to_string();
         assert!(e.ends_with("is a named pipe (FIFO), not a regular file"), "{e}");
-        let e = read_input(Path::new("/dev/zero"), 100, "machine file")
+        let e = read_input(Path::new("/dev/zero"), 100, "a machine file may have")
             .unwrap_err()
             .to_string();
         assert_eq!(e, "/dev/zero is a character device, not a regular file");
         let big = d.join("big");
         File::create(&big).unwrap().set_len(2 << 20).unwrap();
-        let e = read_input(&big, MAX_MACHINE_FILE, "machine file")
+        let e = read_input(&big, MAX_MACHINE_FILE, "a machine file may have")
             .unwrap_err()
             .to_string();
         assert!(
@@ -391,7 +393,7 @@ mod tests {
             "{e}"
         );
         std::fs::write(d.join("ok"), "x").unwrap();
-        assert_eq!(read_input(&d.join("ok"), 1, "machine file").unwrap(), b"x");
+        assert_eq!(read_input(&d.join("ok"), 1, "a machine file may have").unwrap(), b"x");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -283,7 +283,7 @@ fn connect_fifo_hosts(
             }),
             (FifoDirection::From, FifoHost::File(path)) => {
                 let path = config.resolve(&path);
-                let bytes = crate::files::read_input(&path, MAX_FIFO_INPUT_FILE, "FIFO's input file")
+                let bytes = crate::files::read_input(&path, MAX_FIFO_INPUT_FILE, "a FIFO's input file may have")
                     .map_err(|e| config.error(fkey.clone(), format!("{}: {}", path.display(), e.reason())))?;
                 device.feed_fifo(index, &bytes);
             }
@@ -709,7 +709,8 @@ pub fn device_description(
         } => {
             let path = config.resolve(&file);
             let err = |reason: String| config.error(format!("{key}.svd.file"), format!("{}: {reason}", path.display()));
-            let bytes = crate::files::read_input(&path, MAX_SVD_BYTES, "SVD file").map_err(|e| err(e.reason()))?;
+            let bytes =
+                crate::files::read_input(&path, MAX_SVD_BYTES, "an SVD file may have").map_err(|e| err(e.reason()))?;
             let xml =
                 String::from_utf8(bytes).map_err(|_| err("not UTF-8 text: is it an SVD (XML) file?".to_owned()))?;
             let import = mmiolab_regmodel::svd::import(&xml, &peripheral)

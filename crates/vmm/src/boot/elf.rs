@@ -436,7 +436,7 @@ pub(crate) mod tests {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.join(format!("{n}.elf"));
         std::fs::write(&path, bytes).unwrap();
-        let mut input = crate::files::open_input(&path, 1 << 30, "firmware").unwrap();
+        let mut input = crate::files::open_input(&path, 1 << 30, "a test file may have").unwrap();
         let r = ElfImage::read(&mut input);
         std::fs::remove_file(&path).unwrap();
         r

@@ -42,8 +42,7 @@ impl Firmware {
     /// machine with `mem_bytes` of RAM: it must be a regular file no larger than RAM, and
     /// every byte it loads must land in RAM at or above 1 MiB, its entry inside what it loads.
     pub fn prepare(path: &Path, load_addr: Option<u64>, mem_bytes: u64) -> Result<Firmware> {
-        let mut input = open_input(path, mem_bytes, "firmware image (the machine's RAM size)")
-            .map_err(|e| Error::Input(Box::new(e)))?;
+        let mut input = open_input(path, mem_bytes, "of RAM the machine has").map_err(|e| Error::Input(Box::new(e)))?;
         let kind = match load_addr {
             Some(addr) => {
                 if input.len == 0 {

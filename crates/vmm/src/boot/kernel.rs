@@ -101,7 +101,7 @@ impl Kernel {
     pub fn prepare(image: &KernelImage<'_>, mem_bytes: u64) -> Result<Kernel> {
         let path = image.kernel;
         check_cmdline(image.cmdline)?;
-        let limit_what = "kernel (the machine's RAM size)";
+        let limit_what = "of RAM the machine has";
         let mut input = open_input(path, mem_bytes, limit_what).map_err(|e| Error::Input(Box::new(e)))?;
         let mut head = vec![0u8; SETUP_HEADER_END.min(input.len as usize)];
         input
@@ -269,8 +269,7 @@ fn check_bzimage(h: &BootHeader<'_>, len: u64, mem_bytes: u64) -> std::result::R
 /// Opens the initrd and finds its place: as high as possible below `top` (exclusive),
 /// page aligned, above `kernel_end`.
 fn place_initrd(path: &Path, kernel_end: u64, top: u64, mem_bytes: u64) -> Result<Initrd> {
-    let input =
-        open_input(path, mem_bytes, "initrd (the machine's RAM size)").map_err(|e| Error::Input(Box::new(e)))?;
+    let input = open_input(path, mem_bytes, "of RAM the machine has").map_err(|e| Error::Input(Box::new(e)))?;
     let size = input.len;
     let start = top
         .checked_sub(size)
