@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
+#[path = "reliability/payload_files.rs"]
+mod payload_files;
+use payload_files::{EXIT7, PT_LOAD, PT_NOTE, bzimage, elf, pvh_elf};
+
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/baremetal.toml");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// A child still running after this long is hung: killed, and the test fails.
@@ -257,7 +261,7 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> Result<(), Failed> 
 }
 
 /// `e` with `what` in front of its message.
-fn ctx(e: Failed, what: String) -> Failed {
+fn ctx(e: Failed, what: impl std::fmt::Display) -> Failed {
     format!("{what}: {}", e.message().unwrap_or("(no message)")).into()
 }
 
@@ -937,10 +941,8 @@ fn outputs_never_overwrite_inputs() -> Result<(), Failed> {
     std::fs::copy(format!("{ROOT}/models/demo.toml"), &desc)?;
     std::fs::write(
         &machine,
-        format!(
-            "[machine]\nmemory_mib = 64\nfirmware = \"fw.elf\"\n\n[[device]]\nname = \"d\"\ndescription = \"dev.toml\"\n\
-             compatible = \"x,d\"\nmmio = [{{ base = 0xd0000000, size = 0x1000 }}]\n"
-        ),
+        "[machine]\nmemory_mib = 64\nfirmware = \"fw.elf\"\n\n[[device]]\nname = \"d\"\ndescription = \"dev.toml\"\n\
+         compatible = \"x,d\"\nmmio = [{ base = 0xd0000000, size = 0x1000 }]\n",
     )?;
     std::os::unix::fs::symlink(&fw, dir.path("link-to-fw"))?;
     let log = dir.path("console.log");
@@ -1140,80 +1142,6 @@ fn inputs_that_are_not_files_or_too_big_are_refused_at_once() -> Result<(), Fail
     Ok(())
 }
 
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-/// `mov al, 7; out 0xf4, al; jmp .`: exits with status 7, in 32- and in 64-bit mode.
-const EXIT7: [u8; 6] = [0xb0, 0x07, 0xe6, 0xf4, 0xeb, 0xfe];
-
-/// A small ELF: class `bits`, `machine`, `entry`, program headers (type, file offset,
-/// physical address, file size, memory size); `payload` starts at file offset 0x1000.
-fn elf(bits: u8, machine: u16, entry: u64, phdrs: &[(u32, u64, u64, u64, u64)], payload: &[u8]) -> Vec<u8> {
-    let (eh, ph) = if bits == 64 { (64usize, 56usize) } else { (52, 32) };
-    let mut f = vec![0u8; 0x1000];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4] = if bits == 64 { 2 } else { 1 };
-    f[5] = 1;
-    f[6] = 1;
-    f[16..18].copy_from_slice(&2u16.to_le_bytes());
-    f[18..20].copy_from_slice(&machine.to_le_bytes());
-    f[20..24].copy_from_slice(&1u32.to_le_bytes());
-    let n = phdrs.len() as u16;
-    let mut put = |at: usize, bytes: &[u8]| f[at..at + bytes.len()].copy_from_slice(bytes);
-    if bits == 64 {
-        put(24, &entry.to_le_bytes());
-        put(32, &(eh as u64).to_le_bytes());
-        put(52, &(eh as u16).to_le_bytes());
-        put(54, &(ph as u16).to_le_bytes());
-        put(56, &n.to_le_bytes());
-    } else {
-        put(24, &(entry as u32).to_le_bytes());
-        put(28, &(eh as u32).to_le_bytes());
-        put(40, &(eh as u16).to_le_bytes());
-        put(42, &(ph as u16).to_le_bytes());
-        put(44, &n.to_le_bytes());
-    }
-    for (i, &(t, off, pa, fs, ms)) in phdrs.iter().enumerate() {
-        let at = eh + i * ph;
-        put(at, &t.to_le_bytes());
-        if bits == 64 {
-            put(at + 8, &off.to_le_bytes());
-            put(at + 16, &pa.to_le_bytes());
-            put(at + 24, &pa.to_le_bytes());
-            put(at + 32, &fs.to_le_bytes());
-            put(at + 40, &ms.to_le_bytes());
-        } else {
-            put(at + 4, &(off as u32).to_le_bytes());
-            put(at + 8, &(pa as u32).to_le_bytes());
-            put(at + 12, &(pa as u32).to_le_bytes());
-            put(at + 16, &(fs as u32).to_le_bytes());
-            put(at + 20, &(ms as u32).to_le_bytes());
-        }
-    }
-    f.extend_from_slice(payload);
-    f
-}
-
-/// An x86 PVH kernel that only exits with status 7: one segment at 1 MiB holding EXIT7,
-/// and the Xen PHYS32_ENTRY note pointing at `entry`.
-fn pvh_elf(bits: u8, entry: u32) -> Vec<u8> {
-    let mut payload = EXIT7.to_vec();
-    payload.resize(0x10, 0);
-    let note_at = 0x1000 + payload.len() as u64;
-    payload.extend_from_slice(&4u32.to_le_bytes()); // namesz
-    payload.extend_from_slice(&4u32.to_le_bytes()); // descsz
-    payload.extend_from_slice(&18u32.to_le_bytes()); // XEN_ELFNOTE_PHYS32_ENTRY
-    payload.extend_from_slice(b"Xen\0");
-    payload.extend_from_slice(&entry.to_le_bytes());
-    let machine = if bits == 64 { 62 } else { 3 };
-    elf(
-        bits,
-        machine,
-        0x10_0000,
-        &[(PT_LOAD, 0x1000, 0x10_0000, 6, 0x1000), (PT_NOTE, note_at, 0, 20, 0)],
-        &payload,
-    )
-}
-
 /// Generated ELF files the machine cannot run are refused before a VM exists, with the
 /// reason in words (not the loader library's), status 65.
 fn payloads_the_machine_cannot_run_are_refused_with_the_reason() -> Result<(), Failed> {
@@ -1289,10 +1217,9 @@ fn payloads_the_machine_cannot_run_are_refused_with_the_reason() -> Result<(), F
         std::fs::write(&fw, &bytes)?;
         let out = output(&mut mmiolab(&["run", "--firmware", s(&fw), "--memory", "256"]))?;
         let stderr = text(&out.stderr);
-        expect_code(out.status, 65, &stderr).map_err(|e| ctx(e, format!("{what}")))?;
-        expect_in(&stderr, &format!("mmiolab: error: cannot load {}: ", fw.display()))
-            .map_err(|e| ctx(e, format!("{what}")))?;
-        expect_in(&stderr, want).map_err(|e| ctx(e, format!("{what}")))?;
+        expect_code(out.status, 65, &stderr).map_err(|e| ctx(e, what))?;
+        expect_in(&stderr, &format!("mmiolab: error: cannot load {}: ", fw.display())).map_err(|e| ctx(e, what))?;
+        expect_in(&stderr, want).map_err(|e| ctx(e, what))?;
     }
     // As a kernel: an ELF without the PVH note, and one whose PVH entry is outside.
     let k = dir.path("k.elf");
@@ -1310,22 +1237,6 @@ fn payloads_the_machine_cannot_run_are_refused_with_the_reason() -> Result<(), F
         &text(&out.stderr),
         "its entry point 0x300000 is not inside a loaded segment",
     )
-}
-
-/// A bzImage header with the fields mmiolab checks: 64-bit entry, loaded high, protocol
-/// 2.15, `init_size`; one setup sector, then `kernel_bytes` of "kernel".
-fn bzimage(init_size: u32, kernel_bytes: usize) -> Vec<u8> {
-    let mut b = vec![0u8; 1024 + kernel_bytes];
-    b[0x1f1] = 1;
-    b[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
-    b[0x202..0x206].copy_from_slice(b"HdrS");
-    b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    b[0x211] = 1;
-    b[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
-    b[0x22c..0x230].copy_from_slice(&0x37ff_ffffu32.to_le_bytes());
-    b[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
-    b[0x260..0x264].copy_from_slice(&init_size.to_le_bytes());
-    b
 }
 
 /// A bzImage that needs more RAM than the machine has to decompress, and an initrd that
@@ -1488,7 +1399,7 @@ fn machine_values_that_cannot_work_are_refused() -> Result<(), Failed> {
         std::fs::write(&path, &machine)?;
         let out = output(&mut mmiolab(&["tree", "-c", s(&path)]))?;
         let stderr = text(&out.stderr);
-        expect_code(out.status, 65, &stderr).map_err(|e| ctx(e, format!("{machine}")))?;
+        expect_code(out.status, 65, &stderr).map_err(|e| ctx(e, machine))?;
         expect_in(&stderr, &format!("m{i}.toml: {want}"))?;
     }
     Ok(())
@@ -1524,16 +1435,15 @@ fn mmiolab_test_judges_how_the_run_ended() -> Result<(), Failed> {
         )?;
         let out = output(&mut mmiolab(&["test", "-c", s(&machine), "--timeout", "2"]))?;
         let stdout = text(&out.stdout);
-        expect_code(out.status, status, &format!("{}\n{stdout}", text(&out.stderr)))
-            .map_err(|e| ctx(e, format!("{program}")))?;
+        expect_code(out.status, status, &format!("{}\n{stdout}", text(&out.stderr))).map_err(|e| ctx(e, program))?;
         for passed in [
             "PASS first",
             "PASS second",
             "PASS host: guest resources match mmiolab tree",
         ] {
-            expect_in(&stdout, passed).map_err(|e| ctx(e, format!("{program}")))?;
+            expect_in(&stdout, passed).map_err(|e| ctx(e, program))?;
         }
-        expect_in(&stdout, want).map_err(|e| ctx(e, format!("{program}")))?;
+        expect_in(&stdout, want).map_err(|e| ctx(e, program))?;
         if status != 0 {
             expect_in(&stdout, "FAIL host: the guest's run ended cleanly")?;
             expect_in(&stdout, "mmiolab test: 3 passed, 1 failed")?;

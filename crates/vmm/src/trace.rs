@@ -203,7 +203,7 @@ impl Out {
     /// Writes one whole record. After a failure nothing more is written (a trace with a
     /// hole in the middle would look complete); the first failure stops the run, once.
     fn write(&mut self, bytes: &[u8]) {
-        if self.first_error.is_some() || self.failed > 0 {
+        if self.failed > 0 {
             self.failed += 1;
             return;
         }
@@ -1030,7 +1030,8 @@ fn record_boundary(written: &[u8]) -> usize {
 
 impl<F: TraceStore> Write for TraceFile<F> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if !self.buf.is_empty() && self.buf.len() + data.len() > TRACE_BUFFER {
+        // Written out only between records (an empty buffer writes nothing).
+        if self.buf.len() + data.len() > TRACE_BUFFER {
             self.write_buffer()?;
         }
         self.buf.extend_from_slice(data);
