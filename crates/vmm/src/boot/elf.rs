@@ -75,6 +75,166 @@ pub struct ElfImage {
     pub pvh_entry: Option<u64>,
 }
 
+/// Why an ELF image cannot be run on the machine (the messages say it in words, for the
+/// user: "cannot load FILE: <this>").
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    /// No ELF magic.
+    #[error("not an ELF file")]
+    NotElf,
+    /// Neither ELFCLASS32 nor ELFCLASS64.
+    #[error("unknown ELF class {0} (neither 32- nor 64-bit)")]
+    Class(u8),
+    /// Shorter than its header.
+    #[error("truncated: {len} bytes, shorter than an ELF header ({header})")]
+    ShortHeader {
+        /// File size.
+        len: u64,
+        /// Header size of its class.
+        header: u64,
+    },
+    /// ELFDATA2MSB.
+    #[error("a big-endian ELF file: x86 code is little-endian")]
+    BigEndian,
+    /// Not EM_X86_64 or EM_386.
+    #[error("built for machine {0} ({name}), not x86-64 or i386", name = machine_name(*.0))]
+    Machine(u16),
+    /// Not ET_EXEC or ET_DYN.
+    #[error("an ELF file of type {0} ({kind}), not an executable: link it first", kind = type_name(*.0))]
+    NotExecutable(u16),
+    /// `e_phentsize` does not match the class.
+    #[error("its program headers are {size} bytes each, not the {want} of ELF{bits}")]
+    HeaderSize {
+        /// What the file says.
+        size: u16,
+        /// What the class needs.
+        want: u16,
+        /// 32 or 64.
+        bits: u8,
+    },
+    /// More than [`MAX_PROGRAM_HEADERS`].
+    #[error("{0} program headers, more than the {MAX_PROGRAM_HEADERS} mmiolab reads")]
+    TooManyHeaders(u16),
+    /// The program header table runs past the end of the file.
+    #[error(
+        "truncated: its program headers (offset {offset:#x}, {bytes} bytes) run past the end of the file ({len} bytes)"
+    )]
+    HeadersPastEnd {
+        /// `e_phoff`.
+        offset: u64,
+        /// Size of the table.
+        bytes: u64,
+        /// File size.
+        len: u64,
+    },
+    /// A loadable segment takes more from the file than it occupies in memory.
+    #[error("program header {index}: a file size ({filesz:#x}) larger than its memory size ({memsz:#x})")]
+    FileSizeOverMemSize {
+        /// Program header index.
+        index: usize,
+        /// `p_filesz`.
+        filesz: u64,
+        /// `p_memsz`.
+        memsz: u64,
+    },
+    /// A loadable segment's bytes run past the end of the file.
+    #[error("truncated: program header {index} needs file bytes {start:#x}-{end:#x}, and the file has {len} bytes")]
+    SegmentPastEnd {
+        /// Program header index.
+        index: usize,
+        /// `p_offset`.
+        start: u64,
+        /// `p_offset + p_filesz`.
+        end: u64,
+        /// File size.
+        len: u64,
+    },
+    /// No loadable segment with a memory size.
+    #[error("it has no loadable segment (PT_LOAD with a memory size): nothing to load")]
+    NoLoadable,
+    /// A segment's address plus its size overflows.
+    #[error("loadable segment {index} at {paddr:#x} with {memsz:#x} bytes runs past the end of the address space")]
+    Overflow {
+        /// Index among the loadable segments.
+        index: usize,
+        /// Its address.
+        paddr: u64,
+        /// Its size.
+        memsz: u64,
+    },
+    /// A segment is not where the machine has RAM for it.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// The entry point is not in a loaded segment.
+    #[error("its entry point {entry:#x} is not inside a loaded segment ({loaded})")]
+    EntryOutside {
+        /// The entry.
+        entry: u64,
+        /// The loaded ranges, for the message.
+        loaded: String,
+    },
+    /// Reading or copying the file failed.
+    #[error("{what}: {error}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        error: String,
+    },
+}
+
+/// A range that is not in one block of guest RAM at or above 1 MiB.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} [{start:#x}-{last:#x}] {}", self.problem())]
+pub struct PlacementError {
+    /// What lies there ("loadable segment 0").
+    pub what: String,
+    /// First address.
+    pub start: u64,
+    /// Last address.
+    pub last: u64,
+    /// RAM of the machine, in bytes.
+    pub mem_bytes: u64,
+}
+
+impl PlacementError {
+    fn problem(&self) -> String {
+        if self.start < layout::HIMEM_START {
+            return format!(
+                "starts below 1 MiB ({:#x}), where mmiolab keeps its boot structures (docs/firmware.md)",
+                layout::HIMEM_START
+            );
+        }
+        let blocks: Vec<String> = layout::ram_regions(self.mem_bytes)
+            .iter()
+            .map(|(base, size)| format!("{:#x}-{:#x}", base.0, base.0 + size - 1))
+            .collect();
+        let gap = self.start < layout::FOUR_GIB && self.last >= layout::MMIO_GAP_START;
+        format!(
+            "is outside guest RAM{}: the machine's {} MiB of RAM are at {}",
+            if gap {
+                format!(
+                    " (it reaches into the MMIO gap {:#x}-{:#x}, where devices live)",
+                    layout::MMIO_GAP_START,
+                    layout::FOUR_GIB - 1
+                )
+            } else {
+                String::new()
+            },
+            self.mem_bytes >> 20,
+            blocks.join(", ")
+        )
+    }
+}
+
+fn type_name(t: u16) -> &'static str {
+    match t {
+        1 => "a relocatable object",
+        4 => "a core dump",
+        _ => "unknown",
+    }
+}
+
 fn u16_at(b: &[u8], at: usize) -> u16 {
     let mut v = [0u8; 2];
     if let Some(s) = b.get(at..at + 2) {
@@ -99,11 +259,14 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(v)
 }
 
-fn read_at(file: &mut File, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+fn read_at(file: &mut File, offset: u64, len: usize) -> Result<Vec<u8>, ElfError> {
     let mut buf = vec![0u8; len];
     file.seek(SeekFrom::Start(offset))
         .and_then(|_| file.read_exact(&mut buf))
-        .map_err(|e| format!("cannot read {len} bytes at offset {offset:#x}: {e}"))?;
+        .map_err(|e| ElfError::Io {
+            what: format!("cannot read {len} bytes at offset {offset:#x}"),
+            error: e.to_string(),
+        })?;
     Ok(buf)
 }
 
@@ -114,44 +277,35 @@ pub fn is_elf(bytes: &[u8]) -> bool {
 
 impl ElfImage {
     /// Reads the headers of `input` (already checked to be a regular file of bounded size).
-    pub fn read(input: &mut InputFile) -> Result<ElfImage, String> {
+    pub fn read(input: &mut InputFile) -> Result<ElfImage, ElfError> {
         let len = input.len;
         let ident = read_at(&mut input.file, 0, len.min(64) as usize)?;
         if !is_elf(&ident) {
-            return Err("not an ELF file".to_owned());
+            return Err(ElfError::NotElf);
         }
         let bits = match ident.get(4) {
             Some(1) => 32,
             Some(2) => 64,
-            Some(c) => return Err(format!("unknown ELF class {c} (neither 32- nor 64-bit)")),
-            None => return Err(format!("truncated: {len} bytes, shorter than an ELF header")),
+            Some(&c) => return Err(ElfError::Class(c)),
+            None => return Err(ElfError::ShortHeader { len, header: 52 }),
         };
         let header_size = if bits == 64 { 64 } else { 52 };
         if len < header_size {
-            return Err(format!(
-                "truncated: {len} bytes, shorter than an ELF header ({header_size})"
-            ));
+            return Err(ElfError::ShortHeader {
+                len,
+                header: header_size,
+            });
         }
         if ident.get(5) != Some(&1) {
-            return Err("a big-endian ELF file: x86 code is little-endian".to_owned());
+            return Err(ElfError::BigEndian);
         }
         let e_type = u16_at(&ident, 16);
         let machine = u16_at(&ident, 18);
         if machine != EM_X86_64 && machine != EM_386 {
-            return Err(format!(
-                "built for machine {machine} ({}), not x86-64 or i386",
-                machine_name(machine)
-            ));
+            return Err(ElfError::Machine(machine));
         }
         if e_type != ET_EXEC && e_type != ET_DYN {
-            return Err(format!(
-                "an ELF file of type {e_type} ({}), not an executable: link it first",
-                match e_type {
-                    1 => "a relocatable object",
-                    4 => "a core dump",
-                    _ => "unknown",
-                }
-            ));
+            return Err(ElfError::NotExecutable(e_type));
         }
         let (entry, phoff, phentsize, phnum) = if bits == 64 {
             (
@@ -170,20 +324,22 @@ impl ElfImage {
         };
         let want = if bits == 64 { 56 } else { 32 };
         if phnum > 0 && phentsize != want {
-            return Err(format!(
-                "its program headers are {phentsize} bytes each, not the {want} of ELF{bits}"
-            ));
+            return Err(ElfError::HeaderSize {
+                size: phentsize,
+                want,
+                bits,
+            });
         }
         if phnum > MAX_PROGRAM_HEADERS {
-            return Err(format!(
-                "{phnum} program headers, more than the {MAX_PROGRAM_HEADERS} mmiolab reads"
-            ));
+            return Err(ElfError::TooManyHeaders(phnum));
         }
         let table = u64::from(phnum) * u64::from(want);
         if phoff.checked_add(table).is_none_or(|end| end > len) {
-            return Err(format!(
-                "truncated: its program headers (offset {phoff:#x}, {table} bytes) run past the end of the file ({len} bytes)"
-            ));
+            return Err(ElfError::HeadersPastEnd {
+                offset: phoff,
+                bytes: table,
+                len,
+            });
         }
         let headers = read_at(&mut input.file, phoff, table as usize)?;
         let mut segments = Vec::new();
@@ -205,15 +361,19 @@ impl ElfImage {
             match p_type {
                 PT_LOAD if memsz > 0 || filesz > 0 => {
                     if filesz > memsz {
-                        return Err(format!(
-                            "program header {i}: a file size ({filesz:#x}) larger than its memory size ({memsz:#x})"
-                        ));
+                        return Err(ElfError::FileSizeOverMemSize {
+                            index: i,
+                            filesz,
+                            memsz,
+                        });
                     }
                     if !in_file {
-                        return Err(format!(
-                            "truncated: program header {i} needs file bytes {offset:#x}-{:#x}, and the file has {len} bytes",
-                            offset.saturating_add(filesz)
-                        ));
+                        return Err(ElfError::SegmentPastEnd {
+                            index: i,
+                            start: offset,
+                            end: offset.saturating_add(filesz),
+                            len,
+                        });
                     }
                     segments.push(Segment {
                         paddr,
@@ -241,16 +401,15 @@ impl ElfImage {
 
     /// Checks the segments against a machine with `mem_bytes` of RAM, and that `entry` (the
     /// address the vCPU will start at) is inside one of them.
-    pub fn check(&self, mem_bytes: u64, entry: u64) -> Result<(), String> {
+    pub fn check(&self, mem_bytes: u64, entry: u64) -> Result<(), ElfError> {
         if self.segments.is_empty() {
-            return Err("it has no loadable segment (PT_LOAD with a memory size): nothing to load".to_owned());
+            return Err(ElfError::NoLoadable);
         }
         for (i, s) in self.segments.iter().enumerate() {
-            let end = s.paddr.checked_add(s.memsz).ok_or_else(|| {
-                format!(
-                    "loadable segment {i} at {:#x} with {:#x} bytes runs past the end of the address space",
-                    s.paddr, s.memsz
-                )
+            let end = s.paddr.checked_add(s.memsz).ok_or(ElfError::Overflow {
+                index: i,
+                paddr: s.paddr,
+                memsz: s.memsz,
             })?;
             check_placement(&format!("loadable segment {i}"), s.paddr, end, mem_bytes)?;
         }
@@ -260,10 +419,10 @@ impl ElfImage {
                 .iter()
                 .map(|s| format!("{:#x}-{:#x}", s.paddr, s.end() - 1))
                 .collect();
-            return Err(format!(
-                "its entry point {entry:#x} is not inside a loaded segment ({})",
-                loaded.join(", ")
-            ));
+            return Err(ElfError::EntryOutside {
+                entry,
+                loaded: loaded.join(", "),
+            });
         }
         Ok(())
     }
@@ -275,21 +434,25 @@ impl ElfImage {
 
     /// Copies the segments of `input` (the file these headers were read from) into `mem`,
     /// zeroing what the file does not fill. `check` must have passed.
-    pub fn load(&self, input: &mut InputFile, mem: &GuestMemoryMmap) -> Result<(), String> {
+    pub fn load(&self, input: &mut InputFile, mem: &GuestMemoryMmap) -> Result<(), ElfError> {
         const ZEROS: [u8; 4096] = [0; 4096];
         for (i, s) in self.segments.iter().enumerate() {
-            let count = usize::try_from(s.filesz).map_err(|_| format!("segment {i} is too large for this host"))?;
+            let io = |what: &str, e: &dyn std::fmt::Display| ElfError::Io {
+                what: format!("segment {i}: {what}"),
+                error: e.to_string(),
+            };
+            let count = usize::try_from(s.filesz).map_err(|e| io("too large for this host", &e))?;
             input
                 .file
                 .seek(SeekFrom::Start(s.offset))
-                .map_err(|e| format!("segment {i}: {e}"))?;
+                .map_err(|e| io("cannot seek to it", &e))?;
             mem.read_exact_volatile_from(GuestAddress(s.paddr), &mut input.file, count)
-                .map_err(|e| format!("segment {i}: cannot copy it into guest RAM (did the file change?): {e}"))?;
+                .map_err(|e| io("cannot copy it into guest RAM (did the file change?)", &e))?;
             let mut at = s.paddr + s.filesz;
             while at < s.end() {
                 let n = (s.end() - at).min(ZEROS.len() as u64) as usize;
                 mem.write_slice(ZEROS.get(..n).unwrap_or_default(), GuestAddress(at))
-                    .map_err(|e| format!("segment {i}: cannot zero its end: {e}"))?;
+                    .map_err(|e| io("cannot zero its end", &e))?;
                 at += n as u64;
             }
         }
@@ -299,37 +462,19 @@ impl ElfImage {
 
 /// Checks that `[start, end)`, called `what`, lies in one block of guest RAM of a machine
 /// with `mem_bytes`, at or above 1 MiB; the error says where it is instead, and where RAM is.
-pub fn check_placement(what: &str, start: u64, end: u64, mem_bytes: u64) -> Result<(), String> {
-    let last = end.saturating_sub(1).max(start);
-    if start < layout::HIMEM_START {
-        return Err(format!(
-            "{what} [{start:#x}-{last:#x}] starts below 1 MiB ({:#x}), where mmiolab keeps its boot structures (docs/firmware.md)",
-            layout::HIMEM_START
-        ));
-    }
-    let ram = layout::ram_regions(mem_bytes);
-    if ram.iter().any(|(base, size)| start >= base.0 && end <= base.0 + size) {
+pub fn check_placement(what: &str, start: u64, end: u64, mem_bytes: u64) -> Result<(), PlacementError> {
+    let in_ram = layout::ram_regions(mem_bytes)
+        .iter()
+        .any(|(base, size)| start >= base.0 && end <= base.0 + size);
+    if start >= layout::HIMEM_START && in_ram {
         return Ok(());
     }
-    let blocks: Vec<String> = ram
-        .iter()
-        .map(|(base, size)| format!("{:#x}-{:#x}", base.0, base.0 + size - 1))
-        .collect();
-    let gap = start < layout::FOUR_GIB && end > layout::MMIO_GAP_START;
-    Err(format!(
-        "{what} [{start:#x}-{last:#x}] is outside guest RAM{}: the machine's {} MiB of RAM are at {}",
-        if gap {
-            format!(
-                " (it reaches into the MMIO gap {:#x}-{:#x}, where devices live)",
-                layout::MMIO_GAP_START,
-                layout::FOUR_GIB - 1
-            )
-        } else {
-            String::new()
-        },
-        mem_bytes >> 20,
-        blocks.join(", ")
-    ))
+    Err(PlacementError {
+        what: what.to_owned(),
+        start,
+        last: end.saturating_sub(1).max(start),
+        mem_bytes,
+    })
 }
 
 /// The PVH entry from a `PT_NOTE` segment's notes, if one is the Xen PHYS32_ENTRY note.
@@ -430,6 +575,10 @@ pub(crate) mod tests {
     }
 
     fn read(bytes: &[u8]) -> Result<ElfImage, String> {
+        read_image(bytes).map_err(|e| e.to_string())
+    }
+
+    fn read_image(bytes: &[u8]) -> Result<ElfImage, ElfError> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!("mmiolab-elf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -539,6 +688,7 @@ pub(crate) mod tests {
             read(&elf(64, EM_X86_64, entry, &[(PT_LOAD, 0x1000, paddr, 6, memsz)], CODE))
                 .unwrap()
                 .check(64 * MIB, entry)
+                .map_err(|e| e.to_string())
         };
         check(0x10_0000, 6, 0x10_0000).unwrap();
         assert_eq!(
@@ -565,7 +715,7 @@ pub(crate) mod tests {
         );
         let none = read(&elf(64, EM_X86_64, 0x10_0000, &[(PT_NOTE, 0x1000, 0, 6, 0)], CODE)).unwrap();
         assert_eq!(
-            none.check(64 * MIB, 0x10_0000).unwrap_err(),
+            none.check(64 * MIB, 0x10_0000).unwrap_err().to_string(),
             "it has no loadable segment (PT_LOAD with a memory size): nothing to load"
         );
     }

@@ -30,10 +30,10 @@ enum Kind {
     Flat { addr: u64 },
 }
 
-fn load_err(path: &Path, reason: String) -> Error {
+fn load_err(path: &Path, reason: impl std::fmt::Display) -> Error {
     Error::Load {
         path: path.to_owned(),
-        reason,
+        reason: reason.to_string(),
     }
 }
 
@@ -51,6 +51,7 @@ impl Firmware {
                 let end = addr
                     .checked_add(input.len)
                     .ok_or_else(|| load_err(path, format!("{} bytes at {addr:#x} overflow", input.len)))?;
+                // A flat image is one segment starting at its load address.
                 check_placement(
                     &format!("its {} bytes at the load address", input.len),
                     addr,

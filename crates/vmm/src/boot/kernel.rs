@@ -13,7 +13,7 @@ use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_
 use linux_loader::loader::{BzImage, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::elf::{ElfImage, check_placement};
+use super::elf::{ElfImage, PlacementError, check_placement};
 use super::{EntryMode, EntryRegs};
 use crate::error::{Error, Result};
 use crate::files::{InputFile, open_input};
@@ -70,10 +70,10 @@ struct Initrd {
     start: u64,
 }
 
-fn load_err(path: &Path, reason: String) -> Error {
+fn load_err(path: &Path, reason: impl std::fmt::Display) -> Error {
     Error::Load {
         path: path.to_owned(),
-        reason,
+        reason: reason.to_string(),
     }
 }
 
@@ -214,30 +214,58 @@ impl Kernel {
     }
 }
 
+/// Why a file is not a bzImage mmiolab can boot on the machine.
+#[derive(Debug, thiserror::Error)]
+pub enum BzImageError {
+    /// Too short for the boot header.
+    #[error("neither an ELF kernel nor a bzImage: {0} bytes is too short for a bzImage's boot header")]
+    TooShort(u64),
+    /// No boot flag or `HdrS` magic.
+    #[error("neither an ELF kernel nor a bzImage (no \"HdrS\" boot header at offset 0x202)")]
+    NoHeader,
+    /// Boot protocol before 2.12.
+    #[error("its boot protocol is {}.{:02}; mmiolab needs 2.12 or later (Linux 3.8 on)", .0 >> 8, .0 & 0xff)]
+    OldProtocol(u16),
+    /// Not loaded high.
+    #[error("a zImage (loaded below 1 MiB), not a bzImage")]
+    ZImage,
+    /// No 64-bit entry point.
+    #[error("not a 64-bit kernel: its boot header has no 64-bit entry point (XLF_KERNEL_64)")]
+    Not64Bit,
+    /// The setup code takes the whole file.
+    #[error("truncated: its setup code takes {setup} bytes and the file has {len}")]
+    Truncated {
+        /// Setup code size.
+        setup: u64,
+        /// File size.
+        len: u64,
+    },
+    /// Load address plus size overflows.
+    #[error("its load address and size overflow")]
+    Overflow,
+    /// It does not fit in RAM as it decompresses.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+}
+
 /// Checks a bzImage's header against the machine; returns the end of the memory the
 /// kernel occupies while it decompresses, and the highest address it accepts an initrd at.
-fn check_bzimage(h: &BootHeader<'_>, len: u64, mem_bytes: u64) -> std::result::Result<(u64, u64), String> {
+fn check_bzimage(h: &BootHeader<'_>, len: u64, mem_bytes: u64) -> std::result::Result<(u64, u64), BzImageError> {
     if h.0.len() < SETUP_HEADER_END {
-        return Err(format!(
-            "neither an ELF kernel nor a bzImage: {len} bytes is too short for a bzImage's boot header"
-        ));
+        return Err(BzImageError::TooShort(len));
     }
     if h.u16(0x1fe) != KERNEL_BOOT_FLAG_MAGIC || h.u32(0x202) != KERNEL_HDR_MAGIC {
-        return Err("neither an ELF kernel nor a bzImage (no \"HdrS\" boot header at offset 0x202)".to_owned());
+        return Err(BzImageError::NoHeader);
     }
     let version = h.u16(0x206);
     if version < 0x020c {
-        return Err(format!(
-            "its boot protocol is {}.{:02}; mmiolab needs 2.12 or later (Linux 3.8 on)",
-            version >> 8,
-            version & 0xff
-        ));
+        return Err(BzImageError::OldProtocol(version));
     }
     if h.u8(0x211) & LOADED_HIGH == 0 {
-        return Err("a zImage (loaded below 1 MiB), not a bzImage".to_owned());
+        return Err(BzImageError::ZImage);
     }
     if h.u16(0x236) & XLF_KERNEL_64 == 0 {
-        return Err("not a 64-bit kernel: its boot header has no 64-bit entry point (XLF_KERNEL_64)".to_owned());
+        return Err(BzImageError::Not64Bit);
     }
     let sects = match h.u8(0x1f1) {
         0 => 4,
@@ -247,12 +275,10 @@ fn check_bzimage(h: &BootHeader<'_>, len: u64, mem_bytes: u64) -> std::result::R
     let kernel = len
         .checked_sub(setup)
         .filter(|&k| k > 0)
-        .ok_or_else(|| format!("truncated: its setup code takes {setup} bytes and the file has {len}"))?;
+        .ok_or(BzImageError::Truncated { setup, len })?;
     let start = u64::from(h.u32(0x214));
     let footprint = kernel.max(u64::from(h.u32(0x260)));
-    let end = start
-        .checked_add(footprint)
-        .ok_or_else(|| "its load address and size overflow".to_owned())?;
+    let end = start.checked_add(footprint).ok_or(BzImageError::Overflow)?;
     check_placement(
         &format!("the kernel, which needs {footprint:#x} bytes of RAM to decompress (its init_size),"),
         start,

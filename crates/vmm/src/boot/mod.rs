@@ -16,7 +16,7 @@ use vm_memory::GuestMemoryMmap;
 
 pub use cpu::{EntryMode, EntryRegs};
 pub use firmware::Firmware;
-pub use kernel::{Kernel, KernelImage, cmdline_error};
+pub use kernel::{BzImageError, Kernel, KernelImage, cmdline_error};
 
 use crate::config::MachineConfig;
 use crate::error::{Error, Result};
