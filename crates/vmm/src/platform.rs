@@ -259,7 +259,15 @@ fn connect_fifo_hosts(
             }
             (FifoDirection::To, FifoHost::File(path)) => {
                 let path = config.resolve(&path);
-                crate::files::check_output(&path, &format!("the output of FIFO {name}"), &config.input_files())
+                // Neither an input nor another FIFO's output (two writers would interleave).
+                let mut taken = config.input_files();
+                taken.extend(
+                    hosts
+                        .files
+                        .iter()
+                        .map(|f| (format!("the output of FIFO {}", f.name), f.path.clone())),
+                );
+                crate::files::check_output(&path, &format!("the output of FIFO {name}"), &taken)
                     .map_err(|e| config.error(fkey.clone(), format!("{}: {}", path.display(), e.reason())))?;
                 hosts.files.push(PendingFile {
                     device: device.clone(),
@@ -1034,6 +1042,45 @@ pio = [{ base = 0x378, size = 8 }]
             .unwrap()
             .to_string();
         assert!(e.contains("device[0].svd: ") && e.contains("NOPE"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fifo_output_files_are_created_only_when_asked_and_never_shared() {
+        let dir = std::env::temp_dir().join(format!("mmiolab-platform-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let uart = |name: &str, port: u32| {
+            format!(
+                "[[device]]\nname = \"{name}\"\nmodel = \"uart16550\"\npio = [{{ base = {port:#x}, size = 8 }}]\n\
+                 fifo = {{ tx = {{ to = \"file:tx.out\" }} }}\n"
+            )
+        };
+        let path = dir.join("m.toml");
+        let one = uart("a", 0x2f8);
+        let config = MachineConfig::parse(&one, &path).unwrap();
+        std::fs::write(dir.join("tx.out"), "keep").unwrap();
+        let p = Platform::build(&config, Box::new(std::io::sink())).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tx.out")).unwrap(),
+            "keep",
+            "building truncates nothing"
+        );
+        p.open_host_outputs().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tx.out")).unwrap(),
+            "",
+            "created when the guest starts"
+        );
+        let two = one + &uart("b", 0x2e8);
+        let config = MachineConfig::parse(&two, &path).unwrap();
+        let e = Platform::build(&config, Box::new(std::io::sink()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("device[1].fifo.tx: ") && e.contains("it is the output of FIFO a.tx"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
