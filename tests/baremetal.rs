@@ -314,7 +314,7 @@ fn timeout_stops_a_guest_that_never_exits() -> Result<(), Failed> {
         "1",
     ]);
     std::fs::remove_dir_all(&dir)?;
-    expect_status(&out, 1)?;
+    expect_status(&out, 124)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !stderr.contains("timeout: the guest was still running after 1s") {
         return Err(format!("stderr:\n{stderr}").into());
@@ -340,8 +340,9 @@ fn flat_binary_with_load_addr() -> Result<(), Failed> {
     let low = mmiolab(&["run", "--firmware", path_str(&bin)?, "--load-addr", "0x1000"]);
     std::fs::remove_dir_all(&dir)?;
     expect_status(&out, 7)?;
-    expect_status(&low, 1)?;
-    if !String::from_utf8_lossy(&low.stderr).contains("is below 0x100000") {
+    // Refused before a VM exists, as an input the machine cannot run (status 65).
+    expect_status(&low, 65)?;
+    if !String::from_utf8_lossy(&low.stderr).contains("[0x1000-0x1003] starts below 1 MiB (0x100000)") {
         return Err(format!("low load address: {}", String::from_utf8_lossy(&low.stderr)).into());
     }
     Ok(())
@@ -373,6 +374,7 @@ fn tree_prints_both_address_spaces() -> Result<(), Failed> {
 }
 
 fn bad_machine_file_is_refused_before_boot() -> Result<(), Failed> {
+    // Status 65: an input was refused.
     let dir = std::env::temp_dir().join(format!("mmiolab-badcfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let cfg = dir.join("bad.toml");
@@ -383,7 +385,7 @@ fn bad_machine_file_is_refused_before_boot() -> Result<(), Failed> {
     )?;
     let out = mmiolab(&["tree", "--config", path_str(&cfg)?]);
     std::fs::remove_dir_all(&dir)?;
-    expect_status(&out, 1)?;
+    expect_status(&out, 65)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want =
         "bad.toml: device[1].mmio[0]: MMIO region `b` [0xd0000800-0xd00017ff] overlaps `a` [0xd0000000-0xd0000fff]";
@@ -563,7 +565,7 @@ fn models_lists_and_prints_the_bundled_descriptions() -> Result<(), Failed> {
         return Err(format!("`mmiolab models uart16550` printed:\n{text}").into());
     }
     let nope = mmiolab(&["models", "nope"]);
-    expect_status(&nope, 1)?;
+    expect_status(&nope, 64)?;
     let err = String::from_utf8_lossy(&nope.stderr);
     if !err.contains("no bundled model `nope`; there are: demo") {
         return Err(format!("stderr: {err}").into());

@@ -10,6 +10,8 @@
 #define REGS_PORT   MMIOLAB_PORT_REGS_PIO_BASE  /* regfile "port-regs", 16 ports (storage at 0xc-0xf) */
 #define SEQ_PORT    MMIOLAB_SEQ_PIO_BASE        /* counter "seq": each read returns the next count */
 #define UNMAPPED    0xd0100000  /* nothing is mapped here (the end of the platform bus) */
+#define SYSCTL_BASE 0xfebfe000  /* system controller: 32-bit write of 1 at offset 0 powers off */
+#define PVPANIC_BASE 0xfebff000 /* pvpanic-mmio: writing bit 0 reports a guest panic */
 #define REGFILE_ID  0x4d4d494f
 
 /* Ends the VM with status \code (a constant). */

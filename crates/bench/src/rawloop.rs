@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VcpuExit};
-use mmiolab_vmm::boot::{self, KernelImage};
+use mmiolab_vmm::boot::{self, Kernel, KernelImage};
 use mmiolab_vmm::machine::{KVM_TSS_ADDRESS, create_memory};
 
 /// The exit port (QEMU's isa-debug-exit, mmiolab's test-exit device).
@@ -74,9 +74,8 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         kernel: &opts.kernel,
         initrd: None,
         cmdline: &opts.cmdline,
-        dtb: None,
     };
-    let (mode, regs) = boot::load_kernel(&mem, mem_bytes, &image)?;
+    let (mode, regs) = Kernel::prepare(&image, mem_bytes)?.load(&mem, mem_bytes, None)?;
     let mut vcpu = vm.create_vcpu(0).context("KVM_CREATE_VCPU")?;
     boot::cpu::setup_boot_vcpu(&vcpu, &mem, mode, regs)?;
 

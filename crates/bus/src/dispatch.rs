@@ -212,7 +212,11 @@ impl Bus {
                 // A PC bus with nothing decoding the address floats high.
                 data.fill(0xff);
                 self.unmapped.mmio_reads.fetch_add(1, Ordering::Relaxed);
-                log::debug!("unmapped MMIO read at {addr:#x}, width {}", data.len());
+                crate::log_limited!(
+                    log::Level::Debug,
+                    "unmapped MMIO read at {addr:#x}, width {}",
+                    data.len()
+                );
                 Routed::Unmapped
             }
         }
@@ -228,7 +232,11 @@ impl Bus {
             }
             None => {
                 self.unmapped.mmio_writes.fetch_add(1, Ordering::Relaxed);
-                log::debug!("unmapped MMIO write at {addr:#x}, width {}", data.len());
+                crate::log_limited!(
+                    log::Level::Debug,
+                    "unmapped MMIO write at {addr:#x}, width {}",
+                    data.len()
+                );
                 Routed::Unmapped
             }
         }
@@ -259,7 +267,11 @@ impl Bus {
             None => {
                 data.fill(0xff);
                 self.unmapped.pio_reads.fetch_add(1, Ordering::Relaxed);
-                log::debug!("unmapped port read at {port:#x}, width {}", data.len());
+                crate::log_limited!(
+                    log::Level::Debug,
+                    "unmapped port read at {port:#x}, width {}",
+                    data.len()
+                );
                 Routed::Unmapped
             }
         }
@@ -276,7 +288,11 @@ impl Bus {
             }
             None => {
                 self.unmapped.pio_writes.fetch_add(1, Ordering::Relaxed);
-                log::debug!("unmapped port write at {port:#x}, width {}", data.len());
+                crate::log_limited!(
+                    log::Level::Debug,
+                    "unmapped port write at {port:#x}, width {}",
+                    data.len()
+                );
                 Routed::Unmapped
             }
         }

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod dispatch;
+pub mod ratelimit;
 mod tree;
 
 pub use dispatch::{Bus, BusBuilder, LastHit, MmioDevice, PioDevice, Routed, UnmappedCounts};

@@ -5,10 +5,81 @@
 
 use std::fmt::Write as _;
 
-use mmiolab_vmm::Platform;
 use mmiolab_vmm::mmiolab_bus::{AddressSpace, RegionKind};
+use mmiolab_vmm::{Platform, StopReason};
 
 use crate::ktap::{GuestReport, TestResult};
+
+/// What `mmiolab test` concluded.
+#[derive(Debug)]
+pub struct Verdict {
+    /// One result per guest test, then the host's checks (resources, how the run ended).
+    pub results: Vec<TestResult>,
+    /// Failures, including a wrong plan.
+    pub failed: usize,
+    /// Lines to print after the results (the plan's mismatch).
+    pub notes: Vec<String>,
+}
+
+impl Verdict {
+    /// Results that passed.
+    pub fn passed(&self) -> usize {
+        self.results.iter().filter(|r| r.ok).count()
+    }
+}
+
+/// Judges a whole test run: the guest's KTAP results and plan, its resource dumps against
+/// the host's tree, and, when the guest ran here, how the run ended (`run`): passing KTAP
+/// lines do not make a run that then panicked, faulted, hung to the timeout or exited
+/// with a failure status a success.
+pub fn judge(console: &str, platform: &Platform, run: Option<&StopReason>) -> Verdict {
+    let report = crate::ktap::parse(console);
+    let mut results = report.results.clone();
+    results.push(resource_check(platform, &report));
+    if let Some(reason) = run {
+        results.push(run_check(reason));
+    }
+    let mut failed = results.iter().filter(|r| !r.ok).count();
+    let mut notes = Vec::new();
+    let guest_tests = report.results.len();
+    if guest_tests == 0 {
+        failed += 1;
+        notes.push("FAIL plan: the guest reported no KTAP results".to_owned());
+    } else if report.planned != Some(guest_tests) {
+        failed += 1;
+        notes.push(format!(
+            "FAIL plan: the guest planned {} tests and reported {guest_tests}",
+            report.planned.map_or("no".to_owned(), |n| n.to_string())
+        ));
+    }
+    Verdict { results, failed, notes }
+}
+
+/// Name of the host's check on how the guest's run ended.
+pub const RUN_CHECK: &str = "host: the guest's run ended cleanly";
+
+/// A clean end is the guest powering off, resetting, or writing 0 to the exit port;
+/// anything else fails, with the reason.
+pub fn run_check(reason: &StopReason) -> TestResult {
+    let problem = match reason {
+        StopReason::ExitDevice(0) | StopReason::GuestPowerOff | StopReason::GuestReset => None,
+        StopReason::ExitDevice(v) => Some(format!("the guest exited with status {v} (test-exit port)")),
+        StopReason::GuestPanic => Some("the guest kernel panicked (pvpanic)".to_owned()),
+        StopReason::Fault(report) => Some(format!("the guest faulted: {report}")),
+        StopReason::Timeout(after) => Some(format!("the guest hung: still running after the timeout ({after:?})")),
+        StopReason::Signal(signo) => Some(format!(
+            "the run was stopped by {}",
+            mmiolab_vmm::signals::signal_name(*signo)
+        )),
+        StopReason::Output(f) => Some(format!("{} could not be written: {}", f.output, f.cause)),
+    };
+    TestResult {
+        name: RUN_CHECK.to_owned(),
+        ok: problem.is_none(),
+        directive: None,
+        details: problem.into_iter().collect(),
+    }
+}
 
 /// A host-side check on the guest's resource dumps (the init prints them while each test
 /// module holds its claims, and once at the end):
@@ -422,6 +493,80 @@ mod tests {
         assert!(!r[0].ok);
         // Tests that expect nothing get no host result.
         assert!(trace_order_checks(&order_report("something else"), None).is_empty());
+    }
+
+    /// A console where every guest test passed and the resources match.
+    const PASSING: &str = "KTAP version 1\n1..2\nok 1 mmio_fixed\nok 2 platform_dt\n\
+                           mmiolab: begin /proc/iomem\nd0001000-d0001fff : d0001000.testdev testdev@d0001000\n\
+                           mmiolab: end /proc/iomem\n";
+
+    fn verdict(console: &str, run: Option<&StopReason>) -> Verdict {
+        let c = MachineConfig::parse(MACHINE, Path::new("m.toml")).unwrap();
+        let p = Platform::build(&c, Box::new(std::io::sink())).unwrap();
+        judge(console, &p, run)
+    }
+
+    #[test]
+    fn passing_ktap_and_a_clean_end_pass() {
+        for end in [
+            StopReason::ExitDevice(0),
+            StopReason::GuestPowerOff,
+            StopReason::GuestReset,
+        ] {
+            let v = verdict(PASSING, Some(&end));
+            assert_eq!(v.failed, 0, "{end:?}: {:?}", v.results);
+            assert_eq!(v.passed(), 4);
+        }
+        assert_eq!(verdict(PASSING, None).failed, 0, "a console log alone");
+    }
+
+    #[test]
+    fn passing_ktap_does_not_hide_a_run_that_ended_badly() {
+        use mmiolab_vmm::OutputFailure;
+        for (end, reason) in [
+            (StopReason::GuestPanic, "the guest kernel panicked (pvpanic)".to_owned()),
+            (
+                StopReason::Fault("vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)".into()),
+                "the guest faulted: vCPU 0: triple fault (KVM_EXIT_SHUTDOWN)".to_owned(),
+            ),
+            (
+                StopReason::Timeout(std::time::Duration::from_secs(600)),
+                "the guest hung: still running after the timeout (600s)".to_owned(),
+            ),
+            (
+                StopReason::ExitDevice(3),
+                "the guest exited with status 3 (test-exit port)".to_owned(),
+            ),
+            (
+                StopReason::Signal(libc::SIGINT),
+                "the run was stopped by SIGINT".to_owned(),
+            ),
+            (
+                StopReason::Output(OutputFailure {
+                    output: "the guest console".into(),
+                    cause: "No space left on device".into(),
+                    closed: false,
+                }),
+                "the guest console could not be written: No space left on device".to_owned(),
+            ),
+        ] {
+            let v = verdict(PASSING, Some(&end));
+            assert_eq!(v.failed, 1, "{end:?}");
+            let failed: Vec<&TestResult> = v.results.iter().filter(|r| !r.ok).collect();
+            assert_eq!(failed[0].name, RUN_CHECK);
+            assert_eq!(failed[0].details, [reason]);
+        }
+    }
+
+    #[test]
+    fn a_console_without_results_or_with_a_short_plan_fails() {
+        let v = verdict("Kernel panic - not syncing\n", Some(&StopReason::GuestPanic));
+        assert_eq!(v.notes, ["FAIL plan: the guest reported no KTAP results"]);
+        assert!(v.failed >= 2);
+        let short = PASSING.replace("1..2", "1..3");
+        let v = verdict(&short, Some(&StopReason::ExitDevice(0)));
+        assert_eq!(v.failed, 1);
+        assert_eq!(v.notes, ["FAIL plan: the guest planned 3 tests and reported 2"]);
     }
 
     #[test]

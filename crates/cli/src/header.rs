@@ -7,10 +7,9 @@
 //! (`cargo xtask test` does, for guest/drivers/mmiolab-machine.h and
 //! firmware/asm/mmiolab-machine.h).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mmiolab_regmodel::Model;
 use mmiolab_regmodel::header::{Header, HeaderError, HeaderOptions, Style, c_name, c_string, intro_conventions};
 use mmiolab_vmm::MachineConfig;
@@ -95,19 +94,20 @@ fn model_text(dev: &DeviceConfig) -> String {
 }
 
 /// The compiled model of a described device (a `description` file, a bundled model or an
-/// SVD peripheral), with the first file it was read from; `None` for a built-in Rust model.
+/// SVD peripheral), with the files it was read from (an SVD and its overlay are two);
+/// `None` for a built-in Rust model.
 pub fn described_model(
     config: &MachineConfig,
     index: usize,
     dev: &DeviceConfig,
-) -> Result<Option<(Model, Option<PathBuf>)>> {
+) -> Result<Option<(Model, Vec<PathBuf>)>> {
     let key = format!("device[{index}]");
     let Some((desc, inputs)) = mmiolab_vmm::platform::device_description(config, &key, dev)? else {
         return Ok(None);
     };
     let model = mmiolab_regmodel::compile_shifted(&desc, dev.reg_shift.unwrap_or(0))
         .map_err(|e| anyhow::anyhow!("{}: {key}: {e}", config.source.display()))?;
-    Ok(Some((model, inputs.into_iter().next())))
+    Ok(Some((model, inputs)))
 }
 
 /// What `mmiolab header` reads.
@@ -173,73 +173,20 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// Whether `a` and `b` name the same file (the same inode when both exist, else the same
-/// canonical path).
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
-        return ma.dev() == mb.dev() && ma.ino() == mb.ino();
-    }
-    let canonical = |p: &Path| -> Option<PathBuf> {
-        let name = p.file_name()?;
-        let parent = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        Some(std::fs::canonicalize(parent).ok()?.join(name))
-    };
-    matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
-}
-
-/// Writes `text` to `out` atomically (a temporary file next to it, then a rename), unless
-/// `out` already holds exactly `text` (it is then left alone, mtime included). Refuses to
-/// write over any of `inputs`. A symbolic link is written through.
+/// Writes `text` to `out` whole or not at all (a temporary file next to it, then a
+/// rename), unless `out` already holds exactly `text` (it is then left alone, mtime
+/// included). Refuses to write over any of `inputs`. A symbolic link is written through.
 pub fn write_atomically(out: &Path, text: &str, inputs: &[PathBuf]) -> Result<()> {
-    if let Some(input) = inputs.iter().find(|i| same_file(out, i)) {
-        bail!(
-            "{} is an input of the header ({}): choose another output file",
-            out.display(),
-            input.display()
-        );
-    }
-    let target = match std::fs::symlink_metadata(out) {
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::canonicalize(out).with_context(|| format!("following the link {}", out.display()))?
-        }
-        _ => out.to_path_buf(),
-    };
-    match std::fs::metadata(&target) {
-        Ok(m) if m.is_dir() => bail!("{} is a directory", out.display()),
-        Ok(_) if std::fs::read(&target).is_ok_and(|old| old == text.as_bytes()) => return Ok(()),
-        _ => {}
-    }
-    let name = target
-        .file_name()
-        .with_context(|| format!("{} names no file", out.display()))?;
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.mmiolab-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &target).with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let inputs: Vec<(String, PathBuf)> = inputs
+        .iter()
+        .map(|p| ("an input of the header".to_owned(), p.clone()))
+        .collect();
+    Ok(mmiolab_vmm::files::write_atomically(
+        out,
+        text.as_bytes(),
+        "the header",
+        &inputs,
+    )?)
 }
 
 #[cfg(test)]

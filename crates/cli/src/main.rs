@@ -1,26 +1,24 @@
 //! `mmiolab`: the command line. Errors are reported here, at the edge, with anyhow.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mmiolab_vmm::machine::TraceOutput;
+use mmiolab_vmm::machine::{TraceOutput, TraceTarget};
+use mmiolab_vmm::output::HostFd;
+use mmiolab_vmm::signals::StopSignals;
 use mmiolab_vmm::trace::{TraceFilter, TraceFormat, TraceOptions};
-use mmiolab_vmm::{MachineConfig, Platform, RunOptions, StopReason};
+use mmiolab_vmm::{MachineConfig, Platform, RunOptions};
 
+use crate::ending::{say, to_stdout};
+
+mod ending;
 mod guest_test;
 mod header;
 mod ktap;
-
-/// Exit status when the VMM itself failed or the guest faulted (triple fault, unhandled
-/// exit, timeout).
-const STATUS_FAULT: u8 = 1;
-/// Exit status when a Linux guest panicked (reported through pvpanic).
-const STATUS_GUEST_PANIC: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -29,10 +27,8 @@ const STATUS_GUEST_PANIC: u8 = 2;
     about = "KVM-based MMIO device emulator: boot a guest, trap every access to emulated devices",
     long_about = "mmiolab runs a KVM virtual machine whose emulated devices are described in a TOML \
 machine file. Every guest access to a device's MMIO or I/O-port registers exits to mmiolab, \
-goes through one bus tree to the device model, and can be traced.\n\n\
-Exit status of `run`: the value the guest wrote to the test-exit port 0xf4 (low byte); 0 when \
-the guest powered off or reset the machine; 2 when a Linux guest panicked; 1 when the guest faulted (triple \
-fault, unhandled exit, timeout) or mmiolab could not start it."
+goes through one bus tree to the device model, and can be traced.",
+    after_long_help = ending::STATUS_TABLE
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,7 +50,8 @@ enum Command {
         /// Machine description (TOML).
         #[arg(long, short)]
         config: PathBuf,
-        /// Also write the flattened blob (DTB) to FILE.
+        /// Also write the flattened blob (DTB) to FILE (whole or not at all, never over an
+        /// input).
         #[arg(long, value_name = "FILE")]
         dtb: Option<PathBuf>,
     },
@@ -125,7 +122,7 @@ struct TestArgs {
     /// outer VM) and judge that.
     #[arg(long, value_name = "FILE")]
     from_log: Option<PathBuf>,
-    /// Write a JUnit XML report to FILE.
+    /// Write a JUnit XML report to FILE (whole or not at all, never over an input).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Give up on the guest after this many seconds.
@@ -175,7 +172,9 @@ struct RunArgs {
     /// Number of vCPUs; overrides the file's.
     #[arg(long)]
     vcpus: Option<u8>,
-    /// Write every trapped access (and what self-tracing devices did) to FILE.
+    /// Write every trapped access (and what self-tracing devices did) to FILE. FILE is
+    /// created (truncated) only when the guest starts, never over an input of the run, and
+    /// holds only whole records whichever way the run ends.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
     /// Format of the --trace file. `jsonl`: one JSON object per line, format version 2
@@ -189,7 +188,8 @@ struct RunArgs {
     /// also matches `CH[3]`). Repeat to keep several; without it everything is traced.
     #[arg(long, value_name = "DEVICE[.REGISTER]", requires = "trace")]
     trace_filter: Vec<TraceFilter>,
-    /// Stop the guest (as a failure) after this many seconds.
+    /// Stop the guest after this many seconds (exit status 124), also when its console
+    /// output cannot be written.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
     /// Prefix every console line with the host time since `run` started, `[+SECONDS] `
@@ -246,31 +246,53 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 /// `mmiolab models [NAME]`.
 fn models(name: Option<&str>) -> Result<()> {
     use mmiolab_regmodel::bundled;
-    let mut out = std::io::stdout().lock();
     match name {
         Some(name) => {
-            let text = bundled::bundled(name)
-                .with_context(|| format!("no bundled model `{name}`; there are: {}", bundled::names().join(", ")))?;
-            out.write_all(text.as_bytes())?;
+            let text = bundled::bundled(name).ok_or_else(|| {
+                anyhow::Error::new(UnknownModel(format!(
+                    "no bundled model `{name}`; there are: {}",
+                    bundled::names().join(", ")
+                )))
+            })?;
+            to_stdout(text.as_bytes())?;
         }
         None => {
+            let mut list = String::new();
             for name in bundled::names() {
                 let what = bundled::bundled(name)
                     .and_then(|t| mmiolab_regmodel::schema::Description::from_toml(t).ok())
                     .and_then(|d| d.device.description)
                     .unwrap_or_default();
-                writeln!(out, "{name:<12} {what}")?;
+                list.push_str(&format!("{name:<12} {what}\n"));
             }
+            to_stdout(list.as_bytes())?;
         }
     }
     Ok(())
 }
 
+/// `mmiolab models NAME` with a NAME that is not bundled (a usage error).
+#[derive(Debug)]
+struct UnknownModel(String);
+
+impl std::fmt::Display for UnknownModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnknownModel {}
+
 fn main() -> ExitCode {
+    // Log lines go to stderr without ever blocking a stopping VM (see mmiolab_vmm::output).
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
+        .target(env_logger::Target::Pipe(Box::new(HostFd::stderr())))
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(usage(&e)),
+    };
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Tree { config } => tree(&config).map(|()| 0),
@@ -282,13 +304,42 @@ fn main() -> ExitCode {
     match result {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
-            eprintln!("mmiolab: error: {e:#}");
-            ExitCode::from(STATUS_FAULT)
+            let (status, quiet) = if e.is::<UnknownModel>() {
+                (ending::USAGE, false)
+            } else {
+                ending::error_status(&e)
+            };
+            if !quiet {
+                say(&format!("mmiolab: error: {e:#}"));
+            }
+            ExitCode::from(status)
+        }
+    }
+}
+
+/// What clap says about the command line: help and version on stdout (status 0, or the
+/// output's failure), mistakes on stderr (status 64).
+fn usage(e: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    let text = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => match to_stdout(text.as_bytes()) {
+            Ok(()) => 0,
+            Err(o) if o.is_closed() => ending::CLOSED,
+            Err(o) => {
+                say(&format!("mmiolab: error: {o}"));
+                ending::OUTPUT
+            }
+        },
+        _ => {
+            say(text.trim_end());
+            ending::USAGE
         }
     }
 }
 
 fn load_config(path: Option<&Path>) -> Result<MachineConfig> {
+    // Errors here are the file's (status 65).
     Ok(match path {
         Some(p) => MachineConfig::load(p)?,
         None => MachineConfig::parse("", Path::new("<defaults>"))?,
@@ -298,18 +349,18 @@ fn load_config(path: Option<&Path>) -> Result<MachineConfig> {
 fn tree(config: &Path) -> Result<()> {
     let config = load_config(Some(config))?;
     let platform = Platform::build(&config, Box::new(std::io::sink()))?;
-    print!("{}", platform.render_trees());
+    to_stdout(platform.render_trees().as_bytes())?;
     Ok(())
 }
 
 fn dt(config: &Path, dtb: Option<&Path>) -> Result<()> {
     let config = load_config(Some(config))?;
     let platform = Platform::build(&config, Box::new(std::io::sink()))?;
-    print!("{}", mmiolab_vmm::fdt::dts(&config, &platform));
     if let Some(out) = dtb {
         let blob = mmiolab_vmm::fdt::dtb(&config, &platform).context("building the device tree blob")?;
-        std::fs::write(out, blob).with_context(|| format!("writing {}", out.display()))?;
+        mmiolab_vmm::files::write_atomically(out, &blob, "the device tree blob", &config.input_files())?;
     }
+    to_stdout(mmiolab_vmm::fdt::dts(&config, &platform).as_bytes())?;
     Ok(())
 }
 
@@ -327,17 +378,15 @@ fn header_command(args: &HeaderArgs) -> Result<()> {
     let (text, inputs) = header::generate(&input, args.prefix.as_deref(), style)?;
     match &args.output {
         Some(out) => header::write_atomically(out, &text, &inputs),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .context("writing the header to standard output")
-        }
+        None => Ok(to_stdout(text.as_bytes())?),
     }
 }
 
-/// A console writer the test command reads back, optionally echoing to stdout.
+/// A console writer the test command reads back (its first [`MAX_CONSOLE_LOG`] bytes, as
+/// much as `--from-log` reads: a guest printing forever cannot grow it without bound),
+/// optionally echoing to stdout.
+///
+/// [`MAX_CONSOLE_LOG`]: mmiolab_vmm::files::MAX_CONSOLE_LOG
 #[derive(Clone)]
 struct Capture {
     buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
@@ -346,211 +395,228 @@ struct Capture {
 
 impl Write for Capture {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(data);
+        {
+            let mut buf = self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let room = (mmiolab_vmm::files::MAX_CONSOLE_LOG as usize).saturating_sub(buf.len());
+            buf.extend_from_slice(data.get(..data.len().min(room)).unwrap_or_default());
+        }
         if self.echo {
-            std::io::stdout().write_all(data)?;
+            HostFd::stdout().write_all(data)?;
         }
         Ok(data.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().flush()
+        Ok(())
     }
 }
 
 fn test(args: TestArgs) -> Result<u8> {
+    // Before any thread: a Ctrl-C ends the run cleanly and is judged as how it ended.
+    let signals = StopSignals::block().map_err(|e| mmiolab_vmm::Error::Host("blocking the stop signals", e))?;
     let config = load_config(Some(&args.config))?;
-    let console = match &args.from_log {
+    let mut inputs = config.input_files();
+    if let Some(log) = &args.from_log {
+        inputs.push(("the console log".to_owned(), log.clone()));
+    }
+    if let Some(junit) = &args.junit {
+        mmiolab_vmm::files::check_output(junit, "the JUnit report", &inputs)?;
+    }
+    let (console, run) = match &args.from_log {
         Some(log) => {
-            String::from_utf8_lossy(&std::fs::read(log).with_context(|| format!("reading {}", log.display()))?)
-                .into_owned()
+            let bytes =
+                mmiolab_vmm::files::read_input(log, mmiolab_vmm::files::MAX_CONSOLE_LOG, "a console log may have")?;
+            (String::from_utf8_lossy(&bytes).into_owned(), None)
         }
         None => {
             let capture = Capture {
                 buf: Default::default(),
                 echo: args.verbose,
             };
-            let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout must be positive")?;
-            let trace = match &args.trace {
-                Some(path) => {
-                    let f = File::create(path).with_context(|| format!("creating trace file {}", path.display()))?;
-                    Some(TraceOutput {
-                        out: Box::new(BufWriter::with_capacity(1 << 16, f)),
-                        options: TraceOptions {
-                            format: TraceFormat::Jsonl,
-                            filters: args.trace_filter.clone(),
-                        },
-                    })
-                }
-                None => None,
-            };
-            eprintln!("mmiolab test: booting {} (timeout {timeout:?})", args.config.display());
+            let timeout = Duration::try_from_secs_f64(args.timeout)
+                .map_err(|_| usage_error("--timeout must be a positive number of seconds"))?;
+            let trace = args.trace.as_ref().map(|path| TraceOutput {
+                target: TraceTarget::File(path.clone()),
+                options: TraceOptions {
+                    format: TraceFormat::Jsonl,
+                    filters: args.trace_filter.clone(),
+                },
+            });
+            say(&format!(
+                "mmiolab test: booting {} (timeout {timeout:?})",
+                args.config.display()
+            ));
             let report = mmiolab_vmm::run(
                 &config,
                 RunOptions {
                     console: Box::new(capture.clone()),
+                    console_name: if args.verbose {
+                        "standard output (the guest console)".to_owned()
+                    } else {
+                        "the guest console".to_owned()
+                    },
                     trace,
                     timeout: Some(timeout),
                     stdin: false,
+                    stop_signals: Some(signals),
+                    watch_stdio: false,
                 },
             )?;
-            if let StopReason::Fault(why) = &report.reason {
-                eprintln!("mmiolab test: the guest faulted:\n{why}");
+            if let mmiolab_vmm::StopReason::Fault(why) = &report.reason {
+                say(&format!("mmiolab test: the guest faulted:\n{why}"));
             }
             let bytes = capture
                 .buf
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
-            String::from_utf8_lossy(&bytes).into_owned()
+            (String::from_utf8_lossy(&bytes).into_owned(), Some(report.reason))
         }
     };
     let platform = Platform::build(&config, Box::new(std::io::sink()))?;
-    let report = ktap::parse(&console);
-    let mut results = report.results.clone();
-    results.push(guest_test::resource_check(&platform, &report));
+    let mut verdict = guest_test::judge(&console, &platform, run.as_ref());
     let trace_text = args.trace.as_ref().map(|path| {
         std::fs::read(path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| format!("cannot read the trace {}: {e}", path.display()))
     });
-    results.extend(guest_test::trace_order_checks(
-        &report,
+    let order = guest_test::trace_order_checks(
+        &ktap::parse(&console),
         trace_text.as_ref().map(|t| t.as_deref().map_err(Clone::clone)),
-    ));
-    let mut failed = results.iter().filter(|r| !r.ok).count();
-    for r in &results {
+    );
+    verdict.failed += order.iter().filter(|r| !r.ok).count();
+    verdict.results.extend(order);
+    let mut out = String::new();
+    for r in &verdict.results {
         let directive = r.directive.as_deref().map(|d| format!(" # {d}")).unwrap_or_default();
-        println!("{} {}{directive}", if r.ok { "PASS" } else { "FAIL" }, r.name);
+        out.push_str(&format!(
+            "{} {}{directive}\n",
+            if r.ok { "PASS" } else { "FAIL" },
+            r.name
+        ));
         if !r.ok {
             for d in &r.details {
-                println!("    {d}");
+                out.push_str(&format!("    {d}\n"));
             }
         }
     }
-    let guest_tests = report.results.len();
-    if report.planned != Some(guest_tests) {
-        failed += 1;
-        println!(
-            "FAIL plan: the guest planned {} tests and reported {guest_tests}",
-            report.planned.map_or("no".to_owned(), |n| n.to_string())
-        );
+    for note in &verdict.notes {
+        out.push_str(note);
+        out.push('\n');
     }
-    let passed = results.iter().filter(|r| r.ok).count();
-    if failed > 0 && !args.verbose && args.from_log.is_none() {
-        println!("--- guest console ---\n{console}--- end of guest console ---");
+    if verdict.failed > 0 && !args.verbose && args.from_log.is_none() {
+        out.push_str(&format!(
+            "--- guest console ---\n{console}--- end of guest console ---\n"
+        ));
     }
+    out.push_str(&format!(
+        "mmiolab test: {} passed, {} failed\n",
+        verdict.passed(),
+        verdict.failed
+    ));
+    to_stdout(out.as_bytes())?;
     if let Some(path) = &args.junit {
-        std::fs::write(path, guest_test::junit("mmiolab-linux", &results))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let xml = guest_test::junit("mmiolab-linux", &verdict.results);
+        mmiolab_vmm::files::write_atomically(path, xml.as_bytes(), "the JUnit report", &inputs)?;
     }
-    println!("mmiolab test: {passed} passed, {failed} failed");
-    if guest_tests == 0 {
-        bail!("the guest reported no KTAP results");
+    // A run stopped by a signal says so in its status, as `run` does.
+    if let Some(mmiolab_vmm::StopReason::Signal(signo)) = run {
+        return Ok(ending::signal_status(signo));
     }
-    Ok(u8::from(failed > 0))
+    Ok(u8::from(verdict.failed > 0))
+}
+
+/// A mistake on the command line found after parsing.
+fn usage_error(message: &str) -> anyhow::Error {
+    anyhow::Error::new(UnknownModel(message.to_owned()))
 }
 
 fn run(args: RunArgs) -> Result<u8> {
     let start = std::time::Instant::now();
+    // Before any thread exists (threads inherit the mask): SIGINT, SIGTERM and SIGHUP then
+    // end the run through the VMM's event loop, which flushes the trace and reports.
+    let signals = StopSignals::block().map_err(|e| mmiolab_vmm::Error::Host("blocking the stop signals", e))?;
     let mut config = load_config(args.config.as_deref())?;
     let m = &mut config.machine;
     // Command-line paths are relative to the working directory, not to the machine file.
     let cwd = std::env::current_dir().context("reading the working directory")?;
-    if let Some(fw) = args.firmware {
+    let mut overrides: Vec<(&str, String)> = Vec::new();
+    if let Some(fw) = &args.firmware {
+        // The firmware replaces whatever the file runs, with what goes with it.
         m.firmware = Some(cwd.join(fw));
         m.kernel = None;
+        m.initrd = None;
+        m.cmdline = None;
         m.load_addr = args.load_addr;
+        overrides.push(("machine.firmware", format!("--firmware {}", fw.display())));
+        if let Some(a) = args.load_addr {
+            overrides.push(("machine.load_addr", format!("--load-addr {a:#x}")));
+        }
     }
-    if let Some(k) = args.kernel {
+    if let Some(k) = &args.kernel {
         m.kernel = Some(cwd.join(k));
         m.firmware = None;
+        m.load_addr = None;
+        overrides.push(("machine.kernel", format!("--kernel {}", k.display())));
     }
-    if let Some(i) = args.initrd {
+    if let Some(i) = &args.initrd {
         m.initrd = Some(cwd.join(i));
+        overrides.push(("machine.initrd", format!("--initrd {}", i.display())));
     }
-    if args.cmdline.is_some() {
-        m.cmdline = args.cmdline;
+    if let Some(c) = &args.cmdline {
+        m.cmdline = Some(c.clone());
+        overrides.push(("machine.cmdline", "--cmdline".to_owned()));
     }
     if let Some(mib) = args.memory {
         m.memory_mib = mib;
+        overrides.push(("machine.memory_mib", format!("--memory {mib}")));
     }
     if let Some(n) = args.vcpus {
         m.vcpus = n;
+        overrides.push(("machine.vcpus", format!("--vcpus {n}")));
+    }
+    for (key, option) in overrides {
+        config.set_override(key, option);
     }
     let config = revalidate(config)?;
-    let trace = match &args.trace {
-        Some(path) => {
-            let f = File::create(path).with_context(|| format!("creating trace file {}", path.display()))?;
-            Some(TraceOutput {
-                out: Box::new(BufWriter::with_capacity(1 << 16, f)),
-                options: TraceOptions {
-                    format: match args.trace_format {
-                        TraceFormatArg::Jsonl => TraceFormat::Jsonl,
-                        TraceFormatArg::Perfetto => TraceFormat::Perfetto,
-                    },
-                    filters: args.trace_filter,
-                },
-            })
-        }
-        None => None,
-    };
+    let trace = args.trace.map(|path| TraceOutput {
+        target: TraceTarget::File(path),
+        options: TraceOptions {
+            format: match args.trace_format {
+                TraceFormatArg::Jsonl => TraceFormat::Jsonl,
+                TraceFormatArg::Perfetto => TraceFormat::Perfetto,
+            },
+            filters: args.trace_filter,
+        },
+    });
     let timeout = args
         .timeout
         .map(Duration::try_from_secs_f64)
         .transpose()
-        .context("--timeout must be a positive number of seconds")?;
+        .map_err(|_| usage_error("--timeout must be a positive number of seconds"))?;
     let report = mmiolab_vmm::run(
         &config,
         RunOptions {
+            // Straight to fd 1, unbuffered: nothing is left in a buffer at any ending, and
+            // a blocked write gives way when the run stops (mmiolab_vmm::output).
             console: if args.console_timestamps {
                 Box::new(Timestamped {
-                    inner: std::io::stdout(),
+                    inner: HostFd::stdout(),
                     start,
                     at_line_start: true,
                 })
             } else {
-                Box::new(std::io::stdout())
+                Box::new(HostFd::stdout())
             },
+            console_name: "standard output (the guest console)".to_owned(),
             trace,
             timeout,
             stdin: true,
+            stop_signals: Some(signals),
+            watch_stdio: true,
         },
     )?;
-    let _ = std::io::stdout().flush();
-    let (status, what) = match &report.reason {
-        StopReason::ExitDevice(v) => (*v, format!("guest wrote {v:#x} to the test-exit port")),
-        StopReason::GuestReset => (0, "guest reset the machine".to_owned()),
-        StopReason::GuestPowerOff => (0, "guest powered the machine off".to_owned()),
-        StopReason::GuestPanic => (STATUS_GUEST_PANIC, "guest kernel panicked (pvpanic)".to_owned()),
-        StopReason::Fault(report) => {
-            eprintln!("mmiolab: guest stopped with a fault:\n{report}");
-            (STATUS_FAULT, "guest fault".to_owned())
-        }
-    };
-    if !args.quiet {
-        let u = report.unmapped;
-        eprintln!(
-            "mmiolab: {what}; exit status {status}; {} exits; unmapped accesses: {} MMIO reads, {} MMIO writes, {} port reads, {} port writes{}",
-            report.exits,
-            u.mmio_reads,
-            u.mmio_writes,
-            u.pio_reads,
-            u.pio_writes,
-            if report.int3_reinjected > 0 {
-                format!(
-                    "; {} INT3 re-injected (host KVM cannot emulate them)",
-                    report.int3_reinjected
-                )
-            } else {
-                String::new()
-            }
-        );
-    }
-    Ok(status)
+    Ok(ending::finish_run(&report, args.quiet))
 }
 
 /// Command-line overrides go through the same checks as the file.

@@ -19,6 +19,36 @@ pub enum StopReason {
     GuestPanic,
     /// A vCPU hit something it could not handle; the text is the report.
     Fault(String),
+    /// The run's `--timeout` passed with the guest still running.
+    Timeout(std::time::Duration),
+    /// mmiolab was asked to stop by a signal (SIGINT, SIGTERM, SIGHUP): its number.
+    Signal(i32),
+    /// An output of the run (the console, the trace, a FIFO's host file) could not take
+    /// what was written to it: the run ends rather than go on losing data.
+    Output(OutputFailure),
+}
+
+/// Which output failed and how, kept as text so that a [`StopReason`] stays comparable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputFailure {
+    /// The output, in words ("standard output (the guest console)", "the trace file ...").
+    pub output: String,
+    /// The cause, as the OS put it.
+    pub cause: String,
+    /// The reader went away (a broken pipe or a hung-up terminal) rather than the write
+    /// failing: a quiet ending, as for any program whose reader has left.
+    pub closed: bool,
+}
+
+impl OutputFailure {
+    /// The failure of `output` with `error`.
+    pub fn new(output: impl Into<String>, error: &std::io::Error) -> OutputFailure {
+        OutputFailure {
+            output: output.into(),
+            cause: error.to_string(),
+            closed: error.kind() == std::io::ErrorKind::BrokenPipe,
+        }
+    }
 }
 
 /// Shared by devices and vCPU threads: the first stop request wins, the rest are ignored.

@@ -22,7 +22,7 @@ mod sched;
 mod serial;
 mod sysctl;
 
-pub use control::{StopReason, VmControl};
+pub use control::{OutputFailure, StopReason, VmControl};
 pub use counter::Counter;
 pub use exit::{EXIT_PORT, ExitDevice};
 pub use i8042::I8042;

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::files::MAX_MACHINE_FILE;
 use crate::layout;
 
 /// A machine description, as read.
@@ -48,6 +49,10 @@ pub struct MachineConfig {
     /// The file this came from, for messages and relative paths.
     #[serde(skip)]
     pub source: PathBuf,
+    /// Keys set from the command line, with the option that set them (`machine.memory_mib`
+    /// → `--memory 1`): an error about such a key blames the option, not the file.
+    #[serde(skip)]
+    pub overrides: std::collections::BTreeMap<String, String>,
 }
 
 /// The `[machine]` table.
@@ -703,14 +708,16 @@ pub struct ConfigError {
     pub key: String,
     /// Why.
     pub reason: String,
+    /// The command-line option that set the key (`--memory 1`), when it was not the file.
+    pub option: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.reason)
-        } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+        match (&self.option, self.key.is_empty()) {
+            (Some(option), _) => write!(f, "{option}: {}", self.reason),
+            (None, true) => write!(f, "{}: {}", self.file.display(), self.reason),
+            (None, false) => write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason),
         }
     }
 }
@@ -721,12 +728,21 @@ pub const MAX_IRQ: u32 = 23;
 pub const RESERVED_IRQS: [u32; 3] = [0, 2, 4];
 
 impl MachineConfig {
-    /// Reads and checks `path`.
+    /// Reads and checks `path`: a regular file of at most [`MAX_MACHINE_FILE`] bytes, UTF-8.
     pub fn load(path: &Path) -> Result<MachineConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let whole = |reason: String| ConfigError {
             file: path.to_owned(),
             key: String::new(),
-            reason: format!("cannot read: {e}"),
+            reason,
+            option: None,
+        };
+        let bytes = crate::files::read_input(path, MAX_MACHINE_FILE, "a machine file may have")
+            .map_err(|e| whole(e.reason()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            whole(format!(
+                "not UTF-8 text (byte {} is not part of a UTF-8 character): is it a machine file?",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         MachineConfig::parse(&text, path)
     }
@@ -737,19 +753,95 @@ impl MachineConfig {
             file: path.to_owned(),
             key: String::new(),
             reason: e.to_string().trim_end().to_owned(),
+            option: None,
         })?;
         config.source = path.to_owned();
         config.check()?;
         Ok(config)
     }
 
-    /// An error about `key` in this file.
+    /// An error about `key` in this file; blamed on the command-line option that set `key`,
+    /// if one did.
     pub fn error(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        let key = key.into();
         ConfigError {
             file: self.source.clone(),
-            key: key.into(),
+            option: self.overrides.get(&key).cloned(),
+            key,
             reason: reason.into(),
         }
+    }
+
+    /// Records that `key` (`machine.memory_mib`) was set by command-line `option`
+    /// (`--memory 1`), so errors about it name the option.
+    pub fn set_override(&mut self, key: &str, option: impl Into<String>) {
+        self.overrides.insert(key.to_owned(), option.into());
+    }
+
+    /// The files this machine reads, each with what it is ("the machine file", "the
+    /// firmware", "the description of device[0]"): an output must be none of them.
+    pub fn input_files(&self) -> Vec<(String, PathBuf)> {
+        let mut inputs = Vec::new();
+        if self.source.is_file() {
+            inputs.push(("the machine file".to_owned(), self.source.clone()));
+        }
+        let m = &self.machine;
+        for (what, path) in [
+            ("the firmware", &m.firmware),
+            ("the kernel", &m.kernel),
+            ("the initrd", &m.initrd),
+        ] {
+            if let Some(p) = path {
+                inputs.push((what.to_owned(), self.resolve(p)));
+            }
+        }
+        for (i, dev) in self.devices.iter().enumerate() {
+            if let Some(d) = &dev.description {
+                inputs.push((format!("the description of device[{i}]"), self.resolve(d)));
+            }
+            if let Some(svd) = &dev.svd {
+                inputs.push((format!("the SVD file of device[{i}]"), self.resolve(&svd.file)));
+            }
+            for (fifo, host) in &dev.fifo {
+                if let Some(FifoHost::File(p)) = host
+                    .from
+                    .as_deref()
+                    .and_then(|f| FifoHost::parse(f, FifoDirection::From).ok())
+                {
+                    inputs.push((format!("the input file of device[{i}].fifo.{fifo}"), self.resolve(&p)));
+                }
+            }
+        }
+        inputs
+    }
+
+    /// The files FIFOs of described devices write (`to = "file:PATH"`), each with its key.
+    pub fn fifo_output_files(&self) -> Vec<(String, PathBuf)> {
+        let mut outputs = Vec::new();
+        for (i, dev) in self.devices.iter().enumerate() {
+            for (fifo, host) in &dev.fifo {
+                if let Some(FifoHost::File(p)) = host
+                    .to
+                    .as_deref()
+                    .and_then(|t| FifoHost::parse(t, FifoDirection::To).ok())
+                {
+                    outputs.push((format!("the output file of device[{i}].fifo.{fifo}"), self.resolve(&p)));
+                }
+            }
+        }
+        outputs
+    }
+
+    /// Checks the vCPU count against what this host's KVM can run (`KVM_CAP_MAX_VCPUS`).
+    pub fn check_vcpus(&self, kvm_max: usize) -> Result<(), ConfigError> {
+        let n = usize::from(self.machine.vcpus);
+        if n > kvm_max {
+            return Err(self.error(
+                "machine.vcpus",
+                format!("{n} vCPUs, but this host's KVM runs at most {kvm_max} per VM"),
+            ));
+        }
+        Ok(())
     }
 
     /// `path` resolved against the directory of the file.
@@ -778,6 +870,9 @@ impl MachineConfig {
         if m.vcpus == 0 {
             return Err(self.error("machine.vcpus", "a machine needs at least one vCPU"));
         }
+        if let Some(why) = m.cmdline.as_deref().and_then(crate::boot::cmdline_error) {
+            return Err(self.error("machine.cmdline", why));
+        }
         if m.firmware.is_some() && m.kernel.is_some() {
             return Err(self.error("machine", "give either firmware or kernel, not both"));
         }
@@ -796,8 +891,16 @@ impl MachineConfig {
             if bus.mmio.is_none() && bus.pio.is_none() {
                 return Err(self.error(key, "a bus needs an mmio or a pio window"));
             }
+            if let Some(reason) = region_name_error(&bus.name) {
+                return Err(self.error(format!("{key}.name"), reason));
+            }
             if let Some(w) = &bus.mmio {
                 self.check_mmio_placement(&format!("{key}.mmio"), w.base, w.size)?;
+            }
+            if let Some(w) = &bus.pio {
+                // A window decodes nothing itself: only the devices in it must avoid the
+                // in-kernel ports.
+                self.check_pio_placement(&format!("{key}.pio"), w.base, w.size, false)?;
             }
         }
         let mut irqs = HashSet::new();
@@ -805,6 +908,18 @@ impl MachineConfig {
             let key = format!("device[{i}]");
             if !names.insert(dev.name.as_str()) {
                 return Err(self.error(key, format!("name `{}` is used twice", dev.name)));
+            }
+            if let Some(reason) = region_name_error(&dev.name) {
+                return Err(self.error(format!("{key}.name"), reason));
+            }
+            for (space, regions) in [("mmio", &dev.mmio), ("pio", &dev.pio)] {
+                for (j, r) in regions.iter().enumerate() {
+                    for (k, w) in r.windows.iter().enumerate() {
+                        if let Some(reason) = region_name_error(&w.name) {
+                            return Err(self.error(format!("{key}.{space}[{j}].windows[{k}].name"), reason));
+                        }
+                    }
+                }
             }
             if let Some(bus) = &dev.bus
                 && !self.buses.iter().any(|b| &b.name == bus)
@@ -853,6 +968,9 @@ impl MachineConfig {
             for (j, r) in dev.mmio.iter().enumerate() {
                 self.check_mmio_placement(&format!("{key}.mmio[{j}]"), r.base, r.size)?;
             }
+            for (j, r) in dev.pio.iter().enumerate() {
+                self.check_pio_placement(&format!("{key}.pio[{j}]"), r.base, r.size, true)?;
+            }
             if dev.irqs().len() > 1 && !dev.is_described() {
                 return Err(self.error(format!("{key}.irq"), "a built-in model has one interrupt line"));
             }
@@ -898,6 +1016,62 @@ impl MachineConfig {
             ),
         ))
     }
+
+    /// Ports must exist (up to 0xffff), and with `device`, avoid the ports KVM's in-kernel
+    /// devices take: a guest access there never leaves the kernel, so a device placed there
+    /// would never see one.
+    fn check_pio_placement(&self, key: &str, base: u64, size: u64, device: bool) -> Result<(), ConfigError> {
+        if size == 0 {
+            return Err(self.error(key, "size 0: a region needs at least one byte"));
+        }
+        let Some(last) = base.checked_add(size - 1).filter(|&l| l <= 0xffff) else {
+            return Err(self.error(key, format!("ports {base:#x}+{size:#x} run past 0xffff")));
+        };
+        let in_kernel = IN_KERNEL_PORTS.iter().find(|(lo, hi, _)| base <= *hi && last >= *lo);
+        if let (true, Some((lo, hi, who))) = (device, in_kernel) {
+            return Err(self.error(
+                key,
+                format!(
+                    "ports {base:#x}-{last:#x} overlap {lo:#x}-{hi:#x}, which {who} handles inside KVM: the VMM never sees those accesses"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// I/O ports KVM's in-kernel irqchip and PIT (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2 with the
+/// dummy speaker) handle without exiting: (first, last, what).
+pub const IN_KERNEL_PORTS: [(u64, u64, &str); 5] = [
+    (0x20, 0x21, "the master PIC"),
+    (0x40, 0x43, "the PIT"),
+    (0x61, 0x61, "the PIT's speaker port"),
+    (0xa0, 0xa1, "the slave PIC"),
+    (0x4d0, 0x4d1, "the PIC's edge/level control (ELCR)"),
+];
+
+/// Longest name of a bus, device or window.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Why `name` cannot name a bus, a device or a window, if it cannot: it appears in the
+/// tree (`/proc/iomem` style, one name per line), in trace lines and filters, and in
+/// device-tree node names, so it is 1 to 64 characters of `0-9 a-z A-Z , . _ + -`
+/// starting with a letter or digit (the device-tree node-name characters).
+pub fn region_name_error(name: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ",._+-".contains(c);
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Some(format!("`{name}`: a name has 1 to {MAX_NAME_LEN} characters"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Some(format!("`{name}`: a name starts with a letter or a digit"));
+    }
+    name.chars().find(|&c| !allowed(c)).map(|c| match c {
+        '@' => format!("`{name}`: a name cannot hold `@`: mmiolab calls a device with a node `name@address`"),
+        c => format!(
+            "`{}`: {c:?} is not allowed in a name (0-9 a-z A-Z , . _ + -): names appear in the tree, the trace and device-tree node names",
+            name.escape_debug()
+        ),
+    })
 }
 
 impl MachineConfig {
@@ -1175,6 +1349,88 @@ mod tests {
     }
 
     #[test]
+    fn names_ports_and_vcpus_that_cannot_work_are_refused() {
+        let dev = |name: &str, region: &str| format!("[[device]]\nname = \"{name}\"\nmodel = \"regfile\"\n{region}\n");
+        let mmio = "mmio = [{ base = 0xd0000000, size = 16 }]";
+        for (text, want) in [
+            (
+                dev("x\\ty", mmio),
+                "device[0].name: `x\\ty`: '\\t' is not allowed in a name",
+            ),
+            (
+                dev("-x", mmio),
+                "device[0].name: `-x`: a name starts with a letter or a digit",
+            ),
+            (dev(&"x".repeat(65), mmio), "device[0].name: `xxxx"),
+            (
+                dev("a\\\"b", mmio),
+                "device[0].name: `a\\\"b`: '\"' is not allowed in a name",
+            ),
+            (
+                dev(
+                    "d",
+                    "mmio = [{ base = 0xd0000000, size = 16, windows = [{ name = \"w w\", offset = 0, size = 4 }] }]",
+                ),
+                "device[0].mmio[0].windows[0].name: `w w`: ' ' is not allowed in a name",
+            ),
+            (
+                dev("d", "pio = [{ base = 0x20, size = 2 }]"),
+                "device[0].pio[0]: ports 0x20-0x21 overlap 0x20-0x21, which the master PIC handles inside KVM",
+            ),
+            (
+                dev("d", "pio = [{ base = 0x4c0, size = 0x20 }]"),
+                "device[0].pio[0]: ports 0x4c0-0x4df overlap 0x4d0-0x4d1, which the PIC's edge/level control (ELCR) handles inside KVM",
+            ),
+            (
+                dev("d", "pio = [{ base = 0x10000, size = 1 }]"),
+                "device[0].pio[0]: ports 0x10000+0x1 run past 0xffff",
+            ),
+            (
+                "[[bus]]\nname = \"isa\"\npio = { base = 0xff00, size = 0x200 }\n".to_owned(),
+                "bus[0].pio: ports 0xff00+0x200 run past 0xffff",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("m.toml: {want}")), "{text}\n{e}");
+        }
+        // A bus window may span the in-kernel ports: it decodes nothing itself.
+        parse("[[bus]]\nname = \"isa\"\npio = { base = 0x0, size = 0x1000 }\n").unwrap();
+        let c = parse("[machine]\nvcpus = 8\n").unwrap();
+        c.check_vcpus(8).unwrap();
+        assert_eq!(
+            c.check_vcpus(4).unwrap_err().to_string(),
+            "m.toml: machine.vcpus: 8 vCPUs, but this host's KVM runs at most 4 per VM"
+        );
+    }
+
+    #[test]
+    fn an_override_is_blamed_on_its_option() {
+        let mut c = parse("[machine]\nmemory_mib = 64\n").unwrap();
+        c.machine.memory_mib = 1;
+        c.set_override("machine.memory_mib", "--memory 1");
+        assert_eq!(
+            c.check().unwrap_err().to_string(),
+            "--memory 1: 1 MiB is outside 16..=15360"
+        );
+        c.machine.memory_mib = 64;
+        c.machine.vcpus = 9;
+        c.set_override("machine.vcpus", "--vcpus 9");
+        assert_eq!(
+            c.check_vcpus(2).unwrap_err().to_string(),
+            "--vcpus 9: 9 vCPUs, but this host's KVM runs at most 2 per VM"
+        );
+        // Keys the command line did not set are still the file's.
+        c.machine.vcpus = 1;
+        c.machine.cmdline = Some("a\0b".to_owned());
+        assert!(
+            c.check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("m.toml: machine.cmdline: ")
+        );
+    }
+
+    #[test]
     fn relative_paths_resolve_against_the_file() {
         let c = MachineConfig::parse("[machine]\nfirmware = \"fw.elf\"\n", Path::new("/etc/m/x.toml")).unwrap();
         assert_eq!(
@@ -1391,12 +1647,12 @@ mod tests {
             (
                 "name = \"dev\"",
                 "name = \"my dev\"",
-                "device[2].name: `my dev`: ' ' is not allowed in a node name (0-9 a-z A-Z , . _ + -)",
+                "device[2].name: `my dev`: ' ' is not allowed in a name (0-9 a-z A-Z , . _ + -): names appear in the tree, the trace and device-tree node names",
             ),
             (
                 "name = \"dev\"",
                 "name = \"dev@1\"",
-                "device[2].name: `dev@1`: the device-tree node is called `name@address`, so the name cannot hold `@`",
+                "device[2].name: `dev@1`: a name cannot hold `@`: mmiolab calls a device with a node `name@address`",
             ),
             (
                 "compatible = \"v,d\"",

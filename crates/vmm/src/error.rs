@@ -11,13 +11,19 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     /// /dev/kvm cannot be opened.
     #[error("cannot open /dev/kvm: {0} (is KVM available, and may this user open it?)")]
-    KvmOpen(#[source] kvm_ioctls::Error),
+    KvmOpen(kvm_ioctls::Error),
     /// A KVM ioctl failed.
     #[error("{0} failed: {1}")]
-    Kvm(&'static str, #[source] kvm_ioctls::Error),
+    Kvm(&'static str, kvm_ioctls::Error),
     /// Guest memory could not be set up.
     #[error("guest memory: {0}")]
     Memory(String),
+    /// An input file could not be used (missing, not a regular file, too large).
+    #[error(transparent)]
+    Input(Box<crate::files::FileError>),
+    /// An output could not be created, or would overwrite an input.
+    #[error(transparent)]
+    Output(Box<crate::files::FileError>),
     /// The firmware or kernel could not be loaded.
     #[error("cannot load {path}: {reason}")]
     Load {
@@ -34,7 +40,7 @@ pub enum Error {
     BootSetup(String),
     /// A host resource (thread, eventfd, trace file, signal handler) could not be had.
     #[error("{0}: {1}")]
-    Host(&'static str, #[source] std::io::Error),
+    Host(&'static str, std::io::Error),
 }
 
 /// Result of the VMM library.

@@ -1,5 +1,6 @@
 //! The VMM thread's event loop (event-manager): host stdin into COM1, the stop event, the
-//! scheduler's timer (deferred device work), and the `--timeout` timer.
+//! scheduler's timer (deferred device work), the `--timeout` timer, the stop signals, and
+//! the hang-up of the pipes mmiolab writes to.
 //!
 //! Every source is an fd, so the loop sleeps in epoll until one is ready; there is no
 //! polling interval.
@@ -11,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
-use mmiolab_devices::{Scheduler, Serial, StopReason, VmControl};
+use mmiolab_devices::{OutputFailure, Scheduler, Serial, StopReason, VmControl};
 use mmiolab_regmodel::DescribedDevice;
 
 use crate::platform::{HostInput, HostSource};
+use crate::signals::StopSignals;
 use vmm_sys_util::timerfd::TimerFd;
 
 /// Where subscribers report that they could not add their fd (`init` cannot return an
@@ -240,10 +242,82 @@ impl MutEventSubscriber for Timeout {
     fn process(&mut self, _events: Events, ops: &mut EventOps) {
         // One shot: the stop is requested once and the fd would stay readable.
         let _ = ops.remove(Events::new(&self.timer, EventSet::IN));
-        self.control.request_stop(StopReason::Fault(format!(
-            "timeout: the guest was still running after {:?}",
-            self.after
-        )));
+        self.control.request_stop(StopReason::Timeout(self.after));
+    }
+}
+
+/// Stops the VM when SIGINT, SIGTERM or SIGHUP arrives (see [`crate::signals`]).
+pub struct SignalWatch {
+    signals: StopSignals,
+    control: Arc<VmControl>,
+    failures: InitFailures,
+}
+
+impl SignalWatch {
+    /// Watches `signals`.
+    pub fn new(signals: StopSignals, control: Arc<VmControl>, failures: InitFailures) -> Self {
+        SignalWatch {
+            signals,
+            control,
+            failures,
+        }
+    }
+}
+
+impl MutEventSubscriber for SignalWatch {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.signals, EventSet::IN)) {
+            self.failures.report("the stop signals", e);
+        }
+    }
+
+    fn process(&mut self, _events: Events, ops: &mut EventOps) {
+        match self.signals.take() {
+            Ok(Some(signo)) => self.control.request_stop(StopReason::Signal(signo)),
+            Ok(None) => {}
+            Err(e) => {
+                // A signalfd that cannot be read would stay readable: stop watching it.
+                let _ = ops.remove(Events::new(&self.signals, EventSet::IN));
+                self.control
+                    .request_stop(StopReason::Fault(format!("reading the stop signals failed: {e}")));
+            }
+        }
+    }
+}
+
+/// Stops the VM when the reader of mmiolab's standard output or error goes away (a pipe's
+/// read end closed, a terminal hung up), even while nothing is being written: epoll
+/// reports `EPOLLERR`/`EPOLLHUP` on such a descriptor without being asked.
+pub struct OutputWatch {
+    fd: RawFd,
+    name: &'static str,
+    control: Arc<VmControl>,
+}
+
+impl OutputWatch {
+    /// Watches descriptor `fd`, called `name` in the report.
+    pub fn new(fd: RawFd, name: &'static str, control: Arc<VmControl>) -> Self {
+        OutputWatch { fd, name, control }
+    }
+}
+
+impl MutEventSubscriber for OutputWatch {
+    fn init(&mut self, ops: &mut EventOps) {
+        // epoll refuses regular files and most devices (EPERM): they never hang up, and a
+        // write to them reports its own failure.
+        if let Err(e) = ops.add(Events::new_raw(self.fd, EventSet::empty())) {
+            log::debug!("{} cannot be watched for a hang-up: {e:?}", self.name);
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        if events.event_set().intersects(EventSet::ERROR | EventSet::HANG_UP) {
+            // Reported once: the condition stays until the descriptor is closed.
+            let _ = ops.remove(Events::new_raw(self.fd, EventSet::empty()));
+            let e = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+            self.control
+                .request_stop(StopReason::Output(OutputFailure::new(self.name, &e)));
+        }
     }
 }
 
@@ -296,12 +370,28 @@ mod tests {
         events.add_subscriber(Box::new(timeout));
         assert_eq!(failures.take(), None);
         assert_eq!(turn(&mut events), 1);
-        assert_eq!(
-            control.reason(),
-            Some(StopReason::Fault(
-                "timeout: the guest was still running after 1ns".to_owned()
-            ))
-        );
+        assert_eq!(control.reason(), Some(StopReason::Timeout(Duration::from_nanos(1))));
+    }
+
+    #[test]
+    fn a_closed_pipe_reader_stops_the_vm_as_a_closed_output() {
+        let control = Arc::new(VmControl::new().unwrap());
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let mut events = Loop::new().unwrap();
+        events.add_subscriber(Box::new(OutputWatch::new(fds[1], "the pipe", control.clone())));
+        assert_eq!(events.run_with_timeout(0).unwrap(), 0, "a pipe with a reader is quiet");
+        // SAFETY: owned here, closed once.
+        unsafe { libc::close(fds[0]) };
+        assert_eq!(turn(&mut events), 1);
+        let Some(StopReason::Output(f)) = control.reason() else {
+            panic!("{:?}", control.reason())
+        };
+        assert!(f.closed && f.output == "the pipe", "{f:?}");
+        assert_eq!(events.run_with_timeout(0).unwrap(), 0, "reported once");
+        // SAFETY: owned here, closed once.
+        unsafe { libc::close(fds[1]) };
     }
 
     #[test]

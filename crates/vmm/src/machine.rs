@@ -1,6 +1,7 @@
 //! Building a KVM VM from a machine description and running it to the end.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,33 +14,55 @@ use mmiolab_devices::{IrqChip, IrqTrigger, StopReason};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion, VolatileMemory};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
-use crate::boot::{self, EntryMode, EntryRegs};
+use crate::boot::{self, Payload};
 use crate::config::MachineConfig;
 use crate::error::{Error, Result};
-use crate::events::{DeferredWork, HostFeed, InitFailures, StdinToSerial, StopWatch, Timeout};
+use crate::events::{
+    DeferredWork, HostFeed, InitFailures, OutputWatch, SignalWatch, StdinToSerial, StopWatch, Timeout,
+};
 use crate::layout;
 use crate::platform::{HostInput, Platform};
-use crate::trace::{TraceOptions, Tracer};
+use crate::signals::StopSignals;
+use crate::trace::{TraceFile, TraceOptions, Tracer};
 use crate::vcpu::{Vcpu, VcpuStats};
 
 /// How to run a machine.
 pub struct RunOptions {
-    /// Where COM1's output goes.
+    /// Where COM1's output goes. Its first failed write stops the run (see
+    /// [`crate::output`]); give a writer that returns `EINTR` rather than retry it
+    /// ([`crate::output::HostFd`]), or a run with a blocked console cannot stop.
     pub console: Box<dyn Write + Send>,
+    /// The console's name in the report ("standard output (the guest console)").
+    pub console_name: String,
     /// Where the access trace goes and how, if tracing.
     pub trace: Option<TraceOutput>,
-    /// Stop the VM (as a fault) after this long.
+    /// Stop the VM after this long ([`StopReason::Timeout`]).
     pub timeout: Option<Duration>,
     /// Forward the host's stdin to COM1.
     pub stdin: bool,
+    /// Stop the VM when one of these signals arrives ([`StopReason::Signal`]); they must
+    /// have been blocked before any thread was started.
+    pub stop_signals: Option<StopSignals>,
+    /// Stop the VM when the reader of mmiolab's standard output or error goes away.
+    pub watch_stdio: bool,
 }
 
 /// A trace to write.
 pub struct TraceOutput {
-    /// The file (buffer it).
-    pub out: Box<dyn Write + Send>,
+    /// Where.
+    pub target: TraceTarget,
     /// Format and filters.
     pub options: TraceOptions,
+}
+
+/// Where a trace goes.
+pub enum TraceTarget {
+    /// A file: checked against the machine's inputs before the VM is built, created
+    /// (truncated) only when the guest is about to start, written through [`TraceFile`]
+    /// (only whole records, also after a failed write).
+    File(PathBuf),
+    /// Any writer (buffer it).
+    Writer(Box<dyn Write + Send>),
 }
 
 /// Loop of the VMM thread, set up before the vCPUs start.
@@ -56,15 +79,41 @@ pub struct RunReport {
     pub exits: u64,
     /// INT3s re-injected because this host's KVM could not emulate them.
     pub int3_reinjected: u64,
+    /// The trace could not be written whole: the cause, and how many records are missing.
+    /// (A failure during the run also stopped it, as [`StopReason::Output`].)
+    pub trace_error: Option<crate::trace::TraceFailure>,
 }
 
 /// TSS and identity-map pages that KVM on VMX hosts needs somewhere out of the guest's way.
 pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
 /// Builds the VM described by `config` and runs it until it stops.
+///
+/// Everything that can refuse the run (the machine, the payload, the trace's path) is
+/// checked before any VM exists; output files are created only when the guest is about to
+/// start. Every ending (the guest's, a fault, the timeout, a stop signal, a failed output)
+/// goes through the same path: vCPUs joined, trace finished, a [`RunReport`].
 pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
-    let platform = Platform::build(config, opts.console)?;
+    let sources = opts.events();
+    let platform = Platform::build_with(config, opts.console, &opts.console_name)?;
+    let payload = Payload::prepare(config)?;
+    if let Some(TraceOutput {
+        target: TraceTarget::File(path),
+        ..
+    }) = &opts.trace
+    {
+        let mut others = config.input_files();
+        others.extend(config.fifo_output_files());
+        crate::files::check_output(path, "the trace", &others).map_err(|e| Error::Output(Box::new(e)))?;
+    }
+    let dtb = match payload {
+        Payload::Kernel(_) => {
+            Some(crate::fdt::dtb(config, &platform).map_err(|e| Error::BootSetup(format!("device tree: {e}")))?)
+        }
+        Payload::Firmware(_) => None,
+    };
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+    config.check_vcpus(kvm.get_max_vcpus())?;
     let vm = Arc::new(kvm.create_vm().map_err(|e| Error::Kvm("KVM_CREATE_VM", e))?);
     vm.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(|e| Error::Kvm("KVM_SET_TSS_ADDR", e))?;
@@ -79,7 +128,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let _device_memory = map_device_memslots(&vm, &platform, mem.num_regions())?;
     bind_irq_lines(&vm, &platform)?;
 
-    let (mode, regs) = load_payload(config, &platform, &mem, mem_bytes)?;
+    let (mode, regs) = payload.load(&mem, mem_bytes, dtb.as_deref())?;
     let vcpus = config.machine.vcpus;
     let mut fds = Vec::with_capacity(usize::from(vcpus));
     for i in 0..vcpus {
@@ -93,9 +142,22 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         fds.push(fd);
     }
 
-    let tracer = opts.trace.map(|t| start_trace(&platform, t));
     install_kick_handler()?;
-    let mut events = event_loop(&platform, opts.stdin, opts.timeout)?;
+    let mut events = event_loop(&platform, &sources)?;
+    if let Some(signals) = opts.stop_signals {
+        let failures = InitFailures::default();
+        events.add_subscriber(Box::new(SignalWatch::new(
+            signals,
+            platform.control.clone(),
+            failures.clone(),
+        )));
+        if let Some(why) = failures.take() {
+            return Err(Error::Host("setting up the event loop", std::io::Error::other(why)));
+        }
+    }
+    // Nothing can refuse the run from here on: only now are output files truncated.
+    platform.open_host_outputs().map_err(|e| Error::Output(Box::new(e)))?;
+    let tracer = opts.trace.map(|t| start_trace(&platform, t)).transpose()?;
     let control = platform.control.clone();
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
@@ -136,9 +198,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             Err(_) => control.request_stop(StopReason::Fault("a vCPU thread panicked".to_owned())),
         }
     }
-    if let Some(t) = &tracer {
-        t.finish().map_err(|e| Error::Host("writing the trace", e))?;
-    }
+    // Every vCPU is out: the trace holds every access up to the stop. Write what is
+    // buffered (and close a Perfetto document).
+    let trace_error = tracer.as_ref().and_then(|t| t.finish().err());
     Ok(RunReport {
         reason: control
             .reason()
@@ -146,7 +208,25 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         unmapped: platform.bus.unmapped_counts(),
         exits: totals.exits,
         int3_reinjected: totals.int3_reinjected,
+        trace_error,
     })
+}
+
+/// What the event loop watches, from the run's options.
+struct LoopSources {
+    stdin: bool,
+    timeout: Option<Duration>,
+    watch_stdio: bool,
+}
+
+impl RunOptions {
+    fn events(&self) -> LoopSources {
+        LoopSources {
+            stdin: self.stdin,
+            timeout: self.timeout,
+            watch_stdio: self.watch_stdio,
+        }
+    }
 }
 
 /// Guest RAM for `mem_bytes` (see `layout::ram_regions`), registered with `vm` as memslots.
@@ -202,30 +282,6 @@ fn map_device_memslots(vm: &VmFd, platform: &Platform, first_slot: usize) -> Res
 /// Command line used when the machine file gives none.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
 
-fn load_payload(
-    config: &MachineConfig,
-    platform: &Platform,
-    mem: &GuestMemoryMmap,
-    mem_bytes: u64,
-) -> Result<(EntryMode, EntryRegs)> {
-    let m = &config.machine;
-    match (&m.firmware, &m.kernel) {
-        (Some(fw), _) => boot::load_firmware(mem, mem_bytes, &config.resolve(fw), m.load_addr),
-        (None, Some(kernel)) => {
-            let dtb = crate::fdt::dtb(config, platform).map_err(|e| Error::BootSetup(format!("device tree: {e}")))?;
-            let initrd = m.initrd.as_ref().map(|p| config.resolve(p));
-            let image = boot::KernelImage {
-                kernel: &config.resolve(kernel),
-                initrd: initrd.as_deref(),
-                cmdline: m.cmdline.as_deref().unwrap_or(DEFAULT_CMDLINE),
-                dtb: Some(&dtb),
-            };
-            boot::load_kernel(mem, mem_bytes, &image)
-        }
-        (None, None) => Err(Error::NoPayload),
-    }
-}
-
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 /// A signal whose only job is to make a vCPU thread's KVM_RUN return EINTR.
@@ -241,7 +297,12 @@ fn install_kick_handler() -> Result<()> {
 /// The VMM thread's loop with all its sources: built before any vCPU runs, so that a
 /// source it cannot watch stops the run before the guest starts rather than leave the loop
 /// deaf (waiting for a stop it would never see).
-fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Result<EventLoop> {
+fn event_loop(platform: &Platform, sources: &LoopSources) -> Result<EventLoop> {
+    let LoopSources {
+        stdin,
+        timeout,
+        watch_stdio,
+    } = *sources;
     let host = |e| Error::Host("setting up the event loop", e);
     let mut events = EventLoop::new().map_err(|e| host(std::io::Error::other(format!("{e:?}"))))?;
     let failures = InitFailures::default();
@@ -256,6 +317,20 @@ fn event_loop(platform: &Platform, stdin: bool, timeout: Option<Duration>) -> Re
     }
     for input in &platform.host_inputs {
         events.add_subscriber(Box::new(HostFeed::new(input).map_err(host)?));
+    }
+    if watch_stdio {
+        use std::os::fd::AsRawFd;
+        let control = platform.control.clone();
+        events.add_subscriber(Box::new(OutputWatch::new(
+            std::io::stdout().as_raw_fd(),
+            "standard output",
+            control.clone(),
+        )));
+        events.add_subscriber(Box::new(OutputWatch::new(
+            std::io::stderr().as_raw_fd(),
+            "standard error",
+            control,
+        )));
     }
     // A FIFO that reads stdin takes it from COM1: one reader per input.
     if stdin && !platform.host_inputs.iter().any(HostInput::is_stdin) {
@@ -324,10 +399,22 @@ impl IrqChip for KvmIrqChip {
 }
 
 /// The tracer for `t`, told which devices trace themselves and attached to them. Its clock
-/// is the machine's, so `t_ns` and the `due_ns` of scheduled effects compare directly.
-fn start_trace(platform: &Platform, t: TraceOutput) -> Arc<Tracer> {
+/// is the machine's, so `t_ns` and the `due_ns` of scheduled effects compare directly. Its
+/// first failed write stops the run.
+fn start_trace(platform: &Platform, t: TraceOutput) -> Result<Arc<Tracer>> {
     let clock = platform.scheduler.clock().clone();
-    let mut tracer = Tracer::new(platform.bus.clone(), t.out, clock, &t.options);
+    let (out, name): (Box<dyn Write + Send>, String) = match t.target {
+        TraceTarget::File(path) => {
+            let file = crate::files::create_output(&path).map_err(|e| Error::Output(Box::new(e)))?;
+            (
+                Box::new(TraceFile::new(file)),
+                format!("the trace file {}", path.display()),
+            )
+        }
+        TraceTarget::Writer(w) => (w, "the trace".to_owned()),
+    };
+    let mut tracer = Tracer::new(platform.bus.clone(), out, clock, &t.options);
+    tracer.set_stop_on_failure(platform.control.clone(), name);
     for s in &platform.self_traced {
         tracer.set_self_traced(s.space, s.region);
     }
@@ -335,7 +422,7 @@ fn start_trace(platform: &Platform, t: TraceOutput) -> Arc<Tracer> {
     for s in &platform.self_traced {
         s.attach.attach_sink(tracer.clone());
     }
-    tracer
+    Ok(tracer)
 }
 
 /// Interrupts every vCPU until its thread has seen the stop and returned. A kick can land

@@ -23,6 +23,7 @@ use mmiolab_regmodel::schema::{Backing, Description};
 
 use crate::config::{ConfigError, DeviceConfig, DeviceModel, FifoDirection, FifoHost, MachineConfig, RegionConfig};
 use crate::config::{DeviceDtConfig, DtNode, DtValue, dt_children, dt_properties};
+use crate::output::{HostFd, Output};
 
 /// COM1's port and IRQ.
 pub const COM1: (u16, u32) = (0x3f8, 4);
@@ -181,12 +182,25 @@ impl HostInput {
     }
 }
 
-/// What the devices built so far connected to on the host: event-loop inputs, and Unix
-/// sockets by path, so `from` and `to` naming one path share one connection.
-#[derive(Default)]
+/// What the devices built so far connected to on the host: event-loop inputs, Unix
+/// sockets by path (so `from` and `to` naming one path share one connection), and the
+/// output files to create when the guest starts.
 struct HostSides {
     inputs: Vec<HostInput>,
     sockets: Vec<(PathBuf, UnixStream)>,
+    files: Vec<PendingFile>,
+    control: Arc<VmControl>,
+}
+
+/// A FIFO's output file, created (truncated) only when the guest starts, so that a
+/// command that does not run the guest (`mmiolab tree`) or a run refused before the guest
+/// starts leaves an existing file alone.
+struct PendingFile {
+    device: Arc<DescribedDevice>,
+    fifo: usize,
+    /// `device.fifo`, for messages.
+    name: String,
+    path: PathBuf,
 }
 
 impl HostSides {
@@ -228,15 +242,39 @@ fn connect_fifo_hosts(
         };
         match (dir, host) {
             (FifoDirection::To, FifoHost::Stdout) => {
-                device.drain_fifo(index, Box::new(std::io::stdout()));
+                let out = Output::new(
+                    format!("standard output (FIFO {name})"),
+                    Box::new(HostFd::stdout()),
+                    hosts.control.clone(),
+                );
+                device.drain_fifo(index, Box::new(out));
             }
             (FifoDirection::To, FifoHost::Stderr) => {
-                device.drain_fifo(index, Box::new(std::io::stderr()));
+                let out = Output::new(
+                    format!("standard error (FIFO {name})"),
+                    Box::new(HostFd::stderr()),
+                    hosts.control.clone(),
+                );
+                device.drain_fifo(index, Box::new(out));
             }
             (FifoDirection::To, FifoHost::File(path)) => {
                 let path = config.resolve(&path);
-                let f = std::fs::File::create(&path).map_err(|e| io("create", &path, e))?;
-                device.drain_fifo(index, Box::new(f));
+                // Neither an input nor another FIFO's output (two writers would interleave).
+                let mut taken = config.input_files();
+                taken.extend(
+                    hosts
+                        .files
+                        .iter()
+                        .map(|f| (format!("the output of FIFO {}", f.name), f.path.clone())),
+                );
+                crate::files::check_output(&path, &format!("the output of FIFO {name}"), &taken)
+                    .map_err(|e| config.error(fkey.clone(), format!("{}: {}", path.display(), e.reason())))?;
+                hosts.files.push(PendingFile {
+                    device: device.clone(),
+                    fifo: index,
+                    name,
+                    path,
+                });
             }
             (FifoDirection::To, FifoHost::Unix(path)) => {
                 let path = config.resolve(&path);
@@ -253,17 +291,8 @@ fn connect_fifo_hosts(
             }),
             (FifoDirection::From, FifoHost::File(path)) => {
                 let path = config.resolve(&path);
-                let meta = std::fs::metadata(&path).map_err(|e| io("read", &path, e))?;
-                if !meta.is_file() || meta.len() > MAX_FIFO_INPUT_FILE {
-                    return Err(config.error(
-                        fkey,
-                        format!(
-                            "{}: a FIFO's input file must be a regular file of at most {MAX_FIFO_INPUT_FILE} bytes",
-                            path.display()
-                        ),
-                    ));
-                }
-                let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
+                let bytes = crate::files::read_input(&path, MAX_FIFO_INPUT_FILE, "a FIFO's input file may have")
+                    .map_err(|e| config.error(fkey.clone(), format!("{}: {}", path.display(), e.reason())))?;
                 device.feed_fifo(index, &bytes);
             }
             (FifoDirection::From, FifoHost::Unix(path)) => {
@@ -337,6 +366,8 @@ pub struct Platform {
     pub host_inputs: Vec<HostInput>,
     /// Devices that a Linux guest learns about through the device tree.
     pub dt_devices: Vec<DtDevice>,
+    /// FIFO output files, created by [`Platform::open_host_outputs`].
+    pending_files: Vec<PendingFile>,
 }
 
 impl AttachSink for DescribedDevice {
@@ -348,13 +379,28 @@ impl AttachSink for DescribedDevice {
 impl Platform {
     /// Builds the bus for `config`; `console` receives what the guest writes to COM1.
     pub fn build(config: &MachineConfig, console: Box<dyn Write + Send>) -> Result<Platform, ConfigError> {
+        Platform::build_with(config, console, "the guest console")
+    }
+
+    /// As [`Platform::build`], `console` called `console_name` when it fails (its first
+    /// failure stops the run: see [`crate::output`]).
+    pub fn build_with(
+        config: &MachineConfig,
+        console: Box<dyn Write + Send>,
+        console_name: &str,
+    ) -> Result<Platform, ConfigError> {
         let io_err = |what: &str, e: std::io::Error| config.error("", format!("cannot create {what}: {e}"));
         let scheduler =
             Arc::new(Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?);
         let mut self_traced: Vec<SelfTraced> = Vec::new();
         let mut memslots = Vec::new();
-        let mut hosts = HostSides::default();
         let control = Arc::new(VmControl::new().map_err(|e| io_err("the stop event", e))?);
+        let mut hosts = HostSides {
+            inputs: Vec::new(),
+            sockets: Vec::new(),
+            files: Vec::new(),
+            control: control.clone(),
+        };
         let mut b = BusBuilder::new();
         let mut irq_lines: Vec<Arc<IrqLine>> = Vec::new();
         let builtin = |e: BusError| config.error("", format!("built-in device: {e}"));
@@ -377,7 +423,8 @@ impl Platform {
         .map_err(builtin)?;
         let com1_irq = IrqLine::new(COM1.1).map_err(|e| io_err("an interrupt line", e))?;
         irq_lines.push(Arc::new(com1_irq.clone()));
-        let serial = Arc::new(Serial::new(com1_irq, console));
+        let console = Output::new(console_name, console, control.clone());
+        let serial = Arc::new(Serial::new(com1_irq, Box::new(console)));
         b.add_pio_device(None, "serial", COM1.0, 8, serial.clone())
             .map_err(builtin)?;
         let pvpanic_node = format!("pvpanic@{:x}", PVPANIC.0);
@@ -495,7 +542,29 @@ impl Platform {
             memslots,
             host_inputs: hosts.inputs,
             dt_devices,
+            pending_files: hosts.files,
         })
+    }
+
+    /// Creates (truncating) the files FIFOs write to; called when the guest is about to
+    /// start, when nothing can refuse the run any more. A file's first failed write stops
+    /// the run (see [`crate::output`]).
+    pub fn open_host_outputs(&self) -> Result<(), crate::files::FileError> {
+        for p in &self.pending_files {
+            let file = crate::files::create_output(&p.path)?;
+            let out = Output::new(
+                format!("the output file of FIFO {} ({})", p.name, p.path.display()),
+                Box::new(file),
+                self.control.clone(),
+            );
+            p.device.drain_fifo(p.fifo, Box::new(out));
+        }
+        Ok(())
+    }
+
+    /// The FIFO output files (created by [`Platform::open_host_outputs`]).
+    pub fn output_files(&self) -> Vec<PathBuf> {
+        self.pending_files.iter().map(|p| p.path.clone()).collect()
     }
 
     /// The MMIO tree then the I/O-port tree, as `/proc/iomem` and `/proc/ioports` print them.
@@ -648,13 +717,10 @@ pub fn device_description(
         } => {
             let path = config.resolve(&file);
             let err = |reason: String| config.error(format!("{key}.svd.file"), format!("{}: {reason}", path.display()));
-            let meta = std::fs::metadata(&path).map_err(|e| err(format!("cannot read: {e}")))?;
-            if !meta.is_file() || meta.len() > MAX_SVD_BYTES {
-                return Err(err(format!(
-                    "an SVD file must be a regular file of at most {MAX_SVD_BYTES} bytes"
-                )));
-            }
-            let xml = std::fs::read_to_string(&path).map_err(|e| err(format!("cannot read: {e}")))?;
+            let bytes =
+                crate::files::read_input(&path, MAX_SVD_BYTES, "an SVD file may have").map_err(|e| err(e.reason()))?;
+            let xml =
+                String::from_utf8(bytes).map_err(|_| err("not UTF-8 text: is it an SVD (XML) file?".to_owned()))?;
             let import = mmiolab_regmodel::svd::import(&xml, &peripheral)
                 .map_err(|e| config.error(format!("{key}.svd"), format!("{}: {e}", path.display())))?;
             for w in &import.warnings {
@@ -976,6 +1042,45 @@ pio = [{ base = 0x378, size = 8 }]
             .unwrap()
             .to_string();
         assert!(e.contains("device[0].svd: ") && e.contains("NOPE"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fifo_output_files_are_created_only_when_asked_and_never_shared() {
+        let dir = std::env::temp_dir().join(format!("mmiolab-platform-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let uart = |name: &str, port: u32| {
+            format!(
+                "[[device]]\nname = \"{name}\"\nmodel = \"uart16550\"\npio = [{{ base = {port:#x}, size = 8 }}]\n\
+                 fifo = {{ tx = {{ to = \"file:tx.out\" }} }}\n"
+            )
+        };
+        let path = dir.join("m.toml");
+        let one = uart("a", 0x2f8);
+        let config = MachineConfig::parse(&one, &path).unwrap();
+        std::fs::write(dir.join("tx.out"), "keep").unwrap();
+        let p = Platform::build(&config, Box::new(std::io::sink())).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tx.out")).unwrap(),
+            "keep",
+            "building truncates nothing"
+        );
+        p.open_host_outputs().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tx.out")).unwrap(),
+            "",
+            "created when the guest starts"
+        );
+        let two = one + &uart("b", 0x2e8);
+        let config = MachineConfig::parse(&two, &path).unwrap();
+        let e = Platform::build(&config, Box::new(std::io::sink()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("device[1].fifo.tx: ") && e.contains("it is the output of FIFO a.tx"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

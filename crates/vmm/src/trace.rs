@@ -68,7 +68,10 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mmiolab_bus::{AddressSpace, Bus, RegionId, RegionKind, Routed};
-use mmiolab_devices::{AccessRecord, Clock, Dir, EventRecord, FieldValue, Note, Space, TraceSink, le_u64};
+use mmiolab_devices::{
+    AccessRecord, Clock, Dir, EventRecord, FieldValue, Note, OutputFailure, Space, StopReason, TraceSink, VmControl,
+    le_u64,
+};
 
 /// The format version written in every JSON line's `"v"`.
 pub const FORMAT_VERSION: u32 = 2;
@@ -184,25 +187,44 @@ struct RegionInfo {
 struct Out {
     w: Box<dyn Write + Send>,
     seq: u64,
-    /// Writes that failed; only the first is reported as it happens.
+    /// Records not written: the one whose write failed and every one after it.
     failed: u64,
     first_error: Option<io::Error>,
     finished: bool,
     /// The buffer of device records, kept between records: a fresh one would be zeroed
     /// (4 KiB of stores) for every record.
     record_line: Option<Box<LineBuf<RECORD_LINE>>>,
+    /// Told about the first failure, so that it ends the run: (the VM's control, the
+    /// trace's name in the report).
+    stop: Option<(Arc<VmControl>, String)>,
 }
 
 impl Out {
+    /// Writes one whole record. After a failure nothing more is written (a trace with a
+    /// hole in the middle would look complete); the first failure stops the run, once.
     fn write(&mut self, bytes: &[u8]) {
-        if let Err(e) = self.w.write_all(bytes) {
-            if self.failed == 0 {
-                log::error!("trace: write failed: {e} (further failures are only counted)");
-                self.first_error = Some(e);
-            }
+        if self.failed > 0 {
             self.failed += 1;
+            return;
+        }
+        if let Err(e) = self.w.write_all(bytes) {
+            self.failed = 1;
+            if let Some((control, name)) = &self.stop {
+                control.request_stop(StopReason::Output(OutputFailure::new(name.clone(), &e)));
+            }
+            self.first_error = Some(e);
         }
     }
+}
+
+/// The trace could not be written whole.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause} ({unwritten} records not written)")]
+pub struct TraceFailure {
+    /// The first failed write's error.
+    pub cause: io::Error,
+    /// Records not written: the failed one and every one after it.
+    pub unwritten: u64,
 }
 
 /// Writes trace lines for trapped accesses and device records.
@@ -289,6 +311,7 @@ impl Tracer {
                 first_error: None,
                 finished: false,
                 record_line: None,
+                stop: None,
             }),
         };
         tracer.filters = options.filters.iter().map(|f| tracer.resolve(f)).collect();
@@ -478,10 +501,16 @@ impl Tracer {
         lock(&self.out).w.flush()
     }
 
-    /// Ends the trace: closes a Perfetto document, flushes, and reports write failures
-    /// (the first one's cause and how many there were). Later records are dropped. Called
-    /// again, it only flushes.
-    pub fn finish(&self) -> io::Result<()> {
+    /// Makes the first failed write stop the run through `control`, as
+    /// [`StopReason::Output`] naming `name` ("the trace file t.jsonl") and the cause.
+    pub fn set_stop_on_failure(&mut self, control: Arc<VmControl>, name: impl Into<String>) {
+        lock(&self.out).stop = Some((control, name.into()));
+    }
+
+    /// Ends the trace: closes a Perfetto document, flushes, and reports a write failure
+    /// (its cause, and how many records were not written). Later records are dropped.
+    /// Called again, it only flushes.
+    pub fn finish(&self) -> Result<(), TraceFailure> {
         let mut out = lock(&self.out);
         if !out.finished {
             out.finished = true;
@@ -489,14 +518,19 @@ impl Tracer {
                 out.write(b"\n]\n");
             }
         }
-        let flushed = out.w.flush();
-        if let Some(e) = out.first_error.take() {
-            return Err(io::Error::new(
-                e.kind(),
-                format!("{} trace writes failed, the first with: {e}", out.failed),
-            ));
+        if out.first_error.is_none()
+            && let Err(e) = out.w.flush()
+        {
+            out.failed += 1;
+            out.first_error = Some(e);
         }
-        flushed
+        match out.first_error.take() {
+            Some(e) => Err(TraceFailure {
+                cause: e,
+                unwritten: out.failed,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -893,9 +927,122 @@ fn irq_events<const N: usize>(line: &mut LineBuf<N>, seq: u64, t_ns: u64, device
         line.str(device, MAX_NAME);
         line.lit(b"\"}}");
         if line.rolled_back(mark) {
-            log::debug!("trace: interrupt events of record {seq} dropped, line too long");
+            mmiolab_bus::log_limited!(
+                log::Level::Debug,
+                "trace: interrupt events of record {seq} dropped, line too long"
+            );
             return;
         }
+    }
+}
+
+/// How much of the trace [`TraceFile`] keeps in memory before writing.
+pub const TRACE_BUFFER: usize = 1 << 16;
+
+/// Where a [`TraceFile`] writes: something it can cut back after a partial write.
+pub trait TraceStore: Write + Send {
+    /// Cuts the store back to its first `len` bytes, if it can (a regular file can; a pipe
+    /// or a device cannot, and is left as it is).
+    fn cut(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl TraceStore for std::fs::File {
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        if self.metadata()?.is_file() {
+            self.set_len(len)?;
+        }
+        Ok(())
+    }
+}
+
+/// The trace file: buffered like a `BufWriter`, but it only ever holds whole records, and
+/// a write that fails part-way (a full disk) is cut back to the last whole record, so the
+/// file stays a valid trace: every line complete JSON (a Perfetto document a valid, merely
+/// unterminated, array).
+///
+/// The [`Tracer`] hands over each record in one `write_all`, which this takes in one
+/// `write` call, and the buffer is written out only between records.
+pub struct TraceFile<F: TraceStore = std::fs::File> {
+    file: F,
+    buf: Vec<u8>,
+    /// Bytes of the file known to end on a record boundary.
+    committed: u64,
+}
+
+impl<F: TraceStore> TraceFile<F> {
+    /// Buffers records for `file`, which must be empty (just created or truncated).
+    pub fn new(file: F) -> TraceFile<F> {
+        TraceFile {
+            file,
+            buf: Vec::with_capacity(TRACE_BUFFER),
+            committed: 0,
+        }
+    }
+
+    fn write_buffer(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        while done < self.buf.len() {
+            let result = match self.buf.get(done..) {
+                Some(rest) => self.file.write(rest),
+                None => break,
+            };
+            match result {
+                Ok(0) => return self.cut_back(done, io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                // An interrupted write to a pipe: the VMM interrupts vCPU threads only to
+                // stop them, and this one was waiting for a reader that did not read.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    let e = io::Error::new(
+                        e.kind(),
+                        "interrupted while waiting for the trace's reader, which had stopped reading",
+                    );
+                    return self.cut_back(done, e);
+                }
+                Err(e) => return self.cut_back(done, e),
+            }
+        }
+        self.committed += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// After `done` bytes of the buffer were written and then `e` happened: cuts the file
+    /// back to the last record boundary among them, and returns `e`.
+    fn cut_back(&mut self, done: usize, e: io::Error) -> io::Result<()> {
+        let keep = record_boundary(self.buf.get(..done).unwrap_or_default()) as u64;
+        // If even the cut fails, the error that matters is still the write's.
+        let _ = self.file.cut(self.committed + keep);
+        self.committed += keep;
+        self.buf.clear();
+        Err(e)
+    }
+}
+
+/// The length of the longest prefix of `written` that ends between two records: after a
+/// JSON line's `\n`, or before a Perfetto event's `,\n` separator.
+fn record_boundary(written: &[u8]) -> usize {
+    match written.iter().rposition(|&b| b == b'\n') {
+        Some(i) if i > 0 && written.get(i - 1) == Some(&b',') => i - 1,
+        Some(i) => i + 1,
+        None => 0,
+    }
+}
+
+impl<F: TraceStore> Write for TraceFile<F> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // Written out only between records (an empty buffer writes nothing).
+        if self.buf.len() + data.len() > TRACE_BUFFER {
+            self.write_buffer()?;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buffer()
     }
 }
 
@@ -1444,6 +1591,105 @@ mod tests {
         assert_eq!(instants[4]["args"]["seq"], 3);
     }
 
+    /// A disk that fills up: takes `room` bytes (the last write short), then fails.
+    #[derive(Default)]
+    struct SmallDisk {
+        data: Arc<Mutex<Vec<u8>>>,
+        room: usize,
+    }
+
+    impl Write for SmallDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut data = self.data.lock().unwrap();
+            let n = buf.len().min(self.room.saturating_sub(data.len()));
+            if n == 0 {
+                return Err(io::Error::other("No space left on device"));
+            }
+            data.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TraceStore for SmallDisk {
+        fn cut(&mut self, len: u64) -> io::Result<()> {
+            self.data.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_leaves_only_whole_records_in_the_file() {
+        for format in [TraceFormat::Jsonl, TraceFormat::Perfetto] {
+            let (mut b, data) = (BusBuilder::new(), Arc::new(Mutex::new(Vec::new())));
+            b.add_mmio_device(None, "dev", 0xd000_0000, 0x100, Arc::new(RegFile::new(0x100, None)))
+                .unwrap();
+            let disk = SmallDisk {
+                data: data.clone(),
+                room: 150_001,
+            };
+            let options = TraceOptions {
+                format,
+                filters: Vec::new(),
+            };
+            let t = Tracer::new(
+                Arc::new(b.build()),
+                Box::new(TraceFile::new(disk)),
+                Arc::new(ManualClock::new(0)),
+                &options,
+            );
+            for i in 0..5_000u64 {
+                t.record(
+                    0,
+                    AddressSpace::Mmio,
+                    Op::Write,
+                    0xd000_0000,
+                    &i.to_le_bytes(),
+                    Routed::Device,
+                );
+            }
+            let e = t.finish().unwrap_err().to_string();
+            assert!(e.starts_with("No space left on device ("), "{e}");
+            let text = String::from_utf8(data.lock().unwrap().clone()).unwrap();
+            let seqs: Vec<u64> = match format {
+                TraceFormat::Jsonl => {
+                    assert!(text.ends_with('\n'), "cut at a line's end");
+                    text.lines()
+                        .map(|l| {
+                            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                                .as_u64()
+                                .unwrap()
+                        })
+                        .collect()
+                }
+                TraceFormat::Perfetto => {
+                    let doc: serde_json::Value = serde_json::from_str(&format!("{text}]")).unwrap();
+                    doc.as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|e| e["ph"] == "i")
+                        .map(|e| e["args"]["seq"].as_u64().unwrap())
+                        .collect()
+                }
+            };
+            assert!(seqs.len() > 100 && seqs.len() < 5_000, "{}", seqs.len());
+            assert!(
+                seqs.iter().enumerate().all(|(i, &s)| s == i as u64),
+                "in order, none missing"
+            );
+        }
+    }
+
+    #[test]
+    fn record_boundaries_of_both_formats() {
+        assert_eq!(record_boundary(b"{\"a\":1}\n{\"b\""), 8);
+        assert_eq!(record_boundary(b"[\n{\"m\":1},\n{\"i\":"), 9);
+        assert_eq!(record_boundary(b"[\n{\"m"), 2);
+        assert_eq!(record_boundary(b"{\"a"), 0);
+    }
+
     /// Accepts the first `ok` writes, then fails every one.
     struct Failing {
         ok: usize,
@@ -1463,7 +1709,7 @@ mod tests {
     }
 
     #[test]
-    fn write_failures_are_counted_and_reported_at_the_end() {
+    fn the_first_write_failure_stops_the_run_and_nothing_is_written_after_it() {
         let bus = Arc::new(BusBuilder::new().build());
         let t = Tracer::new(
             bus,
@@ -1471,11 +1717,22 @@ mod tests {
             Arc::new(ManualClock::new(0)),
             &TraceOptions::default(),
         );
+        let control = Arc::new(VmControl::new().unwrap());
+        let mut t = t;
+        t.set_stop_on_failure(control.clone(), "the trace");
         for _ in 0..4 {
             t.record(0, AddressSpace::Pio, Op::Read, 0x80, &[0xff], Routed::Unmapped);
         }
+        assert_eq!(
+            control.reason(),
+            Some(StopReason::Output(OutputFailure {
+                output: "the trace".to_owned(),
+                cause: "disk full".to_owned(),
+                closed: false
+            }))
+        );
         let e = t.finish().unwrap_err();
-        assert_eq!(e.to_string(), "3 trace writes failed, the first with: disk full");
+        assert_eq!(e.to_string(), "disk full (3 records not written)");
         t.finish().unwrap();
     }
 }
