@@ -12,6 +12,9 @@ use mmiolab_vmm::machine::TraceOutput;
 use mmiolab_vmm::trace::{TraceFilter, TraceFormat, TraceOptions};
 use mmiolab_vmm::{MachineConfig, Platform, RunOptions, StopReason};
 
+mod checking;
+mod coverage;
+mod golden;
 mod guest_test;
 mod header;
 mod ktap;
@@ -21,6 +24,12 @@ mod ktap;
 const STATUS_FAULT: u8 = 1;
 /// Exit status when a Linux guest panicked (reported through pvpanic).
 const STATUS_GUEST_PANIC: u8 = 2;
+/// Exit status of `run --check` when the register checker found a rule broken that the
+/// machine file does not allow (and the guest's own status was 0).
+const STATUS_FINDINGS: u8 = 3;
+/// Exit status of `run --expect-trace` when the trace differs from the expected one (and
+/// the status was 0 otherwise).
+const STATUS_TRACE_DIFFERS: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -32,7 +41,8 @@ machine file. Every guest access to a device's MMIO or I/O-port registers exits 
 goes through one bus tree to the device model, and can be traced.\n\n\
 Exit status of `run`: the value the guest wrote to the test-exit port 0xf4 (low byte); 0 when \
 the guest powered off or reset the machine; 2 when a Linux guest panicked; 1 when the guest faulted (triple \
-fault, unhandled exit, timeout) or mmiolab could not start it."
+fault, unhandled exit, timeout) or mmiolab could not start it. When that status is 0: 3 when --check found \
+a broken register rule the machine file does not allow, 4 when --expect-trace found a difference."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -70,6 +80,20 @@ enum Command {
     Models {
         /// The model to print.
         name: Option<String>,
+    },
+    /// Register coverage of a run from its JSON-lines trace: for each described device,
+    /// each register and field read / written / never touched and each declared behaviour
+    /// that fired (docs/checker.md).
+    Coverage {
+        /// The trace (`mmiolab run --trace FILE`, JSON lines).
+        #[arg(long, value_name = "FILE")]
+        trace: PathBuf,
+        /// The machine file the run used.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also write the coverage as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
 }
 
@@ -147,6 +171,10 @@ struct TestArgs {
         conflicts_with = "from_log"
     )]
     trace_filter: Vec<TraceFilter>,
+    /// Run the register checker (docs/checker.md): findings not allowed by the machine file
+    /// fail the run (a `register-check` result).
+    #[arg(long, conflicts_with = "from_log")]
+    check: bool,
 }
 
 #[derive(Args)]
@@ -200,6 +228,20 @@ struct RunArgs {
     /// Do not print the end-of-run summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Check every access to described devices against their descriptions (docs/checker.md):
+    /// findings go to stderr at the end, to the trace, and make the exit status 3 (unless
+    /// the machine file allows the rule for the device, or the status is already non-zero).
+    #[arg(long)]
+    check: bool,
+    /// Also write the findings as JSON to FILE (implies --check).
+    #[arg(long, value_name = "FILE")]
+    check_json: Option<PathBuf>,
+    /// Compare the register-level trace of the run with FILE (a JSON-lines trace recorded
+    /// before), ignoring `seq`, `t_ns`, `due_ns`, findings and registers the description
+    /// marks `volatile`; the first difference is reported by register name and makes the
+    /// exit status 4 (unless it is already non-zero).
+    #[arg(long, value_name = "FILE")]
+    expect_trace: Option<PathBuf>,
 }
 
 /// `--trace-format`.
@@ -278,6 +320,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test(args),
         Command::Header(args) => header_command(&args).map(|()| 0),
         Command::Models { name } => models(name.as_deref()).map(|()| 0),
+        Command::Coverage { trace, config, json } => coverage::command(&trace, &config, json.as_deref()).map(|()| 0),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -363,6 +406,7 @@ impl Write for Capture {
 
 fn test(args: TestArgs) -> Result<u8> {
     let config = load_config(Some(&args.config))?;
+    let mut findings = Vec::new();
     let console = match &args.from_log {
         Some(log) => {
             String::from_utf8_lossy(&std::fs::read(log).with_context(|| format!("reading {}", log.display()))?)
@@ -395,11 +439,13 @@ fn test(args: TestArgs) -> Result<u8> {
                     trace,
                     timeout: Some(timeout),
                     stdin: false,
+                    check: args.check,
                 },
             )?;
             if let StopReason::Fault(why) = &report.reason {
                 eprintln!("mmiolab test: the guest faulted:\n{why}");
             }
+            findings = report.findings;
             let bytes = capture
                 .buf
                 .lock()
@@ -421,6 +467,9 @@ fn test(args: TestArgs) -> Result<u8> {
         &report,
         trace_text.as_ref().map(|t| t.as_deref().map_err(Clone::clone)),
     ));
+    if args.check {
+        results.push(checking::test_result(&findings));
+    }
     let mut failed = results.iter().filter(|r| !r.ok).count();
     for r in &results {
         let directive = r.directive.as_deref().map(|d| format!(" # {d}")).unwrap_or_default();
@@ -482,7 +531,20 @@ fn run(args: RunArgs) -> Result<u8> {
         m.vcpus = n;
     }
     let config = revalidate(config)?;
-    let trace = match &args.trace {
+    let check = args.check || args.check_json.is_some();
+    // --expect-trace needs a JSON-lines trace: the --trace file, or a temporary one.
+    let temp_trace = match (&args.expect_trace, &args.trace) {
+        (Some(_), None) => Some(golden::TempTrace::new()?),
+        _ => None,
+    };
+    if args.expect_trace.is_some() && matches!(args.trace_format, TraceFormatArg::Perfetto) {
+        bail!("--expect-trace compares JSON-lines traces: drop --trace-format perfetto");
+    }
+    let trace_path = args
+        .trace
+        .clone()
+        .or_else(|| temp_trace.as_ref().map(|t| t.path().to_owned()));
+    let trace = match &trace_path {
         Some(path) => {
             let f = File::create(path).with_context(|| format!("creating trace file {}", path.display()))?;
             Some(TraceOutput {
@@ -518,6 +580,7 @@ fn run(args: RunArgs) -> Result<u8> {
             trace,
             timeout,
             stdin: true,
+            check,
         },
     )?;
     let _ = std::io::stdout().flush();
@@ -531,6 +594,28 @@ fn run(args: RunArgs) -> Result<u8> {
             (STATUS_FAULT, "guest fault".to_owned())
         }
     };
+    let mut status = status;
+    if check {
+        let failing = checking::report(&report.findings);
+        if let Some(path) = &args.check_json {
+            checking::write_json(path, &report.findings)?;
+        }
+        if failing > 0 && status == 0 {
+            status = STATUS_FINDINGS;
+        }
+    }
+    if let (Some(expected), Some(path)) = (&args.expect_trace, &trace_path) {
+        let volatile = golden::volatile_registers(&config)?;
+        if let Err(diff) = golden::compare_files(path, expected, &volatile)? {
+            eprintln!("mmiolab: the trace differs from {}: {diff}", expected.display());
+            if status == 0 {
+                status = STATUS_TRACE_DIFFERS;
+            }
+        } else if !args.quiet {
+            eprintln!("mmiolab: the trace matches {}", expected.display());
+        }
+    }
+    drop(temp_trace);
     if !args.quiet {
         let u = report.unmapped;
         eprintln!(

@@ -294,6 +294,19 @@ pub struct DeviceConfig {
     pub pio: Vec<RegionConfig>,
     /// More of its device-tree node: `[device.dt]`.
     pub dt: Option<DeviceDtConfig>,
+    /// What `--check` lets this device's driver do: `[device.check]`.
+    pub check: Option<DeviceCheckConfig>,
+}
+
+/// `[device.check]`: rules of the register checker (`mmiolab run --check`, docs/checker.md)
+/// that this device's driver may break without failing the run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCheckConfig {
+    /// Rule names (`read-empty-fifo`, `reserved-bits`, ...): their findings are still
+    /// reported, marked allowed, and do not change the exit status.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// One region of a device.
@@ -810,6 +823,17 @@ impl MachineConfig {
                 && !self.buses.iter().any(|b| &b.name == bus)
             {
                 return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
+            }
+            for (k, rule) in dev.check.iter().flat_map(|c| c.allow.iter()).enumerate() {
+                if rule.parse::<crate::check::Rule>().is_err() {
+                    return Err(self.error(
+                        format!("{key}.check.allow[{k}]"),
+                        format!(
+                            "unknown rule `{rule}`; the rules are: {}",
+                            crate::check::Rule::ALL.map(crate::check::Rule::name).join(", ")
+                        ),
+                    ));
+                }
             }
             if dev.model.is_some() && dev.description.is_some() {
                 return Err(self.error(key, "give `model` or `description`, not both"));

@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Forward the host's stdin to COM1.
     pub stdin: bool,
+    /// Run the register checker (docs/checker.md); its findings are in the report.
+    pub check: bool,
 }
 
 /// A trace to write.
@@ -56,6 +58,8 @@ pub struct RunReport {
     pub exits: u64,
     /// INT3s re-injected because this host's KVM could not emulate them.
     pub int3_reinjected: u64,
+    /// The register checker's findings (empty without `check`).
+    pub findings: Vec<crate::check::Finding>,
 }
 
 /// TSS and identity-map pages that KVM on VMX hosts needs somewhere out of the guest's way.
@@ -93,7 +97,13 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         fds.push(fd);
     }
 
-    let tracer = opts.trace.map(|t| start_trace(&platform, t));
+    let tracer = opts.trace.map(|t| start_trace(&platform, t, !opts.check));
+    // The checker takes the tracer's place as the described devices' sink and forwards.
+    let checker = opts.check.then(|| {
+        let checker = Arc::new(crate::check::Checker::new(config, &platform, tracer.clone()));
+        crate::check::Checker::attach(&checker, &platform);
+        checker
+    });
     install_kick_handler()?;
     let mut events = event_loop(&platform, opts.stdin, opts.timeout)?;
     let control = platform.control.clone();
@@ -146,6 +156,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         unmapped: platform.bus.unmapped_counts(),
         exits: totals.exits,
         int3_reinjected: totals.int3_reinjected,
+        findings: checker.map(|c| c.findings()).unwrap_or_default(),
     })
 }
 
@@ -323,16 +334,17 @@ impl IrqChip for KvmIrqChip {
     }
 }
 
-/// The tracer for `t`, told which devices trace themselves and attached to them. Its clock
+/// The tracer for `t`, told which devices trace themselves and (with `attach`; the register
+/// checker attaches itself instead and forwards) attached to them. Its clock
 /// is the machine's, so `t_ns` and the `due_ns` of scheduled effects compare directly.
-fn start_trace(platform: &Platform, t: TraceOutput) -> Arc<Tracer> {
+fn start_trace(platform: &Platform, t: TraceOutput, attach: bool) -> Arc<Tracer> {
     let clock = platform.scheduler.clock().clone();
     let mut tracer = Tracer::new(platform.bus.clone(), t.out, clock, &t.options);
     for s in &platform.self_traced {
         tracer.set_self_traced(s.space, s.region);
     }
     let tracer = Arc::new(tracer);
-    for s in &platform.self_traced {
+    for s in platform.self_traced.iter().filter(|_| attach) {
         s.attach.attach_sink(tracer.clone());
     }
     tracer
