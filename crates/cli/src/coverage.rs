@@ -480,3 +480,72 @@ pub fn command(trace: &Path, config: &Path, json_out: Option<&Path>) -> Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESC: &str = r#"
+[device]
+name = "d"
+endianness = "big"
+[[register]]
+name = "R"
+offset = 0
+widths = [32]
+[[register.field]]
+name = "HI"
+bits = "31:24"
+[[register.field]]
+name = "LO"
+bits = "7:0"
+on_write = "w1c"
+"#;
+
+    fn line(op: &str, offset: &str, width: u64, effects: &str) -> String {
+        format!(
+            r#"{{"v":2,"seq":0,"t_ns":0,"kind":"access","vcpu":0,"space":"mmio","op":"{op}","addr":"0x0","width":{width},"value":"0x0","device":"d@0","offset":"{offset}","reg":"R","fields":{{}},"effects":{effects}}}"#
+        )
+    }
+
+    #[test]
+    fn byte_lanes_follow_the_byte_order_and_rejected_widths_count_nothing() {
+        let model = mmiolab_regmodel::compile_text(DESC, Path::new("d.toml")).unwrap();
+        // Big endian: the byte at offset 0 holds bits 31:24 (HI). A rejected byte write
+        // reaches nothing; a 32-bit write that clears LO fires its w1c behaviour.
+        let trace = [
+            line("read", "0x0", 1, "[]"),
+            line("write", "0x3", 1, r#"[{"bad_width":true}]"#),
+            line("write", "0x0", 4, r#"[{"cleared":"R.LO","bits":"0x1"}]"#),
+        ]
+        .join("\n");
+        let cov = compute(&trace, &[("d".to_owned(), vec!["d@0".to_owned()], &model)]).unwrap();
+        let d = &cov[0];
+        assert_eq!(d.registers[0].reads, 1);
+        assert_eq!(d.registers[0].writes, 1);
+        assert_eq!(
+            d.registers[0].fields,
+            vec![("HI".to_owned(), true, true), ("LO".to_owned(), false, true)]
+        );
+        assert_eq!(
+            d.behaviours,
+            vec![Behaviour {
+                what: "w1c R.LO".to_owned(),
+                fired: 1
+            }]
+        );
+        let t = d.totals();
+        assert_eq!(
+            (t.fields, t.fields_read, t.fields_written, t.fields_touched),
+            (2, 1, 2, 2)
+        );
+        assert_eq!((t.behaviours, t.behaviours_fired), (1, 1));
+    }
+
+    #[test]
+    fn a_trace_of_another_format_is_refused() {
+        let model = mmiolab_regmodel::compile_text(DESC, Path::new("d.toml")).unwrap();
+        let e = compute("{\"seq\":0}\n", &[("d".to_owned(), Vec::new(), &model)]).unwrap_err();
+        assert_eq!(e.to_string(), "trace line 1: not a version 2 JSON-lines trace line");
+    }
+}

@@ -1136,6 +1136,25 @@ mod tests {
     }
 
     #[test]
+    fn check_allow_takes_known_rules_only() {
+        let dev = |allow: &str| {
+            format!(
+                "[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{{ base = 0xd0000000, size = 16 }}]\n[device.check]\nallow = {allow}\n"
+            )
+        };
+        let c = parse(&dev(r#"["read-empty-fifo", "hole"]"#)).unwrap();
+        let allow = c.devices[0].check.as_ref().map(|c| c.allow.clone());
+        assert_eq!(allow, Some(vec!["read-empty-fifo".to_owned(), "hole".to_owned()]));
+        let e = parse(&dev(r#"["hole", "read-empty"]"#)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "m.toml: device[0].check.allow[1]: unknown rule `read-empty`; the rules are: bad-width, hole,"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn zero_length_region_is_refused() {
         let e = parse("[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{ base = 0xd0000000, size = 0 }]\n")
             .unwrap_err()
