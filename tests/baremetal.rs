@@ -79,6 +79,10 @@ fn main() {
         ),
         Trial::test("tree_prints_both_address_spaces", tree_prints_both_address_spaces),
         Trial::test(
+            "test_expect_trace_judges_a_recorded_trace",
+            test_expect_trace_judges_a_recorded_trace,
+        ),
+        Trial::test(
             "models_lists_and_prints_the_bundled_descriptions",
             models_lists_and_prints_the_bundled_descriptions,
         ),
@@ -1082,6 +1086,53 @@ fn coverage_of_described_is_exact() -> Result<(), Failed> {
     let want_line = "total: registers 22/24 touched (91.7%), 17 read (70.8%), 19 written (79.2%); fields 24/28 touched (85.7%), 21 read (75.0%), 22 written (78.6%); behaviours 19/26 fired (73.1%)";
     if !table.lines().any(|l| l == want_line) {
         return Err(format!("the table lacks\n{want_line}\nit is:\n{table}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `mmiolab test --from-log LOG --trace T --expect-trace E` judges the trace of a run made
+/// elsewhere: a `golden-trace` result that passes when T matches E and fails, naming the
+/// register, when it does not (no guest is booted).
+fn test_expect_trace_judges_a_recorded_trace() -> Result<(), Failed> {
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/expected/described.trace.jsonl");
+    let dir = scratch("test-expect-trace")?;
+    let log = dir.join("console.log");
+    std::fs::write(&log, "KTAP version 1\n1..1\nok 1 something\n")?;
+    let text = std::fs::read_to_string(&expected)?;
+    let changed = dir.join("changed.jsonl");
+    let needle = r#""value":"0xaa00a35","device":"beh","offset":"0xc","reg":"MODS""#;
+    std::fs::write(
+        &changed,
+        text.replace(needle, &needle.replace("0xaa00a35", "0xaa00a36")),
+    )?;
+    let judge = |trace: &Path| -> Result<String, Failed> {
+        let out = mmiolab(&[
+            "test",
+            "--config",
+            DESCRIBED,
+            "--from-log",
+            path_str(&log)?,
+            "--trace",
+            path_str(trace)?,
+            "--expect-trace",
+            path_str(&expected)?,
+        ]);
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let same = judge(&expected)?;
+    if !same.lines().any(|l| l == "PASS golden-trace") {
+        return Err(format!("no PASS golden-trace:\n{same}").into());
+    }
+    let differs = judge(&changed)?;
+    let lines: Vec<&str> = differs.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "FAIL golden-trace")
+        .ok_or_else(|| format!("no FAIL golden-trace:\n{differs}"))?;
+    let detail = lines.get(at + 1).copied().unwrap_or_default();
+    if detail != "    first difference at beh.MODS (trace line 6, expected line 6):" {
+        return Err(format!("the failure says {detail:?}:\n{differs}").into());
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -131,6 +131,22 @@ pub fn compare_files(got: &Path, expected: &Path, volatile: &Volatile) -> Result
     compare(&read(got)?, &read(expected)?, volatile).map_err(anyhow::Error::msg)
 }
 
+/// The `golden-trace` result of `mmiolab test --expect-trace`: the trace at `got` compared
+/// with `expected`; a failure carries the difference (or why they could not be compared).
+pub fn test_result(got: &Path, expected: &Path, volatile: &Volatile) -> crate::ktap::TestResult {
+    let (ok, details) = match compare_files(got, expected, volatile) {
+        Ok(Ok(())) => (true, Vec::new()),
+        Ok(Err(diff)) => (false, diff.lines().map(str::to_owned).collect()),
+        Err(e) => (false, vec![format!("{e:#}")]),
+    };
+    crate::ktap::TestResult {
+        name: "golden-trace".to_owned(),
+        ok,
+        directive: None,
+        details,
+    }
+}
+
 /// A trace file in the temporary directory, removed when dropped.
 pub struct TempTrace(PathBuf);
 

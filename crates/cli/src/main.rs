@@ -175,6 +175,10 @@ struct TestArgs {
     /// fail the run (a `register-check` result).
     #[arg(long, conflicts_with = "from_log")]
     check: bool,
+    /// Compare the --trace file with FILE as `run --expect-trace` does (docs/checker.md):
+    /// a `golden-trace` result that fails on the first difference.
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    expect_trace: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -469,6 +473,13 @@ fn test(args: TestArgs) -> Result<u8> {
     ));
     if args.check {
         results.push(checking::test_result(&findings));
+    }
+    if let (Some(expected), Some(path)) = (&args.expect_trace, &args.trace) {
+        results.push(golden::test_result(
+            path,
+            expected,
+            &golden::volatile_registers(&config)?,
+        ));
     }
     let mut failed = results.iter().filter(|r| !r.ok).count();
     for r in &results {
