@@ -409,14 +409,14 @@ pub fn table(devices: &[DeviceCoverage]) -> String {
             } else {
                 ""
             };
-            let _ = writeln!(
-                out,
+            let row = format!(
                 "  {:<16} {:>8} {:>8}  {}{never}",
                 r.name,
                 r.reads,
                 r.writes,
                 fields.join(" ")
             );
+            let _ = writeln!(out, "{}", row.trim_end());
         }
         for b in &d.behaviours {
             let mark = if b.fired > 0 { "x" } else { " " };

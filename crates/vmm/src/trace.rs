@@ -9,7 +9,8 @@
 //!   (and the order in which each device saw its accesses, also with several vCPUs);
 //! - `"t_ns"`: the machine's clock (ns since the machine was built; the `due_ns` of a
 //!   scheduled effect is on the same clock), read when the line is written;
-//! - `"kind"`: `"access"` (a guest access) or `"event"` (a device acting on its own).
+//! - `"kind"`: `"access"` (a guest access), `"event"` (a device acting on its own) or
+//!   `"finding"` (a rule of the register checker broken, only with `--check`; below).
 //!
 //! An access to a generic device (or to no device):
 //!
