@@ -13,6 +13,7 @@ use serde_json::Value;
 
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/baremetal.toml");
 const DESCRIBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/described.toml");
+const CHECKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/checks.toml");
 
 fn main() {
     let args = Arguments::from_args();
@@ -51,6 +52,24 @@ fn main() {
             described_device_every_behaviour_and_interrupts,
         ),
         kvm(
+            "checker_reports_each_broken_rule_exactly",
+            checker_reports_each_broken_rule_exactly,
+        ),
+        kvm("checker_off_changes_nothing", checker_off_changes_nothing),
+        kvm(
+            "checker_finds_nothing_in_legal_accesses",
+            checker_finds_nothing_in_legal_accesses,
+        ),
+        kvm(
+            "golden_trace_matches_and_names_the_first_difference",
+            golden_trace_matches_and_names_the_first_difference,
+        ),
+        kvm(
+            "golden_trace_skips_volatile_registers",
+            golden_trace_skips_volatile_registers,
+        ),
+        kvm("coverage_of_described_is_exact", coverage_of_described_is_exact),
+        kvm(
             "fifo_host_sides_carry_data_through_files",
             fifo_host_sides_carry_data_through_files,
         ),
@@ -59,6 +78,10 @@ fn main() {
             fifo_host_sides_carry_data_through_a_unix_socket,
         ),
         Trial::test("tree_prints_both_address_spaces", tree_prints_both_address_spaces),
+        Trial::test(
+            "test_expect_trace_judges_a_recorded_trace",
+            test_expect_trace_judges_a_recorded_trace,
+        ),
         Trial::test(
             "models_lists_and_prints_the_bundled_descriptions",
             models_lists_and_prints_the_bundled_descriptions,
@@ -101,7 +124,10 @@ fn run_traced(program: &str, extra: &[&str]) -> Result<(Output, Vec<Value>), Fai
 
 /// Runs `program` on `machine` with tracing; returns the output and the trace.
 fn run_traced_on(machine: &str, program: &str, extra: &[&str]) -> Result<(Output, Vec<Value>), Failed> {
-    let dir = std::env::temp_dir().join(format!("mmiolab-test-{}-{program}", std::process::id()));
+    // Tests run in parallel, some the same program: each run gets its own directory.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mmiolab-test-{}-{program}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let trace = dir.join("trace.jsonl");
     let fw = firmware(program);
@@ -570,5 +596,546 @@ fn models_lists_and_prints_the_bundled_descriptions() -> Result<(), Failed> {
     if !err.contains("no bundled model `nope`; there are: demo") {
         return Err(format!("stderr: {err}").into());
     }
+    Ok(())
+}
+
+/// A scratch directory for one test, removed by the test when it passes.
+fn scratch(name: &str) -> Result<PathBuf, Failed> {
+    let dir = std::env::temp_dir().join(format!("mmiolab-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A finding as (device, register, field, rule, count, allowed).
+type FindingRow = (String, Value, Value, String, u64, bool);
+
+/// A register's coverage as (name, reads, writes, fields read, fields written).
+type CoverageRow<N> = (N, u64, u64, Vec<String>, Vec<String>);
+
+/// The findings of a `--check-json` file.
+fn findings_in(path: &Path) -> Result<Vec<FindingRow>, Failed> {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let list = doc["findings"].as_array().ok_or("no findings array")?;
+    list.iter()
+        .map(|f| {
+            Ok((
+                f["device"].as_str().ok_or("device")?.to_owned(),
+                f["register"].clone(),
+                f["field"].clone(),
+                f["rule"].as_str().ok_or("rule")?.to_owned(),
+                f["count"].as_u64().ok_or("count")?,
+                f["allowed"].as_bool().ok_or("allowed")?,
+            ))
+        })
+        .collect()
+}
+
+/// `firmware/asm/checks.S` breaks each rule a known number of times (its header lists
+/// them): `--check` must report exactly those findings, in the JSON file, on stderr and in
+/// the trace, and exit 3 because some are not allowed.
+fn checker_reports_each_broken_rule_exactly() -> Result<(), Failed> {
+    let dir = scratch("checks")?;
+    let json = dir.join("findings.json");
+    let (out, trace) = run_traced_on(
+        CHECKS,
+        "checks",
+        &["--check", "--check-json", json.to_str().ok_or("path is not UTF-8")?],
+    )?;
+    expect_status(&out, 3)?;
+    let got = findings_in(&json)?;
+    let s = |v: &str| Value::String(v.to_owned());
+    let want = vec![
+        ("chk".to_owned(), Value::Null, Value::Null, "hole".to_owned(), 1, false),
+        (
+            "chk".to_owned(),
+            s("CFG"),
+            Value::Null,
+            "reserved-bits".to_owned(),
+            1,
+            false,
+        ),
+        (
+            "chk".to_owned(),
+            s("DATA"),
+            s("q"),
+            "write-full-fifo".to_owned(),
+            1,
+            false,
+        ),
+        (
+            "chk".to_owned(),
+            s("DATA"),
+            s("q"),
+            "read-empty-fifo".to_owned(),
+            2,
+            false,
+        ),
+        (
+            "chk".to_owned(),
+            s("ID"),
+            s("ID"),
+            "write-read-only".to_owned(),
+            2,
+            false,
+        ),
+        (
+            "chk".to_owned(),
+            s("KEY"),
+            s("KEY"),
+            "write-once-again".to_owned(),
+            1,
+            false,
+        ),
+        (
+            "chk".to_owned(),
+            s("TXDATA"),
+            Value::Null,
+            "read-write-only".to_owned(),
+            3,
+            false,
+        ),
+        (
+            "chk".to_owned(),
+            s("WIDE"),
+            Value::Null,
+            "bad-width".to_owned(),
+            1,
+            false,
+        ),
+        (
+            "chk2".to_owned(),
+            s("DATA"),
+            s("q"),
+            "read-empty-fifo".to_owned(),
+            1,
+            true,
+        ),
+    ];
+    let sorted = |mut v: Vec<FindingRow>| {
+        v.sort_by_key(|f| format!("{f:?}"));
+        v
+    };
+    if sorted(got.clone()) != sorted(want.clone()) {
+        return Err(format!("findings:\n{got:#?}\nexpected:\n{want:#?}").into());
+    }
+    // stderr: one line per finding, with its count.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("mmiolab: check: ")).collect();
+    let wanted_lines = [
+        "mmiolab: check: read-write-only: chk.TXDATA at mmio 0xd000000c, vCPU 0, 3 times: read of a write-only register",
+        "mmiolab: check: read-empty-fifo: chk2.DATA (q) at mmio 0xd0001018, vCPU 0, 1 time: read of an empty FIFO (the description forbids it) [allowed by the machine file]",
+        "mmiolab: check: 8 finding(s), 1 more allowed by the machine file",
+    ];
+    for w in wanted_lines {
+        if !lines.contains(&w) {
+            return Err(format!("stderr lacks\n  {w}\nit has:\n{stderr}").into());
+        }
+    }
+    if lines.len() != want.len() + 1 {
+        return Err(format!(
+            "stderr has {} check lines, expected {}:\n{stderr}",
+            lines.len(),
+            want.len() + 1
+        )
+        .into());
+    }
+    // The trace: one finding line per offending access, right after its access line.
+    let mut per_rule = std::collections::BTreeMap::new();
+    for (i, line) in trace.iter().enumerate() {
+        if line["kind"] != "finding" {
+            continue;
+        }
+        let prev = i
+            .checked_sub(1)
+            .and_then(|p| trace.get(p))
+            .ok_or("a finding opens the trace")?;
+        if prev["kind"] != "access" || prev["addr"] != line["addr"] || prev["reg"] != line["reg"] {
+            return Err(format!("finding {line} does not follow its access (previous line {prev})").into());
+        }
+        let key = format!("{}.{}:{}", line["device"], line["reg"], line["rule"]);
+        *per_rule.entry(key).or_insert(0u64) += 1;
+    }
+    let total: u64 = per_rule.values().sum();
+    if total != want.iter().map(|w| w.4).sum::<u64>() {
+        return Err(format!("the trace has these finding lines: {per_rule:?}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Without `--check`, the same program exits 0 and its trace has no finding lines.
+fn checker_off_changes_nothing() -> Result<(), Failed> {
+    let (out, trace) = run_traced_on(CHECKS, "checks", &[])?;
+    expect_status(&out, 0)?;
+    if trace.iter().any(|l| l["kind"] == "finding") {
+        return Err("finding lines without --check".into());
+    }
+    if String::from_utf8_lossy(&out.stderr).contains("check:") {
+        return Err("check lines on stderr without --check".into());
+    }
+    Ok(())
+}
+
+/// `firmware/asm/checks_clean.S` makes the legal accesses to the same registers: no
+/// finding, exit 0, an empty JSON list.
+fn checker_finds_nothing_in_legal_accesses() -> Result<(), Failed> {
+    let dir = scratch("checks-clean")?;
+    let json = dir.join("findings.json");
+    let (out, trace) = run_traced_on(
+        CHECKS,
+        "checks_clean",
+        &["--check", "--check-json", json.to_str().ok_or("path is not UTF-8")?],
+    )?;
+    expect_status(&out, 0)?;
+    let got = findings_in(&json)?;
+    if !got.is_empty() || trace.iter().any(|l| l["kind"] == "finding") {
+        return Err(format!("findings in legal accesses: {got:?}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `--expect-trace` with the recorded trace of described.S matches (exit 0); with one
+/// value changed in the MODS line it fails with status 4 and names the register.
+fn golden_trace_matches_and_names_the_first_difference() -> Result<(), Failed> {
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/expected/described.trace.jsonl");
+    let fw = firmware("described");
+    let run = |expect: &Path| -> Result<Output, Failed> {
+        Ok(mmiolab(&[
+            "run",
+            "--config",
+            DESCRIBED,
+            "--firmware",
+            fw.to_str().ok_or("path is not UTF-8")?,
+            "--timeout",
+            "60",
+            "--expect-trace",
+            expect.to_str().ok_or("path is not UTF-8")?,
+        ]))
+    };
+    let out = run(&expected)?;
+    expect_status(&out, 0)?;
+    let text = std::fs::read_to_string(&expected)?;
+    let needle = r#""value":"0xaa00a35","device":"beh","offset":"0xc","reg":"MODS""#;
+    if text.matches(needle).count() != 1 {
+        return Err(format!("the expected trace should hold one MODS write of 0xaa00a35 ({needle})").into());
+    }
+    let dir = scratch("golden")?;
+    let changed = dir.join("changed.jsonl");
+    std::fs::write(
+        &changed,
+        text.replace(needle, &needle.replace("0xaa00a35", "0xaa00a36")),
+    )?;
+    let out = run(&changed)?;
+    expect_status(&out, 4)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.contains("first difference at beh.MODS (trace line 6, expected line 6)") {
+        return Err(format!("stderr does not name beh.MODS at line 6:\n{stderr}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// A trace recorded from checks_clean.S matches a new run also with the value of TICKS
+/// (volatile in the description) changed, and no longer with the value of CFG changed.
+fn golden_trace_skips_volatile_registers() -> Result<(), Failed> {
+    let dir = scratch("golden-volatile")?;
+    let recorded = dir.join("recorded.jsonl");
+    let fw = firmware("checks_clean");
+    let fw = fw.to_str().ok_or("path is not UTF-8")?;
+    let rec = recorded.to_str().ok_or("path is not UTF-8")?;
+    let out = mmiolab(&[
+        "run",
+        "--config",
+        CHECKS,
+        "--firmware",
+        fw,
+        "--timeout",
+        "60",
+        "--trace",
+        rec,
+    ]);
+    expect_status(&out, 0)?;
+    let text = std::fs::read_to_string(&recorded)?;
+    let run = |expect: &Path| {
+        mmiolab(&[
+            "run",
+            "--config",
+            CHECKS,
+            "--firmware",
+            fw,
+            "--timeout",
+            "60",
+            "--expect-trace",
+            expect.to_str().unwrap_or_default(),
+        ])
+    };
+    let changed = |name: &str, from: &str, to: &str| -> Result<PathBuf, Failed> {
+        if text.matches(from).count() != 1 {
+            return Err(format!("the recorded trace should hold `{from}` once").into());
+        }
+        let path = dir.join(format!("changed-{name}.jsonl"));
+        std::fs::write(&path, text.replace(from, to))?;
+        Ok(path)
+    };
+    let ticks = changed(
+        "ticks",
+        r#""op":"read","addr":"0xd0000020","width":4,"value":"0x100""#,
+        r#""op":"read","addr":"0xd0000020","width":4,"value":"0x999""#,
+    )?;
+    expect_status(&run(&ticks), 0)?;
+    let cfg = changed(
+        "cfg",
+        r#""op":"read","addr":"0xd0000008","width":4,"value":"0xb""#,
+        r#""op":"read","addr":"0xd0000008","width":4,"value":"0x3""#,
+    )?;
+    let out = run(&cfg);
+    expect_status(&out, 4)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.contains("first difference at chk.CFG") {
+        return Err(format!("stderr does not name chk.CFG:\n{stderr}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `mmiolab coverage` on the trace of firmware/asm/described.S: every figure as the
+/// program's accesses give it (derived from reading described.S, not from the tool).
+fn coverage_of_described_is_exact() -> Result<(), Failed> {
+    let dir = scratch("coverage")?;
+    let trace = dir.join("trace.jsonl");
+    let json = dir.join("coverage.json");
+    let fw = firmware("described");
+    let t = trace.to_str().ok_or("path is not UTF-8")?;
+    let out = mmiolab(&[
+        "run",
+        "--config",
+        DESCRIBED,
+        "--firmware",
+        fw.to_str().ok_or("path is not UTF-8")?,
+        "--timeout",
+        "60",
+        "--trace",
+        t,
+    ]);
+    expect_status(&out, 0)?;
+    let out = mmiolab(&[
+        "coverage",
+        "--trace",
+        t,
+        "--config",
+        DESCRIBED,
+        "--json",
+        json.to_str().ok_or("path is not UTF-8")?,
+    ]);
+    expect_status(&out, 0)?;
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    let devices = doc["devices"].as_array().ok_or("no devices")?;
+    let names: Vec<&str> = devices.iter().filter_map(|d| d["device"].as_str()).collect();
+    if names != ["beh", "be"] {
+        return Err(format!("devices {names:?}").into());
+    }
+    // (register, reads, writes, fields read, fields written). Reads and writes that reach
+    // the register: a width the register rejects (WIDE's byte accesses) reaches nothing.
+    // STATUS: 4 reads and a write in the checks, then per level interrupt the handler's
+    // read and W1C write, plus 3 and 2 reads after the first and second interrupt. SEQ:
+    // 2 + 300 + 1 + 1 reads. DATA: 5 pushes and 5 pops over MMIO, 3 + 3 by rep outsl/insl.
+    // 0x24: reads reach RXD, the write reaches TXD. 0x2c: BANK0 and BANK1 by LCR.DLAB.
+    let all = |r: &[&str]| r.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    let none: Vec<String> = Vec::new();
+    let beh: Vec<CoverageRow<&str>> = vec![
+        ("ID", 3, 1, none.clone(), none.clone()),
+        ("CTRL", 0, 2, none.clone(), all(&["GO", "IE"])),
+        (
+            "STATUS",
+            11,
+            3,
+            all(&["DONE", "ERR", "CNT"]),
+            all(&["DONE", "ERR", "CNT"]),
+        ),
+        (
+            "MODS",
+            2,
+            1,
+            all(&["S", "T", "Z", "W", "C", "ZS", "ZT"]),
+            all(&["S", "T", "Z", "W", "C", "ZS", "ZT"]),
+        ),
+        ("ONCE", 1, 2, none.clone(), none.clone()),
+        ("RDSET", 2, 1, none.clone(), none.clone()),
+        ("SEQ", 304, 1, all(&["N", "SAT"]), all(&["N", "SAT"])),
+        ("DATA", 8, 8, none.clone(), none.clone()),
+        (
+            "FSTAT",
+            4,
+            1,
+            all(&["LEVEL", "EMPTY", "FULL", "OVR", "UDR"]),
+            all(&["LEVEL", "EMPTY", "FULL", "OVR", "UDR"]),
+        ),
+        ("RXD", 2, 0, none.clone(), none.clone()),
+        ("TXD", 0, 1, none.clone(), none.clone()),
+        ("LCR", 0, 2, none.clone(), all(&["DLAB"])),
+        ("BANK0", 1, 1, none.clone(), none.clone()),
+        ("BANK1", 1, 1, none.clone(), none.clone()),
+        ("WIDE", 1, 1, none.clone(), none.clone()),
+        ("SPLIT", 2, 2, none.clone(), none.clone()),
+        ("LATER", 0, 1, none.clone(), none.clone()),
+        ("CH[0]", 0, 0, none.clone(), none.clone()),
+        ("CH[1]", 1, 0, all(&["GO", "DONE"]), none.clone()),
+        ("CH[2]", 1, 1, all(&["GO", "DONE"]), all(&["GO", "DONE"])),
+        ("CH[3]", 0, 0, none.clone(), none.clone()),
+    ];
+    let be: Vec<CoverageRow<&str>> = vec![
+        ("WORD", 2, 0, none.clone(), none.clone()),
+        ("KICK", 0, 1, none.clone(), none.clone()),
+        ("PEND", 3, 1, none.clone(), none.clone()),
+    ];
+    for (device, want) in devices.iter().zip([&beh, &be]) {
+        let regs = device["registers"].as_array().ok_or("no registers")?;
+        let got: Vec<CoverageRow<String>> = regs
+            .iter()
+            .map(|r| {
+                let fields = |key: &str| {
+                    r["fields"]
+                        .as_array()
+                        .map(|fs| {
+                            fs.iter()
+                                .filter(|f| f[key] == true)
+                                .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                                .collect::<Vec<String>>()
+                        })
+                        .unwrap_or_default()
+                };
+                (
+                    r["name"].as_str().unwrap_or("?").to_owned(),
+                    r["reads"].as_u64().unwrap_or(u64::MAX),
+                    r["writes"].as_u64().unwrap_or(u64::MAX),
+                    fields("read"),
+                    fields("written"),
+                )
+            })
+            .collect();
+        let want: Vec<CoverageRow<String>> = want
+            .iter()
+            .map(|(n, r, w, fr, fw)| ((*n).to_owned(), *r, *w, fr.clone(), fw.clone()))
+            .collect();
+        if got != want {
+            return Err(format!("{} registers:\n{got:?}\nexpected:\n{want:?}", device["device"]).into());
+        }
+    }
+    // Behaviours, in description order: W1C and read-to-clear fields, FIFO full /
+    // overflow / underflow, effects (one per array element), interrupts raised / lowered.
+    // The handler's W1C clears STATUS.DONE twice and its read clears STATUS.CNT twice;
+    // writing 2 clears ERR, 0x100 SEQ.SAT, 0x30000 FSTAT.OVR and UDR; the fourth push
+    // fills rx, the fifth overflows, the fifth pop underflows; complete runs twice, count
+    // once per SEQ read (304); only CH[2] is started. In "be", the handler's write clears
+    // PEND, set once by the kick effect, whose edge is the one interrupt.
+    let beh_behaviours: Vec<(&str, u64)> = vec![
+        ("w1c STATUS.DONE", 2),
+        ("w1c STATUS.ERR", 1),
+        ("rclr STATUS.CNT", 2),
+        ("w1c SEQ.SAT", 1),
+        ("w1c FSTAT.OVR", 1),
+        ("w1c FSTAT.UDR", 1),
+        ("w1c CH[0].DONE", 0),
+        ("w1c CH[1].DONE", 0),
+        ("w1c CH[2].DONE", 0),
+        ("w1c CH[3].DONE", 0),
+        ("fifo rx full", 1),
+        ("fifo rx overflow", 1),
+        ("fifo rx underflow", 1),
+        ("effect complete", 2),
+        ("effect count", 304),
+        ("effect echo", 1),
+        ("effect later", 1),
+        ("effect chan[0]", 0),
+        ("effect chan[1]", 0),
+        ("effect chan[2]", 1),
+        ("effect chan[3]", 0),
+        ("irq done raised", 2),
+        ("irq done lowered", 2),
+    ];
+    let be_behaviours: Vec<(&str, u64)> = vec![("w1c PEND", 1), ("effect kick", 1), ("irq kick raised", 1)];
+    for (device, want) in devices.iter().zip([&beh_behaviours, &be_behaviours]) {
+        let got: Vec<(String, u64)> = device["behaviours"]
+            .as_array()
+            .ok_or("no behaviours")?
+            .iter()
+            .map(|b| {
+                (
+                    b["what"].as_str().unwrap_or("?").to_owned(),
+                    b["fired"].as_u64().unwrap_or(u64::MAX),
+                )
+            })
+            .collect();
+        let want: Vec<(String, u64)> = want.iter().map(|(w, n)| ((*w).to_owned(), *n)).collect();
+        if got != want {
+            return Err(format!("{} behaviours:\n{got:?}\nexpected:\n{want:?}", device["device"]).into());
+        }
+    }
+    // Totals: beh has 21 registers (CH[0] and CH[3] never touched; 15 read, 17 written)
+    // and 28 declared fields (CTRL 2, STATUS 3, MODS 7, SEQ 2, FSTAT 5, LCR 1, CH 4 x 2),
+    // of which 21 read, 22 written, 24 touched; 16 of 23 behaviours fired. be: 3
+    // registers, all touched, 2 read, 2 written, no declared fields, 3 of 3 behaviours.
+    let totals = serde_json::json!({
+        "registers": 24, "registers_read": 17, "registers_written": 19, "registers_touched": 22,
+        "fields": 28, "fields_read": 21, "fields_written": 22, "fields_touched": 24,
+        "behaviours": 26, "behaviours_fired": 19
+    });
+    if doc["totals"] != totals {
+        return Err(format!("totals {}\nexpected {totals}", doc["totals"]).into());
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    let want_line = "total: registers 22/24 touched (91.7%), 17 read (70.8%), 19 written (79.2%); fields 24/28 touched (85.7%), 21 read (75.0%), 22 written (78.6%); behaviours 19/26 fired (73.1%)";
+    if !table.lines().any(|l| l == want_line) {
+        return Err(format!("the table lacks\n{want_line}\nit is:\n{table}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `mmiolab test --from-log LOG --trace T --expect-trace E` judges the trace of a run made
+/// elsewhere: a `golden-trace` result that passes when T matches E and fails, naming the
+/// register, when it does not (no guest is booted).
+fn test_expect_trace_judges_a_recorded_trace() -> Result<(), Failed> {
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/expected/described.trace.jsonl");
+    let dir = scratch("test-expect-trace")?;
+    let log = dir.join("console.log");
+    std::fs::write(&log, "KTAP version 1\n1..1\nok 1 something\n")?;
+    let text = std::fs::read_to_string(&expected)?;
+    let changed = dir.join("changed.jsonl");
+    let needle = r#""value":"0xaa00a35","device":"beh","offset":"0xc","reg":"MODS""#;
+    std::fs::write(
+        &changed,
+        text.replace(needle, &needle.replace("0xaa00a35", "0xaa00a36")),
+    )?;
+    let judge = |trace: &Path| -> Result<String, Failed> {
+        let out = mmiolab(&[
+            "test",
+            "--config",
+            DESCRIBED,
+            "--from-log",
+            path_str(&log)?,
+            "--trace",
+            path_str(trace)?,
+            "--expect-trace",
+            path_str(&expected)?,
+        ]);
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let same = judge(&expected)?;
+    if !same.lines().any(|l| l == "PASS golden-trace") {
+        return Err(format!("no PASS golden-trace:\n{same}").into());
+    }
+    let differs = judge(&changed)?;
+    let lines: Vec<&str> = differs.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "FAIL golden-trace")
+        .ok_or_else(|| format!("no FAIL golden-trace:\n{differs}"))?;
+    let detail = lines.get(at + 1).copied().unwrap_or_default();
+    if detail != "    first difference at beh.MODS (trace line 6, expected line 6):" {
+        return Err(format!("the failure says {detail:?}:\n{differs}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -24,6 +24,12 @@ pub const INPUT: u8 = 65;
 pub const HOST: u8 = 70;
 /// An output could not be written: the console, the trace, a FIFO's file, a report.
 pub const OUTPUT: u8 = 74;
+/// `run --check` found a register rule broken that the machine file does not allow, and
+/// the status would otherwise have been 0.
+pub const FINDINGS: u8 = 3;
+/// `run --expect-trace` found the trace different from the expected one, and the status
+/// would otherwise have been 0 (and no finding made it 3).
+pub const TRACE_DIFFERS: u8 = 4;
 /// `--timeout` passed with the guest still running.
 pub const TIMEOUT: u8 = 124;
 /// Standard output or standard error was closed (a broken pipe): the shell's status for a
@@ -45,6 +51,9 @@ Exit status:
   1      run: the guest faulted (triple fault, unhandled exit, emulation failure); test: a
          test failed or the guest's run did not end cleanly
   2      the guest kernel panicked (pvpanic)
+  3      run --check: a broken register rule the machine file does not allow (when the
+         status would otherwise be 0)
+  4      run --expect-trace: the trace differs from the expected one (likewise)
   64     the command line is wrong
   65     an input was refused: machine file, firmware, kernel, initrd, description, console
          log, or an output path that names one of them
@@ -178,8 +187,15 @@ pub fn describe(reason: &StopReason) -> (u8, String) {
 
 /// The exit status of a finished run, after printing its report on stderr: the fault
 /// report (always), the trace's failure (always), and the summary line (unless `quiet`).
-pub fn finish_run(report: &RunReport, quiet: bool) -> u8 {
+pub fn finish_run(report: &RunReport, quiet: bool, verdict: Option<(u8, &str)>) -> u8 {
     let (mut status, mut what) = describe(&report.reason);
+    // The checker's or the golden trace's verdict replaces only a success.
+    if let Some((code, why)) = verdict
+        && status == 0
+    {
+        status = code;
+        what = format!("{what}; but {why}");
+    }
     if let StopReason::Fault(details) = &report.reason {
         say(&format!("mmiolab: guest stopped with a fault:\n{details}"));
     }
@@ -266,7 +282,15 @@ mod tests {
                 cause: std::io::Error::other("No space left on device"),
                 unwritten: 1,
             }),
+            findings: Vec::new(),
         };
-        assert_eq!(finish_run(&report, true), OUTPUT);
+        assert_eq!(finish_run(&report, true, None), OUTPUT);
+        // A checker's verdict replaces only a success.
+        assert_eq!(finish_run(&report, true, Some((FINDINGS, "findings"))), OUTPUT);
+        let clean = RunReport {
+            trace_error: None,
+            ..report
+        };
+        assert_eq!(finish_run(&clean, true, Some((FINDINGS, "findings"))), FINDINGS);
     }
 }

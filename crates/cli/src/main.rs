@@ -15,7 +15,10 @@ use mmiolab_vmm::{MachineConfig, Platform, RunOptions};
 
 use crate::ending::{say, to_stdout};
 
+mod checking;
+mod coverage;
 mod ending;
+mod golden;
 mod guest_test;
 mod header;
 mod ktap;
@@ -67,6 +70,20 @@ enum Command {
     Models {
         /// The model to print.
         name: Option<String>,
+    },
+    /// Register coverage of a run from its JSON-lines trace: for each described device,
+    /// each register and field read / written / never touched and each declared behaviour
+    /// that fired (docs/checker.md).
+    Coverage {
+        /// The trace (`mmiolab run --trace FILE`, JSON lines).
+        #[arg(long, value_name = "FILE")]
+        trace: PathBuf,
+        /// The machine file the run used.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also write the coverage as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
 }
 
@@ -144,6 +161,14 @@ struct TestArgs {
         conflicts_with = "from_log"
     )]
     trace_filter: Vec<TraceFilter>,
+    /// Run the register checker (docs/checker.md): findings not allowed by the machine file
+    /// fail the run (a `register-check` result).
+    #[arg(long, conflicts_with = "from_log")]
+    check: bool,
+    /// Compare the --trace file with FILE as `run --expect-trace` does (docs/checker.md):
+    /// a `golden-trace` result that fails on the first difference.
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    expect_trace: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -200,6 +225,20 @@ struct RunArgs {
     /// Do not print the end-of-run summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Check every access to described devices against their descriptions (docs/checker.md):
+    /// findings go to stderr at the end, to the trace, and make the exit status 3 (unless
+    /// the machine file allows the rule for the device, or the status is already non-zero).
+    #[arg(long)]
+    check: bool,
+    /// Also write the findings as JSON to FILE (implies --check).
+    #[arg(long, value_name = "FILE")]
+    check_json: Option<PathBuf>,
+    /// Compare the register-level trace of the run with FILE (a JSON-lines trace recorded
+    /// before), ignoring `seq`, `t_ns`, `due_ns`, findings and registers the description
+    /// marks `volatile`; the first difference is reported by register name and makes the
+    /// exit status 4 (unless it is already non-zero).
+    #[arg(long, value_name = "FILE")]
+    expect_trace: Option<PathBuf>,
 }
 
 /// `--trace-format`.
@@ -300,6 +339,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test(args),
         Command::Header(args) => header_command(&args).map(|()| 0),
         Command::Models { name } => models(name.as_deref()).map(|()| 0),
+        Command::Coverage { trace, config, json } => coverage::command(&trace, &config, json.as_deref()).map(|()| 0),
     };
     match result {
         Ok(status) => ExitCode::from(status),
@@ -422,6 +462,7 @@ fn test(args: TestArgs) -> Result<u8> {
     if let Some(junit) = &args.junit {
         mmiolab_vmm::files::check_output(junit, "the JUnit report", &inputs)?;
     }
+    let mut findings = Vec::new();
     let (console, run) = match &args.from_log {
         Some(log) => {
             let bytes =
@@ -460,11 +501,13 @@ fn test(args: TestArgs) -> Result<u8> {
                     stdin: false,
                     stop_signals: Some(signals),
                     watch_stdio: false,
+                    check: args.check,
                 },
             )?;
             if let mmiolab_vmm::StopReason::Fault(why) = &report.reason {
                 say(&format!("mmiolab test: the guest faulted:\n{why}"));
             }
+            findings = report.findings;
             let bytes = capture
                 .buf
                 .lock()
@@ -486,6 +529,18 @@ fn test(args: TestArgs) -> Result<u8> {
     );
     verdict.failed += order.iter().filter(|r| !r.ok).count();
     verdict.results.extend(order);
+    if args.check {
+        verdict.results.push(checking::test_result(&findings));
+    }
+    if let (Some(expected), Some(path)) = (&args.expect_trace, &args.trace) {
+        verdict.results.push(golden::test_result(
+            path,
+            expected,
+            &golden::volatile_registers(&config)?,
+        ));
+    }
+    verdict.failed = verdict.results.iter().filter(|r| !r.ok).count()
+        + verdict.notes.iter().filter(|n| n.starts_with("FAIL")).count();
     let mut out = String::new();
     for r in &verdict.results {
         let directive = r.directive.as_deref().map(|d| format!(" # {d}")).unwrap_or_default();
@@ -579,7 +634,22 @@ fn run(args: RunArgs) -> Result<u8> {
         config.set_override(key, option);
     }
     let config = revalidate(config)?;
-    let trace = args.trace.map(|path| TraceOutput {
+    let check = args.check || args.check_json.is_some();
+    // --expect-trace needs a JSON-lines trace: the --trace file, or a temporary one.
+    let temp_trace = match (&args.expect_trace, &args.trace) {
+        (Some(_), None) => Some(golden::TempTrace::new()?),
+        _ => None,
+    };
+    if args.expect_trace.is_some() && matches!(args.trace_format, TraceFormatArg::Perfetto) {
+        return Err(usage_error(
+            "--expect-trace compares JSON-lines traces: drop --trace-format perfetto",
+        ));
+    }
+    let trace_path = args
+        .trace
+        .clone()
+        .or_else(|| temp_trace.as_ref().map(|t| t.path().to_owned()));
+    let trace = trace_path.clone().map(|path| TraceOutput {
         target: TraceTarget::File(path),
         options: TraceOptions {
             format: match args.trace_format {
@@ -614,9 +684,34 @@ fn run(args: RunArgs) -> Result<u8> {
             stdin: true,
             stop_signals: Some(signals),
             watch_stdio: true,
+            check,
         },
     )?;
-    Ok(ending::finish_run(&report, args.quiet))
+    // The checker's and the golden trace's verdicts, said before the summary line.
+    let mut verdict: Option<(u8, &str)> = None;
+    if check {
+        let failing = checking::report(&report.findings);
+        if let Some(path) = &args.check_json {
+            checking::write_json(path, &report.findings)?;
+        }
+        if failing > 0 {
+            verdict = Some((ending::FINDINGS, "the register checker found broken rules"));
+        }
+    }
+    if let (Some(expected), Some(path)) = (&args.expect_trace, &trace_path) {
+        let volatile = golden::volatile_registers(&config)?;
+        if let Err(diff) = golden::compare_files(path, expected, &volatile)? {
+            say(&format!(
+                "mmiolab: the trace differs from {}: {diff}",
+                expected.display()
+            ));
+            verdict = verdict.or(Some((ending::TRACE_DIFFERS, "the trace differs from the expected one")));
+        } else if !args.quiet {
+            say(&format!("mmiolab: the trace matches {}", expected.display()));
+        }
+    }
+    drop(temp_trace);
+    Ok(ending::finish_run(&report, args.quiet, verdict))
 }
 
 /// Command-line overrides go through the same checks as the file.

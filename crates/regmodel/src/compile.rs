@@ -301,6 +301,8 @@ pub struct Register {
     pub push: Option<u32>,
     /// Trace policy.
     pub trace: TracePolicy,
+    /// Changes on its own from run to run: golden-trace comparisons skip it.
+    pub volatile: bool,
     /// Read value of bits no field covers.
     pub reserved_read: u64,
     /// Bits covered by fields.
@@ -320,6 +322,19 @@ pub struct Register {
     pub write_effects: Vec<(u64, u32)>,
     /// Effects a read fires: (bits the read must cover; effect).
     pub read_effects: Vec<(u64, u32)>,
+}
+
+impl Register {
+    /// Nothing a guest read returns comes from the device: every field is write-only (or
+    /// has no access), none is computed, and the read pops no FIFO. Reading it is a driver
+    /// bug the checker reports (rule `read-write-only`).
+    pub fn write_only(&self) -> bool {
+        !self.readable
+            && self.pop.is_none()
+            && self.computed_mask == 0
+            && self.read_effects.is_empty()
+            && self.fields.iter().any(|f| f.access.write)
+    }
 }
 
 /// A register array, for the C header.
@@ -350,6 +365,10 @@ pub struct Fifo {
     pub underflow: Option<FieldRef>,
     /// What a pop of an empty FIFO returns.
     pub empty_read: u64,
+    /// The hardware forbids a pop while empty (a finding for `--check`).
+    pub forbid_read_empty: bool,
+    /// The hardware forbids a push while full (a finding for `--check`).
+    pub forbid_write_full: bool,
     /// What it is.
     pub description: Option<String>,
     /// Effects fired by a push.
@@ -1058,6 +1077,7 @@ impl Compiler {
                 pop: None,
                 push: None,
                 trace: r.trace.unwrap_or(default_trace),
+                volatile: r.volatile,
                 reserved_read,
                 field_mask,
                 read_mask: 0,
@@ -1291,6 +1311,8 @@ impl Compiler {
                 overflow: flag("overflow", &f.overflow)?,
                 underflow: flag("underflow", &f.underflow)?,
                 empty_read,
+                forbid_read_empty: f.forbid_read_empty,
+                forbid_write_full: f.forbid_write_full,
                 description: f.description.clone(),
                 push_effects: Vec::new(),
                 pop_effects: Vec::new(),

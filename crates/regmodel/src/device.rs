@@ -61,6 +61,11 @@ impl DescribedDevice {
         &self.model
     }
 
+    /// The compiled model, shared (for the VMM's register checker).
+    pub fn shared_model(&self) -> Arc<Model> {
+        self.model.clone()
+    }
+
     /// Names the device's region in `space` (its name in the bus tree), for the trace.
     pub fn set_region_name(&self, space: Space, name: &str) {
         if let Some(slot) = self.names.get(space_index(space)) {

@@ -112,6 +112,10 @@ pub struct RegisterDesc {
     pub push: Option<String>,
     /// Trace policy (default: the device's).
     pub trace: Option<TracePolicy>,
+    /// Its value changes on its own from run to run (a free-running timer, a timestamp):
+    /// golden-trace comparisons (`mmiolab run --expect-trace`) skip its accesses.
+    #[serde(default)]
+    pub volatile: bool,
     /// Value read from bits that no field covers (default 0).
     pub reserved_read: Option<u64>,
     /// Fields; a register without fields behaves as one field spanning it, with the
@@ -269,6 +273,14 @@ pub struct FifoDesc {
     pub underflow: Option<String>,
     /// Value a pop of an empty FIFO returns (default 0).
     pub empty_read: Option<u64>,
+    /// The hardware forbids popping the FIFO while it is empty: `mmiolab run --check`
+    /// reports each such read (rule `read-empty-fifo`). Default false (allowed).
+    #[serde(default)]
+    pub forbid_read_empty: bool,
+    /// The hardware forbids pushing onto the FIFO while it is full: `--check` reports each
+    /// such write (rule `write-full-fifo`). Default false (allowed).
+    #[serde(default)]
+    pub forbid_write_full: bool,
     /// What it is.
     pub description: Option<String>,
 }

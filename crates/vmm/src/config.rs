@@ -299,6 +299,19 @@ pub struct DeviceConfig {
     pub pio: Vec<RegionConfig>,
     /// More of its device-tree node: `[device.dt]`.
     pub dt: Option<DeviceDtConfig>,
+    /// What `--check` lets this device's driver do: `[device.check]`.
+    pub check: Option<DeviceCheckConfig>,
+}
+
+/// `[device.check]`: rules of the register checker (`mmiolab run --check`, docs/checker.md)
+/// that this device's driver may break without failing the run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCheckConfig {
+    /// Rule names (`read-empty-fifo`, `reserved-bits`, ...): their findings are still
+    /// reported, marked allowed, and do not change the exit status.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// One region of a device.
@@ -926,6 +939,17 @@ impl MachineConfig {
             {
                 return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
             }
+            for (k, rule) in dev.check.iter().flat_map(|c| c.allow.iter()).enumerate() {
+                if rule.parse::<crate::check::Rule>().is_err() {
+                    return Err(self.error(
+                        format!("{key}.check.allow[{k}]"),
+                        format!(
+                            "unknown rule `{rule}`; the rules are: {}",
+                            crate::check::Rule::ALL.map(crate::check::Rule::name).join(", ")
+                        ),
+                    ));
+                }
+            }
             if dev.model.is_some() && dev.description.is_some() {
                 return Err(self.error(key, "give `model` or `description`, not both"));
             }
@@ -1281,6 +1305,25 @@ mod tests {
             .to_string();
         assert!(
             e.starts_with("m.toml: device[0].mmio[0]: region 0x1000+0x1000 is not inside an MMIO hole"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn check_allow_takes_known_rules_only() {
+        let dev = |allow: &str| {
+            format!(
+                "[[device]]\nname = \"r\"\nmodel = \"regfile\"\nmmio = [{{ base = 0xd0000000, size = 16 }}]\n[device.check]\nallow = {allow}\n"
+            )
+        };
+        let c = parse(&dev(r#"["read-empty-fifo", "hole"]"#)).unwrap();
+        let allow = c.devices[0].check.as_ref().map(|c| c.allow.clone());
+        assert_eq!(allow, Some(vec!["read-empty-fifo".to_owned(), "hole".to_owned()]));
+        let e = parse(&dev(r#"["hole", "read-empty"]"#)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "m.toml: device[0].check.allow[1]: unknown rule `read-empty`; the rules are: bad-width, hole,"
+            ),
             "{e}"
         );
     }

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod boot;
+pub mod check;
 pub mod config;
 pub mod error;
 mod events;

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub stop_signals: Option<StopSignals>,
     /// Stop the VM when the reader of mmiolab's standard output or error goes away.
     pub watch_stdio: bool,
+    /// Run the register checker (docs/checker.md); its findings are in the report.
+    pub check: bool,
 }
 
 /// A trace to write.
@@ -82,6 +84,8 @@ pub struct RunReport {
     /// The trace could not be written whole: the cause, and how many records are missing.
     /// (A failure during the run also stopped it, as [`StopReason::Output`].)
     pub trace_error: Option<crate::trace::TraceFailure>,
+    /// The register checker's findings (empty without `check`).
+    pub findings: Vec<crate::check::Finding>,
 }
 
 /// TSS and identity-map pages that KVM on VMX hosts needs somewhere out of the guest's way.
@@ -157,7 +161,13 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     }
     // Nothing can refuse the run from here on: only now are output files truncated.
     platform.open_host_outputs().map_err(|e| Error::Output(Box::new(e)))?;
-    let tracer = opts.trace.map(|t| start_trace(&platform, t)).transpose()?;
+    let tracer = opts.trace.map(|t| start_trace(&platform, t, !opts.check)).transpose()?;
+    // The checker takes the tracer's place as the described devices' sink and forwards.
+    let checker = opts.check.then(|| {
+        let checker = Arc::new(crate::check::Checker::new(config, &platform, tracer.clone()));
+        crate::check::Checker::attach(&checker, &platform);
+        checker
+    });
     let control = platform.control.clone();
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
@@ -209,6 +219,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         exits: totals.exits,
         int3_reinjected: totals.int3_reinjected,
         trace_error,
+        findings: checker.map(|c| c.findings()).unwrap_or_default(),
     })
 }
 
@@ -398,10 +409,11 @@ impl IrqChip for KvmIrqChip {
     }
 }
 
-/// The tracer for `t`, told which devices trace themselves and attached to them. Its clock
-/// is the machine's, so `t_ns` and the `due_ns` of scheduled effects compare directly. Its
-/// first failed write stops the run.
-fn start_trace(platform: &Platform, t: TraceOutput) -> Result<Arc<Tracer>> {
+/// The tracer for `t`, told which devices trace themselves and (with `attach`; the register
+/// checker attaches itself instead and forwards) attached to them. Its clock is the
+/// machine's, so `t_ns` and the `due_ns` of scheduled effects compare directly. Its first
+/// failed write stops the run.
+fn start_trace(platform: &Platform, t: TraceOutput, attach: bool) -> Result<Arc<Tracer>> {
     let clock = platform.scheduler.clock().clone();
     let (out, name): (Box<dyn Write + Send>, String) = match t.target {
         TraceTarget::File(path) => {
@@ -419,7 +431,7 @@ fn start_trace(platform: &Platform, t: TraceOutput) -> Result<Arc<Tracer>> {
         tracer.set_self_traced(s.space, s.region);
     }
     let tracer = Arc::new(tracer);
-    for s in &platform.self_traced {
+    for s in platform.self_traced.iter().filter(|_| attach) {
         s.attach.attach_sink(tracer.clone());
     }
     Ok(tracer)

@@ -344,6 +344,10 @@ pub struct SelfTraced {
     pub region: RegionId,
     /// Where to attach the trace.
     pub attach: Arc<dyn AttachSink>,
+    /// The device's name in the machine file.
+    pub device: String,
+    /// Its compiled description (for the register checker and golden traces).
+    pub model: Arc<mmiolab_regmodel::compile::Model>,
 }
 
 /// Everything a VM's devices need, built from a machine description.
@@ -514,6 +518,8 @@ impl Platform {
                         space: *space,
                         region: id,
                         attach: d.clone(),
+                        device: dev.name.clone(),
+                        model: d.shared_model(),
                     });
                 }
                 for (k, w) in region.windows.iter().enumerate() {

@@ -9,7 +9,8 @@
 //!   (and the order in which each device saw its accesses, also with several vCPUs);
 //! - `"t_ns"`: the machine's clock (ns since the machine was built; the `due_ns` of a
 //!   scheduled effect is on the same clock), read when the line is written;
-//! - `"kind"`: `"access"` (a guest access) or `"event"` (a device acting on its own).
+//! - `"kind"`: `"access"` (a guest access), `"event"` (a device acting on its own) or
+//!   `"finding"` (a rule of the register checker broken, only with `--check`; below).
 //!
 //! An access to a generic device (or to no device):
 //!
@@ -38,6 +39,17 @@
 //!
 //! `"vcpu"` is the vCPU whose access this is, `null` for lines written by the VMM thread
 //! (deferred effects, interrupt resampling).
+//!
+//! A finding of the register checker (`mmiolab run --check`, docs/checker.md), written
+//! right after the access line that broke the rule, once per offending access:
+//! `{"v":2,"seq":9,"t_ns":6000,"kind":"finding","vcpu":0,"rule":"read-write-only","device":"chk","reg":"TXDATA","field":null,"space":"mmio","addr":"0xd0000010","allowed":false}`
+//! (`"field"` names the field, `REG.FIELD`, or the FIFO the rule is about; `"allowed"`: the
+//! machine file's `[device.check] allow` lists the rule for the device). Trace filters do
+//! not drop findings.
+//!
+//! Version rules: a line kind or a key may be added without changing `"v"` (readers skip
+//! kinds they do not know and keys they do not use; `"finding"` lines were added so, in
+//! version 2); `"v"` changes when a key changes meaning or type, or a key or kind is removed.
 //!
 //! # Chrome trace-event JSON (`--trace-format perfetto`)
 //!
@@ -138,7 +150,7 @@ pub fn set_current_vcpu(vcpu: Option<u32>) {
     CURRENT_VCPU.with(|c| c.set(vcpu));
 }
 
-fn current_vcpu() -> Option<u32> {
+pub(crate) fn current_vcpu() -> Option<u32> {
     CURRENT_VCPU.with(Cell::get)
 }
 
@@ -496,6 +508,66 @@ impl Tracer {
         h
     }
 
+    /// Writes a line for one finding of the register checker (`--check`), right after
+    /// the access line that broke the rule. Filters do not apply: a finding is always kept.
+    pub fn finding(&self, f: &FindingLine<'_>) {
+        self.emit::<GENERIC_LINE>(|line, seq, t_ns| {
+            let space = match f.space {
+                Space::Mmio => &b"mmio"[..],
+                Space::Pio => &b"pio"[..],
+            };
+            match self.format {
+                TraceFormat::Jsonl => {
+                    jsonl_prefix(line, seq, t_ns, b"finding");
+                    line.lit(b",\"vcpu\":");
+                    opt_dec(line, f.vcpu);
+                    line.lit(b",\"rule\":\"");
+                    line.str(f.rule, MAX_NAME);
+                    line.lit(b"\",\"device\":\"");
+                    line.str(f.device, MAX_NAME);
+                    line.lit(b"\",\"reg\":");
+                    opt_str(line, f.register);
+                    line.lit(b",\"field\":");
+                    opt_str(line, f.field);
+                    line.lit(b",\"space\":\"");
+                    line.bytes(space);
+                    line.lit(b"\",\"addr\":\"");
+                    line.hex(f.addr);
+                    line.lit(b"\",\"allowed\":");
+                    if f.allowed {
+                        line.lit(b"true}\n");
+                    } else {
+                        line.lit(b"false}\n");
+                    }
+                }
+                TraceFormat::Perfetto => {
+                    let tid = self.region_named(f.device).map_or(TID_OTHER, |r| r.tid);
+                    perfetto_prefix(line, tid, t_ns);
+                    line.lit(b"\"name\":\"finding ");
+                    line.str(f.rule, MAX_NAME);
+                    line.lit(b"\",\"args\":{\"seq\":");
+                    line.dec(seq);
+                    line.lit(b",\"vcpu\":");
+                    opt_dec(line, f.vcpu);
+                    line.lit(b",\"reg\":");
+                    opt_str(line, f.register);
+                    line.lit(b",\"field\":");
+                    opt_str(line, f.field);
+                    line.lit(b",\"space\":\"");
+                    line.bytes(space);
+                    line.lit(b"\",\"addr\":\"");
+                    line.hex(f.addr);
+                    line.lit(b"\",\"allowed\":");
+                    if f.allowed {
+                        line.lit(b"true}}");
+                    } else {
+                        line.lit(b"false}}");
+                    }
+                }
+            }
+        });
+    }
+
     /// Flushes buffered lines.
     pub fn flush(&self) -> io::Result<()> {
         lock(&self.out).w.flush()
@@ -665,6 +737,27 @@ impl TraceSink for Tracer {
     }
 }
 
+/// One finding of the register checker, as [`Tracer::finding`] writes it.
+#[derive(Clone, Copy, Debug)]
+pub struct FindingLine<'a> {
+    /// The rule's name (`read-write-only`).
+    pub rule: &'a str,
+    /// The device region's name.
+    pub device: &'a str,
+    /// The register, if any.
+    pub register: Option<&'a str>,
+    /// The field or FIFO concerned, if any.
+    pub field: Option<&'a str>,
+    /// Address space of the access.
+    pub space: Space,
+    /// Guest address (port) of the access.
+    pub addr: u64,
+    /// The vCPU.
+    pub vcpu: Option<u32>,
+    /// The machine file allows the rule for this device.
+    pub allowed: bool,
+}
+
 /// The parts of an access both line kinds share.
 struct Access {
     vcpu: Option<u32>,
@@ -741,6 +834,17 @@ fn op_word<const N: usize>(line: &mut LineBuf<N>, op: Op) {
     match op {
         Op::Read => line.lit(b"read"),
         Op::Write => line.lit(b"write"),
+    }
+}
+
+fn opt_str<const N: usize>(line: &mut LineBuf<N>, v: Option<&str>) {
+    match v {
+        Some(s) => {
+            line.lit(b"\"");
+            line.str(s, MAX_NAME);
+            line.lit(b"\"");
+        }
+        None => line.lit(b"null"),
     }
 }
 
