@@ -1,7 +1,7 @@
 //! Reporting the register checker's findings (`--check`, docs/checker.md): one line each
 //! on stderr, a JSON file, a result of `mmiolab test`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mmiolab_vmm::check::Finding;
@@ -44,10 +44,16 @@ pub fn to_json(findings: &[Finding]) -> Value {
     json!({ "findings": list })
 }
 
-/// Writes [`to_json`] to `path`.
-pub fn write_json(path: &Path, findings: &[Finding]) -> Result<()> {
-    let text = serde_json::to_string_pretty(&to_json(findings)).context("formatting the findings")?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+/// Writes [`to_json`] to `path` as every report is written: atomically, and never over one
+/// of the run's `inputs`.
+pub fn write_json(path: &Path, findings: &[Finding], inputs: &[(String, PathBuf)]) -> Result<()> {
+    let text = serde_json::to_string_pretty(&to_json(findings)).context("formatting the findings")? + "\n";
+    Ok(mmiolab_vmm::files::write_atomically(
+        path,
+        text.as_bytes(),
+        "the findings report",
+        inputs,
+    )?)
 }
 
 /// The `register-check` result of `mmiolab test`: it fails when a finding is not allowed,

@@ -473,10 +473,12 @@ pub fn command(trace: &Path, config: &Path, json_out: Option<&Path>) -> Result<(
     let config = MachineConfig::load(config)?;
     let text = std::fs::read_to_string(trace).with_context(|| format!("reading {}", trace.display()))?;
     let devices = for_machine(&text, &config)?;
-    print!("{}", table(&devices));
+    crate::ending::to_stdout(table(&devices).as_bytes())?;
     if let Some(path) = json_out {
-        let text = serde_json::to_string_pretty(&to_json(&devices)).context("formatting the coverage")?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        let text = serde_json::to_string_pretty(&to_json(&devices)).context("formatting the coverage")? + "\n";
+        let mut inputs = config.input_files();
+        inputs.push(("the trace".to_owned(), trace.to_owned()));
+        mmiolab_vmm::files::write_atomically(path, text.as_bytes(), "the coverage report", &inputs)?;
     }
     Ok(())
 }

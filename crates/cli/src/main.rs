@@ -635,6 +635,10 @@ fn run(args: RunArgs) -> Result<u8> {
     }
     let config = revalidate(config)?;
     let check = args.check || args.check_json.is_some();
+    // Refused now rather than after the run: the report would name an input.
+    if let Some(path) = &args.check_json {
+        mmiolab_vmm::files::check_output(path, "the findings report", &config.input_files())?;
+    }
     // --expect-trace needs a JSON-lines trace: the --trace file, or a temporary one.
     let temp_trace = match (&args.expect_trace, &args.trace) {
         (Some(_), None) => Some(golden::TempTrace::new()?),
@@ -692,7 +696,7 @@ fn run(args: RunArgs) -> Result<u8> {
     if check {
         let failing = checking::report(&report.findings);
         if let Some(path) = &args.check_json {
-            checking::write_json(path, &report.findings)?;
+            checking::write_json(path, &report.findings, &config.input_files())?;
         }
         if failing > 0 {
             verdict = Some((ending::FINDINGS, "the register checker found broken rules"));
