@@ -136,7 +136,7 @@ impl OnWrite {
 pub struct WriteMasks {
     table: [u64; 4],
     /// Bits of all writable stored fields.
-    writable: u64,
+    pub writable: u64,
     /// Bits of write-once fields (writable until their first write).
     pub once: u64,
     /// Bits of stored fields a write cannot change: a write that differs there is noted.

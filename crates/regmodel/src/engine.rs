@@ -492,13 +492,13 @@ fn direct_slots(model: &Model) -> Vec<Option<Direct>> {
                 && r.width == slot.width
                 && model.endianness == Endianness::Little
                 && model.memories.is_empty();
-            ok.then(|| Direct {
+            ok.then_some(Direct {
                 offset: slot.offset,
                 reg: *only,
                 width: slot.width,
                 plain: r.plain,
                 trace: r.trace,
-                write_mask: r.read_mask_for_plain_write(r.width_mask),
+                write_mask: r.write_masks.writable & r.width_mask,
                 read_mask: r.read_mask,
                 reserved_read: r.reserved_read,
                 reserved: r.width_mask & !r.field_mask,
@@ -815,7 +815,7 @@ fn write_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m 
         return;
     };
     if r.plain {
-        let m = r.read_mask_for_plain_write(lanes);
+        let m = r.write_masks.writable & lanes;
         if let Some(v) = state.values.get_mut(i) {
             *v = (old & !m) | (written & m);
         }
@@ -878,13 +878,6 @@ fn note_fields<'m>(notes: &mut Notes<'m>, r: &'m Register, lanes: u64, once: u64
         } else if f.on_write != OnWrite::Write {
             note_change(notes, &f.path, old & m, new & m);
         }
-    }
-}
-
-impl Register {
-    /// Bits a write to a plain register stores: writable fields within the lanes.
-    fn read_mask_for_plain_write(&self, lanes: u64) -> u64 {
-        self.fields.iter().filter(|f| f.access.write).fold(0, |m, f| m | f.mask) & lanes
     }
 }
 

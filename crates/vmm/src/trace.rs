@@ -526,19 +526,8 @@ impl Tracer {
                     line.lit(b"\",\"device\":\"");
                     line.str(f.device, MAX_NAME);
                     line.lit(b"\",\"reg\":");
-                    opt_str(line, f.register);
-                    line.lit(b",\"field\":");
-                    opt_str(line, f.field);
-                    line.lit(b",\"space\":\"");
-                    line.bytes(space);
-                    line.lit(b"\",\"addr\":\"");
-                    line.hex(f.addr);
-                    line.lit(b"\",\"allowed\":");
-                    if f.allowed {
-                        line.lit(b"true}\n");
-                    } else {
-                        line.lit(b"false}\n");
-                    }
+                    finding_keys(line, f, space);
+                    line.lit(b"}\n");
                 }
                 TraceFormat::Perfetto => {
                     let tid = self.region_named(f.device).map_or(TID_OTHER, |r| r.tid);
@@ -550,19 +539,8 @@ impl Tracer {
                     line.lit(b",\"vcpu\":");
                     opt_dec(line, f.vcpu);
                     line.lit(b",\"reg\":");
-                    opt_str(line, f.register);
-                    line.lit(b",\"field\":");
-                    opt_str(line, f.field);
-                    line.lit(b",\"space\":\"");
-                    line.bytes(space);
-                    line.lit(b"\",\"addr\":\"");
-                    line.hex(f.addr);
-                    line.lit(b"\",\"allowed\":");
-                    if f.allowed {
-                        line.lit(b"true}}");
-                    } else {
-                        line.lit(b"false}}");
-                    }
+                    finding_keys(line, f, space);
+                    line.lit(b"}}");
                 }
             }
         });
@@ -657,14 +635,7 @@ impl TraceSink for Tracer {
                 line.lit(b"\",\"offset\":\"");
                 line.hex(record.offset);
                 line.lit(b"\",\"reg\":");
-                match record.register {
-                    Some(reg) => {
-                        line.lit(b"\"");
-                        line.str(reg, MAX_NAME);
-                        line.lit(b"\"");
-                    }
-                    None => line.lit(b"null"),
-                }
+                opt_str(line, record.register);
                 let full = fields_and_effects(line, record.fields, record.notes);
                 close(line, full, b"]}\n");
             }
@@ -834,6 +805,24 @@ fn op_word<const N: usize>(line: &mut LineBuf<N>, op: Op) {
     match op {
         Op::Read => line.lit(b"read"),
         Op::Write => line.lit(b"write"),
+    }
+}
+
+/// A finding's register, field, space, address and whether it is allowed, after `"reg":`;
+/// the same in both formats.
+fn finding_keys<const N: usize>(line: &mut LineBuf<N>, f: &FindingLine<'_>, space: &[u8]) {
+    opt_str(line, f.register);
+    line.lit(b",\"field\":");
+    opt_str(line, f.field);
+    line.lit(b",\"space\":\"");
+    line.bytes(space);
+    line.lit(b"\",\"addr\":\"");
+    line.hex(f.addr);
+    line.lit(b"\",\"allowed\":");
+    if f.allowed {
+        line.lit(b"true");
+    } else {
+        line.lit(b"false");
     }
 }
 

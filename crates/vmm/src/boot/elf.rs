@@ -512,56 +512,19 @@ fn machine_name(m: u16) -> &'static str {
     }
 }
 
+/// The byte-by-byte payload builders the CLI's reliability tests use: one ELF writer for
+/// both (this module's tests use only `elf`).
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../../../tests/reliability/payload_files.rs"]
+mod payload_files;
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A minimal ELF: `bits` 32 or 64, machine, entry, program headers as (type, offset,
-    /// paddr, filesz, memsz), then `payload` placed at offset 0x1000.
-    pub fn elf(bits: u8, machine: u16, entry: u64, phdrs: &[(u32, u64, u64, u64, u64)], payload: &[u8]) -> Vec<u8> {
-        let (eh, ph) = if bits == 64 { (64usize, 56usize) } else { (52, 32) };
-        let mut f = vec![0u8; 0x1000];
-        f[..4].copy_from_slice(b"\x7fELF");
-        f[4] = if bits == 64 { 2 } else { 1 };
-        f[5] = 1;
-        f[6] = 1;
-        f[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
-        f[18..20].copy_from_slice(&machine.to_le_bytes());
-        f[20..24].copy_from_slice(&1u32.to_le_bytes());
-        let n = phdrs.len() as u16;
-        if bits == 64 {
-            f[24..32].copy_from_slice(&entry.to_le_bytes());
-            f[32..40].copy_from_slice(&(eh as u64).to_le_bytes());
-            f[52..54].copy_from_slice(&(eh as u16).to_le_bytes());
-            f[54..56].copy_from_slice(&(ph as u16).to_le_bytes());
-            f[56..58].copy_from_slice(&n.to_le_bytes());
-        } else {
-            f[24..28].copy_from_slice(&(entry as u32).to_le_bytes());
-            f[28..32].copy_from_slice(&(eh as u32).to_le_bytes());
-            f[40..42].copy_from_slice(&(eh as u16).to_le_bytes());
-            f[42..44].copy_from_slice(&(ph as u16).to_le_bytes());
-            f[44..46].copy_from_slice(&n.to_le_bytes());
-        }
-        for (i, &(t, off, pa, fs, ms)) in phdrs.iter().enumerate() {
-            let h = &mut f[eh + i * ph..eh + (i + 1) * ph];
-            h[0..4].copy_from_slice(&t.to_le_bytes());
-            if bits == 64 {
-                h[8..16].copy_from_slice(&off.to_le_bytes());
-                h[16..24].copy_from_slice(&pa.to_le_bytes());
-                h[24..32].copy_from_slice(&pa.to_le_bytes());
-                h[32..40].copy_from_slice(&fs.to_le_bytes());
-                h[40..48].copy_from_slice(&ms.to_le_bytes());
-            } else {
-                h[4..8].copy_from_slice(&(off as u32).to_le_bytes());
-                h[8..12].copy_from_slice(&(pa as u32).to_le_bytes());
-                h[12..16].copy_from_slice(&(pa as u32).to_le_bytes());
-                h[16..20].copy_from_slice(&(fs as u32).to_le_bytes());
-                h[20..24].copy_from_slice(&(ms as u32).to_le_bytes());
-            }
-        }
-        f.extend_from_slice(payload);
-        f
-    }
+    /// The ELF images of tests/reliability.rs, built the same way here.
+    pub use super::payload_files::elf;
 
     /// A PT_NOTE body holding the Xen PVH entry note.
     pub fn pvh_note_bytes(entry: u32) -> Vec<u8> {
