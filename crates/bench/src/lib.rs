@@ -12,6 +12,7 @@ pub mod proc;
 pub mod rawloop;
 pub mod report;
 pub mod runner;
+pub mod scale;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

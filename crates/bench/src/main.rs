@@ -14,7 +14,7 @@ use mmiolab_bench::bench::{self, Settings};
 use mmiolab_bench::kinds::{KINDS, Kind};
 use mmiolab_bench::runner::{self, MEMORY_MIB, Runner, Setup};
 use mmiolab_bench::{build_mmiolab, callgrind, default_payload, machine_file, workspace_root};
-use mmiolab_bench::{components, proc, rawloop};
+use mmiolab_bench::{components, proc, rawloop, scale};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,38 @@ enum Cmd {
     /// Run a program and write its wall time, CPU times, peak RSS and status as JSON (how
     /// `run` starts every runner, so the runner's peak RSS is not inflated by `run`'s own).
     Launch(LaunchArgs),
+    /// Machine build time (and lookup cost) at growing numbers of devices, registers and
+    /// regions: a table on stdout (docs/performance.md, "Scale").
+    Scale(ScaleArgs),
+    /// Build one generated machine and exit (what the scale test counts under callgrind).
+    ScaleOne {
+        /// What grows.
+        #[arg(long, value_enum)]
+        axis: scale::Axis,
+        /// How many.
+        #[arg(long)]
+        n: usize,
+        /// Also look every device up this many times (devices axis only).
+        #[arg(long, default_value_t = 0)]
+        lookups: usize,
+    },
+}
+
+#[derive(Args)]
+struct ScaleArgs {
+    /// Device counts (comma-separated; `--devices` alone: skip).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [10, 1_000, 100_000])]
+    devices: Vec<usize>,
+    /// Register counts of one described device (comma-separated; a description has at most
+    /// 4,096 registers; `--registers` alone: skip).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [10, 1_000, 4_096])]
+    registers: Vec<usize>,
+    /// Window counts in one device region (comma-separated; `--regions` alone: skip).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [10, 1_000, 100_000])]
+    regions: Vec<usize>,
+    /// Builds per size; the table shows the fastest.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
 }
 
 #[derive(Args)]
@@ -158,6 +190,8 @@ fn main() -> ExitCode {
             0
         }),
         Cmd::Launch(_) => unreachable!("`launch` is handled before clap"),
+        Cmd::Scale(args) => scale_table(&args).map(|()| 0),
+        Cmd::ScaleOne { axis, n, lookups } => scale_one(axis, n, lookups).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -294,4 +328,82 @@ fn run(a: RunArgs) -> Result<u8> {
         return Ok(1);
     }
     Ok(0)
+}
+
+fn scale_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mmiolab-bench-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn scale_one(axis: scale::Axis, n: usize, lookups: usize) -> Result<()> {
+    let dir = scale_dir()?;
+    let text = scale::machine_text(axis, n, &dir)?;
+    let built = scale::build(&text, &dir.join("machine.toml"));
+    std::fs::remove_dir_all(&dir)?;
+    let built = built?;
+    if lookups > 0 && axis == scale::Axis::Devices {
+        let order = scale::lookup_order(n);
+        let hits = scale::lookups(&built.platform, &order, lookups);
+        println!("{hits} lookups reached a device");
+    }
+    println!(
+        "{} {n}: built in {:.3} s",
+        axis.name(),
+        built.times.total().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn scale_table(a: &ScaleArgs) -> Result<()> {
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+    println!(
+        "| what | n | parse + check (ms) | platform (ms) | device tree (ms) | tracer (ms) | total (ms) | total / n (us) | lookup (ns) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let dir = scale_dir()?;
+    let axes = [
+        (scale::Axis::Devices, &a.devices),
+        (scale::Axis::Registers, &a.registers),
+        (scale::Axis::Regions, &a.regions),
+    ];
+    for (axis, sizes) in axes {
+        for &n in sizes {
+            let text = scale::machine_text(axis, n, &dir)?;
+            let mut best: Option<scale::Built> = None;
+            for _ in 0..a.reps.max(1) {
+                let built = scale::build(&text, &dir.join("machine.toml"))?;
+                if best.as_ref().is_none_or(|b| built.times.total() < b.times.total()) {
+                    best = Some(built);
+                }
+            }
+            let best = best.context("no build")?;
+            let lookup = if axis == scale::Axis::Devices {
+                let order = scale::lookup_order(n);
+                let rounds = (1_000_000 / n.max(1)).max(1);
+                let t = std::time::Instant::now();
+                let hits = scale::lookups(&best.platform, &order, rounds);
+                let per = t.elapsed().as_secs_f64() * 1e9 / (n * rounds) as f64;
+                if hits != (n * rounds) as u64 {
+                    bail!("only {hits} of {} lookups reached a device", n * rounds);
+                }
+                format!("{per:.0}")
+            } else {
+                String::new()
+            };
+            let t = best.times;
+            println!(
+                "| {} | {n} | {} | {} | {} | {} | {} | {:.1} | {lookup} |",
+                axis.name(),
+                ms(t.parse),
+                ms(t.platform),
+                ms(t.dtb),
+                ms(t.tracer),
+                ms(t.total()),
+                t.total().as_secs_f64() * 1e6 / n.max(1) as f64,
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The bus of an mmiolab machine: one named resource tree per address space (MMIO and x86
 //! I/O ports), rendered like the kernel's `/proc/iomem` and `/proc/ioports`, and a flat
-//! dispatch table (vm-device's `IoManager`) that the vCPU threads share read-only.
+//! dispatch table per space (sorted device ranges, binary search) that the vCPU threads share
+//! read-only.
 //!
 //! The tree is the source of truth for what exists and where; the dispatch table is derived
 //! from it once, when [`BusBuilder::build`] runs, so a trapped access never walks the tree.

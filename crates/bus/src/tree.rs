@@ -1,5 +1,12 @@
 //! A named, nesting resource tree like the kernel's `struct resource` tree.
+//!
+//! Siblings are kept in a `BTreeMap` by first address, so adding a region checks overlaps
+//! against its two neighbours only (O(log n)) whatever the order regions come in. Once the
+//! bus is frozen ([`ResourceTree::seal`]), the tree is also flattened into a sorted table of
+//! segments, each naming the deepest region that holds it, so [`ResourceTree::deepest_at`]
+//! is one binary search.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use crate::{AddressSpace, BusError, Result};
@@ -79,9 +86,12 @@ struct Region {
     range: Range,
     kind: RegionKind,
     parent: Option<RegionId>,
-    /// Sorted by start address; siblings never overlap.
-    children: Vec<RegionId>,
+    /// By start address; siblings never overlap.
+    children: Siblings,
 }
+
+/// Regions side by side, by start address.
+type Siblings = BTreeMap<u64, RegionId>;
 
 /// One address space's tree of named regions: siblings never overlap and every child lies
 /// inside its parent, as in the kernel's resource tree.
@@ -89,7 +99,11 @@ struct Region {
 pub struct ResourceTree {
     space: AddressSpace,
     regions: Vec<Region>,
-    roots: Vec<RegionId>,
+    roots: Siblings,
+    /// After [`ResourceTree::seal`] (and until the next insert): the address space cut
+    /// into segments, by first address, each with the deepest region holding it (`None`
+    /// between top-level regions).
+    flat: Option<Vec<(u64, Option<RegionId>)>>,
 }
 
 impl ResourceTree {
@@ -98,7 +112,47 @@ impl ResourceTree {
         ResourceTree {
             space,
             regions: Vec::new(),
-            roots: Vec::new(),
+            roots: Siblings::new(),
+            flat: None,
+        }
+    }
+
+    /// Flattens the tree into its lookup table (O(n)): [`ResourceTree::deepest_at`] is then
+    /// one binary search. Inserting afterwards drops the table (lookups walk the tree again)
+    /// until the next `seal`.
+    pub fn seal(&mut self) {
+        let mut flat = Vec::with_capacity(2 * self.regions.len() + 1);
+        self.flatten(&self.roots, None, 0, &mut flat);
+        // Past the end of a space smaller than 64 bits lies nothing.
+        if let Some(past) = self.space.last_address().checked_add(1) {
+            flat.push((past, None));
+        }
+        self.flat = Some(flat);
+    }
+
+    /// Appends the segments of `level` (the children of `parent`, which starts at `from`
+    /// or, at the top, at 0): each child's own segments, and the gaps between them, which
+    /// belong to `parent`.
+    fn flatten(&self, level: &Siblings, parent: Option<RegionId>, from: u64, flat: &mut Vec<(u64, Option<RegionId>)>) {
+        // A segment starting where the last one did replaces it (a child at its parent's start).
+        let push = |flat: &mut Vec<(u64, Option<RegionId>)>, start: u64, id: Option<RegionId>| match flat.last_mut() {
+            Some(last) if last.0 == start => last.1 = id,
+            _ => flat.push((start, id)),
+        };
+        let mut next = Some(from);
+        for &id in level.values() {
+            let r = &self.regions[id.0];
+            if let Some(gap) = next.filter(|&n| n < r.range.start) {
+                push(flat, gap, parent);
+            }
+            push(flat, r.range.start, Some(id));
+            self.flatten(&r.children, Some(id), r.range.start, flat);
+            // A region ending at the space's last address leaves nothing after it.
+            next = r.range.end.checked_add(1);
+        }
+        let end = parent.map_or(self.space.last_address(), |p| self.regions[p.0].range.end);
+        if let Some(rest) = next.filter(|&n| n <= end) {
+            push(flat, rest, parent);
         }
     }
 
@@ -143,14 +197,12 @@ impl ResourceTree {
             Some(p) => &self.regions[p.0].children,
             None => &self.roots,
         };
-        // Siblings are sorted and disjoint, so only the neighbours around the insertion point
-        // can overlap the new range.
-        let pos = siblings.partition_point(|id| self.regions[id.0].range.start < range.start);
-        let neighbours = pos.checked_sub(1).into_iter().chain(Some(pos));
-        for i in neighbours {
-            if let Some(other) = siblings.get(i).map(|id| &self.regions[id.0])
-                && other.range.overlaps(&range)
-            {
+        // Siblings are disjoint, so only the neighbours around the new start can overlap it.
+        let before = siblings.range(..=range.start).next_back();
+        let after = siblings.range(range.start..).next();
+        for (_, id) in before.into_iter().chain(after) {
+            let other = &self.regions[id.0];
+            if other.range.overlaps(&range) {
                 return Err(BusError::Overlap {
                     space,
                     name: name.to_owned(),
@@ -166,12 +218,13 @@ impl ResourceTree {
             range,
             kind,
             parent,
-            children: Vec::new(),
+            children: Siblings::new(),
         });
         match parent {
-            Some(p) => self.regions[p.0].children.insert(pos, id),
-            None => self.roots.insert(pos, id),
-        }
+            Some(p) => self.regions[p.0].children.insert(range.start, id),
+            None => self.roots.insert(range.start, id),
+        };
+        self.flat = None;
         Ok(id)
     }
 
@@ -223,14 +276,23 @@ impl ResourceTree {
         self.regions[id.0].kind
     }
 
-    /// The deepest region containing `addr`, in O(depth × log siblings).
+    /// The deepest region containing `addr`: one binary search once sealed, else
+    /// O(depth × log siblings).
     pub fn deepest_at(&self, addr: u64) -> Option<RegionId> {
+        if let Some(flat) = &self.flat {
+            let pos = flat.partition_point(|&(start, _)| start <= addr);
+            return flat.get(pos.checked_sub(1)?)?.1;
+        }
+        self.deepest_walk(addr)
+    }
+
+    /// [`ResourceTree::deepest_at`] by walking down the tree.
+    fn deepest_walk(&self, addr: u64) -> Option<RegionId> {
         let mut level = &self.roots;
         let mut found = None;
         loop {
-            let pos = level.partition_point(|id| self.regions[id.0].range.start <= addr);
-            match pos.checked_sub(1).map(|i| level[i]) {
-                Some(id) if self.regions[id.0].range.contains(addr) => {
+            match level.range(..=addr).next_back() {
+                Some((_, &id)) if self.regions[id.0].range.contains(addr) => {
                     found = Some(id);
                     level = &self.regions[id.0].children;
                 }
@@ -247,10 +309,10 @@ impl ResourceTree {
     /// Every region, depth first in address order, with its depth (0 for top-level regions).
     pub fn walk(&self) -> Vec<(usize, RegionId)> {
         let mut out = Vec::with_capacity(self.regions.len());
-        let mut stack: Vec<(usize, RegionId)> = self.roots.iter().rev().map(|&id| (0, id)).collect();
+        let mut stack: Vec<(usize, RegionId)> = self.roots.values().rev().map(|&id| (0, id)).collect();
         while let Some((depth, id)) = stack.pop() {
             out.push((depth, id));
-            stack.extend(self.regions[id.0].children.iter().rev().map(|&c| (depth + 1, c)));
+            stack.extend(self.regions[id.0].children.values().rev().map(|&c| (depth + 1, c)));
         }
         out
     }
@@ -394,11 +456,20 @@ mod tests {
 
     #[test]
     fn lookup_at_every_boundary() {
+        for sealed in [false, true] {
+            lookup_at_every_boundary_in(sealed);
+        }
+    }
+
+    fn lookup_at_every_boundary_in(sealed: bool) {
         let mut t = mmio();
         let bus = t.insert(None, "bus", 0x1000, 0x3000, RegionKind::Container).unwrap();
         let a = t.insert(Some(bus), "a", 0x1000, 0x1000, RegionKind::Device).unwrap();
         let b = t.insert(Some(bus), "b", 0x3000, 0x1000, RegionKind::Device).unwrap();
         let w = t.insert(Some(b), "w", 0x3800, 0x10, RegionKind::Window).unwrap();
+        if sealed {
+            t.seal();
+        }
         assert_eq!(t.deepest_at(0xfff), None);
         assert_eq!(t.deepest_at(0x1000), Some(a));
         assert_eq!(t.deepest_at(0x1fff), Some(a));
@@ -425,5 +496,97 @@ mod tests {
             t.insert(Some(foreign), "y", 0, 1, RegionKind::Device),
             Err(BusError::UnknownParent { .. })
         ));
+    }
+
+    /// A small deterministic generator for the randomised tests.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % below
+        }
+    }
+
+    /// Random trees (containers, devices, windows, some touching, some at the ends of the
+    /// space): the sealed table answers every address as walking the tree does, and the
+    /// rendering does not depend on the order the regions came in.
+    #[test]
+    fn sealed_lookups_match_the_tree_walk() {
+        for seed in 0..200 {
+            let mut rng = Lcg(seed);
+            let mut t = ResourceTree::new(if seed % 2 == 0 {
+                AddressSpace::Pio
+            } else {
+                AddressSpace::Mmio
+            });
+            let last = t.space.last_address();
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                let parent = if ids.is_empty() || rng.next(3) == 0 {
+                    None
+                } else {
+                    Some(ids[rng.next(ids.len() as u64) as usize])
+                };
+                let (lo, hi) = parent.map_or((0, last), |p: RegionId| (t.range(p).start(), t.range(p).end()));
+                let start = match rng.next(4) {
+                    0 => lo,
+                    1 => hi.saturating_sub(rng.next(16)),
+                    _ => lo + rng.next((hi - lo).min(0x1_0000) + 1),
+                };
+                let size = 1 + rng.next((hi - start).min(0x800) + 1);
+                let kind = [RegionKind::Container, RegionKind::Device, RegionKind::Window][rng.next(3) as usize];
+                if let Ok(id) = t.insert(parent, &format!("r{i}"), start, size.min(hi - start + 1), kind) {
+                    ids.push(id);
+                }
+            }
+            let mut probes: Vec<u64> = vec![0, last];
+            for &id in &ids {
+                let r = t.range(id);
+                probes.extend([r.start(), r.end()]);
+                probes.extend(r.start().checked_sub(1));
+                probes.extend(r.end().checked_add(1));
+            }
+            let walked: Vec<_> = probes.iter().map(|&a| t.deepest_at(a)).collect();
+            t.seal();
+            let flat = t.flat.clone().unwrap();
+            assert!(flat.windows(2).all(|w| w[0].0 < w[1].0), "seed {seed}: {flat:?}");
+            let sealed: Vec<_> = probes.iter().map(|&a| t.deepest_at(a)).collect();
+            assert_eq!(walked, sealed, "seed {seed}");
+        }
+    }
+
+    /// Siblings inserted in any order give the same tree, and the neighbour check still
+    /// refuses every overlap.
+    #[test]
+    fn insertion_order_does_not_matter() {
+        let n = 1000u64;
+        let mut order: Vec<u64> = (0..n).collect();
+        let mut rng = Lcg(7);
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.next(i as u64 + 1) as usize);
+        }
+        let build = |order: &[u64]| {
+            let mut t = mmio();
+            for &i in order {
+                t.insert(None, &format!("d{i}"), 0x1000 * i, 0x800, RegionKind::Device)
+                    .unwrap();
+            }
+            t
+        };
+        let sorted: Vec<u64> = (0..n).collect();
+        let (a, mut b) = (build(&sorted), build(&order));
+        assert_eq!(a.render(), b.render());
+        for i in 0..n {
+            let err = b
+                .insert(None, "x", 0x1000 * i + 0x7ff, 2, RegionKind::Device)
+                .unwrap_err();
+            assert!(matches!(err, BusError::Overlap { ref other, .. } if *other == format!("d{i}")));
+            b.insert(None, &format!("gap{i}"), 0x1000 * i + 0x800, 0x800, RegionKind::Device)
+                .unwrap();
+        }
     }
 }

@@ -186,12 +186,12 @@ impl Checker {
     /// `tracer` (if tracing); attach it with [`Checker::attach`].
     pub fn new(config: &MachineConfig, platform: &Platform, tracer: Option<Arc<Tracer>>) -> Checker {
         let mut devices = HashMap::new();
+        let by_name: HashMap<&str, &crate::config::DeviceConfig> =
+            config.devices.iter().map(|d| (d.name.as_str(), d)).collect();
         for s in &platform.self_traced {
             let region = platform.bus.tree(s.space).name(s.region).to_owned();
-            let allow = config
-                .devices
-                .iter()
-                .find(|d| d.name == s.device)
+            let allow = by_name
+                .get(s.device.as_str())
                 .and_then(|d| d.check.as_ref())
                 .map(|c| c.allow.iter().filter_map(|r| r.parse().ok()).collect())
                 .unwrap_or_default();

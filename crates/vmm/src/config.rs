@@ -21,7 +21,7 @@
 //!
 //! Relative paths are relative to the file's directory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -917,6 +917,7 @@ impl MachineConfig {
             }
         }
         let mut irqs = HashSet::new();
+        let bus_names: HashSet<&str> = self.buses.iter().map(|b| b.name.as_str()).collect();
         for (i, dev) in self.devices.iter().enumerate() {
             let key = format!("device[{i}]");
             if !names.insert(dev.name.as_str()) {
@@ -935,7 +936,7 @@ impl MachineConfig {
                 }
             }
             if let Some(bus) = &dev.bus
-                && !self.buses.iter().any(|b| &b.name == bus)
+                && !bus_names.contains(bus.as_str())
             {
                 return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
             }
@@ -1109,11 +1110,12 @@ impl MachineConfig {
     /// Whether `dev` gets a device-tree node: it has a `compatible`, and MMIO or a place on
     /// a bus with `compatible = "isa"` (I/O ports can only be described under an isa node).
     pub fn has_dt_node(&self, dev: &DeviceConfig) -> bool {
-        let on_isa = self
-            .buses
-            .iter()
-            .any(|b| dev.bus.as_ref() == Some(&b.name) && b.compatible.as_deref() == Some("isa"));
-        dev.compatible.is_some() && (!dev.mmio.is_empty() || on_isa)
+        let on_isa = || {
+            self.buses
+                .iter()
+                .any(|b| dev.bus.as_ref() == Some(&b.name) && b.compatible.as_deref() == Some("isa"))
+        };
+        dev.compatible.is_some() && (!dev.mmio.is_empty() || on_isa())
     }
 
     /// Checks compatibles, `[device.dt]` and `[[dt_node]]`: names, values, properties that
@@ -1188,6 +1190,16 @@ impl MachineConfig {
             }
         }
         let mut seen = HashSet::new();
+        // Device name -> index (check() has refused a name used twice).
+        let device_index: HashMap<&str, usize> = if self.dt_nodes.is_empty() {
+            HashMap::new()
+        } else {
+            self.devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.name.as_str(), i))
+                .collect()
+        };
         for (j, node) in self.dt_nodes.iter().enumerate() {
             let key = format!("dt_node[{j}]");
             let typed = node.to_node().map_err(|e| self.dt_error(&key, e))?;
@@ -1199,7 +1211,7 @@ impl MachineConfig {
             if crate::fdt::GENERATED_ROOT_NODES.contains(&base) {
                 return Err(self.error(name_key, format!("`{base}` is a node mmiolab generates at the root")));
             }
-            if let Some(i) = self.devices.iter().position(|d| d.name == base) {
+            if let Some(&i) = device_index.get(base) {
                 return Err(self.error(
                     name_key,
                     format!("`{base}` is the name of device[{i}], and `&{base}` must point at one node"),

@@ -118,6 +118,11 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     };
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
     config.check_vcpus(kvm.get_max_vcpus())?;
+    platform.check_memslots(
+        config,
+        layout::ram_regions(config.memory_bytes()).len(),
+        kvm.get_nr_memslots(),
+    )?;
     let vm = Arc::new(kvm.create_vm().map_err(|e| Error::Kvm("KVM_CREATE_VM", e))?);
     vm.set_tss_address(KVM_TSS_ADDRESS)
         .map_err(|e| Error::Kvm("KVM_SET_TSS_ADDR", e))?;
@@ -427,9 +432,7 @@ fn start_trace(platform: &Platform, t: TraceOutput, attach: bool) -> Result<Arc<
     };
     let mut tracer = Tracer::new(platform.bus.clone(), out, clock, &t.options);
     tracer.set_stop_on_failure(platform.control.clone(), name);
-    for s in &platform.self_traced {
-        tracer.set_self_traced(s.space, s.region);
-    }
+    tracer.set_self_traced_all(platform.self_traced.iter().map(|s| (s.space, s.region)));
     let tracer = Arc::new(tracer);
     for s in platform.self_traced.iter().filter(|_| attach) {
         s.attach.attach_sink(tracer.clone());

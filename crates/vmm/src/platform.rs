@@ -8,6 +8,7 @@
 //! node `name@unit-address`, and the kernel names its resources after that node; its regions
 //! carry the same name here, so the host's tree and the guest's `/proc/iomem` line up.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -455,7 +456,8 @@ impl Platform {
             ..DtDevice::default()
         }];
 
-        let mut bus_regions: Vec<(String, Option<RegionId>, Option<RegionId>)> = Vec::new();
+        // Bus name -> its MMIO and I/O-port windows.
+        let mut bus_regions: HashMap<&str, (Option<RegionId>, Option<RegionId>)> = HashMap::new();
         for (i, bus) in config.buses.iter().enumerate() {
             let mut add = |space, w: Option<crate::config::WindowConfig>, sub: &str| {
                 w.map(|w| b.add_region(space, None, &bus.name, w.base, w.size, RegionKind::Container))
@@ -464,7 +466,7 @@ impl Platform {
             };
             let mmio = add(AddressSpace::Mmio, bus.mmio, "mmio")?;
             let pio = add(AddressSpace::Pio, bus.pio, "pio")?;
-            bus_regions.push((bus.name.clone(), mmio, pio));
+            bus_regions.insert(bus.name.as_str(), (mmio, pio));
         }
 
         for (i, dev) in config.devices.iter().enumerate() {
@@ -472,8 +474,8 @@ impl Platform {
             let node = node_name(dev);
             let parent = |space| -> Result<Option<RegionId>, ConfigError> {
                 let Some(bus) = &dev.bus else { return Ok(None) };
-                let found = bus_regions.iter().find(|(n, _, _)| n == bus);
-                let window = found.and_then(|(_, m, p)| if space == AddressSpace::Mmio { *m } else { *p });
+                let found = bus_regions.get(bus.as_str());
+                let window = found.and_then(|(m, p)| if space == AddressSpace::Mmio { *m } else { *p });
                 match window {
                     Some(w) => Ok(Some(w)),
                     // A device mapped in both spaces sits on its bus in the space the bus
@@ -568,6 +570,17 @@ impl Platform {
         Ok(())
     }
 
+    /// Checks that guest RAM (`ram_slots` memslots) and the memslot-backed memory windows
+    /// of described devices fit the `kvm_max` memslots this host's KVM gives a VM
+    /// (KVM_CAP_NR_MEMSLOTS), so a machine with too many is refused when it is built,
+    /// naming the count, instead of by a failing KVM_SET_USER_MEMORY_REGION.
+    pub fn check_memslots(&self, config: &MachineConfig, ram_slots: usize, kvm_max: usize) -> Result<(), ConfigError> {
+        match memslot_error(ram_slots, &self.memslots, kvm_max) {
+            Some(why) => Err(config.error("", why)),
+            None => Ok(()),
+        }
+    }
+
     /// The FIFO output files (created by [`Platform::open_host_outputs`]).
     pub fn output_files(&self) -> Vec<PathBuf> {
         self.pending_files.iter().map(|p| p.path.clone()).collect()
@@ -581,6 +594,25 @@ impl Platform {
             self.bus.tree(AddressSpace::Pio).render()
         )
     }
+}
+
+/// Why `ram_slots` memslots of RAM and `windows` do not fit `kvm_max` memslots, if not.
+fn memslot_error(ram_slots: usize, windows: &[DeviceMemslot], kvm_max: usize) -> Option<String> {
+    let needed = ram_slots + windows.len();
+    if needed <= kvm_max {
+        return None;
+    }
+    let first_out = windows
+        .get(kvm_max.saturating_sub(ram_slots))
+        .map_or(String::new(), |w| {
+            format!(" (memory window {} is the first that does not fit)", w.name)
+        });
+    Some(format!(
+        "the machine needs {needed} KVM memslots ({ram_slots} for guest RAM, {} for memory windows backed by memslots), \
+         but this host's KVM gives a VM at most {kvm_max} (KVM_CAP_NR_MEMSLOTS){first_out}: back some windows with \
+         `backing = \"trapped\"` or use fewer devices with memslot windows",
+        windows.len()
+    ))
 }
 
 /// The region name for `dev`: its DT node name when it has a `compatible`.
@@ -848,6 +880,32 @@ mod tests {
     fn platform(text: &str) -> Result<Platform, ConfigError> {
         let config = MachineConfig::parse(text, Path::new("m.toml"))?;
         Platform::build(&config, Box::new(std::io::sink()))
+    }
+
+    #[test]
+    fn too_many_memslots_are_refused_naming_the_count() {
+        let window = |i: usize| DeviceMemslot {
+            name: format!("dev{i}.ram"),
+            addr: 0xd000_0000 + 0x1000 * i as u64,
+            size: 0x1000,
+            readonly: false,
+            fill: 0,
+        };
+        let windows: Vec<DeviceMemslot> = (0..5).map(window).collect();
+        assert_eq!(memslot_error(2, &windows, 7), None);
+        let why = memslot_error(2, &windows, 6).unwrap();
+        assert!(
+            why.starts_with("the machine needs 7 KVM memslots (2 for guest RAM, 5 for memory windows"),
+            "{why}"
+        );
+        assert!(why.contains("at most 6 (KVM_CAP_NR_MEMSLOTS)"), "{why}");
+        assert!(why.contains("memory window dev4.ram is the first"), "{why}");
+        // A platform without memslot windows needs only RAM's.
+        let config = MachineConfig::parse(SAMPLE, Path::new("m.toml")).unwrap();
+        let p = Platform::build(&config, Box::new(std::io::sink())).unwrap();
+        assert!(p.check_memslots(&config, 2, 2).is_ok());
+        let e = p.check_memslots(&config, 3, 2).unwrap_err().to_string();
+        assert!(e.contains("needs 3 KVM memslots"), "{e}");
     }
 
     const SAMPLE: &str = r#"

@@ -247,7 +247,7 @@ pub struct Tracer {
     /// By space (MMIO, PIO) and region index; only device regions are filled in.
     regions: [Vec<RegionInfo>; 2],
     filters: Vec<Filter>,
-    /// (first, last) address of each self-tracing device region, by space.
+    /// (first, last) address of each self-tracing device region, by space, sorted.
     self_traced_ranges: [Vec<(u64, u64)>; 2],
     out: Mutex<Out>,
 }
@@ -370,21 +370,41 @@ impl Tracer {
     }
 
     /// Marks `region` (a device region of `space`) as tracing itself: the generic line for
-    /// its accesses is not written, the device's own record is.
+    /// its accesses is not written, the device's own record is. O(n) each (the ranges are
+    /// kept sorted): mark many at once with [`Tracer::set_self_traced_all`].
     pub fn set_self_traced(&mut self, space: AddressSpace, region: RegionId) {
         let range = self.bus.tree(space).range(region);
-        self.self_traced_ranges[space_index(space)].push((range.start(), range.end()));
+        let ranges = &mut self.self_traced_ranges[space_index(space)];
+        let pos = ranges.partition_point(|&(start, _)| start < range.start());
+        ranges.insert(pos, (range.start(), range.end()));
+    }
+
+    /// [`Tracer::set_self_traced`] for every `(space, region)` of `regions`, sorting once
+    /// (O(n log n)).
+    pub fn set_self_traced_all(&mut self, regions: impl IntoIterator<Item = (AddressSpace, RegionId)>) {
+        for (space, region) in regions {
+            let range = self.bus.tree(space).range(region);
+            self.self_traced_ranges[space_index(space)].push((range.start(), range.end()));
+        }
+        for ranges in &mut self.self_traced_ranges {
+            ranges.sort_unstable();
+        }
+    }
+
+    /// Whether `addr` lies in a self-tracing device region of `space`: a binary search of
+    /// the sorted, disjoint ranges.
+    #[inline]
+    fn self_traced(&self, space: AddressSpace, addr: u64) -> bool {
+        let ranges = &self.self_traced_ranges[space_index(space)];
+        let pos = ranges.partition_point(|&(start, _)| start <= addr);
+        pos.checked_sub(1).is_some_and(|i| addr <= ranges[i].1)
     }
 
     /// Records one generic access of `data.len()` bytes (at most 8 are shown as the value),
     /// unless its device traces itself or the filters drop it.
     pub fn record(&self, vcpu: u32, space: AddressSpace, op: Op, addr: u64, data: &[u8], routed: Routed) {
         // Self-tracing devices wrote their own line: a range check, before any tree walk.
-        if routed == Routed::Device
-            && self.self_traced_ranges[space_index(space)]
-                .iter()
-                .any(|&(start, end)| addr >= start && addr <= end)
-        {
+        if routed == Routed::Device && self.self_traced(space, addr) {
             return;
         }
         let tree = self.bus.tree(space);
