@@ -407,11 +407,14 @@ pub fn access<'m>(
 
 /// Any access but a whole-register one ([`Direct`]): a memory window, or the access's bytes
 /// one register (slot) at a time with holes in between. False for an access width no bus
-/// makes: then nothing else happens.
+/// makes (0, or more than 8 bytes): then nothing else happens. Widths 3, 5, 6 and 7 are
+/// real: KVM splits an access that straddles a page boundary into the bytes on each page
+/// (a 4-byte store 3 bytes before a page end arrives as 3 bytes, then 1), so they go to
+/// memory windows whole and to registers as the partial accesses they are.
 fn walk(cx: &mut Ctx<'_, '_>, state: &mut State, dir: Dir, offset: u64, data: &mut [u8]) -> bool {
     let model = cx.model;
     let width = data.len();
-    if !matches!(width, 1 | 2 | 4 | 8) {
+    if !(1..=8).contains(&width) {
         if dir == Dir::Read {
             data.fill(0xff);
         }
@@ -666,8 +669,13 @@ fn register_access<'m>(
         cx.out.trace = true;
         return;
     }
-    // The whole register, little-endian: its lanes are all of it, the bytes are the value.
-    let whole = offset == r.offset && hi - lo == u64::from(r.width) && cx.model.endianness == Endianness::Little;
+    // The whole register, little-endian: its lanes are all of it, the bytes are the value
+    // (`le_value`/`le_store` take 1, 2, 4 or 8 bytes: a page-split 3- to 7-byte access that
+    // starts with a whole register goes byte by byte).
+    let whole = offset == r.offset
+        && hi - lo == u64::from(r.width)
+        && cx.model.endianness == Endianness::Little
+        && matches!(data.len(), 1 | 2 | 4 | 8);
     let mut lanes = 0u64;
     let mut written = 0u64;
     if whole {
