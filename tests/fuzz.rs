@@ -277,13 +277,13 @@ fn traced(lines: &[Value]) -> Result<Vec<(Access, u64, bool)>, Failed> {
 }
 
 /// The demo model's registers whose trace policy is not `full` (models/demo.toml): `ID`
-/// is `silent` (a 32-bit access; other widths are noted, so traced), `STATUS` and `QSTAT`
-/// trace reads (of any width inside them) only when they differ from the last. Such an
-/// access may be missing from the trace.
+/// is `silent` (a 32-bit access; other widths are noted, so traced); `STATUS` and `QSTAT`
+/// trace a read (of any width inside them) only when it differs from the last, and a write
+/// only when it changes something. Such an access may be missing from the trace.
 fn may_be_silent(a: &Access) -> bool {
     let demo = 0xd000_1000;
     let within = |reg: u64| a.addr >= demo + reg && a.addr + a.width <= demo + reg + 4;
-    a.space == "mmio" && ((a.addr == demo && a.width == 4) || (!a.write && (within(0x8) || within(0x24))))
+    a.space == "mmio" && ((a.addr == demo && a.width == 4) || within(0x8) || within(0x24))
 }
 
 /// What the storage devices must read back: the built-in register files `rf` (MMIO) and

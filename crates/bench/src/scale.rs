@@ -37,6 +37,9 @@ pub enum Axis {
     Registers,
     /// Named windows inside one device region, declared in a shuffled order.
     Regions,
+    /// The bus alone (no machine file): register files added to a `BusBuilder` in a
+    /// shuffled order on one container, each with a window, then frozen.
+    Bus,
 }
 
 impl Axis {
@@ -46,6 +49,7 @@ impl Axis {
             Axis::Devices => "devices",
             Axis::Registers => "registers",
             Axis::Regions => "regions",
+            Axis::Bus => "bus",
         }
     }
 }
@@ -109,6 +113,7 @@ pub fn machine_text(axis: Axis, n: usize, dir: &Path) -> Result<String> {
                 description_size(n)
             );
         }
+        Axis::Bus => return Err(anyhow!("the bus axis builds no machine file")),
         Axis::Regions => {
             let _ = write!(
                 t,
@@ -231,4 +236,34 @@ pub fn lookups(platform: &Platform, order: &[u64], rounds: usize) -> u64 {
         }
     }
     hit
+}
+
+/// `n` register files on a bus built directly (what [`Axis::Bus`] measures), each looked up
+/// `lookups` times past the cache; returns how many lookups reached a device.
+pub fn bus_only(n: usize, lookups: usize) -> Result<u64> {
+    use mmiolab_bus::{AddressSpace, BusBuilder, RegionKind};
+    let mut b = BusBuilder::new();
+    let size = (n.max(1) as u64) * STEP;
+    let soc = b.add_region(AddressSpace::Mmio, None, "soc", BASE, size, RegionKind::Container)?;
+    for i in shuffled(n) {
+        let base = BASE + i as u64 * STEP;
+        let dev = Arc::new(mmiolab_devices::RegFile::new(0x100, None));
+        let id = b.add_mmio_device(Some(soc), &format!("d{i}"), base, 0x100, dev)?;
+        b.add_region(AddressSpace::Mmio, Some(id), "regs", base, 0x10, RegionKind::Window)?;
+    }
+    let bus = b.build();
+    let order = lookup_order(n);
+    let mut hit = 0;
+    let mut buf = [0u8; 4];
+    for _ in 0..lookups {
+        for &addr in &order {
+            let last = LastHit::default();
+            if bus.mmio_read(&last, addr, &mut buf) == mmiolab_bus::Routed::Device
+                && bus.tree(AddressSpace::Mmio).device_at(addr).is_some()
+            {
+                hit += 1;
+            }
+        }
+    }
+    Ok(hit)
 }
