@@ -36,7 +36,7 @@ pub enum Op {
     /// `Bus::mmio_write` of 4 bytes to the register file, the vCPU's last-hit cache hitting:
     /// two compares + device (what a driver's burst of accesses to one device costs).
     BusDevice,
-    /// The same with an empty cache each time: IoManager lookup + device.
+    /// The same with an empty cache each time: dispatch-table lookup + device.
     BusDeviceUncached,
     /// `Bus::mmio_write` of 4 bytes to an unmapped address: lookup miss + counter.
     BusUnmapped,
@@ -127,7 +127,7 @@ impl Op {
         match self {
             Op::Empty => "loop overhead (subtracted from the others)",
             Op::BusDevice => "Bus::mmio_write to the register file, last-hit cache hit + RegFile",
-            Op::BusDeviceUncached => "Bus::mmio_write to the register file, IoManager lookup + RegFile",
+            Op::BusDeviceUncached => "Bus::mmio_write to the register file, dispatch-table lookup + RegFile",
             Op::BusUnmapped => "Bus::mmio_write to an unmapped address: lookup miss + counter",
             Op::Regfile => "RegFile::mmio_write alone (its Mutex included)",
             Op::Mutex => "uncontended std Mutex lock + unlock",

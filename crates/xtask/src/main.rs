@@ -5,6 +5,8 @@
 //! - `test`: formatting, clippy, and the whole test suite (unit, bare-metal KVM, Linux).
 //! - `guest`: only build the guest kernel and test initramfs into target/guest.
 //! - `bench`: the trapped-access benchmark (raw KVM loop, mmiolab, mmiolab --trace, QEMU).
+//! - `bench-scale`: machine build time at 10, 1,000 and 100,000 devices (and registers,
+//!   regions), and the cost of a device lookup.
 //! - `headers`: regenerate the committed C headers that `mmiolab header` makes from machine
 //!   files (`test` fails while one is stale).
 
@@ -30,6 +32,12 @@ tasks:
           microvm on one payload, interleaved; wall time, callgrind instructions per exit,
           start-up and RSS; tables on stdout, target/bench/report.{json,md}. Arguments after
           `bench` go to mmiolab-bench run (see `cargo xtask bench --help`)
+  bench-scale
+          machine build time (parse and check, platform, device tree, tracer) at 10, 1,000
+          and 100,000 devices, at 10, 1,000 and 4,096 registers of one device, at 10, 1,000
+          and 100,000 windows of one region, and a device lookup past the cache; a Markdown
+          table on stdout. Arguments go to mmiolab-bench scale (--devices, --registers,
+          --regions, --reps)
   headers regenerate the committed C headers made by `mmiolab header` from machine files:
           guest/drivers/mmiolab-machine.h, firmware/asm/mmiolab-machine.h; with --check, only
           fail (naming them) if they are stale, as `test` does
@@ -45,6 +53,7 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("guest") => guest(),
         Some("bench") => bench(std::env::args().skip(2).collect()),
+        Some("bench-scale") => bench_scale(std::env::args().skip(2).collect()),
         Some("headers") => match std::env::args().nth(2).as_deref() {
             None => headers(),
             Some("--check") => check_headers(),
@@ -161,6 +170,12 @@ fn test() -> Result<()> {
     run(cargo().args(["test", "--workspace"]))?;
     // The instruction-count guard's strict ceiling holds for an optimised mmiolab only.
     run(cargo().args(["test", "--release", "--package", "mmiolab-bench", "--test", "guard"]))
+}
+
+fn bench_scale(args: Vec<String>) -> Result<()> {
+    run(cargo()
+        .args(["run", "--release", "--package", "mmiolab-bench", "--", "scale"])
+        .args(args))
 }
 
 fn bench(args: Vec<String>) -> Result<()> {
