@@ -2,7 +2,7 @@
 //!
 //! A trapped access travels: [`vcpu`] (KVM_RUN returns an MMIO or I/O exit) →
 //! [`exit::AccessHandler`] (one call per access, one per element for string I/O) →
-//! [`mmiolab_bus::Bus`] (O(log n) lookup in vm-device's `IoManager`) → the device model →
+//! [`mmiolab_bus::Bus`] (O(log n) lookup in its sorted dispatch table) → the device model →
 //! back into the `kvm_run` page for reads → KVM_RUN again. See docs/architecture.md.
 
 #![deny(missing_docs)]
