@@ -3,7 +3,7 @@
 set -euo pipefail
 
 # Bump when this script changes in a way that changes the build result.
-BUILD_SH_VERSION=1
+BUILD_SH_VERSION=2
 
 SCRIPT_NAME=kernel/build.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -150,18 +150,19 @@ kmake() {
 
 # check_config: every symbol of the fragment must have its requested value.
 check_config() {
-	local line sym bad=()
+	local line sym val bad=()
 	while IFS= read -r line; do
-		if [[ $line =~ ^CONFIG_([A-Za-z0-9_]+)=y$ ]]; then
+		if [[ $line =~ ^CONFIG_([A-Za-z0-9_]+)=([ym])$ ]]; then
 			sym=CONFIG_${BASH_REMATCH[1]}
-			grep -qx "$sym=y" "$BUILD/.config" ||
-				bad+=("$sym wanted =y, got: $(grep -E "^(# )?${sym}[= ]" "$BUILD/.config" || echo 'absent')")
+			val=${BASH_REMATCH[2]}
+			grep -qx "$sym=$val" "$BUILD/.config" ||
+				bad+=("$sym wanted =$val, got: $(grep -E "^(# )?${sym}[= ]" "$BUILD/.config" || echo 'absent')")
 		elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
 			sym=${BASH_REMATCH[1]}
 			! grep -qE "^$sym=" "$BUILD/.config" ||
 				bad+=("$sym wanted unset, got: $(grep -E "^$sym=" "$BUILD/.config")")
 		elif [[ -n $line && $line != \#* ]]; then
-			die "config.fragment: unsupported line '$line' (use CONFIG_X=y or '# CONFIG_X is not set')"
+			die "config.fragment: unsupported line '$line' (use CONFIG_X=y, CONFIG_X=m or '# CONFIG_X is not set')"
 		fi
 	done <"$FRAGMENT"
 	if [ ${#bad[@]} -ne 0 ]; then
