@@ -92,10 +92,16 @@ pub fn run_check(reason: &StopReason) -> TestResult {
 ///   carries its name, or claims exactly its region, must do both: carry the name and lie
 ///   inside the region;
 ///
+/// - a window of a device's region (`reg_names` in the device tree, a named window of fixed
+///   ports) counts as a region of its own, named after the window;
+/// - a line with the range of a line already matched under the host's name is the driver's
+///   own claim inside it, whatever its name;
+///
 /// and at least one line must match a host device.
 pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
     let mut details = Vec::new();
     let mut matched = 0;
+    let mut claimed = Vec::new();
     let mut ok = true;
     for (space, lines) in [
         (AddressSpace::Mmio, &report.iomem),
@@ -119,16 +125,31 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
             let host = tree.range(id);
             let host_name = tree.name(id);
             let described = platform.dt_devices.iter().any(|d| d.node == host_name);
-            let names = linux_names(host_name);
+            let mut names = linux_names(host_name);
+            // A window of the region (`reg_names`, or a legacy driver's name for its ports)
+            // is a region of its own to the guest, claimed under the window's name.
+            let window = tree.deepest_at(start).filter(|&w| {
+                let r = tree.range(w);
+                tree.kind(w) == RegionKind::Window && r.start() == start && r.end() == end
+            });
+            if let Some(w) = window {
+                names.push(tree.name(w).to_owned());
+            }
             let named = name.split(' ').any(|n| names.iter().any(|h| h == n));
-            let exact = host.start() == start && host.end() == end;
+            let exact = window.is_some() || (host.start() == start && host.end() == end);
+            // A driver's own claim inside a resource already matched under the host's name
+            // (the 8250 core claims its node's region as "serial").
+            let inside_matched = claimed.contains(&(space, start, end));
             let good = if described {
-                exact && named
+                exact && (named || inside_matched)
             } else if exact || named {
-                named && start >= host.start() && end <= host.end()
+                (named || inside_matched) && start >= host.start() && end <= host.end()
             } else {
                 continue;
             };
+            if good && named {
+                claimed.push((space, start, end));
+            }
             if good {
                 matched += 1;
                 details.push(format!("ok {space} {start:x}-{end:x} : {name} (host: {host_name})"));
@@ -420,6 +441,57 @@ mod tests {
         assert!(r.details[0].starts_with("MISMATCH MMIO"), "{:?}", r.details);
         assert!(!check("no dump").ok);
         assert!(!check("mmiolab: begin /proc/iomem\n00100000-0fffffff : System RAM\nmmiolab: end /proc/iomem\n").ok);
+    }
+
+    const WINDOWED: &str = "[[device]]\nname = \"gpio\"\nmodel = \"regfile\"\ncompatible = \"brcm,bcm6345-gpio\"\n\
+                            mmio = [{ base = 0xd0040000, size = 0x10, windows = [{ name = \"dat\", offset = 0, size = 4 }, \
+                            { name = \"set\", offset = 4, size = 4 }] }]\n[device.dt]\nreg_names = [\"dat\", \"set\"]\n\
+                            [[device]]\nname = \"uart1\"\nmodel = \"regfile\"\ncompatible = \"ns16550a\"\n\
+                            mmio = [{ base = 0xd0041000, size = 0x20 }]\n\
+                            [[device]]\nname = \"com2\"\nmodel = \"regfile\"\n\
+                            pio = [{ base = 0x2f8, size = 8, windows = [{ name = \"serial\", offset = 0, size = 8 }] }]\n";
+
+    fn check_windowed(iomem: &str, ioports: &str) -> TestResult {
+        let c = MachineConfig::parse(WINDOWED, Path::new("m.toml")).unwrap();
+        let p = Platform::build(&c, Box::new(std::io::sink())).unwrap();
+        resource_check(
+            &p,
+            &parse(&format!(
+                "mmiolab: begin /proc/iomem\n{iomem}mmiolab: end /proc/iomem\n\
+                 mmiolab: begin /proc/ioports\n{ioports}mmiolab: end /proc/ioports\n"
+            )),
+        )
+    }
+
+    #[test]
+    fn windows_are_regions_of_their_own_and_claims_inside_matched_lines_pass() {
+        // gpio-mmio's claims by reg-names, 8250_of's "serial" inside its node's region, the
+        // 8250 core's legacy port claim named after the window
+        let r = check_windowed(
+            "d0040000-d0040003 : dat\n  d0040000-d0040003 : d0040000.gpio dat\n\
+             d0040004-d0040007 : set\n  d0040004-d0040007 : d0040000.gpio set\n\
+             d0041000-d004101f : uart1@d0041000\n  d0041000-d004101f : serial\n",
+            "02f8-02ff : serial\n",
+        );
+        assert!(r.ok, "{:?}", r.details);
+        assert_eq!(
+            r.details.iter().filter(|d| d.starts_with("ok ")).count(),
+            7,
+            "{:?}",
+            r.details
+        );
+    }
+
+    #[test]
+    fn window_lines_must_match_the_window_exactly_and_generic_names_need_a_matched_parent() {
+        // part of a window
+        assert!(!check_windowed("d0040001-d0040003 : dat\n", "").ok);
+        // a window's range under another window's name
+        assert!(!check_windowed("d0040000-d0040003 : set\n", "").ok);
+        // "serial" for the node's region with no line carrying the node's name first
+        assert!(!check_windowed("d0041000-d004101f : serial\n", "").ok);
+        // a legacy port claimed under a name that is neither the device's nor the window's
+        assert!(!check_windowed("d0040000-d0040003 : dat\n", "02f8-02ff : ttyS1\n").ok);
     }
 
     const FIXED: &str = "[[device]]\nname = \"short\"\nmodel = \"regfile\"\npio = [{ base = 0x378, size = 8 }]\n\
