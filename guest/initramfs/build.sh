@@ -75,7 +75,7 @@ while [ $# -gt 0 ]; do
 		case $2 in *:/*) ;; *) die "--file $2: want SRC:DST with an absolute DST" ;; esac
 		src=${2%:*} dst=${2##*:}
 		[ -f "$src" ] || die "--file $2: $src is not a regular file"
-		case /$dst/ in */../* | */./* | *//*/) die "--file $2: DST must be a plain absolute path" ;; esac
+		case $dst/ in */../* | */./* | *//*) die "--file $2: DST must be a plain absolute path" ;; esac
 		case $dst in /init | /bin/* | /tests/* | /lib/modules/mmiolab/* | /lib/modules/kernel/*)
 			die "--file $2: $dst belongs to the bundled initramfs; choose another path" ;;
 		esac
