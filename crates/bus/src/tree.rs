@@ -539,7 +539,13 @@ mod tests {
                 };
                 let size = 1 + rng.next((hi - start).min(0x800) + 1);
                 let kind = [RegionKind::Container, RegionKind::Device, RegionKind::Window][rng.next(3) as usize];
-                if let Ok(id) = t.insert(parent, &format!("r{i}"), start, size.min(hi - start + 1), kind) {
+                if let Ok(id) = t.insert(
+                    parent,
+                    &format!("r{i}"),
+                    start,
+                    size.min((hi - start).saturating_add(1)),
+                    kind,
+                ) {
                     ids.push(id);
                 }
             }
