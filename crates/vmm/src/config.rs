@@ -312,6 +312,9 @@ pub struct DeviceCheckConfig {
     /// reported, marked allowed, and do not change the exit status.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Resamples (EOIs) in a row with a level interrupt line still asserted before the rule
+    /// `irq-stuck` reports it (default 3).
+    pub irq_stuck_after: Option<u32>,
 }
 
 /// One region of a device.
@@ -938,6 +941,12 @@ impl MachineConfig {
                 && !self.buses.iter().any(|b| &b.name == bus)
             {
                 return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
+            }
+            if dev.check.as_ref().and_then(|c| c.irq_stuck_after) == Some(0) {
+                return Err(self.error(
+                    format!("{key}.check.irq_stuck_after"),
+                    "0: at least one resample must find the line still asserted",
+                ));
             }
             for (k, rule) in dev.check.iter().flat_map(|c| c.allow.iter()).enumerate() {
                 if rule.parse::<crate::check::Rule>().is_err() {
