@@ -1335,6 +1335,13 @@ mod tests {
             ),
             "{e}"
         );
+        let c = parse(&dev("[\"unaligned\", \"order\", \"irq-stuck\"]\nirq_stuck_after = 5")).unwrap();
+        assert_eq!(c.devices[0].check.as_ref().and_then(|c| c.irq_stuck_after), Some(5));
+        let e = parse(&dev("[]\nirq_stuck_after = 0")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "m.toml: device[0].check.irq_stuck_after: 0: at least one resample must find the line still asserted"
+        );
     }
 
     #[test]
