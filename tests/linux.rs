@@ -41,8 +41,8 @@ const CLAIMS: [&str; 8] = [
     "d0020000-d0021fff : d0020000.apidev apidev@d0020000",
     "0180-01bf : d0020000.apidev",
     "d0030000-d0030fff : d0030000.bedev",
-    // Linux's own drivers: gpio-mmio by reg-names, the 8250 core on legacy COM2 and on
-    // of_serial's node
+    // Linux's own drivers: gpio-mmio by reg-names, the 8250 driver on legacy COM2 and on
+    // of_serial's node (both under the name of the machine file's `serial` window)
     "d0040000-d0040003 : d0040000.gpio dat",
     "02f8-02ff : serial",
     "d0041000-d004101f : serial",
