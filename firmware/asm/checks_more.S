@@ -7,10 +7,11 @@
  *   chk3 (done)  irq-stuck                   1  (the handler never clears STATUS.DONE)
  * The interrupt handler reads STATUS and returns without clearing DONE. On a KVM whose
  * IOAPIC re-delivers a level line that is still high after the EOI, that is an interrupt
- * storm, which the handler ends itself after 8 calls; a software KVM that ends level
- * interrupts at delivery (kvm_pvm) delivers it once, so the program then sends itself the
- * same vector 4 times (self-IPIs), each one EOI of that vector as a re-delivery would be.
- * Then it clears DONE and exits 0. */
+ * storm, which the handler ends itself after 8 calls by masking the pin; a software KVM
+ * that ends level interrupts at delivery (kvm_pvm) delivers it once, so the program then
+ * sends itself the same vector 4 times (self-IPIs), each one EOI of that vector as a
+ * re-delivery would be. DONE is never cleared: the line is still high when the program
+ * exits 0, so the count of EOIs in a row cannot depend on when the VMM reads them. */
 #include "mmiolab.h"
 
 #define CHK3       0xd0000000
@@ -67,11 +68,10 @@ _start:
     jmp 4b
 5:  loop 3b
     cli
-    movl $1, 0x08(%rdi)         /* STATUS.DONE cleared at last (W1C): the line drops */
     exit 0
 
 /* The buggy handler: looks at STATUS and returns, DONE still set (after 8 calls of a
- * storm it clears DONE, or the program would never run again). */
+ * storm it masks the pin, or the program would never run again). */
 on_irq:
     push %rax
     push %rdi
@@ -80,7 +80,9 @@ on_irq:
     incq hits(%rip)
     cmpq $8, hits(%rip)
     jne 1f
-    movl $1, 0x08(%rdi)
+    mov $IOAPIC, %eax
+    movl $(0x10 + 2 * PIN), (%rax)
+    movl $(0x18000 | VEC), 0x10(%rax)
 1:  mov $LAPIC + 0xb0, %eax
     movl $0, (%rax)
     pop %rdi

@@ -19,7 +19,9 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use vmm_sys_util::eventfd::EventFd;
 
 use mmiolab_devices::{AccessRecord, Dir, EventRecord, IrqLine, Note, Space, TraceSink};
 use mmiolab_regmodel::compile::Model;
@@ -227,6 +229,9 @@ pub struct Checker {
     levels: Vec<LevelLine>,
     tracer: Option<Arc<Tracer>>,
     found: Mutex<BTreeMap<Place, u64>>,
+    /// The resample eventfds of the watched level lines, by GSI: read once more when the
+    /// findings are taken, for EOIs the event loop had not yet reported when the run ended.
+    resamples: OnceLock<Vec<(u32, EventFd)>>,
 }
 
 impl Checker {
@@ -298,6 +303,7 @@ impl Checker {
             levels,
             tracer,
             found: Mutex::new(BTreeMap::new()),
+            resamples: OnceLock::new(),
         }
     }
 
@@ -314,6 +320,12 @@ impl Checker {
     /// (EOI) of one with [`Checker::resampled`].
     pub fn level_gsis(&self) -> Vec<u32> {
         self.levels.iter().map(|l| l.gsi).collect()
+    }
+
+    /// Keeps the resample eventfds of the watched lines (`(gsi, fd)`: clones of those the
+    /// event loop reads), so that [`Checker::findings`] counts the EOIs it has not reported.
+    pub fn keep_resamples(&self, fds: Vec<(u32, EventFd)>) {
+        let _ = self.resamples.set(fds);
     }
 
     /// The interrupt controller resampled level line `gsi` `n` times (EOIs): while the
@@ -391,6 +403,11 @@ impl Checker {
     /// The findings so far, deduplicated with counts, sorted by device, register, field,
     /// rule, address and vCPU.
     pub fn findings(&self) -> Vec<Finding> {
+        for (gsi, fd) in self.resamples.get().into_iter().flatten() {
+            if let Ok(n) = fd.read() {
+                self.resampled(*gsi, n);
+            }
+        }
         let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
         found
             .iter()
@@ -576,6 +593,7 @@ mod tests {
             }],
             tracer: None,
             found: Mutex::new(BTreeMap::new()),
+            resamples: OnceLock::new(),
         }
     }
 

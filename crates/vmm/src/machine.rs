@@ -392,11 +392,13 @@ fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<()> {
 fn watch_resamples(vm: &VmFd, checker: &Arc<crate::check::Checker>, events: &mut EventLoop) -> Result<()> {
     use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
     let host = |e| Error::Host("watching the resamples of level interrupts", e);
+    let mut kept = Vec::new();
     for gsi in checker.level_gsis() {
         let trigger = EventFd::new(EFD_NONBLOCK).map_err(host)?;
         let resample = EventFd::new(EFD_NONBLOCK).map_err(host)?;
         vm.register_irqfd_with_resample(&trigger, &resample, gsi)
             .map_err(|e| Error::Kvm("KVM_IRQFD (resample)", e))?;
+        kept.push((gsi, resample.try_clone().map_err(host)?));
         events.add_subscriber(Box::new(crate::events::Resamples::new(
             trigger,
             resample,
@@ -404,6 +406,7 @@ fn watch_resamples(vm: &VmFd, checker: &Arc<crate::check::Checker>, events: &mut
             checker.clone(),
         )));
     }
+    checker.keep_resamples(kept);
     Ok(())
 }
 
