@@ -14,6 +14,7 @@ use serde_json::Value;
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/baremetal.toml");
 const DESCRIBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/described.toml");
 const CHECKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/checks.toml");
+const CHECKS_MORE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/checks_more.toml");
 
 fn main() {
     let args = Arguments::from_args();
@@ -54,6 +55,10 @@ fn main() {
         kvm(
             "checker_reports_each_broken_rule_exactly",
             checker_reports_each_broken_rule_exactly,
+        ),
+        kvm(
+            "checker_reports_unaligned_order_and_stuck_interrupt",
+            checker_reports_unaligned_order_and_stuck_interrupt,
         ),
         kvm("checker_off_changes_nothing", checker_off_changes_nothing),
         kvm(
@@ -759,6 +764,88 @@ fn checker_reports_each_broken_rule_exactly() -> Result<(), Failed> {
     if total != want.iter().map(|w| w.4).sum::<u64>() {
         return Err(format!("the trace has these finding lines: {per_rule:?}").into());
     }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `firmware/asm/checks_more.S` breaks the rules unaligned, order and irq-stuck once each
+/// (its header says how): exactly those three findings, on stderr, in the JSON file and in
+/// the trace (the order and unaligned lines right after their access line); without
+/// `--check` it exits 0 with no finding.
+fn checker_reports_unaligned_order_and_stuck_interrupt() -> Result<(), Failed> {
+    let dir = scratch("checks-more")?;
+    let json = dir.join("findings.json");
+    let (out, trace) = run_traced_on(
+        CHECKS_MORE,
+        "checks_more",
+        &["--check", "--check-json", json.to_str().ok_or("path is not UTF-8")?],
+    )?;
+    expect_status(&out, 3)?;
+    let got = findings_in(&json)?;
+    let s = |v: &str| Value::String(v.to_owned());
+    let mut want = vec![
+        (
+            "chk3".to_owned(),
+            Value::Null,
+            s("done"),
+            "irq-stuck".to_owned(),
+            1,
+            false,
+        ),
+        (
+            "chk3".to_owned(),
+            s("DATA"),
+            s("enable_before_data"),
+            "order".to_owned(),
+            1,
+            false,
+        ),
+        (
+            "chk3".to_owned(),
+            s("WIN"),
+            Value::Null,
+            "unaligned".to_owned(),
+            1,
+            false,
+        ),
+    ];
+    let mut got_sorted = got.clone();
+    got_sorted.sort_by_key(|f| format!("{f:?}"));
+    want.sort_by_key(|f| format!("{f:?}"));
+    if got_sorted != want {
+        return Err(format!("findings:\n{got:#?}\nexpected:\n{want:#?}").into());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for w in [
+        "mmiolab: check: order: chk3.DATA (enable_before_data) at mmio 0xd0000004, vCPU 0, 1 time: access made while the order rule's condition did not hold",
+        "mmiolab: check: unaligned: chk3.WIN at mmio 0xd0000012, vCPU 0, 1 time: access at an address that is not a multiple of its width",
+        "mmiolab: check: irq-stuck: chk3 (done) at mmio 0xd0000000, no vCPU, 1 time: level interrupt still asserted after consecutive EOIs (handler did not clear it)",
+        "mmiolab: check: 3 finding(s), 0 more allowed by the machine file",
+    ] {
+        if !stderr.lines().any(|l| l == w) {
+            return Err(format!("stderr lacks\n  {w}\nit has:\n{stderr}").into());
+        }
+    }
+    let findings: Vec<(usize, &Value)> = trace
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l["kind"] == "finding")
+        .collect();
+    let rules: Vec<&str> = findings.iter().filter_map(|(_, l)| l["rule"].as_str()).collect();
+    if rules != ["order", "unaligned", "irq-stuck"] {
+        return Err(format!("the trace's finding lines are {rules:?}").into());
+    }
+    for (i, line) in findings.iter().take(2) {
+        let prev = i
+            .checked_sub(1)
+            .and_then(|p| trace.get(p))
+            .ok_or("a finding opens the trace")?;
+        if prev["kind"] != "access" || prev["addr"] != line["addr"] || prev["reg"] != line["reg"] {
+            return Err(format!("finding {line} does not follow its access (previous line {prev})").into());
+        }
+    }
+    let (off, _) = run_traced_on(CHECKS_MORE, "checks_more", &[])?;
+    expect_status(&off, 0)?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

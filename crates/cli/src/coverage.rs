@@ -322,9 +322,9 @@ pub fn compute(trace: &str, devices: &[(String, Vec<String>, &Model)]) -> Result
     Ok(tallies.into_iter().map(|t| t.coverage).collect())
 }
 
-/// [`compute`] for the described devices of the machine file `config`.
-pub fn for_machine(trace: &str, config: &MachineConfig) -> Result<Vec<DeviceCoverage>> {
-    let platform = Platform::build(config, Box::new(std::io::sink()))?;
+/// The described devices of `platform`: (machine-file name, region names, model), in
+/// machine-file order.
+pub fn described(platform: &Platform) -> Vec<(String, Vec<String>, &Model)> {
     let mut devices: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
     let mut order = Vec::new();
     for (k, s) in platform.self_traced.iter().enumerate() {
@@ -335,15 +335,14 @@ pub fn for_machine(trace: &str, config: &MachineConfig) -> Result<Vec<DeviceCove
         });
         entry.0.push(region);
     }
-    let list: Vec<(String, Vec<String>, &Model)> = order
+    order
         .iter()
         .filter_map(|name| {
             let (regions, k) = devices.get(name)?;
             let model = platform.self_traced.get(*k)?.model.as_ref();
             Some((name.clone(), regions.clone(), model))
         })
-        .collect();
-    compute(trace, &list)
+        .collect()
 }
 
 fn pct(part: u64, whole: u64) -> String {
@@ -469,16 +468,40 @@ pub fn to_json(devices: &[DeviceCoverage]) -> Value {
 }
 
 /// `mmiolab coverage`.
-pub fn command(trace: &Path, config: &Path, json_out: Option<&Path>) -> Result<()> {
-    let config = MachineConfig::load(config)?;
+pub fn command(trace: &Path, config_path: &Path, json_out: Option<&Path>, html_out: Option<&Path>) -> Result<()> {
+    let config = MachineConfig::load(config_path)?;
+    let mut inputs = config.input_files();
+    inputs.push(("the trace".to_owned(), trace.to_owned()));
+    // Refused before anything is computed or written: an output over an input.
+    for (path, what) in [
+        (json_out, "the coverage report"),
+        (html_out, "the HTML coverage report"),
+    ] {
+        if let Some(p) = path {
+            mmiolab_vmm::files::check_output(p, what, &inputs)?;
+        }
+    }
     let text = std::fs::read_to_string(trace).with_context(|| format!("reading {}", trace.display()))?;
-    let devices = for_machine(&text, &config)?;
+    let platform = Platform::build(&config, Box::new(std::io::sink()))?;
+    let list = described(&platform);
+    let devices = compute(&text, &list)?;
     crate::ending::to_stdout(table(&devices).as_bytes())?;
     if let Some(path) = json_out {
         let text = serde_json::to_string_pretty(&to_json(&devices)).context("formatting the coverage")? + "\n";
-        let mut inputs = config.input_files();
-        inputs.push(("the trace".to_owned(), trace.to_owned()));
         mmiolab_vmm::files::write_atomically(path, text.as_bytes(), "the coverage report", &inputs)?;
+    }
+    if let Some(path) = html_out {
+        let report: Vec<crate::html::ReportDevice<'_>> = list
+            .iter()
+            .map(|(name, regions, model)| crate::html::ReportDevice {
+                name: name.clone(),
+                regions: regions.clone(),
+                model,
+            })
+            .collect();
+        let title = format!("mmiolab coverage: {} on {}", trace.display(), config_path.display());
+        let page = crate::html::render(&title, &report, &devices, &text);
+        mmiolab_vmm::files::write_atomically(path, page.as_bytes(), "the HTML coverage report", &inputs)?;
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ mod ending;
 mod golden;
 mod guest_test;
 mod header;
+mod html;
 mod ktap;
 
 #[derive(Parser)]
@@ -84,6 +85,10 @@ enum Command {
         /// Also write the coverage as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Also write a self-contained HTML report to FILE: register maps coloured by
+        /// coverage, behaviours and findings per register, a timeline of the trace.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
@@ -339,7 +344,12 @@ fn main() -> ExitCode {
         Command::Test(args) => test(args),
         Command::Header(args) => header_command(&args).map(|()| 0),
         Command::Models { name } => models(name.as_deref()).map(|()| 0),
-        Command::Coverage { trace, config, json } => coverage::command(&trace, &config, json.as_deref()).map(|()| 0),
+        Command::Coverage {
+            trace,
+            config,
+            json,
+            html,
+        } => coverage::command(&trace, &config, json.as_deref(), html.as_deref()).map(|()| 0),
     };
     match result {
         Ok(status) => ExitCode::from(status),

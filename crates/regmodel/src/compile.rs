@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::expr::{Expr, FifoProp, Operand, parse_int};
 use crate::schema::{
-    Backing, Behaviour, Bits, Description, EffectDesc, Endianness, FieldDesc, RegisterDesc, TracePolicy, Trigger,
-    WidthPolicy,
+    Backing, Behaviour, Bits, Description, EffectDesc, Endianness, FieldDesc, OrderDesc, RegisterDesc, TracePolicy,
+    Trigger, WidthPolicy,
 };
 
 /// A description that cannot be used: where and why.
@@ -489,6 +489,28 @@ pub struct Effect {
     pub actions: Vec<Action>,
 }
 
+/// Order rules a description may hold: the device keeps which ones an access broke in one
+/// 64-bit mask.
+pub const MAX_ORDERS: usize = 64;
+
+/// An order rule of the register checker (`[[order]]`, docs/checker.md): an access that
+/// matches it, made while `require` evaluates to 0, is a finding.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Name (the finding's field).
+    pub name: String,
+    /// It judges writes (else reads).
+    pub write: bool,
+    /// The register instance.
+    pub reg: u32,
+    /// Bits of the register the access must reach (register position): a field's, or all.
+    pub mask: u64,
+    /// What must hold just before the access.
+    pub require: Expr,
+    /// `require` as written, for reports.
+    pub require_text: String,
+}
+
 /// A group of registers that share one offset and width: the candidates for an access
 /// there, in file order.
 #[derive(Debug, Clone)]
@@ -534,6 +556,8 @@ pub struct Model {
     pub byte_slot: Vec<u16>,
     /// Number of interrupt lines used (highest `line` + 1).
     pub lines: u32,
+    /// Order rules of the register checker (`[[order]]`); the engine never reads them.
+    pub orders: Vec<Order>,
 }
 
 /// Reads and compiles a description file.
@@ -822,9 +846,11 @@ impl Compiler {
             slots: Vec::new(),
             byte_slot: Vec::new(),
             lines: 0,
+            orders: Vec::new(),
         };
         model.lines = model.interrupts.iter().map(|i| i.line + 1).max().unwrap_or(0);
         self.compile_effects(desc, &mut model)?;
+        model.orders = self.compile_orders(desc)?;
         let interrupt_operands: Vec<Operand> = {
             let mut ops = Vec::new();
             for irq in &model.interrupts {
@@ -1445,6 +1471,75 @@ impl Compiler {
         check_effect_cycles(&effects, model)?;
         model.effects = effects;
         Ok(())
+    }
+
+    fn compile_orders(&self, desc: &Description) -> Result<Vec<Order>, DescriptionError> {
+        if desc.orders.len() > MAX_ORDERS {
+            return fail("order", format!("more than {MAX_ORDERS} order rules"));
+        }
+        let mut out: Vec<Order> = Vec::new();
+        for (i, o) in desc.orders.iter().enumerate() {
+            let key = format!("order[{i}]");
+            out.push(self.order(&key, o)?);
+            if out.iter().filter(|x| x.name == o.name).count() > 1 {
+                return fail(
+                    format!("{key}.name"),
+                    format!("order rule name `{}` is used twice", o.name),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn order(&self, key: &str, o: &OrderDesc) -> Result<Order, DescriptionError> {
+        check_name(&format!("{key}.name"), &o.name)?;
+        let on_key = format!("{key}.on");
+        let words: Vec<&str> = o.on.split_whitespace().collect();
+        let [verb, target] = words.as_slice() else {
+            return fail(
+                on_key,
+                format!(
+                    "`{}`: an order rule judges `write REG[.FIELD]` or `read REG[.FIELD]`",
+                    o.on
+                ),
+            );
+        };
+        let write = match *verb {
+            "write" => true,
+            "read" => false,
+            _ => {
+                return fail(
+                    on_key,
+                    format!(
+                        "`{}`: an order rule judges `write REG[.FIELD]` or `read REG[.FIELD]`",
+                        o.on
+                    ),
+                );
+            }
+        };
+        if target.contains("[i]") {
+            return fail(
+                on_key,
+                format!("`{target}`: name one element (`REG[0]`); order rules do not expand `[i]`"),
+            );
+        }
+        let r = self.field_ref(&on_key, target)?;
+        let reg = self.registers.get(r.reg as usize);
+        if write && !reg.is_some_and(|x| x.writable || x.push.is_some()) {
+            return fail(on_key, format!("`{target}` cannot be written by software"));
+        }
+        if !write && !reg.is_some_and(|x| x.readable || x.pop.is_some()) {
+            return fail(on_key, format!("`{target}` cannot be read by software"));
+        }
+        let require = self.expr(&format!("{key}.require"), &o.require)?;
+        Ok(Order {
+            name: o.name.clone(),
+            write,
+            reg: r.reg,
+            mask: if r.field.is_none() { ANY_BITS } else { r.mask },
+            require,
+            require_text: o.require.trim().to_owned(),
+        })
     }
 
     fn array_count_in(&self, on: &str) -> Option<u32> {
@@ -2309,6 +2404,28 @@ mod tests {
             (
                 &format!("{REG}[[effect]]\non = \"write R\"\ndo = [\"push nope\"]\n"),
                 "d.toml: effect[0].do[0]: no FIFO named `nope`",
+            ),
+            (
+                &format!("{REG}[[order]]\nname = \"o\"\non = \"poke R\"\nrequire = \"1\"\n"),
+                "d.toml: order[0].on: `poke R`: an order rule judges `write REG[.FIELD]` or `read REG[.FIELD]`",
+            ),
+            (
+                &format!("{REG}[[order]]\nname = \"o\"\non = \"write S\"\nrequire = \"1\"\n"),
+                "d.toml: order[0].on: no register or FIFO named `S`",
+            ),
+            (
+                &format!("{REG}[[order]]\nname = \"o\"\non = \"write R\"\nrequire = \"NOPE == 1\"\n"),
+                "d.toml: order[0].require: no register or FIFO named `NOPE`",
+            ),
+            (
+                &format!(
+                    "{REG}[[order]]\nname = \"o\"\non = \"write R\"\nrequire = \"1\"\n[[order]]\nname = \"o\"\non = \"read R\"\nrequire = \"1\"\n"
+                ),
+                "d.toml: order[1].name: order rule name `o` is used twice",
+            ),
+            (
+                "[[register]]\nname = \"R\"\noffset = 0\nsw = \"ro\"\n[[order]]\nname = \"o\"\non = \"write R\"\nrequire = \"1\"\n",
+                "d.toml: order[0].on: `R` cannot be written by software",
             ),
             (
                 "[[register]]\nname = \"R\"\noffset = 0\nsw = \"ro\"\n[[effect]]\non = \"write R\"\ndo = [\"set R\"]\n",

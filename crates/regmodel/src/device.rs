@@ -31,6 +31,18 @@ pub struct DescribedDevice {
     /// Region names in the bus tree, MMIO then PIO, for the trace.
     names: [OnceLock<String>; 2],
     sink: OnceLock<Arc<dyn TraceSink>>,
+    /// The register checker's judge of `[[order]]` rules (only with `--check`, only when the
+    /// description has order rules): accesses then take [`DescribedDevice::judged`].
+    judge: OnceLock<Arc<dyn OrderJudge>>,
+}
+
+/// Learns which order rules (`[[order]]`, docs/checker.md) an access broke: called on the
+/// vCPU thread with the device's lock held, after the access and right before its record
+/// goes to the sink (which then always gets one). Must not call into any device.
+pub trait OrderJudge: Send + Sync {
+    /// `device` is the region name as in records; bit `i` of `broken` stands for
+    /// `model.orders[i]`.
+    fn broken(&self, device: &str, broken: u64);
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -52,6 +64,7 @@ impl DescribedDevice {
                 client,
                 names: [OnceLock::new(), OnceLock::new()],
                 sink: OnceLock::new(),
+                judge: OnceLock::new(),
             }
         })
     }
@@ -76,6 +89,14 @@ impl DescribedDevice {
     /// Starts tracing into `sink` (once; later calls are ignored).
     pub fn attach_sink(&self, sink: Arc<dyn TraceSink>) {
         let _ = self.sink.set(sink);
+    }
+
+    /// Judges the description's order rules before each access, telling `judge` (once;
+    /// later calls are ignored, and so is a description without order rules).
+    pub fn attach_order_judge(&self, judge: Arc<dyn OrderJudge>) {
+        if !self.model.orders.is_empty() {
+            let _ = self.judge.set(judge);
+        }
     }
 
     /// Runs the reset (and its `reset` effects) and drives the lines to their reset levels.
@@ -149,6 +170,21 @@ impl DescribedDevice {
     /// [`engine::access`].
     #[inline]
     fn write(&self, space: Space, base: u64, offset: u64, data: &[u8]) {
+        if let Some(judge) = self.judge.get() {
+            let mut buf = [0u8; 8];
+            let n = data.len().min(buf.len());
+            if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            return self.judged(
+                judge.as_ref(),
+                space,
+                base,
+                offset,
+                Dir::Write,
+                buf.get_mut(..n).unwrap_or_default(),
+            );
+        }
         let mut state = lock(&self.state);
         if let Some(out) = engine::plain_write(&self.model, &mut state, offset, data) {
             if out.trace
@@ -186,6 +222,9 @@ impl DescribedDevice {
     /// [`engine::access`].
     #[inline]
     fn read(&self, space: Space, base: u64, offset: u64, data: &mut [u8]) {
+        if let Some(judge) = self.judge.get() {
+            return self.judged(judge.as_ref(), space, base, offset, Dir::Read, data);
+        }
         let mut state = lock(&self.state);
         if let Some(out) = engine::plain_read(&self.model, &mut state, offset, data) {
             if out.trace
@@ -220,6 +259,79 @@ impl DescribedDevice {
         {
             self.record(sink.as_ref(), space, base, offset, dir, data, out, &notes);
         }
+    }
+
+    /// An access with the order rules judged first, on the state just before it (the
+    /// register checker is on and the description has order rules). Its record is always
+    /// sent when it broke one, whatever the register's trace policy.
+    #[cold]
+    #[inline(never)]
+    fn judged(&self, judge: &dyn OrderJudge, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
+        let mut state = lock(&self.state);
+        let broken = self.broken_orders(&state, offset, dir, data);
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let out = engine::access(&self.model, &mut state, dir, offset, data, &clock, &mut notes);
+        self.apply(&state, out);
+        if broken != 0 {
+            judge.broken(self.region_name(space), broken);
+        }
+        if (out.trace || broken != 0)
+            && let Some(sink) = self.sink.get()
+        {
+            self.record(sink.as_ref(), space, base, offset, dir, data, out, &notes);
+        }
+    }
+
+    /// The order rules an access of `data` at `offset` would break now (bit per rule).
+    fn broken_orders(&self, state: &State, offset: u64, dir: Dir, data: &[u8]) -> u64 {
+        let mut broken = 0u64;
+        let end = offset.saturating_add(data.len() as u64);
+        for (i, o) in self.model.orders.iter().enumerate() {
+            if o.write != (dir == Dir::Write) {
+                continue;
+            }
+            let Some(r) = self.model.registers.get(o.reg as usize) else {
+                continue;
+            };
+            let (lo, hi) = (offset.max(r.offset), end.min(r.offset + u64::from(r.width)));
+            if lo >= hi {
+                continue;
+            }
+            // Another banked view answers at this offset while this one's condition fails.
+            if r.when
+                .as_ref()
+                .is_some_and(|w| engine::evaluate(&self.model, state, w, 0) == 0)
+            {
+                continue;
+            }
+            let mut lanes = 0u64;
+            for b in (lo - r.offset)..(hi - r.offset) {
+                let pos = match self.model.endianness {
+                    crate::schema::Endianness::Little => b,
+                    crate::schema::Endianness::Big => u64::from(r.width) - 1 - b,
+                };
+                lanes |= 0xffu64.checked_shl(8 * pos as u32).unwrap_or(0);
+            }
+            if lanes & o.mask == 0 {
+                continue;
+            }
+            let value = match dir {
+                Dir::Write => engine::register_value(&self.model, o.reg, offset, data),
+                Dir::Read => 0,
+            };
+            if engine::evaluate(&self.model, state, &o.require, value) == 0 {
+                broken |= 1u64.checked_shl(i as u32).unwrap_or(0);
+            }
+        }
+        broken
+    }
+
+    fn region_name(&self, space: Space) -> &str {
+        self.names
+            .get(space_index(space))
+            .and_then(OnceLock::get)
+            .map_or(self.model.name.as_str(), String::as_str)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -477,5 +589,37 @@ do = ["set STATUS.DONE"]
         let mut b = [0u8; 4];
         dev.mmio_read(MmioAddress(0xd000_0000), 0, &mut b);
         assert_eq!(b, [2, 0, 0, 0]);
+    }
+
+    #[derive(Default)]
+    struct Judge(Mutex<Vec<u64>>);
+
+    impl super::OrderJudge for Judge {
+        fn broken(&self, _device: &str, broken: u64) {
+            self.0.lock().unwrap().push(broken);
+        }
+    }
+
+    #[test]
+    fn order_rules_are_judged_on_the_state_before_the_access() {
+        let text = "[[register]]\nname = \"CTRL\"\noffset = 0\n[[register.field]]\nname = \"EN\"\nbits = 0\n[[register.field]]\nname = \"MODE\"\nbits = \"9:8\"\n[[register]]\nname = \"DATA\"\noffset = 4\n[[order]]\nname = \"data\"\non = \"write DATA\"\nrequire = \"CTRL.EN\"\n[[order]]\nname = \"mode\"\non = \"write CTRL.MODE\"\nrequire = \"CTRL.EN == 0 || (value & 1) == 0\"\n[[order]]\nname = \"peek\"\non = \"read DATA\"\nrequire = \"DATA != 0\"\n";
+        let model = Arc::new(crate::compile_text(text, std::path::Path::new("t.toml")).unwrap());
+        let clock = Arc::new(ManualClock::new(0));
+        let scheduler = Arc::new(Scheduler::new(clock).unwrap());
+        let dev = DescribedDevice::new(model, vec![], scheduler);
+        let judge = Arc::new(Judge::default());
+        dev.attach_order_judge(judge.clone());
+        let w = |off: u64, data: &[u8]| dev.mmio_write(MmioAddress(0), off, data);
+        w(4, &[1, 0, 0, 0]); // DATA while EN is 0: rule 0
+        w(0, &[1, 0, 0, 0]); // CTRL.EN, not reaching MODE's byte
+        w(4, &[2, 0, 0, 0]); // legal now
+        w(0, &[1, 1, 0, 0]); // MODE while enabled, staying enabled: rule 1
+        w(0, &[0, 2, 0, 0]); // MODE written together with EN cleared: legal (value)
+        w(1, &[3]); // MODE's byte alone while disabled: legal
+        let mut buf = [0u8; 4];
+        dev.mmio_read(MmioAddress(0), 4, &mut buf); // DATA holds 2: legal
+        w(4, &[0, 0, 0, 0]); // EN is 0 again: rule 0
+        dev.mmio_read(MmioAddress(0), 4, &mut buf); // DATA is 0: rule 2
+        assert_eq!(*judge.0.lock().unwrap(), vec![0b001, 0b010, 0b001, 0b100]);
     }
 }

@@ -323,6 +323,12 @@ fn eval(model: &Model, state: &State, e: &Expr, value: u64) -> u64 {
     e.eval(&View { model, state, value })
 }
 
+/// Evaluates `e` on the state as it is, changing nothing (the register checker's order
+/// rules, judged before an access).
+pub fn evaluate(model: &Model, state: &State, e: &Expr, value: u64) -> u64 {
+    eval(model, state, e, value)
+}
+
 /// The working context of one access or event.
 struct Ctx<'m, 'n> {
     model: &'m Model,

@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 use crate::compile::DescriptionError;
 use crate::schema::{
-    Bits, CounterDesc, Description, EffectDesc, Endianness, FieldDesc, FifoDesc, InterruptDesc, MemoryDesc,
+    Bits, CounterDesc, Description, EffectDesc, Endianness, FieldDesc, FifoDesc, InterruptDesc, MemoryDesc, OrderDesc,
     RegisterDesc, TracePolicy, WidthPolicy,
 };
 
@@ -59,6 +59,9 @@ pub struct Overlay {
     /// Effects to add.
     #[serde(default, rename = "effect")]
     pub effects: Vec<EffectDesc>,
+    /// Order rules to add.
+    #[serde(default, rename = "order")]
+    pub orders: Vec<OrderDesc>,
 }
 
 /// The `[device]` table of an overlay: the keys of [`crate::schema::DeviceSection`], each
@@ -202,6 +205,7 @@ impl From<Description> for Overlay {
             memories: d.memories,
             interrupts: d.interrupts,
             effects: d.effects,
+            orders: d.orders,
         }
     }
 }
@@ -245,6 +249,7 @@ pub fn apply_overlay(base: &mut Description, overlay: impl Into<Overlay>) -> Res
     out.memories.extend(overlay.memories);
     out.interrupts.extend(overlay.interrupts);
     out.effects.extend(overlay.effects);
+    out.orders.extend(overlay.orders);
     *base = out;
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct Description {
     /// Effects: what happens when a register is accessed, possibly later.
     #[serde(default, rename = "effect")]
     pub effects: Vec<EffectDesc>,
+    /// Order rules of the register checker: an access that needs a condition to hold.
+    #[serde(default, rename = "order")]
+    pub orders: Vec<OrderDesc>,
 }
 
 /// The `[device]` table.
@@ -372,6 +375,23 @@ pub struct EffectDesc {
     #[serde(rename = "do")]
     pub actions: Vec<String>,
     /// What it models.
+    pub description: Option<String>,
+}
+
+/// An order rule (`[[order]]`, docs/checker.md): the register checker reports an access
+/// matching `on` made while `require` does not hold. The device's behaviour does not change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderDesc {
+    /// Name, in findings (the rule's "field").
+    pub name: String,
+    /// The access judged: `write REG`, `write REG.FIELD` (a write reaching FIELD's bytes),
+    /// `read REG`, `read REG.FIELD`.
+    pub on: String,
+    /// What must hold just before that access (an expression; `value` is the value a write
+    /// writes, 0 for a read).
+    pub require: String,
+    /// Why, for people.
     pub description: Option<String>,
 }
 

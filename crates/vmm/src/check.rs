@@ -16,11 +16,17 @@
 //! the last read); every other rule comes with a note, and the engine records every access
 //! with notes. The guest's RIP is not known here (records do not carry it).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use mmiolab_devices::{AccessRecord, Dir, EventRecord, Note, Space, TraceSink};
+use vmm_sys_util::eventfd::EventFd;
+
+use mmiolab_devices::{AccessRecord, Dir, EventRecord, IrqLine, Note, Space, TraceSink};
 use mmiolab_regmodel::compile::Model;
+use mmiolab_regmodel::device::OrderJudge;
+use mmiolab_regmodel::schema::Trigger;
 
 use crate::config::MachineConfig;
 use crate::platform::Platform;
@@ -45,6 +51,14 @@ pub enum Rule {
     ReadEmptyFifo,
     /// A push onto a full FIFO whose description forbids it (`forbid_write_full`).
     WriteFullFifo,
+    /// An access whose address is not a multiple of its width.
+    Unaligned,
+    /// An access an `[[order]]` rule of the description judges, made while its `require`
+    /// did not hold.
+    Order,
+    /// A level interrupt line still asserted after N consecutive resamples (EOIs) of the
+    /// interrupt controller: the guest's handler returned without clearing the condition.
+    IrqStuck,
 }
 
 /// A rule name the checker does not know.
@@ -54,7 +68,7 @@ pub struct UnknownRule(pub String);
 
 impl Rule {
     /// Every rule, in the order reports list them.
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 11] = [
         Rule::BadWidth,
         Rule::Hole,
         Rule::ReservedBits,
@@ -63,6 +77,9 @@ impl Rule {
         Rule::ReadWriteOnly,
         Rule::ReadEmptyFifo,
         Rule::WriteFullFifo,
+        Rule::Unaligned,
+        Rule::Order,
+        Rule::IrqStuck,
     ];
 
     /// The name used in reports, the trace and `[device.check] allow`.
@@ -76,6 +93,9 @@ impl Rule {
             Rule::ReadWriteOnly => "read-write-only",
             Rule::ReadEmptyFifo => "read-empty-fifo",
             Rule::WriteFullFifo => "write-full-fifo",
+            Rule::Unaligned => "unaligned",
+            Rule::Order => "order",
+            Rule::IrqStuck => "irq-stuck",
         }
     }
 
@@ -90,6 +110,9 @@ impl Rule {
             Rule::ReadWriteOnly => "read of a write-only register",
             Rule::ReadEmptyFifo => "read of an empty FIFO (the description forbids it)",
             Rule::WriteFullFifo => "write to a full FIFO (the description forbids it)",
+            Rule::Unaligned => "access at an address that is not a multiple of its width",
+            Rule::Order => "access made while the order rule's condition did not hold",
+            Rule::IrqStuck => "level interrupt still asserted after consecutive EOIs (handler did not clear it)",
         }
     }
 }
@@ -153,12 +176,37 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// Resamples (EOIs) in a row with the line still asserted before `irq-stuck` is reported,
+/// unless the machine file says otherwise (`[device.check] irq_stuck_after`).
+pub const DEFAULT_IRQ_STUCK_AFTER: u32 = 3;
+
 /// What the checker knows of one described device.
 struct Device {
     name: String,
     model: Arc<Model>,
     registers: HashMap<String, usize>,
     allow: Vec<Rule>,
+}
+
+/// A level interrupt line of a described device, watched for `irq-stuck`.
+struct LevelLine {
+    gsi: u32,
+    line: Arc<IrqLine>,
+    /// The device's region (as records name it), space and guest base address.
+    region: String,
+    space: Space,
+    base: u64,
+    /// The level interrupt outputs of the description on this line, joined with `|`.
+    outputs: String,
+    /// Consecutive resamples with the line asserted.
+    streak: AtomicU64,
+    after: u64,
+}
+
+thread_local! {
+    /// The order rules the access being made on this thread broke: (region, bit per rule),
+    /// set by [`OrderJudge::broken`] right before the access's record reaches the checker.
+    static BROKEN_ORDERS: RefCell<Option<(String, u64)>> = const { RefCell::new(None) };
 }
 
 /// Where a finding happened; findings at the same place are counted together.
@@ -177,8 +225,13 @@ struct Place {
 pub struct Checker {
     /// By region name.
     devices: HashMap<String, Device>,
+    /// Level interrupt lines of described devices.
+    levels: Vec<LevelLine>,
     tracer: Option<Arc<Tracer>>,
     found: Mutex<BTreeMap<Place, u64>>,
+    /// The resample eventfds of the watched level lines, by GSI: read once more when the
+    /// findings are taken, for EOIs the event loop had not yet reported when the run ended.
+    resamples: OnceLock<Vec<(u32, EventFd)>>,
 }
 
 impl Checker {
@@ -188,13 +241,48 @@ impl Checker {
         let mut devices = HashMap::new();
         let by_name: HashMap<&str, &crate::config::DeviceConfig> =
             config.devices.iter().map(|d| (d.name.as_str(), d)).collect();
+        let mut levels: Vec<LevelLine> = Vec::new();
         for s in &platform.self_traced {
             let region = platform.bus.tree(s.space).name(s.region).to_owned();
-            let allow = by_name
-                .get(s.device.as_str())
+            let dev = by_name.get(s.device.as_str()).copied();
+            let allow = dev
                 .and_then(|d| d.check.as_ref())
                 .map(|c| c.allow.iter().filter_map(|r| r.parse().ok()).collect())
                 .unwrap_or_default();
+            let after = dev
+                .and_then(|d| d.check.as_ref())
+                .and_then(|c| c.irq_stuck_after)
+                .unwrap_or(DEFAULT_IRQ_STUCK_AFTER);
+            let space = to_space(s.space);
+            let base = dev.and_then(|d| match space {
+                Space::Mmio => d.mmio.first().map(|r| r.base),
+                Space::Pio => d.pio.first().map(|r| r.base),
+            });
+            // A device mapped in two spaces has its lines watched once, with its first region.
+            for (line_index, &gsi) in dev.map(|d| d.irqs()).unwrap_or_default().iter().enumerate() {
+                let outputs: Vec<&str> = s
+                    .model
+                    .interrupts
+                    .iter()
+                    .filter(|i| i.line as usize == line_index && i.trigger == Trigger::Level)
+                    .map(|i| i.name.as_str())
+                    .collect();
+                let line = platform.irq_lines.iter().find(|l| l.gsi() == gsi);
+                if let (false, Some(line), Some(base)) = (outputs.is_empty(), line, base)
+                    && !levels.iter().any(|l| l.gsi == gsi)
+                {
+                    levels.push(LevelLine {
+                        gsi,
+                        line: line.clone(),
+                        region: region.clone(),
+                        space,
+                        base,
+                        outputs: outputs.join("|"),
+                        streak: AtomicU64::new(0),
+                        after: u64::from(after.max(1)),
+                    });
+                }
+            }
             let registers = s
                 .model
                 .registers
@@ -214,22 +302,114 @@ impl Checker {
         }
         Checker {
             devices,
+            levels,
             tracer,
             found: Mutex::new(BTreeMap::new()),
+            resamples: OnceLock::new(),
         }
     }
 
     /// Makes `checker` the sink of every described device of `platform` (instead of the
-    /// tracer, which it forwards to).
+    /// tracer, which it forwards to), and the judge of their order rules.
     pub fn attach(checker: &Arc<Checker>, platform: &Platform) {
         for s in &platform.self_traced {
             s.attach.attach_sink(checker.clone());
+            s.attach.attach_order_judge(checker.clone());
         }
+    }
+
+    /// The GSIs of the level lines watched for `irq-stuck`: the VMM reports each resample
+    /// (EOI) of one with [`Checker::resampled`].
+    pub fn level_gsis(&self) -> Vec<u32> {
+        self.levels.iter().map(|l| l.gsi).collect()
+    }
+
+    /// Keeps the resample eventfds of the watched lines (`(gsi, fd)`: clones of those the
+    /// event loop reads), so that [`Checker::findings`] counts the EOIs it has not reported.
+    pub fn keep_resamples(&self, fds: Vec<(u32, EventFd)>) {
+        let _ = self.resamples.set(fds);
+    }
+
+    /// The interrupt controller resampled level line `gsi` `n` times (EOIs): while the
+    /// device still holds the line, that is `n` more in a row; `irq-stuck` is found when
+    /// the run of them reaches the device's limit (once per run of resamples).
+    pub fn resampled(&self, gsi: u32, n: u64) {
+        for l in self.levels.iter().filter(|l| l.gsi == gsi) {
+            if !l.line.is_asserted() {
+                l.streak.store(0, Ordering::Relaxed);
+                continue;
+            }
+            let before = l.streak.fetch_add(n, Ordering::Relaxed);
+            if before < l.after && before.saturating_add(n) >= l.after {
+                let allowed = self
+                    .devices
+                    .get(&l.region)
+                    .is_some_and(|d| d.allow.contains(&Rule::IrqStuck));
+                self.note(
+                    Place {
+                        region: l.region.clone(),
+                        register: None,
+                        field: Some(l.outputs.clone()),
+                        rule: Rule::IrqStuck,
+                        space: space_name(l.space),
+                        addr: l.base,
+                        vcpu: None,
+                    },
+                    l.space,
+                    allowed,
+                );
+            }
+        }
+    }
+
+    /// A lowered interrupt output of `region` ends the run of resamples of its line.
+    fn lowered(&self, region: &str, notes: &[Note<'_>]) {
+        if self.levels.is_empty() {
+            return;
+        }
+        for note in notes {
+            if let Note::Irq { asserted: false, .. } = note {
+                for l in self
+                    .levels
+                    .iter()
+                    .filter(|l| l.region == region && !l.line.is_asserted())
+                {
+                    l.streak.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Counts a finding at `place` and writes its trace line.
+    fn note(&self, place: Place, space: Space, allowed: bool) {
+        if let Some(t) = &self.tracer {
+            t.finding(&crate::trace::FindingLine {
+                rule: place.rule.name(),
+                device: &place.region,
+                register: place.register.as_deref(),
+                field: place.field.as_deref(),
+                space,
+                addr: place.addr,
+                vcpu: place.vcpu,
+                allowed,
+            });
+        }
+        *self
+            .found
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(place)
+            .or_insert(0) += 1;
     }
 
     /// The findings so far, deduplicated with counts, sorted by device, register, field,
     /// rule, address and vCPU.
     pub fn findings(&self) -> Vec<Finding> {
+        for (gsi, fd) in self.resamples.get().into_iter().flatten() {
+            if let Ok(n) = fd.read() {
+                self.resampled(*gsi, n);
+            }
+        }
         let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
         found
             .iter()
@@ -252,7 +432,7 @@ impl Checker {
     }
 
     /// The rules `record` broke, each with the field or FIFO concerned.
-    fn judge<'r>(&self, device: &Device, record: &AccessRecord<'r>, mut found: impl FnMut(Rule, Option<&'r str>)) {
+    fn judge<'r>(&self, device: &'r Device, record: &AccessRecord<'r>, mut found: impl FnMut(Rule, Option<&'r str>)) {
         let register = record
             .register
             .and_then(|name| device.registers.get(name))
@@ -293,6 +473,20 @@ impl Checker {
         if record.dir == Dir::Read && register.is_some_and(|r| r.write_only()) {
             found(Rule::ReadWriteOnly, None);
         }
+        if record.width > 1 && !record.addr.is_multiple_of(u64::from(record.width)) {
+            found(Rule::Unaligned, None);
+        }
+        let broken = BROKEN_ORDERS.with(|b| match b.borrow_mut().take() {
+            Some((region, bits)) if region == record.device => bits,
+            _ => 0,
+        });
+        if broken != 0 {
+            for (i, o) in device.model.orders.iter().enumerate() {
+                if broken & 1u64.checked_shl(i as u32).unwrap_or(0) != 0 {
+                    found(Rule::Order, Some(o.name.as_str()));
+                }
+            }
+        }
     }
 }
 
@@ -310,46 +504,49 @@ impl TraceSink for Checker {
             return;
         };
         let vcpu = current_vcpu();
-        let space = match record.space {
-            Space::Mmio => "mmio",
-            Space::Pio => "pio",
-        };
         self.judge(device, record, |rule, field| {
             let place = Place {
                 region: record.device.to_owned(),
                 register: record.register.map(str::to_owned),
                 field: field.map(str::to_owned),
                 rule,
-                space,
+                space: space_name(record.space),
                 addr: record.addr,
                 vcpu,
             };
-            *self
-                .found
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(place)
-                .or_insert(0) += 1;
-            if let Some(t) = &self.tracer {
-                t.finding(&crate::trace::FindingLine {
-                    rule: rule.name(),
-                    device: record.device,
-                    register: record.register,
-                    field,
-                    space: record.space,
-                    addr: record.addr,
-                    vcpu,
-                    allowed: device.allow.contains(&rule),
-                });
-            }
+            self.note(place, record.space, device.allow.contains(&rule));
         });
+        self.lowered(record.device, record.notes);
     }
 
     fn event(&self, record: &EventRecord<'_>) {
-        // Events (delayed effects, host FIFO feeds) are no guest access: nothing to judge.
+        // Events (delayed effects, host FIFO feeds) are no guest access: nothing to judge,
+        // but a lowered interrupt ends a run of resamples.
         if let Some(t) = &self.tracer {
             t.event(record);
         }
+        self.lowered(record.device, record.notes);
+    }
+}
+
+impl OrderJudge for Checker {
+    fn broken(&self, device: &str, broken: u64) {
+        // The access's record follows on this thread, under the same device lock.
+        BROKEN_ORDERS.with(|b| *b.borrow_mut() = Some((device.to_owned(), broken)));
+    }
+}
+
+fn space_name(space: Space) -> &'static str {
+    match space {
+        Space::Mmio => "mmio",
+        Space::Pio => "pio",
+    }
+}
+
+fn to_space(space: mmiolab_bus::AddressSpace) -> Space {
+    match space {
+        mmiolab_bus::AddressSpace::Mmio => Space::Mmio,
+        mmiolab_bus::AddressSpace::Pio => Space::Pio,
     }
 }
 
@@ -363,6 +560,137 @@ mod tests {
             assert_eq!(r.name().parse::<Rule>(), Ok(r));
         }
         assert_eq!("nope".parse::<Rule>(), Err(UnknownRule("nope".to_owned())));
+    }
+
+    /// A checker over one described device `d` (model from `text`) with level line `line`.
+    fn checker(text: &str, line: &Arc<IrqLine>, after: u64, allow: Vec<Rule>) -> Checker {
+        let model = Arc::new(mmiolab_regmodel::compile_text(text, std::path::Path::new("d.toml")).unwrap());
+        let registers = model
+            .registers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        let mut devices = HashMap::new();
+        devices.insert(
+            "d".to_owned(),
+            Device {
+                name: "d".to_owned(),
+                model,
+                registers,
+                allow,
+            },
+        );
+        Checker {
+            devices,
+            levels: vec![LevelLine {
+                gsi: line.gsi(),
+                line: line.clone(),
+                region: "d".to_owned(),
+                space: Space::Mmio,
+                base: 0xd000_0000,
+                outputs: "done".to_owned(),
+                streak: AtomicU64::new(0),
+                after,
+            }],
+            tracer: None,
+            found: Mutex::new(BTreeMap::new()),
+            resamples: OnceLock::new(),
+        }
+    }
+
+    const DEV: &str = "[[register]]\nname = \"CTRL\"\noffset = 0\n[[register]]\nname = \"DATA\"\noffset = 4\n[[register]]\nname = \"WIN\"\noffset = 8\nwidth = 64\n[[order]]\nname = \"en_first\"\non = \"write DATA\"\nrequire = \"CTRL == 1\"\n";
+
+    fn record<'a>(dir: Dir, addr: u64, width: u8, register: Option<&'a str>) -> AccessRecord<'a> {
+        AccessRecord {
+            space: Space::Mmio,
+            dir,
+            addr,
+            offset: addr - 0xd000_0000,
+            width,
+            value: 0,
+            device: "d",
+            register,
+            fields: &[],
+            notes: &[],
+        }
+    }
+
+    #[test]
+    fn irq_stuck_counts_resamples_in_a_row_while_asserted() {
+        let line = Arc::new(IrqLine::new_level(5).unwrap());
+        let c = checker(DEV, &line, 3, vec![]);
+        // Not asserted: resamples find nothing and keep no count.
+        c.resampled(5, 10);
+        assert!(c.findings().is_empty());
+        line.set_level(true);
+        c.resampled(5, 2);
+        assert!(c.findings().is_empty(), "2 of 3");
+        // The handler lowers the line: the run starts over.
+        line.set_level(false);
+        c.lowered(
+            "d",
+            &[Note::Irq {
+                name: "done",
+                asserted: false,
+            }],
+        );
+        line.set_level(true);
+        c.resampled(5, 1);
+        c.resampled(5, 1);
+        assert!(c.findings().is_empty(), "2 of 3 after the reset");
+        c.resampled(5, 1);
+        c.resampled(5, 4);
+        c.resampled(6, 9);
+        let f = c.findings();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].rule, f[0].count),
+            (Rule::IrqStuck, 1),
+            "once per run of resamples"
+        );
+        assert_eq!(f[0].field.as_deref(), Some("done"));
+        assert_eq!(
+            f[0].to_string(),
+            "irq-stuck: d (done) at mmio 0xd0000000, no vCPU, 1 time: level interrupt still asserted after consecutive EOIs (handler did not clear it)"
+        );
+        // A resample that finds the line low ends the run too; a new run is a new count.
+        line.set_level(false);
+        c.resampled(5, 1);
+        line.set_level(true);
+        c.resampled(5, 3);
+        assert_eq!(c.findings()[0].count, 2);
+    }
+
+    #[test]
+    fn unaligned_accesses_and_broken_orders_are_found() {
+        let line = Arc::new(IrqLine::new_level(5).unwrap());
+        let c = checker(DEV, &line, 3, vec![Rule::Unaligned]);
+        c.access(&record(Dir::Read, 0xd000_0008, 8, Some("WIN")));
+        c.access(&record(Dir::Read, 0xd000_000c, 4, Some("WIN")));
+        c.access(&record(Dir::Read, 0xd000_0009, 1, Some("WIN")));
+        assert!(c.findings().is_empty(), "aligned, and bytes are always aligned");
+        c.access(&record(Dir::Read, 0xd000_000a, 4, Some("WIN")));
+        c.access(&record(Dir::Write, 0xd000_0001, 2, Some("CTRL")));
+        // The device reports broken order rules right before the access's record.
+        c.broken("d", 1);
+        c.access(&record(Dir::Write, 0xd000_0004, 4, Some("DATA")));
+        // A report for another device is not this record's.
+        c.broken("other", 1);
+        c.access(&record(Dir::Write, 0xd000_0004, 4, Some("DATA")));
+        let f: Vec<(Rule, Option<String>, Option<String>, bool)> = c
+            .findings()
+            .into_iter()
+            .map(|f| (f.rule, f.register, f.field, f.allowed))
+            .collect();
+        assert_eq!(
+            f,
+            vec![
+                (Rule::Unaligned, Some("CTRL".to_owned()), None, true),
+                (Rule::Order, Some("DATA".to_owned()), Some("en_first".to_owned()), false),
+                (Rule::Unaligned, Some("WIN".to_owned()), None, true),
+            ]
+        );
     }
 
     #[test]

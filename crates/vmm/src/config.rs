@@ -312,6 +312,9 @@ pub struct DeviceCheckConfig {
     /// reported, marked allowed, and do not change the exit status.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Resamples (EOIs) in a row with a level interrupt line still asserted before the rule
+    /// `irq-stuck` reports it (default 3).
+    pub irq_stuck_after: Option<u32>,
 }
 
 /// One region of a device.
@@ -940,6 +943,12 @@ impl MachineConfig {
             {
                 return Err(self.error(format!("{key}.bus"), format!("no bus named `{bus}`")));
             }
+            if dev.check.as_ref().and_then(|c| c.irq_stuck_after) == Some(0) {
+                return Err(self.error(
+                    format!("{key}.check.irq_stuck_after"),
+                    "0: at least one resample must find the line still asserted",
+                ));
+            }
             for (k, rule) in dev.check.iter().flat_map(|c| c.allow.iter()).enumerate() {
                 if rule.parse::<crate::check::Rule>().is_err() {
                     return Err(self.error(
@@ -1337,6 +1346,13 @@ mod tests {
                 "m.toml: device[0].check.allow[1]: unknown rule `read-empty`; the rules are: bad-width, hole,"
             ),
             "{e}"
+        );
+        let c = parse(&dev("[\"unaligned\", \"order\", \"irq-stuck\"]\nirq_stuck_after = 5")).unwrap();
+        assert_eq!(c.devices[0].check.as_ref().and_then(|c| c.irq_stuck_after), Some(5));
+        let e = parse(&dev("[]\nirq_stuck_after = 0")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "m.toml: device[0].check.irq_stuck_after: 0: at least one resample must find the line still asserted"
         );
     }
 

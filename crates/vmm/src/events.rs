@@ -154,6 +154,53 @@ impl MutEventSubscriber for HostFeed {
     }
 }
 
+/// Reports the resamples (EOIs) of one level interrupt line to the register checker
+/// (`irq-stuck`): the resample eventfd of a KVM irqfd registered with
+/// `KVM_IRQFD_FLAG_RESAMPLE` only for that (its trigger eventfd is never written: the line's
+/// level still goes through KVM_IRQ_LINE). Exists only with `--check`.
+pub struct Resamples {
+    /// Kept open for as long as the irqfd exists.
+    _trigger: vmm_sys_util::eventfd::EventFd,
+    resample: vmm_sys_util::eventfd::EventFd,
+    gsi: u32,
+    checker: Arc<crate::check::Checker>,
+}
+
+impl Resamples {
+    /// Watches `resample` for line `gsi`.
+    pub fn new(
+        trigger: vmm_sys_util::eventfd::EventFd,
+        resample: vmm_sys_util::eventfd::EventFd,
+        gsi: u32,
+        checker: Arc<crate::check::Checker>,
+    ) -> Self {
+        Resamples {
+            _trigger: trigger,
+            resample,
+            gsi,
+            checker,
+        }
+    }
+}
+
+impl MutEventSubscriber for Resamples {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.resample, EventSet::IN)) {
+            log::warn!(
+                "GSI {}: its resamples cannot be watched ({e:?}); no irq-stuck check",
+                self.gsi
+            );
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        // The counter holds every resample since the last read.
+        if let Ok(n) = self.resample.read() {
+            self.checker.resampled(self.gsi, n);
+        }
+    }
+}
+
 /// Wakes the loop when a stop is requested.
 pub struct StopWatch {
     control: Arc<VmControl>,

@@ -173,6 +173,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         crate::check::Checker::attach(&checker, &platform);
         checker
     });
+    if let Some(checker) = &checker {
+        watch_resamples(&vm, checker, &mut events)?;
+    }
     let control = platform.control.clone();
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
@@ -385,6 +388,30 @@ fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<()> {
                 .map_err(|e| Error::Kvm("KVM_IRQFD", e))?,
         }
     }
+    Ok(())
+}
+
+/// With `--check`: a resample irqfd on each watched level line, whose EOIs the event loop
+/// reports to the checker (`irq-stuck`). Its trigger eventfd is never written, so it adds
+/// no interrupt: the pin's level stays the OR of KVM_IRQ_LINE's and this (always low) source.
+fn watch_resamples(vm: &VmFd, checker: &Arc<crate::check::Checker>, events: &mut EventLoop) -> Result<()> {
+    use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+    let host = |e| Error::Host("watching the resamples of level interrupts", e);
+    let mut kept = Vec::new();
+    for gsi in checker.level_gsis() {
+        let trigger = EventFd::new(EFD_NONBLOCK).map_err(host)?;
+        let resample = EventFd::new(EFD_NONBLOCK).map_err(host)?;
+        vm.register_irqfd_with_resample(&trigger, &resample, gsi)
+            .map_err(|e| Error::Kvm("KVM_IRQFD (resample)", e))?;
+        kept.push((gsi, resample.try_clone().map_err(host)?));
+        events.add_subscriber(Box::new(crate::events::Resamples::new(
+            trigger,
+            resample,
+            gsi,
+            checker.clone(),
+        )));
+    }
+    checker.keep_resamples(kept);
     Ok(())
 }
 

@@ -335,6 +335,9 @@ pub struct DeviceMemslot {
 pub trait AttachSink: Send + Sync {
     /// From now on, send records to `sink` (called once, before the guest runs).
     fn attach_sink(&self, sink: Arc<dyn TraceSink>);
+    /// From now on, judge the description's order rules into `judge` (the register
+    /// checker); devices without order rules ignore it.
+    fn attach_order_judge(&self, _judge: Arc<dyn mmiolab_regmodel::device::OrderJudge>) {}
 }
 
 /// A device region whose device traces itself.
@@ -378,6 +381,10 @@ pub struct Platform {
 impl AttachSink for DescribedDevice {
     fn attach_sink(&self, sink: Arc<dyn TraceSink>) {
         DescribedDevice::attach_sink(self, sink);
+    }
+
+    fn attach_order_judge(&self, judge: Arc<dyn mmiolab_regmodel::device::OrderJudge>) {
+        DescribedDevice::attach_order_judge(self, judge);
     }
 }
 
