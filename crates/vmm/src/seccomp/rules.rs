@@ -74,6 +74,13 @@ fn arg_clear(arg: u8, mask: u64) -> Result<SeccompRule, SeccompError> {
     SeccompRule::new(vec![cond]).map_err(SeccompError::Rules)
 }
 
+/// One rule: pointer argument `arg` is NULL (sendto/recvfrom without an address, so only
+/// on an already connected socket).
+fn no_address(arg: u8) -> Result<SeccompRule, SeccompError> {
+    let cond = Cond::new(arg, Len::Qword, Op::Eq, 0).map_err(SeccompError::Rules)?;
+    SeccompRule::new(vec![cond]).map_err(SeccompError::Rules)
+}
+
 /// `ioctl` with one of `requests` (argument 1; the kernel reads it as 32 bits).
 fn ioctls(requests: &[c_ulong]) -> Result<Vec<SeccompRule>, SeccompError> {
     requests.iter().map(|&r| arg_eq(1, u64::from(r as u32))).collect()
@@ -158,7 +165,10 @@ pub(super) fn vcpu() -> Result<Rules, SeccompError> {
             ])?,
         )
         // A device schedules deferred work: the scheduler re-arms its timerfd.
-        .allow(libc::SYS_timerfd_settime);
+        .allow(libc::SYS_timerfd_settime)
+        // A FIFO drained into a Unix socket on a guest push (std's UnixStream writes with
+        // send(MSG_NOSIGNAL) = sendto); connected sockets only.
+        .allow_if(libc::SYS_sendto, vec![no_address(4)?]);
     Ok(l.0)
 }
 
@@ -177,8 +187,10 @@ pub(super) fn vmm() -> Result<Rules, SeccompError> {
         // Draining the stop eventfd, the signalfd (SIGINT/SIGTERM/SIGHUP), stdin into COM1
         // or a FIFO.
         .allow(libc::SYS_read)
-        // A FIFO fed from a Unix socket (std's UnixStream reads with recv = recvfrom).
-        .allow(libc::SYS_recvfrom)
+        // A FIFO fed from a Unix socket (std's UnixStream reads with recv = recvfrom), or
+        // drained into one by deferred work (send = sendto); connected sockets only.
+        .allow_if(libc::SYS_recvfrom, vec![no_address(4)?])
+        .allow_if(libc::SYS_sendto, vec![no_address(4)?])
         // Deferred device work re-arms the scheduler's timer.
         .allow(libc::SYS_timerfd_settime)
         // Deferred device work driving a level-triggered interrupt line.
@@ -211,10 +223,14 @@ pub(super) fn main() -> Result<Rules, SeccompError> {
             libc::SYS_fcntl,
             vec![arg_eq(1, libc::F_GETFL as u64)?, arg_eq(1, libc::F_SETFL as u64)?],
         )
-        // check_output and write_atomically: canonicalize (glibc realpath), same_file.
+        // check_output and write_atomically: canonicalize (glibc's realpath reads each
+        // component's link and checks a path with `..` through faccessat2), same_file.
         .allow(libc::SYS_readlink)
         .allow(libc::SYS_readlinkat)
         .allow(libc::SYS_getcwd)
+        .allow(libc::SYS_faccessat2)
+        .allow(libc::SYS_faccessat)
+        .allow(libc::SYS_access)
         // write_atomically: fsync the temporary file, rename it over the report, remove it
         // when the write failed; the temporary trace of `--expect-trace` removed.
         .allow(libc::SYS_fsync)
