@@ -239,10 +239,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         None => (VcpuStats::default(), None),
     };
     if let Some(why) = refused {
-        return Err(Error::Seccomp(crate::seccomp::SeccompError::Apply(
-            ThreadKind::Main,
-            why,
-        )));
+        return Err(Error::Seccomp(crate::seccomp::SeccompError::NotInstalled(why)));
     }
     Ok(RunReport {
         reason: control

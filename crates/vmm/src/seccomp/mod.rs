@@ -46,11 +46,16 @@ pub enum SeccompError {
     /// A filter could not be compiled to BPF (a bug).
     #[error("compiling the {0} seccomp filter: {1}")]
     Compile(ThreadKind, #[source] seccompiler::BackendError),
-    /// The kernel refused a filter (no CONFIG_SECCOMP_FILTER?).
-    #[error(
-        "installing the seccomp filter on thread {0}: {1} (run with --no-seccomp where the kernel has no seccomp filters)"
-    )]
+    /// The kernel refused a thread's filter (no CONFIG_SECCOMP_FILTER, or valgrind).
+    #[error("thread {0}: {1}")]
     Apply(ThreadKind, String),
+    /// Some thread's filter could not be applied (the [`SeccompError::Apply`] of each);
+    /// the guest was not started.
+    #[error(
+        "the seccomp filters could not be installed ({0}); --no-seccomp runs without them \
+         (for a kernel without CONFIG_SECCOMP_FILTER, or valgrind)"
+    )]
+    NotInstalled(String),
     /// The SIGSYS handler could not be installed.
     #[error("installing the SIGSYS handler: {0}")]
     Handler(#[source] std::io::Error),
