@@ -262,6 +262,16 @@ mod tests {
     }
 
     #[test]
+    fn docs_give_each_filters_count() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/reliability.md")).unwrap();
+        for (row, rules) in [("| vCPU", vcpu()), ("| VMM", vmm()), ("| main", main())] {
+            let line = doc.lines().find(|l| l.starts_with(row)).unwrap();
+            let count: usize = line.split('|').nth(2).unwrap().trim().parse().unwrap();
+            assert_eq!(count, rules.unwrap().len(), "docs/reliability.md: {row}");
+        }
+    }
+
+    #[test]
     fn no_filter_allows_making_threads_processes_or_sockets() {
         for rules in [vcpu().unwrap(), vmm().unwrap(), main().unwrap()] {
             for nr in [
