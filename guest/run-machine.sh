@@ -15,6 +15,8 @@ usage() {
 Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                             [--log FILE] [--out DIR] [--timeout SECS]
                             [--trace FILE [--trace-filter DEVICE[.REGISTER]]...]
+                            [--fragment FILE]... [--initramfs-test SCRIPT]...
+                            [--initramfs-file SRC:DST]...
 
   --vmm BIN       the mmiolab binary
   --config FILE   machine description (default: guest/machines/default.toml); its
@@ -28,6 +30,12 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
                   it on its console between "mmiolab-l1: begin trace" and "mmiolab-l1: end
                   trace" once the VMM has exited, and it is copied from there into FILE
   --trace-filter SPEC  keep only these trace lines (repeatable; mmiolab run --help)
+  --fragment FILE       kernel options beyond guest/kernel/config.fragment (repeatable;
+                        guest/kernel/build.sh --help)
+  --initramfs-test SCRIPT   a script test for the initramfs (repeatable;
+                        guest/initramfs/build.sh --help, --test)
+  --initramfs-file SRC:DST  a file for the initramfs, e.g. your module (repeatable;
+                        guest/initramfs/build.sh --help, --file)
 Exit status: the guest's (see mmiolab run --help); 124 on a timeout of the outer VM.
 Environment: MMIOLAB_CONSOLE_TIMESTAMPS=1 prefixes console lines with the time since
 mmiolab started (passed into the outer VM too).
@@ -35,7 +43,7 @@ EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
-TRACE='' FILTERS=()
+TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=()
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
 	case $1 in
@@ -46,6 +54,9 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$(realpath -m "$2"); shift 2 ;;
 	--timeout) TIMEOUT=$2; shift 2 ;;
 	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
+	--fragment) KERNEL_ARGS+=(--fragment "$2"); shift 2 ;;
+	--initramfs-test) INITRAMFS_ARGS+=(--test "$2"); shift 2 ;;
+	--initramfs-file) INITRAMFS_ARGS+=(--file "$2"); shift 2 ;;
 	--trace-filter)
 		case $2 in *,* | *' '* | '') die "--trace-filter takes one DEVICE[.REGISTER]" ;; esac
 		FILTERS+=("$2")
@@ -67,9 +78,9 @@ LOG=${LOG:-$OUT/console.log}
 [ -z "$TRACE" ] || mkdir -p "$(dirname "$TRACE")"
 
 stage "building the guest kernel (cached after the first build)"
-KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT")
+KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT" "${KERNEL_ARGS[@]}")
 stage "building the test initramfs (cached)"
-"$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" >/dev/null
+"$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" "${INITRAMFS_ARGS[@]}" >/dev/null
 
 direct_reason() {
 	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then

@@ -13,6 +13,8 @@ usage() {
 Usage: guest/run-tests.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                           [--junit FILE] [--out DIR]
                           [--trace FILE] [--trace-filter DEVICE[.REGISTER]]... [--no-trace]
+                          [--fragment FILE]... [--initramfs-test SCRIPT]...
+                          [--initramfs-file SRC:DST]...
 
 Runs the machine (default guest/machines/default.toml) with guest/run-machine.sh, then
 \`mmiolab test --from-log\`: one PASS/FAIL line per guest KTAP test, the host-side check
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
 	--config) CONFIG=$(realpath "$2"); shift 2 ;;
 	--junit) JUNIT=$(realpath -m "$2"); shift 2 ;;
 	--out) OUT=$(realpath -m "$2"); shift 2 ;;
-	--nested) PASS_ON+=("$1" "$2"); shift 2 ;;
+	--nested | --fragment | --initramfs-test | --initramfs-file) PASS_ON+=("$1" "$2"); shift 2 ;;
 	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
 	--trace-filter) FILTERS+=("$2"); shift 2 ;;
 	--no-trace) NO_TRACE=1; shift ;;

@@ -10,7 +10,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Tests the guest init runs (guest/initramfs/init), and the host's own checks (`host: `).
-const EXPECTED: [&str; 16] = [
+const EXPECTED: [&str; 19] = [
     "PASS mmio_fixed",
     "PASS short",
     "PASS silly",
@@ -25,6 +25,9 @@ const EXPECTED: [&str; 16] = [
     "PASS io_write_order",
     "PASS io_bigendian",
     "PASS devmem",
+    "PASS gpio_mmio",
+    "PASS parport_pc",
+    "PASS serial_8250",
     "PASS host: guest resources match mmiolab tree",
     "PASS host: trace order of io_write_order",
 ];
@@ -32,12 +35,17 @@ const EXPECTED: [&str; 16] = [
 /// Claims the guest's resource dumps must show (while the test module that makes each is
 /// loaded), in the names the host's tree gives the devices; `mmiolab test` checks every
 /// line that names a device, this that the new devices' claims are among them.
-const CLAIMS: [&str; 5] = [
+const CLAIMS: [&str; 8] = [
     "0378-037f : short",
     "000a0000-000effff : isa_hole",
     "d0020000-d0021fff : d0020000.apidev apidev@d0020000",
     "0180-01bf : d0020000.apidev",
     "d0030000-d0030fff : d0030000.bedev",
+    // Linux's own drivers: gpio-mmio by reg-names, the 8250 driver on legacy COM2 and on
+    // of_serial's node (both under the name of the machine file's `serial` window)
+    "d0040000-d0040003 : d0040000.gpio dat",
+    "02f8-02ff : serial",
+    "d0041000-d004101f : serial",
 ];
 
 fn main() {

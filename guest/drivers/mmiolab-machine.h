@@ -634,4 +634,569 @@
 #define MMIOLAB_BEDEV_RAISE_WIDTH            16
 #define MMIOLAB_BEDEV_RAISE_RESET            0x0U
 
+/* Device gpio (bundled model gpio-mmio) on bus platform */
+#define MMIOLAB_GPIO_BASE                    0xd0040000UL
+#define MMIOLAB_GPIO_SIZE                    0x18UL
+#define MMIOLAB_GPIO_PIO_BASE                0x140
+#define MMIOLAB_GPIO_PIO_SIZE                0x18
+#define MMIOLAB_GPIO_COMPAT                  "brcm,bcm6345-gpio"
+
+/* Device `gpio_mmio`: 32-line MMIO GPIO bank for Linux's gpio-mmio driver (brcm,bcm6345-gpio) */
+#define MMIOLAB_GPIO_MAP_SIZE                0x18
+
+/* DAT (read-only): Line levels: bit n is the output latch for an output line, INPUT bit n for an input line. */
+#define MMIOLAB_GPIO_DAT_OFFSET              0x0
+#define MMIOLAB_GPIO_DAT_WIDTH               32
+#define MMIOLAB_GPIO_DAT_RESET               0x0U
+
+/* DAT_W (write-only): A write sets the whole output latch (SET) to the value written. */
+#define MMIOLAB_GPIO_DAT_W_OFFSET            0x0
+#define MMIOLAB_GPIO_DAT_W_WIDTH             32
+#define MMIOLAB_GPIO_DAT_W_RESET             0x0U
+
+/* SET (read-write): Output latch. Writing 1s sets those bits, 0s leave them; a read returns the latch. */
+#define MMIOLAB_GPIO_SET_OFFSET              0x4
+#define MMIOLAB_GPIO_SET_WIDTH               32
+#define MMIOLAB_GPIO_SET_RESET               0x0U
+
+/* CLR (write-only): Writing 1s clears those bits of the output latch; 0s leave them. Reads 0. */
+#define MMIOLAB_GPIO_CLR_OFFSET              0x8
+#define MMIOLAB_GPIO_CLR_WIDTH               32
+#define MMIOLAB_GPIO_CLR_RESET               0x0U
+
+/* DIROUT (read-write): Direction: 1 = output (DAT shows the latch), 0 = input (DAT shows INPUT). 0 at reset. */
+#define MMIOLAB_GPIO_DIROUT_OFFSET           0xc
+#define MMIOLAB_GPIO_DIROUT_WIDTH            32
+#define MMIOLAB_GPIO_DIROUT_RESET            0x0U
+
+/* INPUT (read-write): Test hook: the levels driven onto the lines from outside. Not part of the controller. */
+#define MMIOLAB_GPIO_INPUT_OFFSET            0x14
+#define MMIOLAB_GPIO_INPUT_WIDTH             32
+#define MMIOLAB_GPIO_INPUT_RESET             0x0U
+
+/* Device uart1 (bundled model uart16550) on bus platform */
+#define MMIOLAB_UART1_BASE                   0xd0041000UL
+#define MMIOLAB_UART1_SIZE                   0x20UL
+#define MMIOLAB_UART1_IRQ                    6
+#define MMIOLAB_UART1_COMPAT                 "ns16550a"
+
+/* Device `uart16550`: 16550A UART (PC16550D): FIFOs, banked divisor latch, loopback */
+#define MMIOLAB_UART1_MAP_SIZE               0x1d
+
+/* DLL (read-write, banked view): Divisor latch, least significant byte (LCR.DLAB = 1). */
+#define MMIOLAB_UART1_DLL_OFFSET             0x0
+#define MMIOLAB_UART1_DLL_WIDTH              8
+#define MMIOLAB_UART1_DLL_RESET              0x0U
+
+/* RBR (read-only): Receiver buffer: a read pops the oldest received byte (0 when empty). */
+#define MMIOLAB_UART1_RBR_OFFSET             0x0
+#define MMIOLAB_UART1_RBR_WIDTH              8
+#define MMIOLAB_UART1_RBR_RESET              0x0U
+
+/* THR_LOOP (write-only, banked view): Transmitter holding register in loopback: the byte goes into the receiver FIFO. */
+#define MMIOLAB_UART1_THR_LOOP_OFFSET        0x0
+#define MMIOLAB_UART1_THR_LOOP_WIDTH         8
+#define MMIOLAB_UART1_THR_LOOP_RESET         0x0U
+
+/* THR (write-only): Transmitter holding register: the byte goes onto `tx`, to the host. */
+#define MMIOLAB_UART1_THR_OFFSET             0x0
+#define MMIOLAB_UART1_THR_WIDTH              8
+#define MMIOLAB_UART1_THR_RESET              0x0U
+
+/* DLM (read-write, banked view): Divisor latch, most significant byte (LCR.DLAB = 1). */
+#define MMIOLAB_UART1_DLM_OFFSET             0x4
+#define MMIOLAB_UART1_DLM_WIDTH              8
+#define MMIOLAB_UART1_DLM_RESET              0x0U
+
+/* IER (read-write): Interrupt enable. Bits 7:4 are 0 on a 16550A (Linux's probe checks that). */
+#define MMIOLAB_UART1_IER_OFFSET             0x4
+#define MMIOLAB_UART1_IER_WIDTH              8
+#define MMIOLAB_UART1_IER_RESET              0x0U
+/* IER.ERBFI: Received data available interrupt (UART_IER_RDI). */
+#define MMIOLAB_UART1_IER_ERBFI_SHIFT        0
+#define MMIOLAB_UART1_IER_ERBFI_MASK         0x1U
+#define MMIOLAB_UART1_IER_ERBFI_WIDTH        1
+/* IER.ETBEI: Transmitter holding register empty interrupt (UART_IER_THRI). */
+#define MMIOLAB_UART1_IER_ETBEI_SHIFT        1
+#define MMIOLAB_UART1_IER_ETBEI_MASK         0x2U
+#define MMIOLAB_UART1_IER_ETBEI_WIDTH        1
+/* IER.ELSI: Receiver line status interrupt (UART_IER_RLSI). */
+#define MMIOLAB_UART1_IER_ELSI_SHIFT         2
+#define MMIOLAB_UART1_IER_ELSI_MASK          0x4U
+#define MMIOLAB_UART1_IER_ELSI_WIDTH         1
+/* IER.EDSSI: Modem status interrupt (UART_IER_MSI); no modem-status event is modelled. */
+#define MMIOLAB_UART1_IER_EDSSI_SHIFT        3
+#define MMIOLAB_UART1_IER_EDSSI_MASK         0x8U
+#define MMIOLAB_UART1_IER_EDSSI_WIDTH        1
+
+/* IIR (read-only): Interrupt identification, computed from the pending sources in priority order: line status (0x6) > received data (0x4) > THR empty (0x2). Bit 0 is 1 when nothing is pending. Bits 7:6 are 11 while FCR.FIFOE is set (how Linux tells a 16550A), bits 5:4 read 0 (a 16750 would set bit 5). */
+#define MMIOLAB_UART1_IIR_OFFSET             0x8
+#define MMIOLAB_UART1_IIR_WIDTH              8
+#define MMIOLAB_UART1_IIR_RESET              0x0U
+/* IIR.NINT: 1: no interrupt pending. */
+#define MMIOLAB_UART1_IIR_NINT_SHIFT         0
+#define MMIOLAB_UART1_IIR_NINT_MASK          0x1U
+#define MMIOLAB_UART1_IIR_NINT_WIDTH         1
+/* IIR.IID: The highest-priority pending source. */
+#define MMIOLAB_UART1_IIR_IID_SHIFT          1
+#define MMIOLAB_UART1_IIR_IID_MASK           0xeU
+#define MMIOLAB_UART1_IIR_IID_WIDTH          3
+#define MMIOLAB_UART1_IIR_IID_MODEM_STATUS   0x0U
+#define MMIOLAB_UART1_IIR_IID_THR_EMPTY      0x1U
+#define MMIOLAB_UART1_IIR_IID_RX_DATA        0x2U
+#define MMIOLAB_UART1_IIR_IID_LINE_STATUS    0x3U
+#define MMIOLAB_UART1_IIR_IID_RX_TIMEOUT     0x6U
+/* IIR.FIFOS: FIFOs enabled: 11 while FCR.FIFOE is set. */
+#define MMIOLAB_UART1_IIR_FIFOS_SHIFT        6
+#define MMIOLAB_UART1_IIR_FIFOS_MASK         0xc0U
+#define MMIOLAB_UART1_IIR_FIFOS_WIDTH        2
+#define MMIOLAB_UART1_IIR_FIFOS_NONE         0x0U
+#define MMIOLAB_UART1_IIR_FIFOS_ENABLED      0x3U
+
+/* FCR (write-only): FIFO control (write-only). Bits 5:4 are reserved. */
+#define MMIOLAB_UART1_FCR_OFFSET             0x8
+#define MMIOLAB_UART1_FCR_WIDTH              8
+#define MMIOLAB_UART1_FCR_RESET              0x0U
+/* FCR.FIFOE: FIFO enable (read back through IIR[7:6]). */
+#define MMIOLAB_UART1_FCR_FIFOE_SHIFT        0
+#define MMIOLAB_UART1_FCR_FIFOE_MASK         0x1U
+#define MMIOLAB_UART1_FCR_FIFOE_WIDTH        1
+/* FCR.RFIFOR: Write 1 to empty the receiver FIFO (effect `clear_rx`). */
+#define MMIOLAB_UART1_FCR_RFIFOR_SHIFT       1
+#define MMIOLAB_UART1_FCR_RFIFOR_MASK        0x2U
+#define MMIOLAB_UART1_FCR_RFIFOR_WIDTH       1
+/* FCR.XFIFOR: Write 1 to empty the transmitter FIFO (effect `clear_tx`). */
+#define MMIOLAB_UART1_FCR_XFIFOR_SHIFT       2
+#define MMIOLAB_UART1_FCR_XFIFOR_MASK        0x4U
+#define MMIOLAB_UART1_FCR_XFIFOR_WIDTH       1
+/* FCR.DMAM: DMA mode select (storage only). */
+#define MMIOLAB_UART1_FCR_DMAM_SHIFT         3
+#define MMIOLAB_UART1_FCR_DMAM_MASK          0x8U
+#define MMIOLAB_UART1_FCR_DMAM_WIDTH         1
+/* FCR.RXTRIG: Receiver trigger level (stored, not used: see the header). */
+#define MMIOLAB_UART1_FCR_RXTRIG_SHIFT       6
+#define MMIOLAB_UART1_FCR_RXTRIG_MASK        0xc0U
+#define MMIOLAB_UART1_FCR_RXTRIG_WIDTH       2
+#define MMIOLAB_UART1_FCR_RXTRIG_ONE         0x0U
+#define MMIOLAB_UART1_FCR_RXTRIG_FOUR        0x1U
+#define MMIOLAB_UART1_FCR_RXTRIG_EIGHT       0x2U
+#define MMIOLAB_UART1_FCR_RXTRIG_FOURTEEN    0x3U
+
+/* LCR (read-write): Line control. Linux writes 0xbf and 0xe0 here while probing for other chips' extra registers; on a 16550A they are ordinary values with DLAB set. */
+#define MMIOLAB_UART1_LCR_OFFSET             0xc
+#define MMIOLAB_UART1_LCR_WIDTH              8
+#define MMIOLAB_UART1_LCR_RESET              0x0U
+/* LCR.WLS: Word length. */
+#define MMIOLAB_UART1_LCR_WLS_SHIFT          0
+#define MMIOLAB_UART1_LCR_WLS_MASK           0x3U
+#define MMIOLAB_UART1_LCR_WLS_WIDTH          2
+#define MMIOLAB_UART1_LCR_WLS_BITS5          0x0U
+#define MMIOLAB_UART1_LCR_WLS_BITS6          0x1U
+#define MMIOLAB_UART1_LCR_WLS_BITS7          0x2U
+#define MMIOLAB_UART1_LCR_WLS_BITS8          0x3U
+/* LCR.STB: Stop bits. */
+#define MMIOLAB_UART1_LCR_STB_SHIFT          2
+#define MMIOLAB_UART1_LCR_STB_MASK           0x4U
+#define MMIOLAB_UART1_LCR_STB_WIDTH          1
+/* LCR.PEN: Parity enable. */
+#define MMIOLAB_UART1_LCR_PEN_SHIFT          3
+#define MMIOLAB_UART1_LCR_PEN_MASK           0x8U
+#define MMIOLAB_UART1_LCR_PEN_WIDTH          1
+/* LCR.EPS: Even parity. */
+#define MMIOLAB_UART1_LCR_EPS_SHIFT          4
+#define MMIOLAB_UART1_LCR_EPS_MASK           0x10U
+#define MMIOLAB_UART1_LCR_EPS_WIDTH          1
+/* LCR.SPAR: Stick parity. */
+#define MMIOLAB_UART1_LCR_SPAR_SHIFT         5
+#define MMIOLAB_UART1_LCR_SPAR_MASK          0x20U
+#define MMIOLAB_UART1_LCR_SPAR_WIDTH         1
+/* LCR.BC: Break control. */
+#define MMIOLAB_UART1_LCR_BC_SHIFT           6
+#define MMIOLAB_UART1_LCR_BC_MASK            0x40U
+#define MMIOLAB_UART1_LCR_BC_WIDTH           1
+/* LCR.DLAB: Divisor latch access: offsets 0 and 1 reach DLL and DLM. */
+#define MMIOLAB_UART1_LCR_DLAB_SHIFT         7
+#define MMIOLAB_UART1_LCR_DLAB_MASK          0x80U
+#define MMIOLAB_UART1_LCR_DLAB_WIDTH         1
+
+/* MCR (read-write): Modem control. Bits 7:5 read 0 on a 16550A. */
+#define MMIOLAB_UART1_MCR_OFFSET             0x10
+#define MMIOLAB_UART1_MCR_WIDTH              8
+#define MMIOLAB_UART1_MCR_RESET              0x0U
+/* MCR.DTR: Data terminal ready (looped back to MSR.DSR). */
+#define MMIOLAB_UART1_MCR_DTR_SHIFT          0
+#define MMIOLAB_UART1_MCR_DTR_MASK           0x1U
+#define MMIOLAB_UART1_MCR_DTR_WIDTH          1
+/* MCR.RTS: Request to send (looped back to MSR.CTS). */
+#define MMIOLAB_UART1_MCR_RTS_SHIFT          1
+#define MMIOLAB_UART1_MCR_RTS_MASK           0x2U
+#define MMIOLAB_UART1_MCR_RTS_WIDTH          1
+/* MCR.OUT1: Output 1 (looped back to MSR.RI). */
+#define MMIOLAB_UART1_MCR_OUT1_SHIFT         2
+#define MMIOLAB_UART1_MCR_OUT1_MASK          0x4U
+#define MMIOLAB_UART1_MCR_OUT1_WIDTH         1
+/* MCR.OUT2: Output 2; on a PC it gates the interrupt line (looped back to MSR.DCD). Not modelled as a gate. */
+#define MMIOLAB_UART1_MCR_OUT2_SHIFT         3
+#define MMIOLAB_UART1_MCR_OUT2_MASK          0x8U
+#define MMIOLAB_UART1_MCR_OUT2_WIDTH         1
+/* MCR.LOOP: Loopback: THR feeds RBR, MSR reads the MCR outputs. */
+#define MMIOLAB_UART1_MCR_LOOP_SHIFT         4
+#define MMIOLAB_UART1_MCR_LOOP_MASK          0x10U
+#define MMIOLAB_UART1_MCR_LOOP_WIDTH         1
+
+/* LSR (read-only): Line status (read-only; writes are ignored). */
+#define MMIOLAB_UART1_LSR_OFFSET             0x14
+#define MMIOLAB_UART1_LSR_WIDTH              8
+#define MMIOLAB_UART1_LSR_RESET              0x0U
+/* LSR.DR: Data ready: `rx` holds at least one byte. */
+#define MMIOLAB_UART1_LSR_DR_SHIFT           0
+#define MMIOLAB_UART1_LSR_DR_MASK            0x1U
+#define MMIOLAB_UART1_LSR_DR_WIDTH           1
+/* LSR.OE: Overrun: a byte arrived while `rx` was full and was lost. Cleared by reading LSR. */
+#define MMIOLAB_UART1_LSR_OE_SHIFT           1
+#define MMIOLAB_UART1_LSR_OE_MASK            0x2U
+#define MMIOLAB_UART1_LSR_OE_WIDTH           1
+/* LSR.PE: Parity error (never set). */
+#define MMIOLAB_UART1_LSR_PE_SHIFT           2
+#define MMIOLAB_UART1_LSR_PE_MASK            0x4U
+#define MMIOLAB_UART1_LSR_PE_WIDTH           1
+/* LSR.FE: Framing error (never set). */
+#define MMIOLAB_UART1_LSR_FE_SHIFT           3
+#define MMIOLAB_UART1_LSR_FE_MASK            0x8U
+#define MMIOLAB_UART1_LSR_FE_WIDTH           1
+/* LSR.BI: Break interrupt (never set). */
+#define MMIOLAB_UART1_LSR_BI_SHIFT           4
+#define MMIOLAB_UART1_LSR_BI_MASK            0x10U
+#define MMIOLAB_UART1_LSR_BI_WIDTH           1
+/* LSR.THRE: Transmitter holding register (FIFO) empty. */
+#define MMIOLAB_UART1_LSR_THRE_SHIFT         5
+#define MMIOLAB_UART1_LSR_THRE_MASK          0x20U
+#define MMIOLAB_UART1_LSR_THRE_WIDTH         1
+/* LSR.TEMT: Transmitter empty (no shift register is modelled: same as THRE). */
+#define MMIOLAB_UART1_LSR_TEMT_SHIFT         6
+#define MMIOLAB_UART1_LSR_TEMT_MASK          0x40U
+#define MMIOLAB_UART1_LSR_TEMT_WIDTH         1
+/* LSR.FIFOERR: Error in the receiver FIFO (never set). */
+#define MMIOLAB_UART1_LSR_FIFOERR_SHIFT      7
+#define MMIOLAB_UART1_LSR_FIFOERR_MASK       0x80U
+#define MMIOLAB_UART1_LSR_FIFOERR_WIDTH      1
+
+/* MSR (read-only): Modem status (read-only). Outside loopback the inputs read CTS, DSR and DCD asserted and RI not (a null-modem host, as QEMU and vm-superio report). In loopback they follow MCR as on the chip: CTS = RTS, DSR = DTR, RI = OUT1, DCD = OUT2, so Linux's probe (MCR = 0x1a, expects MSR & 0xf0 == 0x90) passes. */
+#define MMIOLAB_UART1_MSR_OFFSET             0x18
+#define MMIOLAB_UART1_MSR_WIDTH              8
+#define MMIOLAB_UART1_MSR_RESET              0x0U
+/* MSR.DCTS: Delta CTS (never set). */
+#define MMIOLAB_UART1_MSR_DCTS_SHIFT         0
+#define MMIOLAB_UART1_MSR_DCTS_MASK          0x1U
+#define MMIOLAB_UART1_MSR_DCTS_WIDTH         1
+/* MSR.DDSR: Delta DSR (never set). */
+#define MMIOLAB_UART1_MSR_DDSR_SHIFT         1
+#define MMIOLAB_UART1_MSR_DDSR_MASK          0x2U
+#define MMIOLAB_UART1_MSR_DDSR_WIDTH         1
+/* MSR.TERI: Trailing edge RI (never set). */
+#define MMIOLAB_UART1_MSR_TERI_SHIFT         2
+#define MMIOLAB_UART1_MSR_TERI_MASK          0x4U
+#define MMIOLAB_UART1_MSR_TERI_WIDTH         1
+/* MSR.DDCD: Delta DCD (never set). */
+#define MMIOLAB_UART1_MSR_DDCD_SHIFT         3
+#define MMIOLAB_UART1_MSR_DDCD_MASK          0x8U
+#define MMIOLAB_UART1_MSR_DDCD_WIDTH         1
+/* MSR.CTS: Clear to send. */
+#define MMIOLAB_UART1_MSR_CTS_SHIFT          4
+#define MMIOLAB_UART1_MSR_CTS_MASK           0x10U
+#define MMIOLAB_UART1_MSR_CTS_WIDTH          1
+/* MSR.DSR: Data set ready. */
+#define MMIOLAB_UART1_MSR_DSR_SHIFT          5
+#define MMIOLAB_UART1_MSR_DSR_MASK           0x20U
+#define MMIOLAB_UART1_MSR_DSR_WIDTH          1
+/* MSR.RI: Ring indicator. */
+#define MMIOLAB_UART1_MSR_RI_SHIFT           6
+#define MMIOLAB_UART1_MSR_RI_MASK            0x40U
+#define MMIOLAB_UART1_MSR_RI_WIDTH           1
+/* MSR.DCD: Data carrier detect. */
+#define MMIOLAB_UART1_MSR_DCD_SHIFT          7
+#define MMIOLAB_UART1_MSR_DCD_MASK           0x80U
+#define MMIOLAB_UART1_MSR_DCD_WIDTH          1
+
+/* SCR (read-write): Scratch register (Linux's 8250/16450 probe writes 0xa5 and 0x5a and reads them back). */
+#define MMIOLAB_UART1_SCR_OFFSET             0x1c
+#define MMIOLAB_UART1_SCR_WIDTH              8
+#define MMIOLAB_UART1_SCR_RESET              0x0U
+
+/* FIFOs: depth in elements */
+/* rx: Receiver FIFO: fed by the host (or by THR_LOOP in loopback), popped by RBR. */
+#define MMIOLAB_UART1_RX_DEPTH               16
+/* tx: Transmitter FIFO: pushed by THR, drained by the host sink the machine attaches. */
+#define MMIOLAB_UART1_TX_DEPTH               16
+
+/* Interrupt outputs: the device's line index */
+/* lsi: Receiver line status: an overrun, until LSR is read. */
+#define MMIOLAB_UART1_LSI_LINE               0
+/* rx: Received data available, until `rx` is empty. */
+#define MMIOLAB_UART1_RX_LINE                0
+/* thre: Transmitter holding register empty, while IER.ETBEI is set. */
+#define MMIOLAB_UART1_THRE_LINE              0
+
+/* Device com2 (bundled model uart16550) on bus isa */
+#define MMIOLAB_COM2_PIO_BASE                0x2f8
+#define MMIOLAB_COM2_PIO_SIZE                0x8
+#define MMIOLAB_COM2_IRQ                     3
+
+/* Device `uart16550`: 16550A UART (PC16550D): FIFOs, banked divisor latch, loopback */
+#define MMIOLAB_COM2_MAP_SIZE                0x8
+
+/* DLL (read-write, banked view): Divisor latch, least significant byte (LCR.DLAB = 1). */
+#define MMIOLAB_COM2_DLL_OFFSET              0x0
+#define MMIOLAB_COM2_DLL_WIDTH               8
+#define MMIOLAB_COM2_DLL_RESET               0x0U
+
+/* RBR (read-only): Receiver buffer: a read pops the oldest received byte (0 when empty). */
+#define MMIOLAB_COM2_RBR_OFFSET              0x0
+#define MMIOLAB_COM2_RBR_WIDTH               8
+#define MMIOLAB_COM2_RBR_RESET               0x0U
+
+/* THR_LOOP (write-only, banked view): Transmitter holding register in loopback: the byte goes into the receiver FIFO. */
+#define MMIOLAB_COM2_THR_LOOP_OFFSET         0x0
+#define MMIOLAB_COM2_THR_LOOP_WIDTH          8
+#define MMIOLAB_COM2_THR_LOOP_RESET          0x0U
+
+/* THR (write-only): Transmitter holding register: the byte goes onto `tx`, to the host. */
+#define MMIOLAB_COM2_THR_OFFSET              0x0
+#define MMIOLAB_COM2_THR_WIDTH               8
+#define MMIOLAB_COM2_THR_RESET               0x0U
+
+/* DLM (read-write, banked view): Divisor latch, most significant byte (LCR.DLAB = 1). */
+#define MMIOLAB_COM2_DLM_OFFSET              0x1
+#define MMIOLAB_COM2_DLM_WIDTH               8
+#define MMIOLAB_COM2_DLM_RESET               0x0U
+
+/* IER (read-write): Interrupt enable. Bits 7:4 are 0 on a 16550A (Linux's probe checks that). */
+#define MMIOLAB_COM2_IER_OFFSET              0x1
+#define MMIOLAB_COM2_IER_WIDTH               8
+#define MMIOLAB_COM2_IER_RESET               0x0U
+/* IER.ERBFI: Received data available interrupt (UART_IER_RDI). */
+#define MMIOLAB_COM2_IER_ERBFI_SHIFT         0
+#define MMIOLAB_COM2_IER_ERBFI_MASK          0x1U
+#define MMIOLAB_COM2_IER_ERBFI_WIDTH         1
+/* IER.ETBEI: Transmitter holding register empty interrupt (UART_IER_THRI). */
+#define MMIOLAB_COM2_IER_ETBEI_SHIFT         1
+#define MMIOLAB_COM2_IER_ETBEI_MASK          0x2U
+#define MMIOLAB_COM2_IER_ETBEI_WIDTH         1
+/* IER.ELSI: Receiver line status interrupt (UART_IER_RLSI). */
+#define MMIOLAB_COM2_IER_ELSI_SHIFT          2
+#define MMIOLAB_COM2_IER_ELSI_MASK           0x4U
+#define MMIOLAB_COM2_IER_ELSI_WIDTH          1
+/* IER.EDSSI: Modem status interrupt (UART_IER_MSI); no modem-status event is modelled. */
+#define MMIOLAB_COM2_IER_EDSSI_SHIFT         3
+#define MMIOLAB_COM2_IER_EDSSI_MASK          0x8U
+#define MMIOLAB_COM2_IER_EDSSI_WIDTH         1
+
+/* IIR (read-only): Interrupt identification, computed from the pending sources in priority order: line status (0x6) > received data (0x4) > THR empty (0x2). Bit 0 is 1 when nothing is pending. Bits 7:6 are 11 while FCR.FIFOE is set (how Linux tells a 16550A), bits 5:4 read 0 (a 16750 would set bit 5). */
+#define MMIOLAB_COM2_IIR_OFFSET              0x2
+#define MMIOLAB_COM2_IIR_WIDTH               8
+#define MMIOLAB_COM2_IIR_RESET               0x0U
+/* IIR.NINT: 1: no interrupt pending. */
+#define MMIOLAB_COM2_IIR_NINT_SHIFT          0
+#define MMIOLAB_COM2_IIR_NINT_MASK           0x1U
+#define MMIOLAB_COM2_IIR_NINT_WIDTH          1
+/* IIR.IID: The highest-priority pending source. */
+#define MMIOLAB_COM2_IIR_IID_SHIFT           1
+#define MMIOLAB_COM2_IIR_IID_MASK            0xeU
+#define MMIOLAB_COM2_IIR_IID_WIDTH           3
+#define MMIOLAB_COM2_IIR_IID_MODEM_STATUS    0x0U
+#define MMIOLAB_COM2_IIR_IID_THR_EMPTY       0x1U
+#define MMIOLAB_COM2_IIR_IID_RX_DATA         0x2U
+#define MMIOLAB_COM2_IIR_IID_LINE_STATUS     0x3U
+#define MMIOLAB_COM2_IIR_IID_RX_TIMEOUT      0x6U
+/* IIR.FIFOS: FIFOs enabled: 11 while FCR.FIFOE is set. */
+#define MMIOLAB_COM2_IIR_FIFOS_SHIFT         6
+#define MMIOLAB_COM2_IIR_FIFOS_MASK          0xc0U
+#define MMIOLAB_COM2_IIR_FIFOS_WIDTH         2
+#define MMIOLAB_COM2_IIR_FIFOS_NONE          0x0U
+#define MMIOLAB_COM2_IIR_FIFOS_ENABLED       0x3U
+
+/* FCR (write-only): FIFO control (write-only). Bits 5:4 are reserved. */
+#define MMIOLAB_COM2_FCR_OFFSET              0x2
+#define MMIOLAB_COM2_FCR_WIDTH               8
+#define MMIOLAB_COM2_FCR_RESET               0x0U
+/* FCR.FIFOE: FIFO enable (read back through IIR[7:6]). */
+#define MMIOLAB_COM2_FCR_FIFOE_SHIFT         0
+#define MMIOLAB_COM2_FCR_FIFOE_MASK          0x1U
+#define MMIOLAB_COM2_FCR_FIFOE_WIDTH         1
+/* FCR.RFIFOR: Write 1 to empty the receiver FIFO (effect `clear_rx`). */
+#define MMIOLAB_COM2_FCR_RFIFOR_SHIFT        1
+#define MMIOLAB_COM2_FCR_RFIFOR_MASK         0x2U
+#define MMIOLAB_COM2_FCR_RFIFOR_WIDTH        1
+/* FCR.XFIFOR: Write 1 to empty the transmitter FIFO (effect `clear_tx`). */
+#define MMIOLAB_COM2_FCR_XFIFOR_SHIFT        2
+#define MMIOLAB_COM2_FCR_XFIFOR_MASK         0x4U
+#define MMIOLAB_COM2_FCR_XFIFOR_WIDTH        1
+/* FCR.DMAM: DMA mode select (storage only). */
+#define MMIOLAB_COM2_FCR_DMAM_SHIFT          3
+#define MMIOLAB_COM2_FCR_DMAM_MASK           0x8U
+#define MMIOLAB_COM2_FCR_DMAM_WIDTH          1
+/* FCR.RXTRIG: Receiver trigger level (stored, not used: see the header). */
+#define MMIOLAB_COM2_FCR_RXTRIG_SHIFT        6
+#define MMIOLAB_COM2_FCR_RXTRIG_MASK         0xc0U
+#define MMIOLAB_COM2_FCR_RXTRIG_WIDTH        2
+#define MMIOLAB_COM2_FCR_RXTRIG_ONE          0x0U
+#define MMIOLAB_COM2_FCR_RXTRIG_FOUR         0x1U
+#define MMIOLAB_COM2_FCR_RXTRIG_EIGHT        0x2U
+#define MMIOLAB_COM2_FCR_RXTRIG_FOURTEEN     0x3U
+
+/* LCR (read-write): Line control. Linux writes 0xbf and 0xe0 here while probing for other chips' extra registers; on a 16550A they are ordinary values with DLAB set. */
+#define MMIOLAB_COM2_LCR_OFFSET              0x3
+#define MMIOLAB_COM2_LCR_WIDTH               8
+#define MMIOLAB_COM2_LCR_RESET               0x0U
+/* LCR.WLS: Word length. */
+#define MMIOLAB_COM2_LCR_WLS_SHIFT           0
+#define MMIOLAB_COM2_LCR_WLS_MASK            0x3U
+#define MMIOLAB_COM2_LCR_WLS_WIDTH           2
+#define MMIOLAB_COM2_LCR_WLS_BITS5           0x0U
+#define MMIOLAB_COM2_LCR_WLS_BITS6           0x1U
+#define MMIOLAB_COM2_LCR_WLS_BITS7           0x2U
+#define MMIOLAB_COM2_LCR_WLS_BITS8           0x3U
+/* LCR.STB: Stop bits. */
+#define MMIOLAB_COM2_LCR_STB_SHIFT           2
+#define MMIOLAB_COM2_LCR_STB_MASK            0x4U
+#define MMIOLAB_COM2_LCR_STB_WIDTH           1
+/* LCR.PEN: Parity enable. */
+#define MMIOLAB_COM2_LCR_PEN_SHIFT           3
+#define MMIOLAB_COM2_LCR_PEN_MASK            0x8U
+#define MMIOLAB_COM2_LCR_PEN_WIDTH           1
+/* LCR.EPS: Even parity. */
+#define MMIOLAB_COM2_LCR_EPS_SHIFT           4
+#define MMIOLAB_COM2_LCR_EPS_MASK            0x10U
+#define MMIOLAB_COM2_LCR_EPS_WIDTH           1
+/* LCR.SPAR: Stick parity. */
+#define MMIOLAB_COM2_LCR_SPAR_SHIFT          5
+#define MMIOLAB_COM2_LCR_SPAR_MASK           0x20U
+#define MMIOLAB_COM2_LCR_SPAR_WIDTH          1
+/* LCR.BC: Break control. */
+#define MMIOLAB_COM2_LCR_BC_SHIFT            6
+#define MMIOLAB_COM2_LCR_BC_MASK             0x40U
+#define MMIOLAB_COM2_LCR_BC_WIDTH            1
+/* LCR.DLAB: Divisor latch access: offsets 0 and 1 reach DLL and DLM. */
+#define MMIOLAB_COM2_LCR_DLAB_SHIFT          7
+#define MMIOLAB_COM2_LCR_DLAB_MASK           0x80U
+#define MMIOLAB_COM2_LCR_DLAB_WIDTH          1
+
+/* MCR (read-write): Modem control. Bits 7:5 read 0 on a 16550A. */
+#define MMIOLAB_COM2_MCR_OFFSET              0x4
+#define MMIOLAB_COM2_MCR_WIDTH               8
+#define MMIOLAB_COM2_MCR_RESET               0x0U
+/* MCR.DTR: Data terminal ready (looped back to MSR.DSR). */
+#define MMIOLAB_COM2_MCR_DTR_SHIFT           0
+#define MMIOLAB_COM2_MCR_DTR_MASK            0x1U
+#define MMIOLAB_COM2_MCR_DTR_WIDTH           1
+/* MCR.RTS: Request to send (looped back to MSR.CTS). */
+#define MMIOLAB_COM2_MCR_RTS_SHIFT           1
+#define MMIOLAB_COM2_MCR_RTS_MASK            0x2U
+#define MMIOLAB_COM2_MCR_RTS_WIDTH           1
+/* MCR.OUT1: Output 1 (looped back to MSR.RI). */
+#define MMIOLAB_COM2_MCR_OUT1_SHIFT          2
+#define MMIOLAB_COM2_MCR_OUT1_MASK           0x4U
+#define MMIOLAB_COM2_MCR_OUT1_WIDTH          1
+/* MCR.OUT2: Output 2; on a PC it gates the interrupt line (looped back to MSR.DCD). Not modelled as a gate. */
+#define MMIOLAB_COM2_MCR_OUT2_SHIFT          3
+#define MMIOLAB_COM2_MCR_OUT2_MASK           0x8U
+#define MMIOLAB_COM2_MCR_OUT2_WIDTH          1
+/* MCR.LOOP: Loopback: THR feeds RBR, MSR reads the MCR outputs. */
+#define MMIOLAB_COM2_MCR_LOOP_SHIFT          4
+#define MMIOLAB_COM2_MCR_LOOP_MASK           0x10U
+#define MMIOLAB_COM2_MCR_LOOP_WIDTH          1
+
+/* LSR (read-only): Line status (read-only; writes are ignored). */
+#define MMIOLAB_COM2_LSR_OFFSET              0x5
+#define MMIOLAB_COM2_LSR_WIDTH               8
+#define MMIOLAB_COM2_LSR_RESET               0x0U
+/* LSR.DR: Data ready: `rx` holds at least one byte. */
+#define MMIOLAB_COM2_LSR_DR_SHIFT            0
+#define MMIOLAB_COM2_LSR_DR_MASK             0x1U
+#define MMIOLAB_COM2_LSR_DR_WIDTH            1
+/* LSR.OE: Overrun: a byte arrived while `rx` was full and was lost. Cleared by reading LSR. */
+#define MMIOLAB_COM2_LSR_OE_SHIFT            1
+#define MMIOLAB_COM2_LSR_OE_MASK             0x2U
+#define MMIOLAB_COM2_LSR_OE_WIDTH            1
+/* LSR.PE: Parity error (never set). */
+#define MMIOLAB_COM2_LSR_PE_SHIFT            2
+#define MMIOLAB_COM2_LSR_PE_MASK             0x4U
+#define MMIOLAB_COM2_LSR_PE_WIDTH            1
+/* LSR.FE: Framing error (never set). */
+#define MMIOLAB_COM2_LSR_FE_SHIFT            3
+#define MMIOLAB_COM2_LSR_FE_MASK             0x8U
+#define MMIOLAB_COM2_LSR_FE_WIDTH            1
+/* LSR.BI: Break interrupt (never set). */
+#define MMIOLAB_COM2_LSR_BI_SHIFT            4
+#define MMIOLAB_COM2_LSR_BI_MASK             0x10U
+#define MMIOLAB_COM2_LSR_BI_WIDTH            1
+/* LSR.THRE: Transmitter holding register (FIFO) empty. */
+#define MMIOLAB_COM2_LSR_THRE_SHIFT          5
+#define MMIOLAB_COM2_LSR_THRE_MASK           0x20U
+#define MMIOLAB_COM2_LSR_THRE_WIDTH          1
+/* LSR.TEMT: Transmitter empty (no shift register is modelled: same as THRE). */
+#define MMIOLAB_COM2_LSR_TEMT_SHIFT          6
+#define MMIOLAB_COM2_LSR_TEMT_MASK           0x40U
+#define MMIOLAB_COM2_LSR_TEMT_WIDTH          1
+/* LSR.FIFOERR: Error in the receiver FIFO (never set). */
+#define MMIOLAB_COM2_LSR_FIFOERR_SHIFT       7
+#define MMIOLAB_COM2_LSR_FIFOERR_MASK        0x80U
+#define MMIOLAB_COM2_LSR_FIFOERR_WIDTH       1
+
+/* MSR (read-only): Modem status (read-only). Outside loopback the inputs read CTS, DSR and DCD asserted and RI not (a null-modem host, as QEMU and vm-superio report). In loopback they follow MCR as on the chip: CTS = RTS, DSR = DTR, RI = OUT1, DCD = OUT2, so Linux's probe (MCR = 0x1a, expects MSR & 0xf0 == 0x90) passes. */
+#define MMIOLAB_COM2_MSR_OFFSET              0x6
+#define MMIOLAB_COM2_MSR_WIDTH               8
+#define MMIOLAB_COM2_MSR_RESET               0x0U
+/* MSR.DCTS: Delta CTS (never set). */
+#define MMIOLAB_COM2_MSR_DCTS_SHIFT          0
+#define MMIOLAB_COM2_MSR_DCTS_MASK           0x1U
+#define MMIOLAB_COM2_MSR_DCTS_WIDTH          1
+/* MSR.DDSR: Delta DSR (never set). */
+#define MMIOLAB_COM2_MSR_DDSR_SHIFT          1
+#define MMIOLAB_COM2_MSR_DDSR_MASK           0x2U
+#define MMIOLAB_COM2_MSR_DDSR_WIDTH          1
+/* MSR.TERI: Trailing edge RI (never set). */
+#define MMIOLAB_COM2_MSR_TERI_SHIFT          2
+#define MMIOLAB_COM2_MSR_TERI_MASK           0x4U
+#define MMIOLAB_COM2_MSR_TERI_WIDTH          1
+/* MSR.DDCD: Delta DCD (never set). */
+#define MMIOLAB_COM2_MSR_DDCD_SHIFT          3
+#define MMIOLAB_COM2_MSR_DDCD_MASK           0x8U
+#define MMIOLAB_COM2_MSR_DDCD_WIDTH          1
+/* MSR.CTS: Clear to send. */
+#define MMIOLAB_COM2_MSR_CTS_SHIFT           4
+#define MMIOLAB_COM2_MSR_CTS_MASK            0x10U
+#define MMIOLAB_COM2_MSR_CTS_WIDTH           1
+/* MSR.DSR: Data set ready. */
+#define MMIOLAB_COM2_MSR_DSR_SHIFT           5
+#define MMIOLAB_COM2_MSR_DSR_MASK            0x20U
+#define MMIOLAB_COM2_MSR_DSR_WIDTH           1
+/* MSR.RI: Ring indicator. */
+#define MMIOLAB_COM2_MSR_RI_SHIFT            6
+#define MMIOLAB_COM2_MSR_RI_MASK             0x40U
+#define MMIOLAB_COM2_MSR_RI_WIDTH            1
+/* MSR.DCD: Data carrier detect. */
+#define MMIOLAB_COM2_MSR_DCD_SHIFT           7
+#define MMIOLAB_COM2_MSR_DCD_MASK            0x80U
+#define MMIOLAB_COM2_MSR_DCD_WIDTH           1
+
+/* SCR (read-write): Scratch register (Linux's 8250/16450 probe writes 0xa5 and 0x5a and reads them back). */
+#define MMIOLAB_COM2_SCR_OFFSET              0x7
+#define MMIOLAB_COM2_SCR_WIDTH               8
+#define MMIOLAB_COM2_SCR_RESET               0x0U
+
+/* FIFOs: depth in elements */
+/* rx: Receiver FIFO: fed by the host (or by THR_LOOP in loopback), popped by RBR. */
+#define MMIOLAB_COM2_RX_DEPTH                16
+/* tx: Transmitter FIFO: pushed by THR, drained by the host sink the machine attaches. */
+#define MMIOLAB_COM2_TX_DEPTH                16
+
+/* Interrupt outputs: the device's line index */
+/* lsi: Receiver line status: an overrun, until LSR is read. */
+#define MMIOLAB_COM2_LSI_LINE                0
+/* rx: Received data available, until `rx` is empty. */
+#define MMIOLAB_COM2_RX_LINE                 0
+/* thre: Transmitter holding register empty, while IER.ETBEI is set. */
+#define MMIOLAB_COM2_THRE_LINE               0
+
 #endif /* MMIOLAB_MACHINE_H */

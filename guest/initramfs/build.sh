@@ -3,7 +3,7 @@
 set -euo pipefail
 
 # Bump when this script changes in a way that changes the result.
-BUILD_SH_VERSION=1
+BUILD_SH_VERSION=2
 
 SCRIPT_NAME=initramfs/build.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,19 +11,26 @@ GUEST=$(dirname "$HERE")
 # shellcheck source-path=SCRIPTDIR source=../lib/common.sh
 . "$GUEST/lib/common.sh"
 
-# busybox applets /init uses
-APPLETS="sh mount rmmod cat dmesg reboot poweroff grep"
+# the kernel's own modules the script tests load (built because config.fragment has =m)
+KERNEL_MODULES="drivers/parport/parport.ko drivers/parport/parport_pc.ko"
+
+# busybox applets /init and the script tests use
+APPLETS="sh mount rmmod cat dmesg reboot poweroff grep readlink basename"
 
 usage() {
 	cat <<EOF
 Usage: guest/initramfs/build.sh [--kernel-build DIR] [--out FILE]
+                                 [--test SCRIPT]... [--file SRC:DST]...
 
 Builds the test initramfs, an uncompressed newc cpio holding busybox (static),
 /init (guest/initramfs/init), the test modules of guest/drivers built against
-the kernel build dir (lib/modules/mmiolab/*.ko), and the static helpers of
-guest/userspace (mmiolab-exit, mmiolab-insmod, devmem-test). Cached in
+the kernel build dir (lib/modules/mmiolab/*.ko), the kernel's own modules the
+script tests load (lib/modules/kernel/: parport, parport_pc), the static
+helpers of guest/userspace (mmiolab-exit, mmiolab-insmod, devmem-test,
+gpio-test, serial-loopback) and the script tests (/tests/*.sh: those of
+guest/initramfs/tests, then yours). Cached in
   \${MMIOLAB_CACHE:-\$HOME/.cache/mmiolab}/initramfs/<hash>/initramfs.cpio
-keyed by the kernel build, the sources, busybox's and gcc's versions.
+keyed by the kernel build, the sources, your files, busybox's and gcc's versions.
 
 Prints progress on stderr and, on stdout, only the path of the cpio.
 
@@ -31,16 +38,51 @@ Options:
   --kernel-build DIR  kernel build dir (default: the one guest/kernel/build.sh
                       prints, building the kernel if needed)
   --out FILE          also copy the cpio to FILE
+  --test SCRIPT       add a script test: after the module tests /init runs
+                      every /tests/*.sh (the bundled ones and yours, in name
+                      order) with busybox sh, each as KTAP test NAME (the file
+                      name without .sh); exit status 0 passes, every line it
+                      prints is a diagnostic (repeatable)
+  --file SRC:DST      copy the file SRC to DST (an absolute path) in the
+                      initramfs, e.g. your module: mydrv.ko:/lib/modules/user/mydrv.ko
+                      (repeatable; busybox applets: $APPLETS)
   -h, --help          this text
 EOF
 }
 
 KBUILD=
 OUT_FILE=
+TESTS=("$HERE"/tests/*.sh)
+EXTRA_SRCS=()
+EXTRA_DSTS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel-build) [ $# -ge 2 ] || die "--kernel-build needs a directory"; KBUILD=$2; shift 2 ;;
 	--out) [ $# -ge 2 ] || die "--out needs a file name"; OUT_FILE=$2; shift 2 ;;
+	--test)
+		[ $# -ge 2 ] || die "--test needs a script"
+		[ -f "$2" ] || die "--test $2: not a regular file"
+		case $2 in *.sh) ;; *) die "--test $2: a script test's name ends in .sh (its KTAP name is the rest)" ;; esac
+		for t in "${TESTS[@]}"; do
+			[ "$(basename "$t")" != "$(basename "$2")" ] ||
+				die "--test $2: a test named $(basename "$2" .sh) is already in the initramfs ($t)"
+		done
+		TESTS+=("$(realpath "$2")")
+		shift 2
+		;;
+	--file)
+		[ $# -ge 2 ] || die "--file needs SRC:DST"
+		case $2 in *:/*) ;; *) die "--file $2: want SRC:DST with an absolute DST" ;; esac
+		src=${2%:*} dst=${2##*:}
+		[ -f "$src" ] || die "--file $2: $src is not a regular file"
+		case $dst/ in */../* | */./* | *//*) die "--file $2: DST must be a plain absolute path" ;; esac
+		case $dst in /init | /bin/* | /tests/* | /lib/modules/mmiolab/* | /lib/modules/kernel/*)
+			die "--file $2: $dst belongs to the bundled initramfs; choose another path" ;;
+		esac
+		EXTRA_SRCS+=("$(realpath "$src")")
+		EXTRA_DSTS+=("$dst")
+		shift 2
+		;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -63,10 +105,11 @@ KEY=$({
 	echo "build.sh $BUILD_SH_VERSION kernel $(basename "$KBUILD")"
 	dpkg-query -W -f='busybox ${Version}\n' busybox-static
 	gcc --version | head -n1
-	for f in "$GUEST"/drivers/* "$GUEST"/userspace/*.c "$HERE"/init; do
+	for f in "$GUEST"/drivers/* "$GUEST"/userspace/*.c "$HERE"/init "${TESTS[@]}" "${EXTRA_SRCS[@]}"; do
 		echo "$f"
 		cat "$f"
 	done
+	printf '%s\n' "${EXTRA_DSTS[@]}"
 } | short_hash)
 CACHE=$MMIOLAB_CACHE/initramfs/$KEY
 CPIO=$CACHE/initramfs.cpio
@@ -115,6 +158,17 @@ for a in $APPLETS; do
 done
 cp "$CACHE"/bin/* "$ROOT/bin/"
 cp "$CACHE"/drivers/*.ko "$ROOT/lib/modules/mmiolab/"
+mkdir -p "$ROOT/lib/modules/kernel" "$ROOT/tests"
+for m in $KERNEL_MODULES; do
+	[ -f "$KBUILD/$m" ] || die "$KBUILD/$m is missing: was the kernel built with guest/kernel/config.fragment?"
+	cp "$KBUILD/$m" "$ROOT/lib/modules/kernel/"
+done
+for t in "${TESTS[@]}"; do
+	install -m 0755 "$t" "$ROOT/tests/$(basename "$t")"
+done
+for i in "${!EXTRA_SRCS[@]}"; do
+	install -D -m 0644 "${EXTRA_SRCS[$i]}" "$ROOT${EXTRA_DSTS[$i]}"
+done
 install -m 0755 "$HERE/init" "$ROOT/init"
 
 (cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort |

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 # Bump when this script changes in a way that changes the build result.
-BUILD_SH_VERSION=1
+BUILD_SH_VERSION=2
 
 SCRIPT_NAME=kernel/build.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,14 +17,15 @@ DISTRO_TARBALL=/usr/src/linux-source-6.1.tar.xz
 
 usage() {
 	cat <<EOF
-Usage: guest/kernel/build.sh [--out DIR]
+Usage: guest/kernel/build.sh [--out DIR] [--fragment FILE]...
 
-Builds the guest kernel: make tinyconfig + config.fragment (merge_config.sh),
-make olddefconfig, a check that every requested symbol took effect, then
+Builds the guest kernel: make tinyconfig + config.fragment + your fragments
+(merge_config.sh, in that order), make olddefconfig, a check that every
+requested symbol of every fragment took effect, then
 make all + modules_prepare, out of tree, into a cache directory
   \${MMIOLAB_CACHE:-\$HOME/.cache/mmiolab}/kernel/<source version>-<hash>/
-where <hash> covers config.fragment, patches/*.patch and this script's
-version. A second run with the same key does nothing ("cached").
+where <hash> covers config.fragment, your fragments, patches/*.patch and this
+script's version. A second run with the same key does nothing ("cached").
 
 Kernel source: \$KERNEL_SRC if set (patches/*.patch applied in place, must be
 a clean tree), else the distribution package $DISTRO_PKG ($DISTRO_TARBALL,
@@ -36,18 +37,54 @@ the kbuild dir: make -C <dir> M=\$PWD modules).
 
 Options:
   --out DIR   also copy arch/x86/boot/bzImage to DIR/bzImage
+  --fragment FILE
+              merge FILE (lines CONFIG_X=y, CONFIG_X=m, CONFIG_X=<value> or
+              '# CONFIG_X is not set') after config.fragment, e.g. the
+              options your driver needs; repeatable
   -h, --help  this text
 EOF
 }
 
 OUT_DIR=
+FRAGMENTS=("$FRAGMENT")
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out) [ $# -ge 2 ] || die "--out needs a directory"; OUT_DIR=$2; shift 2 ;;
+	--fragment)
+		[ $# -ge 2 ] || die "--fragment needs a file"
+		[ -f "$2" ] || die "--fragment $2: not a regular file"
+		FRAGMENTS+=("$(realpath "$2")")
+		shift 2
+		;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
 done
+
+# read_fragments: WANT[sym] = the value the last fragment that names sym asks for ("" for
+# "is not set"), FROM[sym] = that fragment; dies on a line of another form.
+declare -A WANT FROM
+read_fragments() {
+	local f line n
+	for f in "${FRAGMENTS[@]}"; do
+		n=0
+		while IFS= read -r line || [ -n "$line" ]; do
+			n=$((n + 1))
+			if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.+)$ ]]; then
+				WANT[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+			elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
+				WANT[${BASH_REMATCH[1]}]=
+			elif [[ -z $line || $line == \#* ]]; then
+				continue
+			else
+				die "$f:$n: unsupported line '$line' (use CONFIG_X=y, CONFIG_X=m, CONFIG_X=value or '# CONFIG_X is not set')"
+			fi
+			FROM[${BASH_REMATCH[1]}]=$f
+		done <"$f"
+	done
+}
+
+read_fragments
 
 need_pkgs make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio xz-utils patch util-linux
 
@@ -97,7 +134,9 @@ else
 	fi
 fi
 
-KEY=$SRC_VERSION-$({ cat "$FRAGMENT" "${PATCHES[@]}"; echo "build.sh $BUILD_SH_VERSION"; } | short_hash)
+# Only the extra fragments' contents (not their paths) enter the key, after the bundled
+# one's, so the key of a build without --fragment is what it always was.
+KEY=$SRC_VERSION-$({ cat "${FRAGMENTS[@]}" "${PATCHES[@]}"; echo "build.sh $BUILD_SH_VERSION"; } | short_hash)
 BUILD=$MMIOLAB_CACHE/kernel/$KEY
 DONE_STAMP=$BUILD/.mmiolab-complete
 BZIMAGE=$BUILD/arch/x86/boot/bzImage
@@ -148,22 +187,18 @@ kmake() {
 	MAKE_PID=
 }
 
-# check_config: every symbol of the fragment must have its requested value.
+# check_config: every symbol of the fragments must have its requested value.
 check_config() {
-	local line sym bad=()
-	while IFS= read -r line; do
-		if [[ $line =~ ^CONFIG_([A-Za-z0-9_]+)=y$ ]]; then
-			sym=CONFIG_${BASH_REMATCH[1]}
-			grep -qx "$sym=y" "$BUILD/.config" ||
-				bad+=("$sym wanted =y, got: $(grep -E "^(# )?${sym}[= ]" "$BUILD/.config" || echo 'absent')")
-		elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
-			sym=${BASH_REMATCH[1]}
+	local sym bad=()
+	for sym in "${!WANT[@]}"; do
+		if [ -n "${WANT[$sym]}" ]; then
+			grep -qxF "$sym=${WANT[$sym]}" "$BUILD/.config" ||
+				bad+=("$sym wanted =${WANT[$sym]} (${FROM[$sym]}), got: $(grep -E "^(# )?${sym}[= ]" "$BUILD/.config" || echo 'absent')")
+		else
 			! grep -qE "^$sym=" "$BUILD/.config" ||
-				bad+=("$sym wanted unset, got: $(grep -E "^$sym=" "$BUILD/.config")")
-		elif [[ -n $line && $line != \#* ]]; then
-			die "config.fragment: unsupported line '$line' (use CONFIG_X=y or '# CONFIG_X is not set')"
+				bad+=("$sym wanted unset (${FROM[$sym]}), got: $(grep -E "^$sym=" "$BUILD/.config")")
 		fi
-	done <"$FRAGMENT"
+	done
 	if [ ${#bad[@]} -ne 0 ]; then
 		printf '  %s\n' "${bad[@]}" >&2
 		die "${#bad[@]} config symbol(s) did not take effect after olddefconfig (see above; dependencies missing?)"
@@ -171,12 +206,12 @@ check_config() {
 }
 
 kmake "tinyconfig" tinyconfig
-stage "merging config.fragment"
-(cd "$SRC" && scripts/kconfig/merge_config.sh -m -O "$BUILD" "$BUILD/.config" "$FRAGMENT") >>"$LOG" 2>&1 ||
+stage "merging ${#FRAGMENTS[@]} fragment(s)"
+(cd "$SRC" && scripts/kconfig/merge_config.sh -m -O "$BUILD" "$BUILD/.config" "${FRAGMENTS[@]}") >>"$LOG" 2>&1 ||
 	die "merge_config.sh failed; log: $LOG"
 kmake "olddefconfig" olddefconfig
 check_config
-stage "config checked: all $(grep -cE '^(CONFIG_|# CONFIG_.* is not set)' "$FRAGMENT") fragment symbols as requested"
+stage "config checked: all ${#WANT[@]} fragment symbols as requested"
 kmake "make all (vmlinux, bzImage, modpost)" all
 kmake "modules_prepare" modules_prepare
 [ -f "$BZIMAGE" ] || die "build finished but $BZIMAGE is missing"

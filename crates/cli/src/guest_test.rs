@@ -92,6 +92,10 @@ pub fn run_check(reason: &StopReason) -> TestResult {
 ///   carries its name, or claims exactly its region, must do both: carry the name and lie
 ///   inside the region;
 ///
+/// - a window of a device's region counts as a region of its own, named after the window:
+///   the machine file names windows after what drivers claim (`reg_names` in the device
+///   tree; "serial", the name the 8250 driver claims its ports and registers under);
+///
 /// and at least one line must match a host device.
 pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
     let mut details = Vec::new();
@@ -119,9 +123,18 @@ pub fn resource_check(platform: &Platform, report: &GuestReport) -> TestResult {
             let host = tree.range(id);
             let host_name = tree.name(id);
             let described = platform.dt_devices.iter().any(|d| d.node == host_name);
-            let names = linux_names(host_name);
+            let mut names = linux_names(host_name);
+            // A window of the region (`reg_names`, or a legacy driver's name for its ports)
+            // is a region of its own to the guest, claimed under the window's name.
+            let window = tree.deepest_at(start).filter(|&w| {
+                let r = tree.range(w);
+                tree.kind(w) == RegionKind::Window && r.start() == start && r.end() == end
+            });
+            if let Some(w) = window {
+                names.push(tree.name(w).to_owned());
+            }
             let named = name.split(' ').any(|n| names.iter().any(|h| h == n));
-            let exact = host.start() == start && host.end() == end;
+            let exact = window.is_some() || (host.start() == start && host.end() == end);
             let good = if described {
                 exact && named
             } else if exact || named {
@@ -420,6 +433,56 @@ mod tests {
         assert!(r.details[0].starts_with("MISMATCH MMIO"), "{:?}", r.details);
         assert!(!check("no dump").ok);
         assert!(!check("mmiolab: begin /proc/iomem\n00100000-0fffffff : System RAM\nmmiolab: end /proc/iomem\n").ok);
+    }
+
+    const WINDOWED: &str = "[[device]]\nname = \"gpio\"\nmodel = \"regfile\"\ncompatible = \"brcm,bcm6345-gpio\"\n\
+                            mmio = [{ base = 0xd0040000, size = 0x10, windows = [{ name = \"dat\", offset = 0, size = 4 }, \
+                            { name = \"set\", offset = 4, size = 4 }] }]\n[device.dt]\nreg_names = [\"dat\", \"set\"]\n\
+                            [[device]]\nname = \"uart1\"\nmodel = \"regfile\"\ncompatible = \"ns16550a\"\n\
+                            mmio = [{ base = 0xd0041000, size = 0x20, windows = [{ name = \"serial\", offset = 0, size = 0x20 }] }]\n\
+                            [[device]]\nname = \"com2\"\nmodel = \"regfile\"\n\
+                            pio = [{ base = 0x2f8, size = 8, windows = [{ name = \"serial\", offset = 0, size = 8 }] }]\n";
+
+    fn check_windowed(iomem: &str, ioports: &str) -> TestResult {
+        let c = MachineConfig::parse(WINDOWED, Path::new("m.toml")).unwrap();
+        let p = Platform::build(&c, Box::new(std::io::sink())).unwrap();
+        resource_check(
+            &p,
+            &parse(&format!(
+                "mmiolab: begin /proc/iomem\n{iomem}mmiolab: end /proc/iomem\n\
+                 mmiolab: begin /proc/ioports\n{ioports}mmiolab: end /proc/ioports\n"
+            )),
+        )
+    }
+
+    #[test]
+    fn windows_are_regions_of_their_own() {
+        // gpio-mmio's claims by reg-names (devm_ioremap_resource names them "DEV NAME"), the
+        // 8250 driver's "serial" on its node's region and on a legacy port
+        let r = check_windowed(
+            "d0040000-d0040003 : d0040000.gpio dat\nd0040004-d0040007 : d0040000.gpio set\n\
+             d0041000-d004101f : serial\n",
+            "02f8-02ff : serial\n",
+        );
+        assert!(r.ok, "{:?}", r.details);
+        assert_eq!(
+            r.details.iter().filter(|d| d.starts_with("ok ")).count(),
+            4,
+            "{:?}",
+            r.details
+        );
+    }
+
+    #[test]
+    fn window_lines_must_match_the_window_exactly() {
+        // part of a window
+        assert!(!check_windowed("d0040001-d0040003 : dat\n", "").ok);
+        // a window's range under another window's name
+        assert!(!check_windowed("d0040000-d0040003 : set\n", "").ok);
+        // a name the host does not know for the region
+        assert!(!check_windowed("d0041000-d004101f : ttyS2\n", "").ok);
+        // a legacy port claimed under a name that is neither the device's nor the window's
+        assert!(!check_windowed("d0040000-d0040003 : dat\n", "02f8-02ff : ttyS1\n").ok);
     }
 
     const FIXED: &str = "[[device]]\nname = \"short\"\nmodel = \"regfile\"\npio = [{ base = 0x378, size = 8 }]\n\

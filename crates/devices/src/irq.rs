@@ -41,9 +41,9 @@ pub trait IrqChip: Send + Sync {
 /// One interrupt line of a device.
 ///
 /// Clones are handles to the same line (same eventfd, same level, same chip), so the VMM
-/// keeps one to bind it while the device owns another. Without a VM an edge line's eventfd
-/// counts pulses and an unconnected level line counts rising transitions on it, which is
-/// what device tests read back.
+/// keeps one to bind it while the device owns another. An edge line's eventfd counts
+/// pulses and an unconnected level line's counts rising transitions on it: device tests
+/// read it back, and a VMM can bind it as an irqfd to make each rising edge one pulse.
 #[derive(Clone, Debug)]
 pub struct IrqLine {
     inner: Arc<Inner>,
@@ -106,7 +106,8 @@ impl IrqLine {
         self.inner.trigger
     }
 
-    /// The eventfd of an edge line, to register as an irqfd.
+    /// The line's eventfd, to register as an irqfd: an edge line signals it per pulse, a
+    /// level line that is not connected to a chip per rising transition.
     pub fn event(&self) -> &EventFd {
         &self.inner.evt
     }
@@ -154,7 +155,8 @@ impl IrqLine {
 
     fn drive(&self, level: bool) {
         let Some(chip) = self.inner.chip.get() else {
-            // Not connected (no VM, as in device tests): count rising transitions.
+            // Not connected: a pulse of the eventfd per rising transition, which device
+            // tests count, and which a VMM that binds the eventfd as an irqfd delivers.
             if level {
                 self.signal();
             }

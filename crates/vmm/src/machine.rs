@@ -415,6 +415,13 @@ fn event_loop(platform: &Platform, sources: &LoopSources) -> Result<EventLoop> {
 
 /// Binds every interrupt line: edge lines as irqfds, level lines to the in-kernel
 /// interrupt controller through KVM_IRQ_LINE (see mmiolab_devices::IrqLine for why).
+///
+/// On a host that EOIs level interrupts at delivery a line left high would be delivered
+/// again the moment the handler returns, before it could clear the cause; there a level
+/// line's rising edge is a pulse, and an irqfd makes it: KVM raises and lowers the pin in
+/// one kernel step. (Two KVM_IRQ_LINE calls from the VMM leave the pin high while the VMM
+/// thread can be preempted between them, and a guest that takes the interrupt in that
+/// window gets it twice: seen under load, about one run in ten.)
 fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<()> {
     let eoi_at_delivery = host_eois_level_interrupts_at_delivery();
     if eoi_at_delivery && platform.irq_lines.iter().any(|l| l.trigger() == IrqTrigger::Level) {
@@ -423,14 +430,12 @@ fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<()> {
              level lines fire once per rising edge here, and are not re-delivered while held"
         );
     }
-    let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip {
-        vm: vm.clone(),
-        eoi_at_delivery,
-    });
+    let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip { vm: vm.clone() });
     for line in &platform.irq_lines {
         match line.trigger() {
-            IrqTrigger::Level => line.connect(chip.clone()),
-            IrqTrigger::Edge => vm
+            IrqTrigger::Level if !eoi_at_delivery => line.connect(chip.clone()),
+            // An unconnected level line signals its eventfd on each rising edge.
+            IrqTrigger::Level | IrqTrigger::Edge => vm
                 .register_irqfd(line.event(), line.gsi())
                 .map_err(|e| Error::Kvm("KVM_IRQFD", e))?,
         }
@@ -448,24 +453,13 @@ fn host_eois_level_interrupts_at_delivery() -> bool {
 /// The in-kernel IOAPIC (and PIC), as level lines see it.
 struct KvmIrqChip {
     vm: Arc<VmFd>,
-    /// Drive a rising level as a high-then-low pulse: on a host that EOIs at delivery, a
-    /// line left high would be delivered again the moment the handler returns, before it
-    /// could clear the cause, so each event would arrive twice.
-    eoi_at_delivery: bool,
 }
 
 impl IrqChip for KvmIrqChip {
     fn set_irq_line(&self, gsi: u32, level: bool) -> std::io::Result<()> {
-        let set = |level| {
-            self.vm
-                .set_irq_line(gsi, level)
-                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
-        };
-        match (self.eoi_at_delivery, level) {
-            (false, level) => set(level),
-            (true, true) => set(true).and_then(|()| set(false)),
-            (true, false) => Ok(()),
-        }
+        self.vm
+            .set_irq_line(gsi, level)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
     }
 }
 

@@ -25,7 +25,9 @@ tasks:
   test    check that the generated headers are current, cargo fmt --check, cargo clippy
           -D warnings, and every test in the workspace (unit, bare-metal guests under KVM,
           the Linux tier)
-  guest   build the guest kernel and test initramfs into target/guest (cached)
+  guest   build the guest kernel and test initramfs into target/guest (cached); takes
+          --fragment FILE (kernel options), --test SCRIPT and --file SRC:DST (initramfs
+          script tests and files), each repeatable (docs/linux.md, section Your own driver)
   bench   the trapped-access benchmark: a raw KVM loop, mmiolab, mmiolab --trace and QEMU
           microvm on one payload, interleaved; wall time, callgrind instructions per exit,
           start-up and RSS; tables on stdout, target/bench/report.{json,md}. Arguments after
@@ -43,7 +45,7 @@ fn main() -> Result<()> {
     match task.as_deref() {
         Some("demo") => demo(),
         Some("test") => test(),
-        Some("guest") => guest(),
+        Some("guest") => guest(std::env::args().skip(2).collect()),
         Some("bench") => bench(std::env::args().skip(2).collect()),
         Some("headers") => match std::env::args().nth(2).as_deref() {
             None => headers(),
@@ -64,7 +66,12 @@ fn root() -> PathBuf {
 
 /// Runs `cmd` in the workspace root, failing with its command line if it fails.
 fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
+    run_in(cmd, &root())
+}
+
+/// Runs `cmd` in `dir`, failing with its command line if it fails.
+fn run_in(cmd: &mut Command, dir: &Path) -> Result<()> {
+    cmd.current_dir(dir);
     eprintln!("xtask: running {cmd:?}");
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
@@ -104,8 +111,39 @@ fn demo() -> Result<()> {
     run(Command::new("bash").args(["guest/run-tests.sh", "--vmm", "target/release/mmiolab"]))
 }
 
-fn guest() -> Result<()> {
-    run(Command::new("bash").args(["-c", "guest/initramfs/build.sh --kernel-build \"$(guest/kernel/build.sh --out target/guest)\" --out target/guest/initramfs.cpio"]))
+/// `cargo xtask guest [--fragment FILE]... [--test SCRIPT]... [--file SRC:DST]...`: the
+/// kernel (with the extra fragments) and the initramfs (with the extra tests and files).
+fn guest(args: Vec<String>) -> Result<()> {
+    // The user's paths are relative to where they ran cargo: both scripts run there.
+    let here = std::env::current_dir().context("reading the current directory")?;
+    let mut kernel = Command::new("bash");
+    kernel
+        .arg(root().join("guest/kernel/build.sh"))
+        .arg("--out")
+        .arg(root().join("target/guest"));
+    let mut initramfs = Command::new("bash");
+    initramfs
+        .arg(root().join("guest/initramfs/build.sh"))
+        .arg("--out")
+        .arg(root().join("target/guest/initramfs.cpio"));
+    let mut args = args.into_iter();
+    while let Some(option) = args.next() {
+        let target = match option.as_str() {
+            "--fragment" => &mut kernel,
+            "--test" | "--file" => &mut initramfs,
+            _ => bail!("`cargo xtask guest` takes --fragment FILE, --test SCRIPT and --file SRC:DST, not `{option}`"),
+        };
+        let value = args.next().with_context(|| format!("{option} needs a value"))?;
+        target.arg(option).arg(value);
+    }
+    kernel.current_dir(&here).stderr(std::process::Stdio::inherit());
+    eprintln!("xtask: running {kernel:?}");
+    let out = kernel.output().with_context(|| format!("starting {kernel:?}"))?;
+    if !out.status.success() {
+        bail!("{kernel:?} failed: {}", out.status);
+    }
+    let kbuild = String::from_utf8(out.stdout).context("the kernel build printed a non-UTF-8 path")?;
+    run_in(initramfs.arg("--kernel-build").arg(kbuild.trim()), &here)
 }
 
 /// `cargo run ... mmiolab header ARGS` (mmiolab built as needed), in the workspace root.
