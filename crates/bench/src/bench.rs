@@ -223,12 +223,7 @@ pub fn run(s: &Settings) -> Result<Report> {
             progress(&format!("callgrind: {}", kind.id()));
             for &r in runners.iter().filter(|r| r.runs(kind)) {
                 let count_at = |n: u64| -> Result<callgrind::Counted> {
-                    let (program, mut args) = s.setup.command(r, kind, n)?;
-                    if r.is_mmiolab() {
-                        // valgrind runs the program's system calls as its own, and maps
-                        // executable code: under mmiolab's seccomp filters it would be trapped.
-                        args.push(OsString::from("--no-seccomp"));
-                    }
+                    let (program, args) = s.setup.callgrind_command(r, kind, n)?;
                     s.setup.clear_trace();
                     let out = s
                         .setup
