@@ -24,6 +24,8 @@ use serde_json::Value;
 #[path = "reliability/payload_files.rs"]
 mod payload_files;
 use payload_files::{EXIT7, PT_LOAD, PT_NOTE, bzimage, elf, pvh_elf};
+#[path = "reliability/seccomp.rs"]
+mod seccomp;
 
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/baremetal.toml");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -134,6 +136,19 @@ fn main() {
         kvm(
             "a_guest_flood_is_rate_limited_in_the_log",
             a_guest_flood_is_rate_limited_in_the_log,
+        ),
+        // Confinement.
+        kvm(
+            "every_thread_of_a_run_is_filtered",
+            seccomp::every_thread_of_a_run_is_filtered,
+        ),
+        kvm(
+            "a_blocked_call_ends_the_run_naming_it",
+            seccomp::a_blocked_call_ends_the_run_naming_it,
+        ),
+        kvm(
+            "mmiolab_test_reports_are_written_under_the_filter",
+            seccomp::mmiolab_test_reports_are_written_under_the_filter,
         ),
     ];
     libtest_mimic::run(&args, trials).exit();

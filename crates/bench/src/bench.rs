@@ -223,7 +223,7 @@ pub fn run(s: &Settings) -> Result<Report> {
             progress(&format!("callgrind: {}", kind.id()));
             for &r in runners.iter().filter(|r| r.runs(kind)) {
                 let count_at = |n: u64| -> Result<callgrind::Counted> {
-                    let (program, args) = s.setup.command(r, kind, n)?;
+                    let (program, args) = s.setup.callgrind_command(r, kind, n)?;
                     s.setup.clear_trace();
                     let out = s
                         .setup

@@ -219,6 +219,17 @@ impl Setup {
         }
     }
 
+    /// As [`Setup::command`], for running under callgrind: mmiolab gets `--no-seccomp`,
+    /// since valgrind runs the program's system calls itself and cannot install (nor live
+    /// under) its seccomp filters.
+    pub fn callgrind_command(&self, runner: Runner, kind: Kind, n: u64) -> Result<(PathBuf, Vec<OsString>)> {
+        let (program, mut args) = self.command(runner, kind, n)?;
+        if runner.is_mmiolab() {
+            args.push(OsString::from("--no-seccomp"));
+        }
+        Ok((program, args))
+    }
+
     /// Program and arguments that run `kind` `n` times under `runner`.
     pub fn command(&self, runner: Runner, kind: Kind, n: u64) -> Result<(PathBuf, Vec<OsString>)> {
         let cmdline = kind.cmdline(n);

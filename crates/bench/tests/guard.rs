@@ -147,7 +147,7 @@ fn guard(g: &Guarded) -> Result<(), Failed> {
     };
     let kind = Kind::parse(g.kind).ok_or("no such kind")?;
     let count = |n: u64| -> Result<u64, Failed> {
-        let (program, args) = setup.command(g.runner, kind, n)?;
+        let (program, args) = setup.callgrind_command(g.runner, kind, n)?;
         setup.clear_trace();
         let out = work.join(format!("callgrind.{n}"));
         let c = callgrind::count(&valgrind, &program, &args, &out, Duration::from_secs(120))

@@ -36,6 +36,15 @@ pub const TIMEOUT: u8 = 124;
 /// program killed by SIGPIPE, without the kill.
 pub const CLOSED: u8 = 128 + 13;
 
+/// A seccomp filter blocked a system call (mmiolab_vmm::seccomp): the report on stderr
+/// names the call and the thread. The SIGSYS handler exits with it directly, so only the
+/// table and its test name it here.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the SIGSYS handler exits with the value itself")
+)]
+pub const SECCOMP: u8 = mmiolab_vmm::seccomp::BLOCKED_STATUS;
+
 /// The exit status for a run stopped by signal `signo`: the shell's 128 + signal number.
 pub fn signal_status(signo: i32) -> u8 {
     u8::try_from(128 + signo).unwrap_or(u8::MAX)
@@ -63,6 +72,8 @@ Exit status:
   124    --timeout passed with the guest still running
   129    stopped by SIGHUP; 130 by SIGINT; 143 by SIGTERM (128 + the signal number)
   141    standard output or standard error was closed (a broken pipe); quiet
+  159    run, test: a seccomp filter blocked a system call (a bug: stderr names the call and
+         the thread; the run ends at once, without a summary); --no-seccomp runs unfiltered
 Every run that started the guest prints a summary line on stderr (unless --quiet or stderr
 is gone) and leaves a complete trace, whichever way it ended.";
 
@@ -154,7 +165,11 @@ pub fn error_status(e: &anyhow::Error) -> (u8, bool) {
                     (INPUT, false)
                 }
                 VmmError::Input(f) | VmmError::Output(f) => (file_status(f), false),
-                VmmError::KvmOpen(_) | VmmError::Kvm(..) | VmmError::Memory(_) | VmmError::Host(..) => (HOST, false),
+                VmmError::KvmOpen(_)
+                | VmmError::Kvm(..)
+                | VmmError::Memory(_)
+                | VmmError::Host(..)
+                | VmmError::Seccomp(_) => (HOST, false),
             };
         }
         if let Some(f) = cause.downcast_ref::<FileError>() {
@@ -269,6 +284,8 @@ mod tests {
             let listed = STATUS_TABLE.contains(&line) || STATUS_TABLE.contains(&format!("; {status} by"));
             assert!(listed || status == 42, "status {status} is not in the table");
         }
+        assert!(STATUS_TABLE.contains(&format!("  {SECCOMP:<6} ")));
+        assert_eq!(SECCOMP, 159);
     }
 
     #[test]

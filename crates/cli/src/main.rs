@@ -174,6 +174,11 @@ struct TestArgs {
     /// a `golden-trace` result that fails on the first difference.
     #[arg(long, value_name = "FILE", requires = "trace")]
     expect_trace: Option<PathBuf>,
+    /// Run without the seccomp filters (docs/reliability.md): for debugging a run that
+    /// ended with "seccomp: blocked syscall ..." (exit status 159), and under valgrind,
+    /// which cannot run a filtered program.
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 #[derive(Args)]
@@ -244,6 +249,11 @@ struct RunArgs {
     /// exit status 4 (unless it is already non-zero).
     #[arg(long, value_name = "FILE")]
     expect_trace: Option<PathBuf>,
+    /// Run without the seccomp filters (docs/reliability.md): for debugging a run that
+    /// ended with "seccomp: blocked syscall ..." (exit status 159), and under valgrind,
+    /// which cannot run a filtered program.
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 /// `--trace-format`.
@@ -472,6 +482,13 @@ fn test(args: TestArgs) -> Result<u8> {
     if let Some(junit) = &args.junit {
         mmiolab_vmm::files::check_output(junit, "the JUnit report", &inputs)?;
     }
+    // What judging needs from the machine, made before the run: from the guest's start on,
+    // this thread is under its seccomp filter (it may write reports, not build devices).
+    let platform = Platform::build_unconnected(&config)?;
+    let volatile = match (&args.expect_trace, &args.trace) {
+        (Some(_), Some(_)) => Some(golden::volatile_registers(&config)?),
+        _ => None,
+    };
     let mut findings = Vec::new();
     let (console, run) = match &args.from_log {
         Some(log) => {
@@ -512,6 +529,7 @@ fn test(args: TestArgs) -> Result<u8> {
                     stop_signals: Some(signals),
                     watch_stdio: false,
                     check: args.check,
+                    seccomp: !args.no_seccomp,
                 },
             )?;
             if let mmiolab_vmm::StopReason::Fault(why) = &report.reason {
@@ -526,7 +544,6 @@ fn test(args: TestArgs) -> Result<u8> {
             (String::from_utf8_lossy(&bytes).into_owned(), Some(report.reason))
         }
     };
-    let platform = Platform::build(&config, Box::new(std::io::sink()))?;
     let mut verdict = guest_test::judge(&console, &platform, run.as_ref());
     let trace_text = args.trace.as_ref().map(|path| {
         std::fs::read(path)
@@ -542,12 +559,8 @@ fn test(args: TestArgs) -> Result<u8> {
     if args.check {
         verdict.results.push(checking::test_result(&findings));
     }
-    if let (Some(expected), Some(path)) = (&args.expect_trace, &args.trace) {
-        verdict.results.push(golden::test_result(
-            path,
-            expected,
-            &golden::volatile_registers(&config)?,
-        ));
+    if let (Some(expected), Some(path), Some(volatile)) = (&args.expect_trace, &args.trace, &volatile) {
+        verdict.results.push(golden::test_result(path, expected, volatile));
     }
     verdict.failed = verdict.results.iter().filter(|r| !r.ok).count()
         + verdict.notes.iter().filter(|n| n.starts_with("FAIL")).count();
@@ -678,6 +691,12 @@ fn run(args: RunArgs) -> Result<u8> {
         .map(Duration::try_from_secs_f64)
         .transpose()
         .map_err(|_| usage_error("--timeout must be a positive number of seconds"))?;
+    // Before the run: from the guest's start on, this thread is under its seccomp filter.
+    let volatile = args
+        .expect_trace
+        .as_ref()
+        .map(|_| golden::volatile_registers(&config))
+        .transpose()?;
     let report = mmiolab_vmm::run(
         &config,
         RunOptions {
@@ -699,6 +718,7 @@ fn run(args: RunArgs) -> Result<u8> {
             stop_signals: Some(signals),
             watch_stdio: true,
             check,
+            seccomp: !args.no_seccomp,
         },
     )?;
     // The checker's and the golden trace's verdicts, said before the summary line.
@@ -712,9 +732,8 @@ fn run(args: RunArgs) -> Result<u8> {
             verdict = Some((ending::FINDINGS, "the register checker found broken rules"));
         }
     }
-    if let (Some(expected), Some(path)) = (&args.expect_trace, &trace_path) {
-        let volatile = golden::volatile_registers(&config)?;
-        if let Err(diff) = golden::compare_files(path, expected, &volatile)? {
+    if let (Some(expected), Some(path), Some(volatile)) = (&args.expect_trace, &trace_path, &volatile) {
+        if let Err(diff) = golden::compare_files(path, expected, volatile)? {
             say(&format!(
                 "mmiolab: the trace differs from {}: {diff}",
                 expected.display()

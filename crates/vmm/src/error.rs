@@ -41,6 +41,9 @@ pub enum Error {
     /// A host resource (thread, eventfd, trace file, signal handler) could not be had.
     #[error("{0}: {1}")]
     Host(&'static str, std::io::Error),
+    /// The seccomp filters could not be built or installed.
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 /// Result of the VMM library.

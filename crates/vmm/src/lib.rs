@@ -19,6 +19,7 @@ pub mod layout;
 pub mod machine;
 pub mod output;
 pub mod platform;
+pub mod seccomp;
 pub mod signals;
 pub mod trace;
 pub mod vcpu;

@@ -10,7 +10,7 @@ use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use kvm_bindings::{KVM_MEM_READONLY, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VmFd};
 use mmiolab_bus::UnmappedCounts;
-use mmiolab_devices::{IrqChip, IrqTrigger, StopReason};
+use mmiolab_devices::{IrqChip, IrqTrigger, StopReason, VmControl};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MmapRegion, VolatileMemory};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
@@ -22,6 +22,7 @@ use crate::events::{
 };
 use crate::layout;
 use crate::platform::{HostInput, Platform};
+use crate::seccomp::{Confinement, ThreadKind};
 use crate::signals::StopSignals;
 use crate::trace::{TraceFile, TraceOptions, Tracer};
 use crate::vcpu::{Vcpu, VcpuStats};
@@ -47,6 +48,9 @@ pub struct RunOptions {
     pub watch_stdio: bool,
     /// Run the register checker (docs/checker.md); its findings are in the report.
     pub check: bool,
+    /// Run every thread under its seccomp filter once the run has started
+    /// ([`crate::seccomp`]); `false` is `--no-seccomp`.
+    pub seccomp: bool,
 }
 
 /// A trace to write.
@@ -97,8 +101,16 @@ pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 /// checked before any VM exists; output files are created only when the guest is about to
 /// start. Every ending (the guest's, a fault, the timeout, a stop signal, a failed output)
 /// goes through the same path: vCPUs joined, trace finished, a [`RunReport`].
+///
+/// Threads: one per vCPU and the VMM thread (the event loop); the calling thread waits for
+/// them. With `opts.seccomp` every one of them, the calling thread included, is under its
+/// seccomp filter from the moment the guest starts ([`crate::seccomp`]), and the calling
+/// thread stays so after `run` returns: it can still write outputs and reports (create,
+/// rename and remove files, read files back), but it cannot start a thread or a process,
+/// open a socket or make a KVM call.
 pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let sources = opts.events();
+    let confinement = Arc::new(Confinement::new(opts.seccomp)?);
     let platform = Platform::build_with(config, opts.console, &opts.console_name)?;
     let payload = Payload::prepare(config)?;
     if let Some(TraceOutput {
@@ -179,17 +191,20 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let control = platform.control.clone();
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
+        let index = i as u32;
         let vcpu = Vcpu::new(
             fd,
-            i as u32,
+            index,
             platform.bus.clone(),
             tracer.clone(),
             control.clone(),
             mem.clone(),
         );
-        let spawned = std::thread::Builder::new()
-            .name(format!("vcpu{i}"))
-            .spawn(move || vcpu.run());
+        let confinement = confinement.clone();
+        let spawned = std::thread::Builder::new().name(format!("vcpu{i}")).spawn(move || {
+            confinement.enter(ThreadKind::Vcpu(index));
+            vcpu.run()
+        });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -198,7 +213,62 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             }
         }
     }
+    let mut spawned = threads.len();
+    let vmm = {
+        let (control, tracer, confinement) = (control.clone(), tracer.clone(), confinement.clone());
+        std::thread::Builder::new().name("vmm".to_owned()).spawn(move || {
+            confinement.enter(ThreadKind::Vmm);
+            vmm_thread(events, threads, &control, tracer.as_deref())
+        })
+    };
+    let vmm = match vmm {
+        Ok(t) => {
+            spawned += 1;
+            Some(t)
+        }
+        Err(e) => {
+            // The vCPU threads went with the closure: they are released below and stop at
+            // once; the process ending takes them.
+            control.request_stop(StopReason::Fault(format!("cannot start the VMM thread: {e}")));
+            None
+        }
+    };
+    // From here on this thread runs filtered too; the guest starts when every thread is.
+    let refused = confinement.open(spawned);
+    if let Some(why) = &refused {
+        control.request_stop(StopReason::Fault(format!("seccomp: {why}")));
+    }
+    let (totals, trace_error) = match vmm.map(JoinHandle::join) {
+        Some(Ok(done)) => done,
+        Some(Err(_)) => {
+            control.request_stop(StopReason::Fault("the VMM thread panicked".to_owned()));
+            (VcpuStats::default(), None)
+        }
+        None => (VcpuStats::default(), None),
+    };
+    if let Some(why) = refused {
+        return Err(Error::Seccomp(crate::seccomp::SeccompError::NotInstalled(why)));
+    }
+    Ok(RunReport {
+        reason: control
+            .reason()
+            .unwrap_or_else(|| StopReason::Fault("the VM stopped without a reason".to_owned())),
+        unmapped: platform.bus.unmapped_counts(),
+        exits: totals.exits,
+        int3_reinjected: totals.int3_reinjected,
+        trace_error,
+        findings: checker.map(|c| c.findings()).unwrap_or_default(),
+    })
+}
 
+/// The VMM thread: the event loop until the VM stops, then every vCPU kicked out of
+/// KVM_RUN and joined, and the trace finished (it then holds every access up to the stop).
+fn vmm_thread(
+    mut events: EventLoop,
+    threads: Vec<JoinHandle<VcpuStats>>,
+    control: &VmControl,
+    tracer: Option<&Tracer>,
+) -> (VcpuStats, Option<crate::trace::TraceFailure>) {
     while !control.is_stopping() {
         // Only a broken epoll fd fails here (EINTR returns Ok): retrying would spin.
         if let Err(e) = events.run() {
@@ -216,19 +286,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             Err(_) => control.request_stop(StopReason::Fault("a vCPU thread panicked".to_owned())),
         }
     }
-    // Every vCPU is out: the trace holds every access up to the stop. Write what is
-    // buffered (and close a Perfetto document).
-    let trace_error = tracer.as_ref().and_then(|t| t.finish().err());
-    Ok(RunReport {
-        reason: control
-            .reason()
-            .unwrap_or_else(|| StopReason::Fault("the VM stopped without a reason".to_owned())),
-        unmapped: platform.bus.unmapped_counts(),
-        exits: totals.exits,
-        int3_reinjected: totals.int3_reinjected,
-        trace_error,
-        findings: checker.map(|c| c.findings()).unwrap_or_default(),
-    })
+    // Write what is buffered (and close a Perfetto document).
+    let trace_error = tracer.and_then(|t| t.finish().err());
+    (totals, trace_error)
 }
 
 /// What the event loop watches, from the run's options.

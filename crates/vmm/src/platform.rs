@@ -191,6 +191,8 @@ struct HostSides {
     sockets: Vec<(PathBuf, UnixStream)>,
     files: Vec<PendingFile>,
     control: Arc<VmControl>,
+    /// Connect the host sides at all ([`Platform::build_unconnected`] does not).
+    connect: bool,
 }
 
 /// A FIFO's output file, created (truncated) only when the guest starts, so that a
@@ -232,6 +234,9 @@ fn connect_fifo_hosts(
     let sides = dev
         .fifo_hosts()
         .map_err(|(fifo, why)| config.error(format!("{key}.fifo.{fifo}"), why))?;
+    if !hosts.connect {
+        return Ok(());
+    }
     for (fifo, dir, host) in sides {
         let fkey = format!("{key}.fifo.{fifo}");
         let Some(index) = device.fifo_index(&fifo) else {
@@ -401,6 +406,23 @@ impl Platform {
         console: Box<dyn Write + Send>,
         console_name: &str,
     ) -> Result<Platform, ConfigError> {
+        Platform::build_inner(config, console, console_name, true)
+    }
+
+    /// The machine's devices and trees without their FIFOs' host sides: no Unix socket is
+    /// connected, no FIFO input file read, no output file planned. For looking at the
+    /// machine next to a run (judging a test run's resources, a golden trace's volatile
+    /// registers) without a second connection to a socket the run uses.
+    pub fn build_unconnected(config: &MachineConfig) -> Result<Platform, ConfigError> {
+        Platform::build_inner(config, Box::new(std::io::sink()), "the guest console", false)
+    }
+
+    fn build_inner(
+        config: &MachineConfig,
+        console: Box<dyn Write + Send>,
+        console_name: &str,
+        connect: bool,
+    ) -> Result<Platform, ConfigError> {
         let io_err = |what: &str, e: std::io::Error| config.error("", format!("cannot create {what}: {e}"));
         let scheduler =
             Arc::new(Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?);
@@ -412,6 +434,7 @@ impl Platform {
             sockets: Vec::new(),
             files: Vec::new(),
             control: control.clone(),
+            connect,
         };
         let mut b = BusBuilder::new();
         let mut irq_lines: Vec<Arc<IrqLine>> = Vec::new();
