@@ -145,12 +145,17 @@ impl DescribedDevice {
         }
     }
 
-    /// A guest write: a plain store ([`engine::plain_write`]) when it is one, else
-    /// [`engine::access`].
+    /// A guest write: the slot looked up once ([`engine::whole_at`]), then a plain store
+    /// ([`engine::plain_write`]) when it is one, else [`engine::whole_write`]; any other
+    /// access through [`engine::access`].
     #[inline]
     fn write(&self, space: Space, base: u64, offset: u64, data: &[u8]) {
         let mut state = lock(&self.state);
-        if let Some(out) = engine::plain_write(&self.model, &mut state, offset, data) {
+        let Some(w) = engine::whole_at(&self.model, &state, offset, data.len()) else {
+            self.general_write(&mut state, space, base, offset, data);
+            return;
+        };
+        if let Some(out) = engine::plain_write(&mut state, w, data) {
             if out.trace
                 && let Some(sink) = self.sink.get()
             {
@@ -167,27 +172,19 @@ impl DescribedDevice {
             }
             return;
         }
-        let mut buf = [0u8; 8];
-        let n = data.len().min(buf.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.access(
-            &mut state,
-            space,
-            base,
-            offset,
-            Dir::Write,
-            buf.get_mut(..n).unwrap_or_default(),
-        );
+        self.whole_write(&mut state, w, space, base, offset, data);
     }
 
-    /// A guest read: a plain load ([`engine::plain_read`]) when it is one, else
-    /// [`engine::access`].
+    /// A guest read: as [`DescribedDevice::write`], with [`engine::plain_read`] and
+    /// [`engine::whole_read`].
     #[inline]
     fn read(&self, space: Space, base: u64, offset: u64, data: &mut [u8]) {
         let mut state = lock(&self.state);
-        if let Some(out) = engine::plain_read(&self.model, &mut state, offset, data) {
+        let Some(w) = engine::whole_at(&self.model, &state, offset, data.len()) else {
+            self.general(&mut state, space, base, offset, Dir::Read, data);
+            return;
+        };
+        if let Some(out) = engine::plain_read(&mut state, w, data) {
             if out.trace
                 && let Some(sink) = self.sink.get()
             {
@@ -204,21 +201,74 @@ impl DescribedDevice {
             }
             return;
         }
-        self.access(&mut state, space, base, offset, Dir::Read, data);
+        self.whole_read(&mut state, w, space, base, offset, data);
     }
 
-    /// The general path ([`engine::access`]), kept out of `read` and `write` so that their
-    /// plain loads and stores stay lean.
+    /// A whole-register write that is not a plain store, kept out of `write` so that its
+    /// plain stores stay lean.
     #[inline(never)]
-    fn access(&self, state: &mut State, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
+    fn whole_write(&self, state: &mut State, w: engine::Whole, space: Space, base: u64, offset: u64, data: &[u8]) {
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let out = engine::whole_write(&self.model, state, w, data, &clock, &mut notes);
+        self.finish(state, space, base, offset, Dir::Write, data, out, &notes);
+    }
+
+    /// A whole-register read that is not a plain load.
+    #[inline(never)]
+    fn whole_read(&self, state: &mut State, w: engine::Whole, space: Space, base: u64, offset: u64, data: &mut [u8]) {
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let out = engine::whole_read(&self.model, state, w, data, &clock, &mut notes);
+        self.finish(state, space, base, offset, Dir::Read, data, out, &notes);
+    }
+
+    /// Any other write: the engine takes the bytes as a mutable slice.
+    #[inline(never)]
+    fn general_write(&self, state: &mut State, space: Space, base: u64, offset: u64, data: &[u8]) {
+        let mut buf = [0u8; 8];
+        let n = data.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.general(
+            state,
+            space,
+            base,
+            offset,
+            Dir::Write,
+            buf.get_mut(..n).unwrap_or_default(),
+        );
+    }
+
+    /// Any other access ([`engine::access`]): partial, banked, in a memory window, a hole.
+    #[inline(never)]
+    fn general(&self, state: &mut State, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
         let mut notes = Notes::default();
         let clock = || self.scheduler.now_ns();
         let out = engine::access(&self.model, state, dir, offset, data, &clock, &mut notes);
+        self.finish(state, space, base, offset, dir, data, out, &notes);
+    }
+
+    /// After an access that was not a plain one: the outcome applied, the record traced.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn finish(
+        &self,
+        state: &State,
+        space: Space,
+        base: u64,
+        offset: u64,
+        dir: Dir,
+        data: &[u8],
+        out: Outcome,
+        notes: &Notes<'_>,
+    ) {
         self.apply(state, out);
         if out.trace
             && let Some(sink) = self.sink.get()
         {
-            self.record(sink.as_ref(), space, base, offset, dir, data, out, &notes);
+            self.record(sink.as_ref(), space, base, offset, dir, data, out, notes);
         }
     }
 
