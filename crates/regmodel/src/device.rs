@@ -30,7 +30,8 @@ pub struct DescribedDevice {
     client: ClientId,
     /// Region names in the bus tree, MMIO then PIO, for the trace.
     names: [OnceLock<String>; 2],
-    sink: OnceLock<Arc<dyn TraceSink>>,
+    /// The trace, and whether it wants every record (then records are not asked about).
+    sink: OnceLock<(Arc<dyn TraceSink>, bool)>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -75,7 +76,8 @@ impl DescribedDevice {
 
     /// Starts tracing into `sink` (once; later calls are ignored).
     pub fn attach_sink(&self, sink: Arc<dyn TraceSink>) {
-        let _ = self.sink.set(sink);
+        let everything = sink.wants_everything();
+        let _ = self.sink.set((sink, everything));
     }
 
     /// Runs the reset (and its `reset` effects) and drives the lines to their reset levels.
@@ -157,7 +159,7 @@ impl DescribedDevice {
         };
         if let Some(out) = engine::plain_write(&mut state, w, data) {
             if out.trace
-                && let Some(sink) = self.sink.get()
+                && let Some((sink, _)) = self.sink.get()
             {
                 self.record(
                     sink.as_ref(),
@@ -186,7 +188,7 @@ impl DescribedDevice {
         };
         if let Some(out) = engine::plain_read(&mut state, w, data) {
             if out.trace
-                && let Some(sink) = self.sink.get()
+                && let Some((sink, _)) = self.sink.get()
             {
                 self.record(
                     sink.as_ref(),
@@ -266,7 +268,7 @@ impl DescribedDevice {
     ) {
         self.apply(state, out);
         if out.trace
-            && let Some(sink) = self.sink.get()
+            && let Some((sink, _)) = self.sink.get()
         {
             self.record(sink.as_ref(), space, base, offset, dir, data, out, notes);
         }
@@ -293,7 +295,8 @@ impl DescribedDevice {
             .register
             .and_then(|r| self.model.registers.get(r as usize))
             .map(|r| r.name.as_str());
-        if !sink.wants(device, register) {
+        let everything = self.sink.get().is_some_and(|(_, everything)| *everything);
+        if !everything && !sink.wants(device, register) {
             return;
         }
         let value = le_u64(data);
@@ -339,7 +342,7 @@ impl DescribedDevice {
         if notes.as_slice().is_empty() {
             return;
         }
-        if let Some(sink) = self.sink.get() {
+        if let Some((sink, _)) = self.sink.get() {
             let device = self
                 .names
                 .iter()

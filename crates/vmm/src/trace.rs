@@ -378,8 +378,10 @@ impl Tracer {
 
     /// Records one generic access of `data.len()` bytes (at most 8 are shown as the value),
     /// unless its device traces itself or the filters drop it.
+    #[inline]
     pub fn record(&self, vcpu: u32, space: AddressSpace, op: Op, addr: u64, data: &[u8], routed: Routed) {
-        // Self-tracing devices wrote their own line: a range check, before any tree walk.
+        // Self-tracing devices wrote their own line: a range check, before any tree walk
+        // (and before a call).
         if routed == Routed::Device
             && self.self_traced_ranges[space_index(space)]
                 .iter()
@@ -387,6 +389,11 @@ impl Tracer {
         {
             return;
         }
+        self.record_generic(vcpu, space, op, addr, data, routed);
+    }
+
+    #[inline(never)]
+    fn record_generic(&self, vcpu: u32, space: AddressSpace, op: Op, addr: u64, data: &[u8], routed: Routed) {
         let tree = self.bus.tree(space);
         let device = match routed {
             Routed::Device => tree.device_at(addr),
@@ -594,6 +601,11 @@ impl Drop for Tracer {
 }
 
 impl TraceSink for Tracer {
+    fn wants_everything(&self) -> bool {
+        // The filters are fixed once the tracer is made.
+        self.filters.is_empty()
+    }
+
     fn wants(&self, device: &str, register: Option<&str>) -> bool {
         self.filters.is_empty()
             || self
@@ -820,7 +832,7 @@ struct Head<'a> {
     n: usize,
 }
 
-/// Bytes [`Head::hex`] stores at once (`0x` and 16 digits, of which it keeps the value's).
+/// The most bytes [`Head::hex`] writes (`0x` and 16 digits).
 const HEX_STORE: usize = 18;
 /// Bytes [`Head::dec`] stores at once (20 digits, of which it keeps the value's).
 const DEC_STORE: usize = 20;
@@ -860,19 +872,14 @@ impl Head<'_> {
         }
     }
 
-    /// `0x` and the value's hex digits: all sixteen stored at once, the value's kept.
+    /// `0x` and the value's hex digits.
     #[inline(always)]
     fn hex(&mut self, v: u64) {
         let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1) as usize;
         if self.n <= ACCESS_HEAD - HEX_STORE
-            && let Some(dst) = self.buf.get_mut(self.n..self.n + HEX_STORE)
+            && let Some(dst) = self.buf.get_mut(self.n..self.n + 2 + digits)
         {
-            dst[0] = b'0';
-            dst[1] = b'x';
-            // The first digit kept at the top: the digits to keep come first.
-            let top = v << (4 * (16 - digits));
-            dst[2..10].copy_from_slice(&hex8(top >> 32));
-            dst[10..18].copy_from_slice(&hex8(top & 0xffff_ffff));
+            write_hex(dst, v);
             self.n += 2 + digits;
         }
     }
@@ -896,18 +903,6 @@ impl Head<'_> {
         }
         self.n += digits;
     }
-}
-
-/// The 8 hex digits of the low 32 bits of `v`, most significant first, lowercase, without
-/// a loop: each nibble spread to its own byte, then made a character.
-#[inline(always)]
-fn hex8(v: u64) -> [u8; 8] {
-    let mut x = v & 0xffff_ffff;
-    x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
-    x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
-    x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
-    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-    (x + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64).to_be_bytes()
 }
 
 /// Decimal digits of `v` (at least one).
@@ -1004,34 +999,62 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
     }
 }
 
-/// `0x` and `v` in lowercase hex, filling `dst` (2 + its digits).
+/// `0x` and `v` in lowercase hex, filling `dst` (2 + its digits), two digits per step.
 #[inline(always)]
 fn write_hex(dst: &mut [u8], mut v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    if let [zero, x, rest @ ..] = dst {
-        (*zero, *x) = (b'0', b'x');
-        for d in rest.iter_mut().rev() {
-            *d = HEX[(v & 0xf) as usize];
-            v >>= 4;
+    const PAIRS: [[u8; 2]; 256] = {
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [HEX[i >> 4], HEX[i & 15]];
+            i += 1;
         }
+        t
+    };
+    let Some(prefix) = dst.first_chunk_mut::<2>() else {
+        return;
+    };
+    *prefix = *b"0x";
+    // Index loops: the slice iterators cost about twice as much here.
+    let mut i = dst.len();
+    while i >= 4 {
+        i -= 2;
+        if let Some(d) = dst.get_mut(i..i + 2) {
+            d.copy_from_slice(&PAIRS[(v & 0xff) as usize]);
+        }
+        v >>= 8;
+    }
+    if i == 3
+        && let Some(d) = dst.get_mut(2)
+    {
+        *d = HEX[(v & 0xf) as usize];
     }
 }
 
 /// `v` in decimal, filling `dst` (its digits), two digits per division.
 #[inline(always)]
 fn write_dec(dst: &mut [u8], mut v: u64) {
-    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-                                2021222324252627282930313233343536373839\
-                                4041424344454647484950515253545556575859\
-                                6061626364656667686970717273747576777879\
-                                8081828384858687888990919293949596979899";
-    let odd = dst.len() % 2 == 1;
-    for pair_dst in dst.rchunks_exact_mut(2) {
-        let pair = (v % 100) as usize * 2;
+    const PAIRS: [[u8; 2]; 100] = {
+        let mut t = [[0u8; 2]; 100];
+        let mut i = 0;
+        while i < 100 {
+            t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+            i += 1;
+        }
+        t
+    };
+    let mut i = dst.len();
+    while i >= 2 {
+        i -= 2;
+        if let Some(d) = dst.get_mut(i..i + 2) {
+            d.copy_from_slice(&PAIRS[(v % 100) as usize]);
+        }
         v /= 100;
-        pair_dst.copy_from_slice(&PAIRS[pair..pair + 2]);
     }
-    if odd && let Some(d) = dst.first_mut() {
+    if i == 1
+        && let Some(d) = dst.first_mut()
+    {
         *d = b'0' + v as u8;
     }
 }
