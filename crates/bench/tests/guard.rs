@@ -8,13 +8,15 @@
 //! | trial | machine | access | target | ceiling |
 //! |---|---|---|---|---|
 //! | register file | tests/machines/bench.toml | MMIO write | 250 | 500 |
-//! | described plain register | bench-described-plain.toml | MMIO write, MMIO read | 250 | 500 |
-//! | described W1C status register | bench-described-w1c.toml | MMIO write | 375 | 750 |
-//! | described FIFO pop | bench-described-fifo.toml | MMIO read (empty FIFO) | 375 | 750 |
-//! | described plain register, `--trace` | bench-described-plain.toml | MMIO write | 1,000 | 2,000 |
+//! | described plain register | bench-described-plain.toml | MMIO write, MMIO read | 250 | 250 |
+//! | described W1C status register | bench-described-w1c.toml | MMIO write | 375 | 375 |
+//! | described FIFO pop | bench-described-fifo.toml | MMIO read (empty FIFO) | 375 | 375 |
+//! | described plain register, `--trace` | bench-described-plain.toml | MMIO write | 1,000 | 1,100 |
 //!
-//! The ceilings are twice the targets (docs/performance.md), in an optimised build
-//! (`cargo test --release`). mmiolab is built first, in this test's profile, so the count is
+//! The described devices' ceilings are their targets (docs/performance.md), met when set
+//! (plain 230, W1C 344, FIFO pop 371); the traced write's target is not met yet (1,046),
+//! so its ceiling is just above that, to catch a regression. The register file's is twice
+//! its target. All in an optimised build (`cargo test --release`). mmiolab is built first, in this test's profile, so the count is
 //! never of a stale binary; an unoptimised build executes several times as many instructions
 //! on the same path (4,600 for the register file when the guard was written, 1,335 when the
 //! described trials were added: 7x; the described plain register 4,322, traced 26,170), so
@@ -62,35 +64,35 @@ static GUARDED: [Guarded; 6] = [
         name: "described_plain_register_mmio_write_under_ceiling",
         runner: Runner::Described(Described::Plain),
         kind: "w",
-        ceiling: 500.0,
+        ceiling: 250.0,
         what: "MMIO write to a described plain register",
     },
     Guarded {
         name: "described_plain_register_mmio_read_under_ceiling",
         runner: Runner::Described(Described::Plain),
         kind: "r",
-        ceiling: 500.0,
+        ceiling: 250.0,
         what: "MMIO read of a described plain register",
     },
     Guarded {
         name: "described_w1c_status_mmio_write_under_ceiling",
         runner: Runner::Described(Described::W1c),
         kind: "w",
-        ceiling: 750.0,
+        ceiling: 375.0,
         what: "MMIO write to a described W1C status register",
     },
     Guarded {
         name: "described_fifo_pop_mmio_read_under_ceiling",
         runner: Runner::Described(Described::Fifo),
         kind: "r",
-        ceiling: 750.0,
+        ceiling: 375.0,
         what: "MMIO read popping a described FIFO",
     },
     Guarded {
         name: "described_plain_register_traced_mmio_write_under_ceiling",
         runner: Runner::DescribedTrace(Described::Plain),
         kind: "w",
-        ceiling: 2000.0,
+        ceiling: 1100.0,
         what: "traced MMIO write to a described plain register",
     },
 ];

@@ -152,6 +152,11 @@ pub trait TraceSink: Send + Sync {
     /// Whether records for `device` (region name) and `register` are wanted at all, so a
     /// device can skip decoding. `register` is `None` for the whole device.
     fn wants(&self, device: &str, register: Option<&str>) -> bool;
+    /// Whether [`TraceSink::wants`] says yes to every device and register (no filters),
+    /// for the whole life of the sink: a device may then skip asking before each record.
+    fn wants_everything(&self) -> bool {
+        false
+    }
     /// A guest access.
     fn access(&self, record: &AccessRecord<'_>);
     /// A device event outside any guest access.

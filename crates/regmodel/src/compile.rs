@@ -175,14 +175,14 @@ impl WriteMasks {
 
     /// Bits a write within `lanes` cannot change, with `done` the write-once bits already
     /// written.
-    #[inline]
+    #[inline(always)]
     pub fn closed(&self, lanes: u64, done: u64) -> u64 {
         (self.read_only | (self.once & done)) & lanes
     }
 
     /// The register's new stored value after `w` is written within `lanes` over `old`,
     /// `done` being the write-once bits already written: [`OnWrite::apply`] field by field.
-    #[inline]
+    #[inline(always)]
     pub fn apply(&self, old: u64, w: u64, lanes: u64, done: u64) -> u64 {
         let open = self.writable & lanes & !(self.once & done);
         let [t00, t01, t10, t11] = self.table;

@@ -30,7 +30,8 @@ pub struct DescribedDevice {
     client: ClientId,
     /// Region names in the bus tree, MMIO then PIO, for the trace.
     names: [OnceLock<String>; 2],
-    sink: OnceLock<Arc<dyn TraceSink>>,
+    /// The trace, and whether it wants every record (then records are not asked about).
+    sink: OnceLock<(Arc<dyn TraceSink>, bool)>,
     /// The register checker's judge of `[[order]]` rules (only with `--check`, only when the
     /// description has order rules): accesses then take [`DescribedDevice::judged`].
     judge: OnceLock<Arc<dyn OrderJudge>>,
@@ -88,7 +89,8 @@ impl DescribedDevice {
 
     /// Starts tracing into `sink` (once; later calls are ignored).
     pub fn attach_sink(&self, sink: Arc<dyn TraceSink>) {
-        let _ = self.sink.set(sink);
+        let everything = sink.wants_everything();
+        let _ = self.sink.set((sink, everything));
     }
 
     /// Judges the description's order rules before each access, telling `judge` (once;
@@ -166,8 +168,9 @@ impl DescribedDevice {
         }
     }
 
-    /// A guest write: a plain store ([`engine::plain_write`]) when it is one, else
-    /// [`engine::access`].
+    /// A guest write: the slot looked up once ([`engine::whole_at`]), then a plain store
+    /// ([`engine::plain_write`]) when it is one, else [`engine::whole_write`]; any other
+    /// access through [`engine::access`].
     #[inline]
     fn write(&self, space: Space, base: u64, offset: u64, data: &[u8]) {
         if let Some(judge) = self.judge.get() {
@@ -186,9 +189,13 @@ impl DescribedDevice {
             );
         }
         let mut state = lock(&self.state);
-        if let Some(out) = engine::plain_write(&self.model, &mut state, offset, data) {
+        let Some(w) = engine::whole_at(&self.model, &state, offset, data.len()) else {
+            self.general_write(&mut state, space, base, offset, data);
+            return;
+        };
+        if let Some(out) = engine::plain_write(&mut state, w, data) {
             if out.trace
-                && let Some(sink) = self.sink.get()
+                && let Some((sink, _)) = self.sink.get()
             {
                 self.record(
                     sink.as_ref(),
@@ -203,32 +210,24 @@ impl DescribedDevice {
             }
             return;
         }
-        let mut buf = [0u8; 8];
-        let n = data.len().min(buf.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.access(
-            &mut state,
-            space,
-            base,
-            offset,
-            Dir::Write,
-            buf.get_mut(..n).unwrap_or_default(),
-        );
+        self.whole_write(&mut state, w, space, base, offset, data);
     }
 
-    /// A guest read: a plain load ([`engine::plain_read`]) when it is one, else
-    /// [`engine::access`].
+    /// A guest read: as [`DescribedDevice::write`], with [`engine::plain_read`] and
+    /// [`engine::whole_read`].
     #[inline]
     fn read(&self, space: Space, base: u64, offset: u64, data: &mut [u8]) {
         if let Some(judge) = self.judge.get() {
             return self.judged(judge.as_ref(), space, base, offset, Dir::Read, data);
         }
         let mut state = lock(&self.state);
-        if let Some(out) = engine::plain_read(&self.model, &mut state, offset, data) {
+        let Some(w) = engine::whole_at(&self.model, &state, offset, data.len()) else {
+            self.general(&mut state, space, base, offset, Dir::Read, data);
+            return;
+        };
+        if let Some(out) = engine::plain_read(&mut state, w, data) {
             if out.trace
-                && let Some(sink) = self.sink.get()
+                && let Some((sink, _)) = self.sink.get()
             {
                 self.record(
                     sink.as_ref(),
@@ -243,21 +242,74 @@ impl DescribedDevice {
             }
             return;
         }
-        self.access(&mut state, space, base, offset, Dir::Read, data);
+        self.whole_read(&mut state, w, space, base, offset, data);
     }
 
-    /// The general path ([`engine::access`]), kept out of `read` and `write` so that their
-    /// plain loads and stores stay lean.
+    /// A whole-register write that is not a plain store, kept out of `write` so that its
+    /// plain stores stay lean.
     #[inline(never)]
-    fn access(&self, state: &mut State, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
+    fn whole_write(&self, state: &mut State, w: engine::Whole, space: Space, base: u64, offset: u64, data: &[u8]) {
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let out = engine::whole_write(&self.model, state, w, data, &clock, &mut notes);
+        self.finish(state, space, base, offset, Dir::Write, data, out, &notes);
+    }
+
+    /// A whole-register read that is not a plain load.
+    #[inline(never)]
+    fn whole_read(&self, state: &mut State, w: engine::Whole, space: Space, base: u64, offset: u64, data: &mut [u8]) {
+        let mut notes = Notes::default();
+        let clock = || self.scheduler.now_ns();
+        let out = engine::whole_read(&self.model, state, w, data, &clock, &mut notes);
+        self.finish(state, space, base, offset, Dir::Read, data, out, &notes);
+    }
+
+    /// Any other write: the engine takes the bytes as a mutable slice.
+    #[inline(never)]
+    fn general_write(&self, state: &mut State, space: Space, base: u64, offset: u64, data: &[u8]) {
+        let mut buf = [0u8; 8];
+        let n = data.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.general(
+            state,
+            space,
+            base,
+            offset,
+            Dir::Write,
+            buf.get_mut(..n).unwrap_or_default(),
+        );
+    }
+
+    /// Any other access ([`engine::access`]): partial, banked, in a memory window, a hole.
+    #[inline(never)]
+    fn general(&self, state: &mut State, space: Space, base: u64, offset: u64, dir: Dir, data: &mut [u8]) {
         let mut notes = Notes::default();
         let clock = || self.scheduler.now_ns();
         let out = engine::access(&self.model, state, dir, offset, data, &clock, &mut notes);
+        self.finish(state, space, base, offset, dir, data, out, &notes);
+    }
+
+    /// After an access that was not a plain one: the outcome applied, the record traced.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn finish(
+        &self,
+        state: &State,
+        space: Space,
+        base: u64,
+        offset: u64,
+        dir: Dir,
+        data: &[u8],
+        out: Outcome,
+        notes: &Notes<'_>,
+    ) {
         self.apply(state, out);
         if out.trace
-            && let Some(sink) = self.sink.get()
+            && let Some((sink, _)) = self.sink.get()
         {
-            self.record(sink.as_ref(), space, base, offset, dir, data, out, &notes);
+            self.record(sink.as_ref(), space, base, offset, dir, data, out, notes);
         }
     }
 
@@ -277,7 +329,7 @@ impl DescribedDevice {
             judge.broken(self.region_name(space), broken);
         }
         if (out.trace || broken != 0)
-            && let Some(sink) = self.sink.get()
+            && let Some((sink, _)) = self.sink.get()
         {
             self.record(sink.as_ref(), space, base, offset, dir, data, out, &notes);
         }
@@ -355,7 +407,8 @@ impl DescribedDevice {
             .register
             .and_then(|r| self.model.registers.get(r as usize))
             .map(|r| r.name.as_str());
-        if !sink.wants(device, register) {
+        let everything = self.sink.get().is_some_and(|(_, everything)| *everything);
+        if !everything && !sink.wants(device, register) {
             return;
         }
         let value = le_u64(data);
@@ -401,7 +454,7 @@ impl DescribedDevice {
         if notes.as_slice().is_empty() {
             return;
         }
-        if let Some(sink) = self.sink.get() {
+        if let Some((sink, _)) = self.sink.get() {
             let device = self
                 .names
                 .iter()

@@ -59,6 +59,7 @@ pub struct Notes<'m> {
 }
 
 impl<'m> Notes<'m> {
+    #[inline]
     fn push(&mut self, note: Note<'m>) {
         // The last place says that notes were left out.
         match self.items.remaining_capacity() {
@@ -176,6 +177,26 @@ impl State {
         let mut out = Outcome::default();
         evaluate_interrupts(model, &mut s, &mut notes, &mut out);
         s
+    }
+
+    /// Everything an access can change, for the tests that compare two ways of serving it
+    /// (the computed-field budget aside: every path renews it before it reads a computed
+    /// field).
+    #[cfg(test)]
+    fn snapshot(&self) -> String {
+        format!(
+            "values {:?} once {:?} last_read {:?} fifos {:?} host {:?} {} memories {:?} irq {:#x} pending {:?} dropped {}",
+            self.values,
+            self.written_once,
+            self.last_read,
+            self.fifos,
+            self.host_pending,
+            self.host_dropped,
+            self.memories,
+            self.irq,
+            self.pending,
+            self.dropped_effects,
+        )
     }
 
     /// Levels of the interrupt outputs (bit per interrupt).
@@ -395,18 +416,43 @@ pub fn access<'m>(
     now: &dyn Fn() -> u64,
     notes: &mut Notes<'m>,
 ) -> Outcome {
+    if let Some(w) = whole_at(model, state, offset, data.len()) {
+        return match dir {
+            Dir::Read => whole_read(model, state, w, data, now, notes),
+            Dir::Write => whole_write(model, state, w, data, now, notes),
+        };
+    }
+    general_access(model, state, dir, offset, data, now, notes)
+}
+
+/// [`access`] for any access but a whole-register one ([`Whole`]), and for every access
+/// in the tests that compare both ways.
+fn general_access<'m>(
+    model: &'m Model,
+    state: &mut State,
+    dir: Dir,
+    offset: u64,
+    data: &mut [u8],
+    now: &dyn Fn() -> u64,
+    notes: &mut Notes<'m>,
+) -> Outcome {
     let mut cx = Ctx::new(model, state, notes, now);
-    if let Some(d) = direct_at(model, state, offset, data.len())
-        && let Some(r) = model.registers.get(d.reg as usize)
-    {
-        whole_register(&mut cx, state, d.reg, r, dir, data);
-    } else if !walk(&mut cx, state, dir, offset, data) {
+    if !walk(&mut cx, state, dir, offset, data) {
         return cx.out;
     }
-    count_access(&mut cx, state);
+    finish(cx, state)
+}
+
+/// The end of every access: effects waiting for accesses count it, and the interrupt
+/// conditions are evaluated when it changed something.
+#[inline]
+fn finish(mut cx: Ctx<'_, '_>, state: &mut State) -> Outcome {
+    if !state.pending.is_empty() {
+        count_access(&mut cx, state);
+    }
     // An access that changed nothing cannot have changed an interrupt condition.
     if cx.changed || !cx.notes.as_slice().is_empty() {
-        evaluate_interrupts(model, state, cx.notes, &mut cx.out);
+        evaluate_interrupts(cx.model, state, cx.notes, &mut cx.out);
     }
     cx.out
 }
@@ -478,6 +524,13 @@ struct Direct {
     width: u8,
     /// Plain storage: [`plain_write`] and [`plain_read`] serve it with the fields below.
     plain: bool,
+    /// A write is its write masks and notes only ([`masked_write`]): not plain storage, no
+    /// FIFO push, no write effects, no self-clearing or write-once fields.
+    masked_write: bool,
+    /// A read is the stored value or a FIFO's pop, and its notes ([`quick_read`]): not
+    /// plain storage, no computed or read-side-effect fields, no read effects, no pop
+    /// effects.
+    quick_read: bool,
     trace: TracePolicy,
     write_mask: u64,
     read_mask: u64,
@@ -501,13 +554,29 @@ fn direct_slots(model: &Model) -> Vec<Option<Direct>> {
                 && r.width == slot.width
                 && model.endianness == Endianness::Little
                 && model.memories.is_empty();
+            let masks = &r.write_masks;
             ok.then_some(Direct {
                 offset: slot.offset,
                 reg: *only,
                 width: slot.width,
                 plain: r.plain,
+                masked_write: !r.plain
+                    && r.push.is_none()
+                    && r.write_effects.is_empty()
+                    && masks.singlepulse == 0
+                    && masks.once == 0,
+                quick_read: !r.plain
+                    && r.computed_mask == 0
+                    && r.read_effects.is_empty()
+                    && r.fields.iter().all(|f| f.on_read == OnRead::None)
+                    && r.pop.is_none_or(|f| {
+                        model
+                            .fifos
+                            .get(f as usize)
+                            .is_some_and(|desc| desc.pop_effects.is_empty())
+                    }),
                 trace: r.trace,
-                write_mask: r.write_masks.writable & r.width_mask,
+                write_mask: masks.writable & r.width_mask,
                 read_mask: r.read_mask,
                 reserved_read: r.reserved_read,
                 reserved: r.width_mask & !r.field_mask,
@@ -516,31 +585,38 @@ fn direct_slots(model: &Model) -> Vec<Option<Direct>> {
         .collect()
 }
 
+/// A whole-register access, found by [`whole_at`]: an access of a register's own width at
+/// its offset, in a slot it has alone, of a little-endian device without memory windows.
+/// [`plain_write`], [`plain_read`], [`whole_write`] and [`whole_read`] serve it without
+/// looking the slot up again. Valid for the state it was found in.
+#[derive(Clone, Copy, Debug)]
+pub struct Whole(usize);
+
 /// The whole-register access a `width`-byte access at `offset` is, if it is one.
 #[inline]
-fn direct_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<Direct> {
+pub fn whole_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<Whole> {
     let s = usize::from(*model.byte_slot.get(usize::try_from(offset).ok()?)?).checked_sub(1)?;
-    let d = (*state.direct.get(s)?)?;
-    (d.offset == offset && usize::from(d.width) == width).then_some(d)
+    let d = state.direct.get(s)?.as_ref()?;
+    (d.offset == offset && usize::from(d.width) == width).then_some(Whole(s))
 }
 
-/// The plain load or store a `width`-byte access at `offset` is, when nothing waits for
-/// accesses (the general path counts them).
+/// The plain load or store `w` is, when nothing waits for accesses (the general path
+/// counts them).
 #[inline]
-fn plain_at(model: &Model, state: &State, offset: u64, width: usize) -> Option<Direct> {
+fn plain_at(state: &State, w: Whole) -> Option<Direct> {
     if !state.pending.is_empty() {
         return None;
     }
-    direct_at(model, state, offset, width).filter(|d| d.plain)
+    state.direct.get(w.0).copied().flatten().filter(|d| d.plain)
 }
 
 /// A guest write that is a plain store: the whole of a plain register, with nothing to
 /// note, so no notes, no effects and no interrupt condition to evaluate (none reads a plain
-/// register). Returns None, having changed nothing, when the write needs [`access`].
+/// register). Returns None, having changed nothing, when the write needs [`whole_write`].
 #[inline]
-pub fn plain_write(model: &Model, state: &mut State, offset: u64, data: &[u8]) -> Option<Outcome> {
-    // plain_at matched the register's own width: 1, 2, 4 or 8 bytes.
-    let p = plain_at(model, state, offset, data.len())?;
+pub fn plain_write(state: &mut State, w: Whole, data: &[u8]) -> Option<Outcome> {
+    // whole_at matched the register's own width: 1, 2, 4 or 8 bytes.
+    let p = plain_at(state, w)?;
     let written = le_value(data);
     // Reserved bits written other than they read are noted: the general path does that.
     if (written ^ p.reserved_read) & p.reserved != 0 {
@@ -561,10 +637,10 @@ pub fn plain_write(model: &Model, state: &mut State, offset: u64, data: &[u8]) -
 }
 
 /// A guest read that is a plain load: the whole of a plain register. Returns None, having
-/// changed nothing, when the read needs [`access`].
+/// changed nothing, when the read needs [`whole_read`].
 #[inline]
-pub fn plain_read(model: &Model, state: &mut State, offset: u64, data: &mut [u8]) -> Option<Outcome> {
-    let p = plain_at(model, state, offset, data.len())?;
+pub fn plain_read(state: &mut State, w: Whole, data: &mut [u8]) -> Option<Outcome> {
+    let p = plain_at(state, w)?;
     let i = p.reg as usize;
     let value = (state.values.get(i)? & p.read_mask) | p.reserved_read;
     match data {
@@ -586,6 +662,177 @@ pub fn plain_read(model: &Model, state: &mut State, offset: u64, data: &mut [u8]
         trace,
         ..Outcome::default()
     })
+}
+
+/// A whole-register guest write ([`Whole`]): what [`access`] does, without the walk over
+/// the access's bytes, and for a register whose write is its masks alone, without the
+/// general context either.
+#[inline]
+pub fn whole_write<'m>(
+    model: &'m Model,
+    state: &mut State,
+    w: Whole,
+    data: &[u8],
+    now: &dyn Fn() -> u64,
+    notes: &mut Notes<'m>,
+) -> Outcome {
+    let Some(d) = state.direct.get(w.0).copied().flatten() else {
+        return Outcome::default();
+    };
+    let Some(r) = model.registers.get(d.reg as usize) else {
+        return Outcome::default();
+    };
+    let written = le_value(data);
+    if d.masked_write && state.pending.is_empty() {
+        return masked_write(model, state, d, r, written, notes);
+    }
+    let mut cx = Ctx::new(model, state, notes, now);
+    cx.out.register = Some(d.reg);
+    write_and_judge(&mut cx, state, d.reg as usize, r, r.width_mask, written);
+    finish(cx, state)
+}
+
+/// A whole-register write to a register whose write is its write masks and the notes they
+/// call for (`Direct::masked_write`), with no effect waiting for accesses: exactly what
+/// the general path does then (`write_and_judge`, `finish`), without its context.
+#[inline(always)]
+fn masked_write<'m>(
+    model: &'m Model,
+    state: &mut State,
+    d: Direct,
+    r: &'m Register,
+    written: u64,
+    notes: &mut Notes<'m>,
+) -> Outcome {
+    let mut out = Outcome {
+        register: Some(d.reg),
+        ..Outcome::default()
+    };
+    let Some(v) = state.values.get_mut(d.reg as usize) else {
+        out.trace = r.trace == TracePolicy::Full;
+        return out;
+    };
+    let old = *v;
+    let lanes = r.width_mask;
+    let masks = &r.write_masks;
+    // No write-once fields: none is closed by an earlier write.
+    let new = masks.apply(old, written, lanes, 0);
+    if masks.closed(lanes, 0) & (written ^ old) != 0 || masks.noted & (old ^ new) != 0 {
+        note_fields(notes, r, lanes, 0, old, new, written);
+    }
+    let reserved = (written ^ d.reserved_read) & d.reserved;
+    if reserved != 0 {
+        notes.push(Note::Reserved { bits: reserved });
+    }
+    *v = new;
+    let changed = new != old;
+    let noted = !notes.as_slice().is_empty();
+    out.trace = match d.trace {
+        TracePolicy::Full => true,
+        TracePolicy::Changes => changed || noted,
+        TracePolicy::Silent => noted,
+    };
+    if changed || noted {
+        state.compute_left.set(MAX_COMPUTE);
+        evaluate_interrupts(model, state, notes, &mut out);
+    }
+    out
+}
+
+/// A whole-register guest read ([`Whole`]): what [`access`] does, without the walk over the
+/// access's bytes.
+#[inline]
+pub fn whole_read<'m>(
+    model: &'m Model,
+    state: &mut State,
+    w: Whole,
+    data: &mut [u8],
+    now: &dyn Fn() -> u64,
+    notes: &mut Notes<'m>,
+) -> Outcome {
+    let Some(d) = state.direct.get(w.0).copied().flatten() else {
+        return Outcome::default();
+    };
+    let Some(r) = model.registers.get(d.reg as usize) else {
+        return Outcome::default();
+    };
+    let i = d.reg as usize;
+    if d.quick_read
+        && state.pending.is_empty()
+        // Host data waiting to enter the FIFO: the general path moves it in.
+        && r.pop.is_none_or(|f| state.host_pending.get(f as usize).is_none_or(VecDeque::is_empty))
+    {
+        return quick_read(model, state, d, r, data, notes);
+    }
+    let mut cx = Ctx::new(model, state, notes, now);
+    cx.out.register = Some(d.reg);
+    let value = read_register(&mut cx, state, i, r, r.width_mask);
+    le_store(data, value);
+    judge_read(&mut cx, state, i, r, value);
+    finish(cx, state)
+}
+
+/// A whole-register read of a register whose read is its stored value or a FIFO's pop
+/// (`Direct::quick_read`), with no effect waiting for accesses: exactly what the general
+/// path does then (`read_register`, `fifo_pop`, `judge_read`, `finish`), without its
+/// context; the caller has checked that no host data waits to enter the FIFO.
+#[inline(always)]
+fn quick_read<'m>(
+    model: &'m Model,
+    state: &mut State,
+    d: Direct,
+    r: &'m Register,
+    data: &mut [u8],
+    notes: &mut Notes<'m>,
+) -> Outcome {
+    let i = d.reg as usize;
+    let value = match r.pop {
+        None => (state.values.get(i).copied().unwrap_or(0) & d.read_mask) | d.reserved_read,
+        Some(f) => match (model.fifos.get(f as usize), state.fifos.get_mut(f as usize)) {
+            (Some(desc), Some(q)) => {
+                let popped = match q.pop_front() {
+                    Some(v) => {
+                        let level = q.len() as u32;
+                        notes.push(Note::Fifo {
+                            fifo: &desc.name,
+                            level,
+                        });
+                        v
+                    }
+                    None => {
+                        notes.push(Note::Underflow { fifo: &desc.name });
+                        if let Some(flag) = desc.underflow {
+                            store_noted(model, notes, state, &flag, u64::MAX, false);
+                        }
+                        desc.empty_read
+                    }
+                };
+                popped & r.width_mask
+            }
+            _ => 0,
+        },
+    };
+    le_store(data, value);
+    let noted = !notes.as_slice().is_empty();
+    let last = state.last_read.get_mut(i);
+    let trace = match d.trace {
+        TracePolicy::Full => true,
+        TracePolicy::Changes => noted || last.as_ref().is_none_or(|l| **l != value),
+        TracePolicy::Silent => noted,
+    };
+    if let Some(l) = last {
+        *l = value;
+    }
+    let mut out = Outcome {
+        register: Some(d.reg),
+        trace,
+        ..Outcome::default()
+    };
+    if noted {
+        state.compute_left.set(MAX_COMPUTE);
+        evaluate_interrupts(model, state, notes, &mut out);
+    }
+    out
 }
 
 fn slot_at(model: &Model, offset: u64) -> Option<&crate::compile::Slot> {
@@ -720,21 +967,6 @@ fn register_access<'m>(
     }
 }
 
-/// A whole-register access to a little-endian register: its lanes are all of it, and the
-/// access's bytes are its value.
-fn whole_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, idx: u32, r: &'m Register, dir: Dir, data: &mut [u8]) {
-    cx.out.register = Some(idx);
-    let i = idx as usize;
-    match dir {
-        Dir::Read => {
-            let value = read_register(cx, state, i, r, r.width_mask);
-            le_store(data, value);
-            judge_read(cx, state, i, r, value);
-        }
-        Dir::Write => write_and_judge(cx, state, i, r, r.width_mask, le_value(data)),
-    }
-}
-
 /// Whether the register's trace policy records a read that returned `value`.
 #[inline]
 fn judge_read(cx: &mut Ctx<'_, '_>, state: &mut State, i: usize, r: &Register, value: u64) {
@@ -789,6 +1021,7 @@ fn le_store(data: &mut [u8], value: u64) {
     }
 }
 
+#[inline]
 fn read_register<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, i: usize, r: &'m Register, lanes: u64) -> u64 {
     let model = cx.model;
     let mut value = if r.plain {
@@ -1116,7 +1349,11 @@ fn field_value(model: &Model, state: &State, t: &FieldRef) -> u64 {
 /// Hardware-side store of `v` into a field. Sticky fields only gain bits, unless `force`
 /// (an explicit clear).
 fn store<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, t: &FieldRef, v: u64, force: bool) {
-    let model = cx.model;
+    store_noted(cx.model, cx.notes, state, t, v, force);
+}
+
+/// [`store`], for callers without a context.
+fn store_noted<'m>(model: &'m Model, notes: &mut Notes<'m>, state: &mut State, t: &FieldRef, v: u64, force: bool) {
     let Some(r) = model.registers.get(t.reg as usize) else {
         return;
     };
@@ -1134,7 +1371,7 @@ fn store<'m>(cx: &mut Ctx<'m, '_>, state: &mut State, t: &FieldRef, v: u64, forc
         Some(f) => f.path.as_str(),
         None => r.name.as_str(),
     };
-    note_change(cx.notes, path, old, bits);
+    note_change(notes, path, old, bits);
 }
 
 /// `+=` / `-=` with the field's counter behaviour.
@@ -1270,7 +1507,14 @@ fn top_up(cx: &mut Ctx<'_, '_>, state: &mut State, f: usize, depth: u32) {
     }
 }
 
+#[inline]
 fn evaluate_interrupts<'m>(model: &'m Model, state: &mut State, notes: &mut Notes<'m>, out: &mut Outcome) {
+    if !model.interrupts.is_empty() {
+        evaluate_each_interrupt(model, state, notes, out);
+    }
+}
+
+fn evaluate_each_interrupt<'m>(model: &'m Model, state: &mut State, notes: &mut Notes<'m>, out: &mut Outcome) {
     for (i, irq) in model.interrupts.iter().enumerate() {
         let Some(when) = &irq.when else { continue };
         let bit = 1u32 << i;
@@ -1445,6 +1689,235 @@ mod tests {
         let mut notes = Notes::default();
         access(m, s, dir, offset, &mut data, &|| 0, &mut notes);
         u32::from_le_bytes(data)
+    }
+
+    /// Registers the masked write and the quick read serve, with every note they can make:
+    /// FIFO pops with underflow and overflow flags, read-only, reserved and every write
+    /// behaviour's bits, each trace policy, level and edge interrupts on what they change.
+    const QUICK: &str = r#"
+[device]
+name = "quick"
+trace = "changes"
+
+[[fifo]]
+name = "rx"
+depth = 4
+width = 8
+underflow = "STAT.UND"
+overflow = "STAT.OVR"
+empty_read = 0xee
+
+[[fifo]]
+name = "q"
+depth = 2
+width = 16
+
+[[register]]
+name = "DATA"
+offset = 0
+pop = "rx"
+
+[[register]]
+name = "Q"
+offset = 4
+width = 16
+pop = "q"
+push = "q"
+trace = "silent"
+
+[[register]]
+name = "STAT"
+offset = 8
+reserved_read = 0xa500
+[[register.field]]
+name = "UND"
+bits = 0
+on_write = "w1c"
+[[register.field]]
+name = "OVR"
+bits = 1
+on_write = "w1c"
+[[register.field]]
+name = "RO"
+bits = "7:4"
+sw = "ro"
+reset = 5
+[[register.field]]
+name = "S"
+bits = 16
+on_write = "w1s"
+[[register.field]]
+name = "T"
+bits = 17
+on_write = "w1t"
+[[register.field]]
+name = "Z"
+bits = 18
+on_write = "w0c"
+[[register.field]]
+name = "W"
+bits = "31:24"
+
+[[register]]
+name = "IE"
+offset = 0xc
+width = 8
+trace = "full"
+
+[[register]]
+name = "SIL"
+offset = 0x10
+trace = "silent"
+[[register.field]]
+name = "A"
+bits = "3:0"
+on_write = "w0s"
+[[register.field]]
+name = "B"
+bits = "7:4"
+sw = "ro"
+
+[[interrupt]]
+name = "err"
+when = "(STAT & 3) != 0 && IE"
+
+[[interrupt]]
+name = "full"
+trigger = "edge"
+when = "q.full"
+line = 1
+"#;
+
+    /// A device's way of serving an access (crate::device): the slot looked up once, a
+    /// plain load or store when it is one, else the whole-register path, else the general
+    /// one.
+    fn device_access<'m>(
+        m: &'m Model,
+        s: &mut State,
+        dir: Dir,
+        offset: u64,
+        data: &mut [u8],
+        now: u64,
+        notes: &mut Notes<'m>,
+    ) -> Outcome {
+        let Some(w) = whole_at(m, s, offset, data.len()) else {
+            return access(m, s, dir, offset, data, &|| now, notes);
+        };
+        let plain = match dir {
+            Dir::Read => plain_read(s, w, data),
+            Dir::Write => plain_write(s, w, data),
+        };
+        if let Some(out) = plain {
+            return out;
+        }
+        match dir {
+            Dir::Read => whole_read(m, s, w, data, &|| now, notes),
+            Dir::Write => whole_write(m, s, w, &*data, &|| now, notes),
+        }
+    }
+
+    #[test]
+    fn the_fast_paths_do_what_the_general_path_does() {
+        // Every access of a random sequence is served twice, on two states of the same
+        // model: as a device serves it (plain, whole-register, masked and quick paths) and
+        // through the byte-by-byte walk alone. Data, outcome, notes and the whole state
+        // must agree after every step; time passes, the host feeds FIFOs and the device
+        // resets now and then, so effects wait, data waits and interrupts change.
+        let mut models = vec![model(QUICK)];
+        models.extend(crate::fuzzing::models());
+        for text in [
+            include_str!("../../../tests/machines/devices/bench-plain.toml"),
+            include_str!("../../../tests/machines/devices/bench-w1c.toml"),
+            include_str!("../../../tests/machines/devices/bench-fifo.toml"),
+            include_str!("../../../tests/machines/devices/behaviours.toml"),
+            include_str!("../../../tests/machines/devices/checks.toml"),
+        ] {
+            models.push(model(text));
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut fast_paths = 0;
+        for m in models.iter().filter(|m| !m.registers.is_empty()) {
+            let mut fast = State::new(m);
+            let mut general = State::new(m);
+            let mut now = 0u64;
+            for step in 0..5_000 {
+                let mut notes_fast = Notes::default();
+                let mut notes_general = Notes::default();
+                let r = next();
+                let (out_fast, out_general, what) = match r % 64 {
+                    0 => {
+                        now += next() % 200_000;
+                        (
+                            run_due(m, &mut fast, now, &mut notes_fast),
+                            run_due(m, &mut general, now, &mut notes_general),
+                            "time".to_owned(),
+                        )
+                    }
+                    1 if !m.fifos.is_empty() => {
+                        let f = (next() % m.fifos.len() as u64) as usize;
+                        let bytes = next().to_le_bytes();
+                        let n = (next() % 9) as usize;
+                        let (a, oa) = feed(m, &mut fast, f, &bytes[..n], &|| now, &mut notes_fast);
+                        let (b, ob) = feed(m, &mut general, f, &bytes[..n], &|| now, &mut notes_general);
+                        assert_eq!(a, b);
+                        (oa, ob, format!("feed {f} {n}"))
+                    }
+                    2 if next() % 8 == 0 => (
+                        reset(m, &mut fast, &|| now, &mut notes_fast),
+                        reset(m, &mut general, &|| now, &mut notes_general),
+                        "reset".to_owned(),
+                    ),
+                    _ => {
+                        let k = (next() % m.registers.len() as u64) as usize;
+                        let reg = &m.registers[k];
+                        let (offset, width) = match next() % 8 {
+                            0 => (reg.offset + next() % u64::from(reg.width), 1usize << (next() % 4)),
+                            _ => (reg.offset, usize::from(reg.width)),
+                        };
+                        let dir = if next() % 2 == 0 { Dir::Read } else { Dir::Write };
+                        // Mostly values that change little: zeros, ones, what is stored.
+                        let value = match next() % 4 {
+                            0 => 0,
+                            1 => u64::MAX,
+                            2 => fast.value(k).unwrap_or(0) ^ (1 << (next() % 8)),
+                            _ => next(),
+                        };
+                        let mut a = value.to_le_bytes();
+                        let mut b = a;
+                        if whole_at(m, &fast, offset, width).is_some() {
+                            fast_paths += 1;
+                        }
+                        let oa = device_access(m, &mut fast, dir, offset, &mut a[..width], now, &mut notes_fast);
+                        let ob = general_access(
+                            m,
+                            &mut general,
+                            dir,
+                            offset,
+                            &mut b[..width],
+                            &|| now,
+                            &mut notes_general,
+                        );
+                        assert_eq!(a, b, "{}: step {step}: data of {dir:?} {offset:#x}/{width}", m.name);
+                        (oa, ob, format!("{dir:?} {offset:#x}/{width} {value:#x}"))
+                    }
+                };
+                assert_eq!(out_fast, out_general, "{}: step {step}: {what}", m.name);
+                assert_eq!(
+                    format!("{:?}", notes_fast.as_slice()),
+                    format!("{:?}", notes_general.as_slice()),
+                    "{}: step {step}: {what}",
+                    m.name
+                );
+                assert_eq!(fast.snapshot(), general.snapshot(), "{}: step {step}: {what}", m.name);
+            }
+        }
+        assert!(fast_paths > 25_000, "{fast_paths} accesses took a fast path");
     }
 
     #[test]

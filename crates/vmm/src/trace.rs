@@ -402,11 +402,17 @@ impl Tracer {
 
     /// Records one generic access of `data.len()` bytes (at most 8 are shown as the value),
     /// unless its device traces itself or the filters drop it.
+    #[inline]
     pub fn record(&self, vcpu: u32, space: AddressSpace, op: Op, addr: u64, data: &[u8], routed: Routed) {
         // Self-tracing devices wrote their own line: a range check, before any tree walk.
         if routed == Routed::Device && self.self_traced(space, addr) {
             return;
         }
+        self.record_generic(vcpu, space, op, addr, data, routed);
+    }
+
+    #[inline(never)]
+    fn record_generic(&self, vcpu: u32, space: AddressSpace, op: Op, addr: u64, data: &[u8], routed: Routed) {
         let tree = self.bus.tree(space);
         let device = match routed {
             Routed::Device => tree.device_at(addr),
@@ -614,6 +620,11 @@ impl Drop for Tracer {
 }
 
 impl TraceSink for Tracer {
+    fn wants_everything(&self) -> bool {
+        // The filters are fixed once the tracer is made.
+        self.filters.is_empty()
+    }
+
     fn wants(&self, device: &str, register: Option<&str>) -> bool {
         self.filters.is_empty()
             || self
@@ -648,14 +659,9 @@ impl TraceSink for Tracer {
         };
         self.emit_record(|line, seq, t_ns| match self.format {
             TraceFormat::Jsonl => {
-                jsonl_prefix(line, seq, t_ns, b"access");
-                access_keys(line, &a);
-                line.lit(b",\"device\":\"");
-                line.str(record.device, MAX_NAME);
-                line.lit(b"\",\"offset\":\"");
-                line.hex(record.offset);
-                line.lit(b"\",\"reg\":");
-                opt_str(line, record.register);
+                if access_head(line, seq, t_ns, &a, record) {
+                    return;
+                }
                 let full = fields_and_effects(line, record.fields, record.notes);
                 close(line, full, b"]}\n");
             }
@@ -757,6 +763,319 @@ struct Access {
     addr: u64,
     width: u64,
     value: u64,
+}
+
+/// The most bytes [`access_head`] writes: its literal text (under 200 bytes), seven
+/// numbers of at most 20 characters each and two names of at most `MAX_NAME` bytes.
+const ACCESS_HEAD: usize = 640;
+const _: () = assert!(ACCESS_HEAD >= 200 + 7 * 20 + 2 * MAX_NAME + HEX_STORE + DEC_STORE && ACCESS_HEAD <= RECORD_LINE);
+// The version is written as literal text below.
+const _: () = assert!(FORMAT_VERSION == 2);
+
+/// A device's JSON access line up to its fields (`{"v":2,...,"reg":"CTRL"`), written into
+/// the empty `line` with one room check for all of it (the pieces' sizes are bounded:
+/// [`ACCESS_HEAD`]) and `,"fields":{` opened. A record with neither fields nor notes is
+/// finished here too, and then true is returned. Writes what
+/// `jsonl_prefix`+`access_keys`+... wrote piece by piece, byte for byte.
+fn access_head<const N: usize>(
+    line: &mut LineBuf<N>,
+    seq: u64,
+    t_ns: u64,
+    a: &Access,
+    record: &AccessRecord<'_>,
+) -> bool {
+    let start = line.len;
+    let Some(buf) = line
+        .buf
+        .get_mut(start..)
+        .and_then(|b| b.first_chunk_mut::<ACCESS_HEAD>())
+        .filter(|_| start + ACCESS_HEAD <= line.limit)
+    else {
+        // Not at the start of an empty line: piece by piece.
+        jsonl_prefix(line, seq, t_ns, b"access");
+        access_keys(line, a);
+        line.lit(b",\"device\":\"");
+        line.str(record.device, MAX_NAME);
+        line.lit(b"\",\"offset\":\"");
+        line.hex(record.offset);
+        line.lit(b"\",\"reg\":");
+        opt_str(line, record.register);
+        return false;
+    };
+    let mut h = Head { buf, n: 0 };
+    h.lit(b"{\"v\":2,\"seq\":");
+    h.dec(seq);
+    h.lit(b",\"t_ns\":");
+    h.dec(t_ns);
+    h.lit(b",\"kind\":\"access\",\"vcpu\":");
+    match a.vcpu {
+        Some(v) => h.dec(u64::from(v)),
+        None => h.lit(b"null"),
+    }
+    match (a.space, a.op) {
+        (AddressSpace::Mmio, Op::Read) => h.lit(b",\"space\":\"mmio\",\"op\":\"read\",\"addr\":\""),
+        (AddressSpace::Mmio, Op::Write) => h.lit(b",\"space\":\"mmio\",\"op\":\"write\",\"addr\":\""),
+        (AddressSpace::Pio, Op::Read) => h.lit(b",\"space\":\"pio\",\"op\":\"read\",\"addr\":\""),
+        (AddressSpace::Pio, Op::Write) => h.lit(b",\"space\":\"pio\",\"op\":\"write\",\"addr\":\""),
+    }
+    h.hex(a.addr);
+    h.lit(b"\",\"width\":");
+    h.dec(a.width);
+    h.lit(b",\"value\":\"");
+    h.hex(a.value);
+    h.lit(b"\",\"device\":\"");
+    h.name(record.device);
+    h.lit(b"\",\"offset\":\"");
+    h.hex(record.offset);
+    match record.register {
+        Some(reg) => {
+            h.lit(b"\",\"reg\":\"");
+            h.name(reg);
+            h.lit(b"\"");
+        }
+        None => h.lit(b"\",\"reg\":null"),
+    }
+    let done = record.fields.is_empty() && record.notes.is_empty();
+    if done {
+        h.lit(b",\"fields\":{},\"effects\":[]}\n");
+    }
+    line.len = start + h.n.min(ACCESS_HEAD);
+    done
+}
+
+/// Writes the head of a line into a buffer known to hold all of it: each piece is one
+/// comparison against the buffer's end rather than a room check (and a piece that would
+/// not fit, which the bound on the pieces rules out, is dropped, never a panic).
+struct Head<'a> {
+    buf: &'a mut [u8; ACCESS_HEAD],
+    n: usize,
+}
+
+/// The most bytes [`Head::hex`] writes (`0x` and 16 digits).
+const HEX_STORE: usize = 18;
+/// Bytes [`Head::dec`] stores at once (20 digits, of which it keeps the value's).
+const DEC_STORE: usize = 20;
+
+impl Head<'_> {
+    #[inline(always)]
+    fn lit<const L: usize>(&mut self, s: &[u8; L]) {
+        if self.n <= ACCESS_HEAD - L {
+            if let Some(dst) = self.buf.get_mut(self.n..self.n + L) {
+                dst.copy_from_slice(s);
+            }
+            self.n += L;
+        }
+    }
+
+    /// A short byte string, without a `memcpy` call for the usual lengths.
+    #[inline(always)]
+    fn bytes(&mut self, s: &[u8]) {
+        if s.len() <= ACCESS_HEAD && self.n <= ACCESS_HEAD - s.len() {
+            if let Some(dst) = self.buf.get_mut(self.n..self.n + s.len()) {
+                copy_short(dst, s);
+            }
+            self.n += s.len();
+        }
+    }
+
+    /// A name, JSON-escaped and cut as [`LineBuf::str`] does.
+    #[inline(always)]
+    fn name(&mut self, s: &str) {
+        if s.len() <= MAX_NAME && json_plain(s.as_bytes()) {
+            self.bytes(s.as_bytes());
+        } else {
+            escape(s, MAX_NAME, |piece| {
+                self.bytes(piece);
+                true
+            });
+        }
+    }
+
+    /// `0x` and the value's hex digits.
+    #[inline(always)]
+    fn hex(&mut self, v: u64) {
+        let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1) as usize;
+        if self.n <= ACCESS_HEAD - HEX_STORE
+            && let Some(dst) = self.buf.get_mut(self.n..self.n + 2 + digits)
+        {
+            write_hex(dst, v);
+            self.n += 2 + digits;
+        }
+    }
+
+    /// The value in decimal: its digits, two per division, stored at their places.
+    #[inline(always)]
+    fn dec(&mut self, v: u64) {
+        if self.n > ACCESS_HEAD - DEC_STORE {
+            return;
+        }
+        if v < 10 {
+            if let Some(d) = self.buf.get_mut(self.n) {
+                *d = b'0' + v as u8;
+            }
+            self.n += 1;
+            return;
+        }
+        let digits = dec_digits(v);
+        if let Some(dst) = self.buf.get_mut(self.n..self.n + digits) {
+            write_dec(dst, v);
+        }
+        self.n += digits;
+    }
+}
+
+/// Decimal digits of `v` (at least one).
+#[inline(always)]
+fn dec_digits(v: u64) -> usize {
+    const POW10: [u64; 20] = {
+        let mut t = [1u64; 20];
+        let mut i = 1;
+        while i < 20 {
+            t[i] = t[i - 1] * 10;
+            i += 1;
+        }
+        t
+    };
+    // log10(2) ~ 1233 / 4096: a guess from the bit length, one below or right.
+    let bits = 64 - (v | 1).leading_zeros();
+    let guess = ((bits * 1233) >> 12) as usize;
+    (guess + usize::from(POW10.get(guess).is_none_or(|&p| v >= p))).max(1)
+}
+
+/// Whether `s` needs no JSON escaping (no control character, quote or backslash), eight
+/// bytes at a time.
+#[inline(always)]
+fn json_plain(s: &[u8]) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES * 0x80;
+    // Exact for every byte: a byte below n (n <= 128), or a byte equal to one.
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH;
+    let bad =
+        |w: u64| below(w, 0x20) | below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1);
+    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+    if let Some(last) = s.last_chunk::<8>() {
+        // Whole words, the last one overlapping the one before it.
+        let mut chunks = s.chunks_exact(8);
+        for c in &mut chunks {
+            if let Ok(c) = <&[u8; 8]>::try_from(c)
+                && bad(word(c)) != 0
+            {
+                return false;
+            }
+        }
+        return bad(word(last)) == 0;
+    }
+    // Under 8 bytes: two overlapping halves, or the bytes one by one, padded with a
+    // letter.
+    let pad = ONES * u64::from(b'a');
+    let w = match (s.first_chunk::<4>(), s.last_chunk::<4>()) {
+        (Some(a), Some(b)) => u64::from(u32::from_le_bytes(*a)) | (u64::from(u32::from_le_bytes(*b)) << 32),
+        _ => s
+            .iter()
+            .enumerate()
+            .fold(pad, |w, (i, &b)| (w & !(0xff << (8 * i))) | (u64::from(b) << (8 * i))),
+    };
+    bad(w) == 0
+}
+
+/// `dst.copy_from_slice(src)` (equal lengths), with overlapping word copies for up to 16
+/// bytes instead of a call.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if dst.len() != n {
+        return;
+    }
+    match n {
+        8..=16 => {
+            let (Some(a), Some(b)) = (src.first_chunk::<8>().copied(), src.last_chunk::<8>().copied()) else {
+                return;
+            };
+            if let Some(d) = dst.first_chunk_mut::<8>() {
+                *d = a;
+            }
+            if let Some(d) = dst.last_chunk_mut::<8>() {
+                *d = b;
+            }
+        }
+        4..=7 => {
+            let (Some(a), Some(b)) = (src.first_chunk::<4>().copied(), src.last_chunk::<4>().copied()) else {
+                return;
+            };
+            if let Some(d) = dst.first_chunk_mut::<4>() {
+                *d = a;
+            }
+            if let Some(d) = dst.last_chunk_mut::<4>() {
+                *d = b;
+            }
+        }
+        0..=3 => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = *s;
+            }
+        }
+        _ => dst.copy_from_slice(src),
+    }
+}
+
+/// `0x` and `v` in lowercase hex, filling `dst` (2 + its digits), two digits per step.
+#[inline(always)]
+fn write_hex(dst: &mut [u8], mut v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    const PAIRS: [[u8; 2]; 256] = {
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [HEX[i >> 4], HEX[i & 15]];
+            i += 1;
+        }
+        t
+    };
+    let Some(prefix) = dst.first_chunk_mut::<2>() else {
+        return;
+    };
+    *prefix = *b"0x";
+    // Index loops: the slice iterators cost about twice as much here.
+    let mut i = dst.len();
+    while i >= 4 {
+        i -= 2;
+        if let Some(d) = dst.get_mut(i..i + 2) {
+            d.copy_from_slice(&PAIRS[(v & 0xff) as usize]);
+        }
+        v >>= 8;
+    }
+    if i == 3
+        && let Some(d) = dst.get_mut(2)
+    {
+        *d = HEX[(v & 0xf) as usize];
+    }
+}
+
+/// `v` in decimal, filling `dst` (its digits), two digits per division.
+#[inline(always)]
+fn write_dec(dst: &mut [u8], mut v: u64) {
+    const PAIRS: [[u8; 2]; 100] = {
+        let mut t = [[0u8; 2]; 100];
+        let mut i = 0;
+        while i < 100 {
+            t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+            i += 1;
+        }
+        t
+    };
+    let mut i = dst.len();
+    while i >= 2 {
+        i -= 2;
+        if let Some(d) = dst.get_mut(i..i + 2) {
+            d.copy_from_slice(&PAIRS[(v % 100) as usize]);
+        }
+        v /= 100;
+    }
+    if i == 1
+        && let Some(d) = dst.first_mut()
+    {
+        *d = b'0' + v as u8;
+    }
 }
 
 fn jsonl_prefix<const N: usize>(line: &mut LineBuf<N>, seq: u64, t_ns: u64, kind: &[u8]) {
@@ -1305,42 +1624,19 @@ impl<const N: usize> LineBuf<N> {
         }
     }
 
-    fn hex(&mut self, mut v: u64) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+    fn hex(&mut self, v: u64) {
         let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1) as usize;
-        let Some(dst) = self.room(2 + digits) else {
-            return;
-        };
-        if let [zero, x, rest @ ..] = dst {
-            (*zero, *x) = (b'0', b'x');
-            for d in rest.iter_mut().rev() {
-                *d = HEX[(v & 0xf) as usize];
-                v >>= 4;
-            }
+        if let Some(dst) = self.room(2 + digits) {
+            write_hex(dst, v);
         }
     }
 
     /// Two digits per division (a table of "00".."99"), straight into the line: `seq` and
     /// `t_ns` are on every line.
-    fn dec(&mut self, mut v: u64) {
-        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-                                    2021222324252627282930313233343536373839\
-                                    4041424344454647484950515253545556575859\
-                                    6061626364656667686970717273747576777879\
-                                    8081828384858687888990919293949596979899";
+    fn dec(&mut self, v: u64) {
         let digits = v.checked_ilog10().map_or(1, |l| l as usize + 1);
-        let Some(dst) = self.room(digits) else {
-            return;
-        };
-        for pair_dst in dst.rchunks_exact_mut(2) {
-            let pair = (v % 100) as usize * 2;
-            v /= 100;
-            pair_dst.copy_from_slice(&PAIRS[pair..pair + 2]);
-        }
-        if digits % 2 == 1
-            && let Some(d) = dst.first_mut()
-        {
-            *d = b'0' + v as u8;
+        if let Some(dst) = self.room(digits) {
+            write_dec(dst, v);
         }
     }
 
@@ -1450,7 +1746,22 @@ mod tests {
             305_240_392,
             u64::MAX - 1,
             u64::MAX,
-        ] {
+            0x10,
+            0xfeb0_0010,
+            0xffff_ffff,
+            1 << 32,
+            0x0123_4567_89ab_cdef,
+            9_999_999_999_999_999_999,
+            10_000_000_000_000_000_000,
+        ]
+        .into_iter()
+        .chain((0..64).flat_map(|i| {
+            [
+                1u64 << i,
+                (1u64 << i) - 1,
+                10u64.saturating_pow(i / 3).saturating_add(i as u64 % 3),
+            ]
+        })) {
             let mut line = LineBuf::<64>::new();
             line.dec(v);
             line.lit(b" ");
@@ -1459,6 +1770,118 @@ mod tests {
                 std::str::from_utf8(line.as_slice()).ok(),
                 Some(format!("{v} {v:#x}").as_str())
             );
+            let mut buf = [0u8; ACCESS_HEAD];
+            let mut head = Head { buf: &mut buf, n: 0 };
+            head.dec(v);
+            head.lit(b" ");
+            head.hex(v);
+            let n = head.n;
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).ok(),
+                Some(format!("{v} {v:#x}").as_str())
+            );
+            assert_eq!(dec_digits(v), v.to_string().len());
+        }
+    }
+
+    #[test]
+    fn access_heads_are_what_the_pieces_write() {
+        // The one-check head of a device's access line against the piece-by-piece writers
+        // it replaces: plain, escaped and over-long names, no register, every space and
+        // direction, no vCPU, numbers at their edges, with and without fields and notes.
+        let long = "x".repeat(MAX_NAME + 7);
+        let escaped_long = "\"".repeat(MAX_NAME);
+        let names = [
+            "bench-mmio",
+            "a",
+            "",
+            "SCRATCH[12]",
+            "é\"q\\\n\u{1}",
+            long.as_str(),
+            escaped_long.as_str(),
+        ];
+        let fields = [FieldValue {
+            name: "DONE",
+            value: 1,
+            enum_name: Some("FINISHED"),
+        }];
+        let notes = [Note::Underflow { fifo: "rx" }];
+        let mut cases = 0;
+        for (k, device) in names.iter().enumerate() {
+            for register in [None, Some(names[(k + 3) % names.len()])] {
+                for (space, op, vcpu, n) in [
+                    (AddressSpace::Mmio, Op::Write, Some(0), 0u64),
+                    (AddressSpace::Mmio, Op::Read, None, 9),
+                    (AddressSpace::Pio, Op::Write, Some(u32::MAX), 10),
+                    (AddressSpace::Pio, Op::Read, Some(7), u64::MAX),
+                ] {
+                    for (f, e) in [
+                        (&fields[..0], &notes[..0]),
+                        (&fields[..], &notes[..0]),
+                        (&fields[..0], &notes[..]),
+                    ] {
+                        let a = Access {
+                            vcpu,
+                            space,
+                            op,
+                            addr: n ^ 0xfeb0_0010,
+                            width: n % 9,
+                            value: n,
+                        };
+                        let record = AccessRecord {
+                            space: Space::Mmio,
+                            dir: Dir::Write,
+                            addr: a.addr,
+                            offset: n >> 3,
+                            width: 4,
+                            value: n,
+                            device,
+                            register,
+                            fields: f,
+                            notes: e,
+                        };
+                        let mut want = LineBuf::<RECORD_LINE>::new();
+                        jsonl_prefix(&mut want, n, n / 7, b"access");
+                        access_keys(&mut want, &a);
+                        want.lit(b",\"device\":\"");
+                        want.str(device, MAX_NAME);
+                        want.lit(b"\",\"offset\":\"");
+                        want.hex(record.offset);
+                        want.lit(b"\",\"reg\":");
+                        opt_str(&mut want, register);
+                        let full = fields_and_effects(&mut want, f, e);
+                        close(&mut want, full, b"]}\n");
+                        let mut got = LineBuf::<RECORD_LINE>::new();
+                        if !access_head(&mut got, n, n / 7, &a, &record) {
+                            let full = fields_and_effects(&mut got, f, e);
+                            close(&mut got, full, b"]}\n");
+                        }
+                        assert_eq!(
+                            String::from_utf8_lossy(got.as_slice()),
+                            String::from_utf8_lossy(want.as_slice())
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, names.len() * 2 * 4 * 3);
+    }
+
+    #[test]
+    fn plain_names_are_told_from_names_to_escape() {
+        for len in 0..=17 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'A'; len];
+                    s[pos] = b;
+                    let plain = s.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+                    assert_eq!(json_plain(&s), plain, "{s:?}");
+                    let mut dst = vec![0u8; len];
+                    copy_short(&mut dst, &s);
+                    assert_eq!(dst, s);
+                }
+            }
         }
     }
 
