@@ -45,6 +45,13 @@ pub enum Rule {
     ReadEmptyFifo,
     /// A push onto a full FIFO whose description forbids it (`forbid_write_full`).
     WriteFullFifo,
+    /// A module accessed a device range it holds no claim of (the guest agent's rule,
+    /// crate::agent).
+    UnclaimedAccess,
+    /// A module was unloaded still holding a claim of a device range (guest agent).
+    LeakedClaim,
+    /// A module was unloaded with a device range still mapped (guest agent).
+    LeakedMapping,
 }
 
 /// A rule name the checker does not know.
@@ -54,7 +61,7 @@ pub struct UnknownRule(pub String);
 
 impl Rule {
     /// Every rule, in the order reports list them.
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 11] = [
         Rule::BadWidth,
         Rule::Hole,
         Rule::ReservedBits,
@@ -63,7 +70,16 @@ impl Rule {
         Rule::ReadWriteOnly,
         Rule::ReadEmptyFifo,
         Rule::WriteFullFifo,
+        Rule::UnclaimedAccess,
+        Rule::LeakedClaim,
+        Rule::LeakedMapping,
     ];
+
+    /// The rules of the guest agent (crate::agent), about modules, claims and mappings
+    /// rather than a device's description.
+    pub fn is_agent(self) -> bool {
+        matches!(self, Rule::UnclaimedAccess | Rule::LeakedClaim | Rule::LeakedMapping)
+    }
 
     /// The name used in reports, the trace and `[device.check] allow`.
     pub fn name(self) -> &'static str {
@@ -76,6 +92,9 @@ impl Rule {
             Rule::ReadWriteOnly => "read-write-only",
             Rule::ReadEmptyFifo => "read-empty-fifo",
             Rule::WriteFullFifo => "write-full-fifo",
+            Rule::UnclaimedAccess => "unclaimed-access",
+            Rule::LeakedClaim => "leaked-claim",
+            Rule::LeakedMapping => "leaked-mapping",
         }
     }
 
@@ -90,6 +109,9 @@ impl Rule {
             Rule::ReadWriteOnly => "read of a write-only register",
             Rule::ReadEmptyFifo => "read of an empty FIFO (the description forbids it)",
             Rule::WriteFullFifo => "write to a full FIFO (the description forbids it)",
+            Rule::UnclaimedAccess => "access by a module that holds no claim of the range",
+            Rule::LeakedClaim => "claim still held when its module was unloaded",
+            Rule::LeakedMapping => "mapping never unmapped by its module before unload",
         }
     }
 }
@@ -128,6 +150,14 @@ pub struct Finding {
     pub count: u64,
     /// The machine file allows this rule for this device (`[device.check] allow`).
     pub allowed: bool,
+    /// The guest module whose code made the access (or held the claim or mapping), when
+    /// the guest agent runs (crate::agent); `None`: the kernel's own code or user space.
+    pub module: Option<String>,
+    /// The guest test running then, as the guest agent reported it.
+    pub test: Option<String>,
+    /// The guest RIP of the (first) access; for a leak, where the module claimed or
+    /// mapped. `None` without the guest agent.
+    pub rip: Option<u64>,
 }
 
 impl std::fmt::Display for Finding {
@@ -146,6 +176,15 @@ impl std::fmt::Display for Finding {
         }
         write!(f, ", {} time{}", self.count, if self.count == 1 { "" } else { "s" })?;
         write!(f, ": {}", self.rule.what())?;
+        if let Some(m) = &self.module {
+            write!(f, "; module {m}")?;
+        }
+        if let Some(t) = &self.test {
+            write!(f, "; test {t}")?;
+        }
+        if let Some(rip) = self.rip {
+            write!(f, "; RIP {rip:#x}")?;
+        }
         if self.allowed {
             write!(f, " [allowed by the machine file]")?;
         }
@@ -171,6 +210,9 @@ struct Place {
     space: &'static str,
     addr: u64,
     vcpu: Option<u32>,
+    /// The guest module and test (with the guest agent, crate::agent).
+    module: Option<String>,
+    test: Option<String>,
 }
 
 /// The checker of one run.
@@ -178,7 +220,8 @@ pub struct Checker {
     /// By region name.
     devices: HashMap<String, Device>,
     tracer: Option<Arc<Tracer>>,
-    found: Mutex<BTreeMap<Place, u64>>,
+    /// Count and the guest RIP of the first (with the guest agent).
+    found: Mutex<BTreeMap<Place, (u64, Option<u64>)>>,
 }
 
 impl Checker {
@@ -233,7 +276,7 @@ impl Checker {
         let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
         found
             .iter()
-            .map(|(p, &count)| {
+            .map(|(p, &(count, rip))| {
                 let device = self.devices.get(&p.region);
                 Finding {
                     rule: p.rule,
@@ -246,6 +289,9 @@ impl Checker {
                     vcpu: p.vcpu,
                     count,
                     allowed: device.is_some_and(|d| d.allow.contains(&p.rule)),
+                    module: p.module.clone(),
+                    test: p.test.clone(),
+                    rip,
                 }
             })
             .collect()
@@ -310,6 +356,7 @@ impl TraceSink for Checker {
             return;
         };
         let vcpu = current_vcpu();
+        let context = crate::agent::current_context();
         let space = match record.space {
             Space::Mmio => "mmio",
             Space::Pio => "pio",
@@ -323,13 +370,15 @@ impl TraceSink for Checker {
                 space,
                 addr: record.addr,
                 vcpu,
+                module: context.as_ref().and_then(|c| c.module.clone()),
+                test: context.as_ref().and_then(|c| c.test.clone()),
             };
-            *self
-                .found
+            self.found
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .entry(place)
-                .or_insert(0) += 1;
+                .or_insert((0, context.as_ref().map(|c| c.rip)))
+                .0 += 1;
             if let Some(t) = &self.tracer {
                 t.finding(&crate::trace::FindingLine {
                     rule: rule.name(),
@@ -378,6 +427,9 @@ mod tests {
             vcpu: Some(0),
             count: 2,
             allowed: false,
+            module: None,
+            test: None,
+            rip: None,
         };
         assert_eq!(
             f.to_string(),

@@ -99,7 +99,7 @@ pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 /// goes through the same path: vCPUs joined, trace finished, a [`RunReport`].
 pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let sources = opts.events();
-    let platform = Platform::build_with(config, opts.console, &opts.console_name)?;
+    let platform = Platform::build_checked(config, opts.console, &opts.console_name, opts.check)?;
     let payload = Payload::prepare(config)?;
     if let Some(TraceOutput {
         target: TraceTarget::File(path),
@@ -131,6 +131,10 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let mem = create_memory(&vm, mem_bytes)?;
     let _device_memory = map_device_memslots(&vm, &platform, mem.num_regions())?;
     bind_irq_lines(&vm, &platform)?;
+    if let Some(agent) = &platform.agent {
+        agent.set_machine(config, &platform);
+        agent.set_memory(mem.clone());
+    }
 
     let (mode, regs) = payload.load(&mem, mem_bytes, dtb.as_deref())?;
     let vcpus = config.machine.vcpus;
@@ -171,7 +175,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let control = platform.control.clone();
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
-        let vcpu = Vcpu::new(
+        let mut vcpu = Vcpu::new(
             fd,
             i as u32,
             platform.bus.clone(),
@@ -179,6 +183,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             control.clone(),
             mem.clone(),
         );
+        if let Some(agent) = &platform.agent {
+            vcpu.attach_agent(agent.clone());
+        }
         let spawned = std::thread::Builder::new()
             .name(format!("vcpu{i}"))
             .spawn(move || vcpu.run());
@@ -211,6 +218,12 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     // Every vCPU is out: the trace holds every access up to the stop. Write what is
     // buffered (and close a Perfetto document).
     let trace_error = tracer.as_ref().and_then(|t| t.finish().err());
+    let mut findings = checker.map(|c| c.findings()).unwrap_or_default();
+    if let Some(agent) = &platform.agent {
+        let (records, bad) = agent.record_counts();
+        log::info!("mmiolab agent: {records} records from the guest agent, {bad} unreadable");
+        findings.extend(agent.findings());
+    }
     Ok(RunReport {
         reason: control
             .reason()
@@ -219,7 +232,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         exits: totals.exits,
         int3_reinjected: totals.int3_reinjected,
         trace_error,
-        findings: checker.map(|c| c.findings()).unwrap_or_default(),
+        findings,
     })
 }
 

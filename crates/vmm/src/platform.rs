@@ -372,6 +372,8 @@ pub struct Platform {
     pub dt_devices: Vec<DtDevice>,
     /// FIFO output files, created by [`Platform::open_host_outputs`].
     pending_files: Vec<PendingFile>,
+    /// The guest agent's tables, when its port is placed (checker mode, crate::agent).
+    pub agent: Option<Arc<crate::agent::Agent>>,
 }
 
 impl AttachSink for DescribedDevice {
@@ -392,6 +394,17 @@ impl Platform {
         config: &MachineConfig,
         console: Box<dyn Write + Send>,
         console_name: &str,
+    ) -> Result<Platform, ConfigError> {
+        Platform::build_checked(config, console, console_name, false)
+    }
+
+    /// As [`Platform::build_with`]; with `agent`, the guest agent's port device is placed
+    /// at [`crate::agent::AGENT_PORT`] (checker mode: `--check`).
+    pub fn build_checked(
+        config: &MachineConfig,
+        console: Box<dyn Write + Send>,
+        console_name: &str,
+        agent: bool,
     ) -> Result<Platform, ConfigError> {
         let io_err = |what: &str, e: std::io::Error| config.error("", format!("cannot create {what}: {e}"));
         let scheduler =
@@ -448,6 +461,17 @@ impl Platform {
             Arc::new(SysCtl::new(control.clone())),
         )
         .map_err(builtin)?;
+        let agent = agent.then(crate::agent::Agent::new);
+        if let Some(a) = &agent {
+            b.add_pio_device(
+                None,
+                "mmiolab-agent",
+                crate::agent::AGENT_PORT,
+                crate::agent::AGENT_PORTS,
+                Arc::new(crate::agent::AgentDevice::new(a.clone())),
+            )
+            .map_err(|e| config.error("", format!("the guest agent's port (--check): {e}")))?;
+        }
         let mut dt_devices = vec![DtDevice {
             node: pvpanic_node,
             compatible: vec!["qemu,pvpanic-mmio".to_owned()],
@@ -549,6 +573,7 @@ impl Platform {
             host_inputs: hosts.inputs,
             dt_devices,
             pending_files: hosts.files,
+            agent,
         })
     }
 
@@ -584,7 +609,7 @@ impl Platform {
 }
 
 /// The region name for `dev`: its DT node name when it has a `compatible`.
-fn node_name(dev: &DeviceConfig) -> String {
+pub(crate) fn node_name(dev: &DeviceConfig) -> String {
     let first = dev.mmio.first().or(dev.pio.first()).map(|r| r.base);
     match (&dev.compatible, first) {
         (Some(_), Some(base)) => format!("{}@{base:x}", dev.name),
