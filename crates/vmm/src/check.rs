@@ -14,7 +14,8 @@
 //! Limits: a read of a write-only register is seen only when the register's trace policy
 //! records the read (`full`, the default; `changes` records it when the value differs from
 //! the last read); every other rule comes with a note, and the engine records every access
-//! with notes. The guest's RIP is not known here (records do not carry it).
+//! with notes. The guest's RIP, module and test come from the vCPU thread's access context
+//! (crate::agent), set in checker mode for every access to a device of the machine file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
