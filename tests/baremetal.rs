@@ -61,6 +61,10 @@ fn main() {
             checker_finds_nothing_in_legal_accesses,
         ),
         kvm(
+            "agent_rules_judge_the_modules_a_guest_agent_reports",
+            agent_rules_judge_the_modules_a_guest_agent_reports,
+        ),
+        kvm(
             "golden_trace_matches_and_names_the_first_difference",
             golden_trace_matches_and_names_the_first_difference,
         ),
@@ -792,6 +796,52 @@ fn checker_off_changes_nothing() -> Result<(), Failed> {
     if String::from_utf8_lossy(&out.stderr).contains("check:") {
         return Err("check lines on stderr without --check".into());
     }
+    Ok(())
+}
+
+/// `firmware/asm/agent.S` plays the Linux guest agent (module "fw" = its own code, tests t1
+/// and t2, a claim, a release, a leak): with `--check` the agent's port answers and the
+/// findings are exactly the four the program announces, each with its module, test and a
+/// RIP inside the program; without `--check` nothing answers at the port (it exits 1).
+fn agent_rules_judge_the_modules_a_guest_agent_reports() -> Result<(), Failed> {
+    let dir = scratch("agent")?;
+    let json = dir.join("findings.json");
+    let (out, _) = run_traced_on(
+        CHECKS,
+        "agent",
+        &["--check-json", json.to_str().ok_or("path is not UTF-8")?],
+    )?;
+    expect_status(&out, 3)?;
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    let mut got: Vec<String> = Vec::new();
+    for f in doc["findings"].as_array().ok_or("no findings array")? {
+        let rip = f["rip"].as_str().ok_or("a finding without a RIP")?;
+        let rip = u64::from_str_radix(rip.trim_start_matches("0x"), 16)?;
+        if !(0x10_0000..0x10_1000).contains(&rip) {
+            return Err(format!("RIP outside the program: {f}").into());
+        }
+        got.push(format!(
+            "{} {} {} {} {}",
+            f["rule"].as_str().unwrap_or_default(),
+            f["device"].as_str().unwrap_or_default(),
+            f["register"].as_str().unwrap_or("-"),
+            f["module"].as_str().unwrap_or("-"),
+            f["test"].as_str().unwrap_or("-"),
+        ));
+    }
+    got.sort();
+    let want = [
+        "leaked-claim chk - fw t2",
+        "leaked-mapping chk - fw t2",
+        "unclaimed-access chk ID fw t1",
+        "unclaimed-access chk KEY fw t1",
+    ];
+    if got != want {
+        return Err(format!("findings {got:#?}, expected {want:#?}").into());
+    }
+    let (out, _) = run_traced_on(CHECKS, "agent", &[])?;
+    expect_status(&out, 1)?;
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

@@ -126,7 +126,8 @@ pub const AGENT_ACTIVE: &str = "mmiolab_agent: reporting to the host";
 /// For each guest test that printed `mmiolab-agent-expect:` lines, a host result
 /// `host: agent findings of TEST`: the guest agent's findings whose module is the test's
 /// name must be exactly the expected ones (rule and device, or device.register), each
-/// attributed to that test. `findings` is `None` when the run had no checker.
+/// attributed to that test. `findings` is `None` when the run had no checker: the results
+/// are then skipped (`# SKIP`), not passed or failed.
 pub fn agent_results(
     report: &crate::ktap::GuestReport,
     console: &str,
@@ -148,10 +149,12 @@ pub fn agent_results(
         want.sort();
         want.dedup();
         let mut details = Vec::new();
+        let mut directive = None;
         let ok = match findings {
             None => {
-                details.push("no findings: the run had no checker (--check, or --findings FILE)".to_owned());
-                false
+                directive =
+                    Some("SKIP the run had no checker (--check, or --from-log with --findings FILE)".to_owned());
+                true
             }
             Some(_) if !active => {
                 details.push(format!(
@@ -203,7 +206,7 @@ pub fn agent_results(
         results.push(TestResult {
             name: format!("host: agent findings of {}", test.name),
             ok,
-            directive: None,
+            directive,
             details,
         });
     }
@@ -319,8 +322,12 @@ mod agent_tests {
         assert!(!agent_results(&report, CONSOLE, Some(&wrong))[0].ok);
         let other_test = [agent_finding(Rule::UnclaimedAccess, Some("ID"), "agent_unclaimed", "x")];
         assert!(!agent_results(&report, CONSOLE, Some(&other_test))[0].ok);
-        // no checker, or no agent on the console
-        assert!(agent_results(&report, CONSOLE, None).iter().all(|r| !r.ok));
+        // no checker: skipped; no agent on the console: failed
+        assert!(
+            agent_results(&report, CONSOLE, None)
+                .iter()
+                .all(|r| r.ok && r.directive.as_deref().is_some_and(|d| d.starts_with("SKIP")))
+        );
         let quiet = CONSOLE.replace("reporting", "idle");
         assert!(agent_results(&report, &quiet, Some(&good)).iter().all(|r| !r.ok));
     }

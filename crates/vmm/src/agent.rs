@@ -627,13 +627,13 @@ impl AgentHook {
         let Some(regs) = self.regs() else {
             return dispatch();
         };
-        let module = if regs.rip >= KERNEL_HALF {
-            self.agent
-                .module_at(regs.rip)
-                .or_else(|| self.module_on_stack(regs.rsp))
-        } else {
-            None
-        };
+        // A module's text holds the RIP; or, in the kernel's half (an out-of-line accessor
+        // of the kernel), a return address on the stack; user space: no module.
+        let module = self.agent.module_at(regs.rip).or_else(|| {
+            (regs.rip >= KERNEL_HALF)
+                .then(|| self.module_on_stack(regs.rsp))
+                .flatten()
+        });
         let ctx = Context {
             module,
             test: self.agent.state().test.clone(),
