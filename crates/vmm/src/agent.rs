@@ -618,8 +618,10 @@ impl AgentHook {
 
     /// Runs `dispatch` (the bus access) with the access's context set for the register
     /// checker, then judges the access by the agent's rules. Accesses outside the machine
-    /// file's devices are dispatched with nothing else done.
-    #[inline]
+    /// file's devices are dispatched with nothing else done. Out of line and cold: the
+    /// vCPU loop without the checker keeps its code as it was.
+    #[inline(never)]
+    #[cold]
     pub fn around(&self, space: Space, addr: u64, len: usize, dispatch: impl FnOnce()) {
         let Some(region) = self.agent.region_at(space, addr) else {
             return dispatch();
