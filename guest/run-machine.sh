@@ -15,7 +15,7 @@ usage() {
 Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                             [--log FILE] [--out DIR] [--timeout SECS]
                             [--trace FILE [--trace-filter DEVICE[.REGISTER]]...]
-                            [--fragment FILE]... [--initramfs-test SCRIPT]...
+                            [--check-json FILE] [--fragment FILE]... [--initramfs-test SCRIPT]...
                             [--initramfs-file SRC:DST]...
 
   --vmm BIN       the mmiolab binary
@@ -30,6 +30,10 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
                   it on its console between "mmiolab-l1: begin trace" and "mmiolab-l1: end
                   trace" once the VMM has exited, and it is copied from there into FILE
   --trace-filter SPEC  keep only these trace lines (repeatable; mmiolab run --help)
+  --check-json FILE    run the checker (mmiolab run --check, with the guest agent's port;
+                  docs/checker.md) and write its findings report to FILE; nested, the
+                  outer VM prints it between "mmiolab-l1: begin findings" and "mmiolab-l1:
+                  end findings", and it is copied from there into FILE
   --fragment FILE       kernel options beyond guest/kernel/config.fragment (repeatable;
                         guest/kernel/build.sh --help)
   --initramfs-test SCRIPT   a script test for the initramfs (repeatable;
@@ -43,7 +47,7 @@ EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
-TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=()
+TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS=
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
 	case $1 in
@@ -54,6 +58,7 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$(realpath -m "$2"); shift 2 ;;
 	--timeout) TIMEOUT=$2; shift 2 ;;
 	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
+	--check-json) FINDINGS=$(realpath -m "$2"); shift 2 ;;
 	--fragment) KERNEL_ARGS+=(--fragment "$2"); shift 2 ;;
 	--initramfs-test) INITRAMFS_ARGS+=(--test "$2"); shift 2 ;;
 	--initramfs-file) INITRAMFS_ARGS+=(--file "$2"); shift 2 ;;
@@ -76,6 +81,10 @@ fi
 mkdir -p "$OUT"
 LOG=${LOG:-$OUT/console.log}
 [ -z "$TRACE" ] || mkdir -p "$(dirname "$TRACE")"
+if [ -n "$FINDINGS" ]; then
+	mkdir -p "$(dirname "$FINDINGS")"
+	rm -f "$FINDINGS"
+fi
 
 stage "building the guest kernel (cached after the first build)"
 KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT" "${KERNEL_ARGS[@]}")
@@ -104,6 +113,7 @@ if [ "$mode" = never ]; then
 			TRACE_ARGS+=(--trace-filter "$f")
 		done
 	fi
+	[ -z "$FINDINGS" ] || TRACE_ARGS+=(--check-json "$FINDINGS")
 	set +e
 	"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
 	rc=${PIPESTATUS[0]}
@@ -146,6 +156,7 @@ if [ -n "$TRACE" ]; then
 	[ "${#FILTERS[@]}" -eq 0 ] || spec=$(IFS=,; echo "${FILTERS[*]}")
 	EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_TRACE=$spec"
 fi
+[ -z "$FINDINGS" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_CHECK=1"
 APPEND=()
 [ -z "$EXTRA" ] || APPEND=(--append "$EXTRA")
 set +e
@@ -162,6 +173,17 @@ if [ -n "$TRACE" ]; then
 		stage "trace: $(wc -l <"$TRACE") lines from the outer VM's console into $TRACE"
 	else
 		stage "trace: the outer VM printed no complete trace; $TRACE holds what there was"
+	fi
+fi
+if [ -n "$FINDINGS" ]; then
+	tr -d '\r' <"$LOG" | sed -n '/^mmiolab-l1: begin findings$/,/^mmiolab-l1: end findings$/p' |
+		grep '^{' >"$FINDINGS.tmp" || true
+	if [ -s "$FINDINGS.tmp" ]; then
+		mv "$FINDINGS.tmp" "$FINDINGS"
+		stage "findings: the checker's report from the outer VM's console into $FINDINGS"
+	else
+		rm -f "$FINDINGS.tmp"
+		stage "findings: the outer VM printed no findings report"
 	fi
 fi
 exit "$rc"

@@ -13,6 +13,7 @@ usage() {
 Usage: guest/run-tests.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                           [--junit FILE] [--out DIR]
                           [--trace FILE] [--trace-filter DEVICE[.REGISTER]]... [--no-trace]
+                          [--findings FILE] [--no-check]
                           [--fragment FILE]... [--initramfs-test SCRIPT]...
                           [--initramfs-file SRC:DST]...
 
@@ -20,20 +21,25 @@ Runs the machine (default guest/machines/default.toml) with guest/run-machine.sh
 \`mmiolab test --from-log\`: one PASS/FAIL line per guest KTAP test, the host-side check
 that the guest's /proc/iomem and /proc/ioports agree with \`mmiolab tree\`, and, for each
 guest test that printed a "mmiolab-trace-order:" line, a check that the trace holds those
-writes in that order.
+writes in that order, and, for each guest test that printed "mmiolab-agent-expect:" lines,
+a check that the guest agent's findings about its module are exactly those
+("host: agent findings of NAME"; the run has the checker on, docs/checker.md).
   --junit FILE    JUnit XML report
   --trace FILE    where the trace goes (default: OUT/MACHINE-trace.jsonl)
   --trace-filter SPEC  trace only these (repeatable); default: apidev.ORDER_A and
                   apidev.ORDER_B, the registers the default machine's io_write_order test
                   writes (a whole run makes ~44 000 VM exits, megabytes of trace)
   --no-trace      no trace (a test that expects one then fails)
+  --findings FILE where the checker's findings report goes (default:
+                  OUT/MACHINE-findings.json)
+  --no-check      run without the checker (the agent's tests then fail)
   (other options as guest/run-machine.sh --help)
 Exit status: 0 only if every test passed.
 EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml JUNIT='' OUT=$(dirname "$GUEST")/target/guest
-PASS_ON=() TRACE='' FILTERS=() NO_TRACE=''
+PASS_ON=() TRACE='' FILTERS=() NO_TRACE='' FINDINGS='' NO_CHECK=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--vmm) VMM=$(realpath "$2"); shift 2 ;;
@@ -44,6 +50,8 @@ while [ $# -gt 0 ]; do
 	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
 	--trace-filter) FILTERS+=("$2"); shift 2 ;;
 	--no-trace) NO_TRACE=1; shift ;;
+	--findings) FINDINGS=$(realpath -m "$2"); shift 2 ;;
+	--no-check) NO_CHECK=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) die "unknown argument '$1' (see --help)" ;;
 	esac
@@ -63,6 +71,12 @@ if [ -z "$NO_TRACE" ]; then
 	done
 	rm -f "$TRACE"
 fi
+if [ -z "$NO_CHECK" ]; then
+	FINDINGS=${FINDINGS:-$OUT/$(basename "$CONFIG" .toml)-findings.json}
+	TRACE_ARGS+=(--check-json "$FINDINGS")
+else
+	FINDINGS=''
+fi
 set +e
 "$GUEST/run-machine.sh" --vmm "$VMM" --config "$CONFIG" --out "$OUT" --log "$LOG" "${PASS_ON[@]}" \
 	"${TRACE_ARGS[@]}"
@@ -72,4 +86,9 @@ stage "the guest finished with status $rc; judging its console log"
 JUNIT_ARGS=()
 [ -z "$JUNIT" ] || JUNIT_ARGS=(--junit "$JUNIT")
 [ -z "$TRACE" ] || JUNIT_ARGS+=(--trace "$TRACE")
+if [ -n "$FINDINGS" ] && [ -f "$FINDINGS" ]; then
+	JUNIT_ARGS+=(--findings "$FINDINGS")
+elif [ -n "$FINDINGS" ]; then
+	stage "no findings report from the run ($FINDINGS): the agent's checks will fail"
+fi
 exec "$VMM" test --config "$CONFIG" --from-log "$LOG" "${JUNIT_ARGS[@]}"

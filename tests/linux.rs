@@ -10,7 +10,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Tests the guest init runs (guest/initramfs/init), and the host's own checks (`host: `).
-const EXPECTED: [&str; 19] = [
+const EXPECTED: [&str; 25] = [
     "PASS mmio_fixed",
     "PASS short",
     "PASS silly",
@@ -28,8 +28,16 @@ const EXPECTED: [&str; 19] = [
     "PASS gpio_mmio",
     "PASS parport_pc",
     "PASS serial_8250",
+    // the checker's guest agent (docs/checker.md): a clean driver and two that break its
+    // rules on purpose, each with exactly the findings it announces
+    "PASS agent_clean",
+    "PASS agent_unclaimed",
+    "PASS agent_leak",
     "PASS host: guest resources match mmiolab tree",
     "PASS host: trace order of io_write_order",
+    "PASS host: agent findings of agent_clean",
+    "PASS host: agent findings of agent_unclaimed",
+    "PASS host: agent findings of agent_leak",
 ];
 
 /// Claims the guest's resource dumps must show (while the test module that makes each is
@@ -97,6 +105,39 @@ fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
     let xml = std::fs::read_to_string(&junit)?;
     if !xml.contains("failures=\"0\"") {
         return Err("the JUnit report records failures".into());
+    }
+    // The checker's report: the guest agent's findings about its test drivers carry the
+    // module, the test and a guest RIP in the kernel's half (module text, or the kernel's
+    // ioread32 for the access whose module was found on the guest stack).
+    let report = std::fs::read_to_string(format!("{ROOT}/target/guest/default-findings.json"))?;
+    let report: serde_json::Value = serde_json::from_str(&report)?;
+    let mut agent = Vec::new();
+    for f in report["findings"].as_array().ok_or("no findings array")? {
+        let module = f["module"].as_str().unwrap_or_default();
+        if !module.starts_with("agent_") {
+            continue;
+        }
+        let rip = f["rip"].as_str().unwrap_or_default();
+        if !rip.starts_with("0xffff") || f["test"] != module {
+            return Err(format!("agent finding without a kernel RIP or its test: {f}").into());
+        }
+        agent.push(format!(
+            "{} {} {} {}",
+            module,
+            f["rule"].as_str().unwrap_or_default(),
+            f["device"].as_str().unwrap_or_default(),
+            f["register"].as_str().unwrap_or("-")
+        ));
+    }
+    agent.sort();
+    let want = [
+        "agent_leak leaked-claim apidev -",
+        "agent_leak leaked-mapping apidev -",
+        "agent_unclaimed unclaimed-access apidev ID",
+        "agent_unclaimed unclaimed-access apidev SCRATCH",
+    ];
+    if agent != want {
+        return Err(format!("the agent's findings about its test drivers: {agent:#?}, expected {want:#?}").into());
     }
     let console = std::fs::read_to_string(format!("{ROOT}/target/guest/default-console.log"))?;
     for claim in CLAIMS {

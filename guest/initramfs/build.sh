@@ -105,7 +105,7 @@ KEY=$({
 	echo "build.sh $BUILD_SH_VERSION kernel $(basename "$KBUILD")"
 	dpkg-query -W -f='busybox ${Version}\n' busybox-static
 	gcc --version | head -n1
-	for f in "$GUEST"/drivers/* "$GUEST"/userspace/*.c "$HERE"/init "${TESTS[@]}" "${EXTRA_SRCS[@]}"; do
+	for f in "$GUEST"/drivers/* "$GUEST"/agent/* "$GUEST"/userspace/*.c "$HERE"/init "${TESTS[@]}" "${EXTRA_SRCS[@]}"; do
 		echo "$f"
 		cat "$f"
 	done
@@ -130,7 +130,7 @@ if [ -f "$CPIO" ]; then
 fi
 
 rm -rf "$CACHE"
-mkdir -p "$CACHE/drivers" "$CACHE/bin"
+mkdir -p "$CACHE/drivers" "$CACHE/agent" "$CACHE/bin"
 LOG=$CACHE/build.log
 
 stage "building modules against $KBUILD"
@@ -138,6 +138,12 @@ cp "$GUEST"/drivers/* "$CACHE/drivers/"
 make -C "$KBUILD" M="$CACHE/drivers" KCFLAGS=-Werror modules >"$LOG" 2>&1 || {
 	tail -n 30 "$LOG" >&2
 	die "module build failed; log: $LOG"
+}
+stage "building the checker's guest agent (guest/agent)"
+cp "$GUEST"/agent/* "$CACHE/agent/"
+make -C "$KBUILD" M="$CACHE/agent" KCFLAGS=-Werror modules >>"$LOG" 2>&1 || {
+	tail -n 30 "$LOG" >&2
+	die "agent build failed (a kernel without CONFIG_KPROBES?); log: $LOG"
 }
 
 stage "building static helpers"
@@ -157,7 +163,7 @@ for a in $APPLETS; do
 	ln -s busybox "$ROOT/bin/$a"
 done
 cp "$CACHE"/bin/* "$ROOT/bin/"
-cp "$CACHE"/drivers/*.ko "$ROOT/lib/modules/mmiolab/"
+cp "$CACHE"/drivers/*.ko "$CACHE"/agent/*.ko "$ROOT/lib/modules/mmiolab/"
 mkdir -p "$ROOT/lib/modules/kernel" "$ROOT/tests"
 for m in $KERNEL_MODULES; do
 	[ -f "$KBUILD/$m" ] || die "$KBUILD/$m is missing: was the kernel built with guest/kernel/config.fragment?"

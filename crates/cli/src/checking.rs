@@ -38,10 +38,56 @@ pub fn to_json(findings: &[Finding]) -> Value {
                 "vcpu": f.vcpu,
                 "count": f.count,
                 "allowed": f.allowed,
+                "module": f.module,
+                "test": f.test,
+                "rip": f.rip.map(|r| format!("{r:#x}")),
             })
         })
         .collect();
     json!({ "findings": list })
+}
+
+/// Reads findings back from [`to_json`]'s document (`mmiolab test --findings`, a nested
+/// run's report).
+pub fn from_json(text: &str) -> Result<Vec<Finding>> {
+    let doc: Value = serde_json::from_str(text).context("not a findings document (JSON)")?;
+    let list = doc
+        .get("findings")
+        .and_then(Value::as_array)
+        .context("no `findings` array")?;
+    let hex = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.strip_prefix("0x"))
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+    };
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    list.iter()
+        .map(|f| {
+            let rule = f
+                .get("rule")
+                .and_then(Value::as_str)
+                .context("a finding without a rule")?;
+            Ok(Finding {
+                rule: rule.parse()?,
+                device: text(f, "device").unwrap_or_default(),
+                region: text(f, "region").unwrap_or_default(),
+                register: text(f, "register"),
+                field: text(f, "field"),
+                space: if f.get("space").and_then(Value::as_str) == Some("pio") {
+                    "pio"
+                } else {
+                    "mmio"
+                },
+                addr: f.get("addr").and_then(hex).context("a finding without an address")?,
+                vcpu: f.get("vcpu").and_then(Value::as_u64).map(|v| v as u32),
+                count: f.get("count").and_then(Value::as_u64).unwrap_or(1),
+                allowed: f.get("allowed").and_then(Value::as_bool).unwrap_or(false),
+                module: text(f, "module"),
+                test: text(f, "test"),
+                rip: f.get("rip").and_then(hex),
+            })
+        })
+        .collect()
 }
 
 /// Writes [`to_json`] to `path` as every report is written: atomically, and never over one
@@ -56,15 +102,115 @@ pub fn write_json(path: &Path, findings: &[Finding], inputs: &[(String, PathBuf)
     )?)
 }
 
-/// The `register-check` result of `mmiolab test`: it fails when a finding is not allowed,
-/// and lists every finding (its JUnit failure carries them).
+/// The `register-check` result of `mmiolab test`: it fails when a finding of a register
+/// rule is not allowed, and lists every such finding (its JUnit failure carries them). The
+/// guest agent's rules are judged by [`agent_results`].
 pub fn test_result(findings: &[Finding]) -> TestResult {
+    let register: Vec<&Finding> = findings.iter().filter(|f| !f.rule.is_agent()).collect();
     TestResult {
         name: "register-check".to_owned(),
-        ok: findings.iter().all(|f| f.allowed),
+        ok: register.iter().all(|f| f.allowed),
         directive: None,
-        details: findings.iter().map(ToString::to_string).collect(),
+        details: register.iter().map(ToString::to_string).collect(),
     }
+}
+
+/// What a guest test prints, among its KTAP diagnostics, to have the host check the guest
+/// agent's findings about its module (the test's name): `# mmiolab-agent-expect: RULE
+/// DEVICE[.REGISTER]`, one line per expected finding, or `# mmiolab-agent-expect: none`.
+pub const AGENT_EXPECT_TAG: &str = "mmiolab-agent-expect:";
+
+/// What the guest agent prints when it reports to the host.
+pub const AGENT_ACTIVE: &str = "mmiolab_agent: reporting to the host";
+
+/// For each guest test that printed `mmiolab-agent-expect:` lines, a host result
+/// `host: agent findings of TEST`: the guest agent's findings whose module is the test's
+/// name must be exactly the expected ones (rule and device, or device.register), each
+/// attributed to that test. `findings` is `None` when the run had no checker: the results
+/// are then skipped (`# SKIP`), not passed or failed.
+pub fn agent_results(
+    report: &crate::ktap::GuestReport,
+    console: &str,
+    findings: Option<&[Finding]>,
+) -> Vec<TestResult> {
+    let active = console.contains(AGENT_ACTIVE);
+    let mut results = Vec::new();
+    for test in &report.results {
+        let expect: Vec<&str> = test
+            .details
+            .iter()
+            .filter_map(|l| l.strip_prefix("# ").and_then(|l| l.strip_prefix(AGENT_EXPECT_TAG)))
+            .map(str::trim)
+            .collect();
+        if expect.is_empty() {
+            continue;
+        }
+        let mut want: Vec<String> = expect.iter().filter(|e| **e != "none").map(|e| e.to_string()).collect();
+        want.sort();
+        want.dedup();
+        let mut details = Vec::new();
+        let mut directive = None;
+        let ok = match findings {
+            None => {
+                directive =
+                    Some("SKIP the run had no checker (--check, or --from-log with --findings FILE)".to_owned());
+                true
+            }
+            Some(_) if !active => {
+                details.push(format!(
+                    "the guest agent did not report (no `{AGENT_ACTIVE}` on the console)"
+                ));
+                false
+            }
+            Some(all) => {
+                let mine: Vec<&Finding> = all
+                    .iter()
+                    .filter(|f| f.rule.is_agent() && f.module.as_deref() == Some(test.name.as_str()))
+                    .collect();
+                let mut got: Vec<String> = mine
+                    .iter()
+                    .map(|f| match &f.register {
+                        Some(r) => format!("{} {}.{r}", f.rule.name(), f.device),
+                        None => format!("{} {}", f.rule.name(), f.device),
+                    })
+                    .collect();
+                got.sort();
+                got.dedup();
+                let wrong_test: Vec<&&Finding> = mine
+                    .iter()
+                    .filter(|f| f.test.as_deref() != Some(test.name.as_str()))
+                    .collect();
+                details.push(format!(
+                    "expected: {}",
+                    if want.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        want.join(", ")
+                    }
+                ));
+                details.push(format!(
+                    "found: {}",
+                    if got.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        got.join(", ")
+                    }
+                ));
+                details.extend(mine.iter().map(|f| f.to_string()));
+                for f in &wrong_test {
+                    details.push(format!("attributed to test {:?}, not {}: {f}", f.test, test.name));
+                }
+                got == want && wrong_test.is_empty()
+            }
+        };
+        results.push(TestResult {
+            name: format!("host: agent findings of {}", test.name),
+            ok,
+            directive,
+            details,
+        });
+    }
+    results
 }
 
 #[cfg(test)]
@@ -84,6 +230,9 @@ mod tests {
             vcpu: Some(0),
             count: 3,
             allowed,
+            module: None,
+            test: None,
+            rip: None,
         }
     }
 
@@ -105,8 +254,88 @@ mod tests {
             json!({"findings": [{
                 "rule": "write-full-fifo", "device": "chk", "region": "chk", "register": "FIFO",
                 "field": "q", "space": "mmio", "addr": "0xd0000008", "vcpu": 0, "count": 3,
-                "allowed": false
+                "allowed": false, "module": null, "test": null, "rip": null
             }]})
         );
+        assert_eq!(
+            from_json(&v.to_string()).unwrap(),
+            vec![finding(Rule::WriteFullFifo, false)]
+        );
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+    use mmiolab_vmm::check::Rule;
+
+    fn agent_finding(rule: Rule, register: Option<&str>, module: &str, test: &str) -> Finding {
+        Finding {
+            rule,
+            device: "apidev".to_owned(),
+            region: "apidev@d0020000".to_owned(),
+            register: register.map(str::to_owned),
+            field: None,
+            space: "mmio",
+            addr: 0xd002_0000,
+            vcpu: Some(0),
+            count: 1,
+            allowed: false,
+            module: Some(module.to_owned()),
+            test: Some(test.to_owned()),
+            rip: Some(0xffff_ffff_c000_1234),
+        }
+    }
+
+    const CONSOLE: &str = "mmiolab_agent: reporting to the host at port 0x5a0 (11 probes)\n\
+        KTAP version 1\n1..2\n\
+        \x20   # mmiolab-agent-expect: unclaimed-access apidev.ID\n\
+        ok 1 agent_unclaimed\n\
+        \x20   # mmiolab-agent-expect: none\n\
+        ok 2 agent_clean\n";
+
+    #[test]
+    fn expected_agent_findings_pass_and_others_fail() {
+        let report = crate::ktap::parse(CONSOLE);
+        let good = [agent_finding(
+            Rule::UnclaimedAccess,
+            Some("ID"),
+            "agent_unclaimed",
+            "agent_unclaimed",
+        )];
+        let r = agent_results(&report, CONSOLE, Some(&good));
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|r| r.ok), "{r:?}");
+        assert_eq!(r[0].name, "host: agent findings of agent_unclaimed");
+        // a finding of the clean module, a wrong register, a wrong test: failures
+        let extra = [
+            good[0].clone(),
+            agent_finding(Rule::LeakedClaim, None, "agent_clean", "agent_clean"),
+        ];
+        assert!(!agent_results(&report, CONSOLE, Some(&extra))[1].ok);
+        let wrong = [agent_finding(
+            Rule::UnclaimedAccess,
+            Some("SCRATCH"),
+            "agent_unclaimed",
+            "agent_unclaimed",
+        )];
+        assert!(!agent_results(&report, CONSOLE, Some(&wrong))[0].ok);
+        let other_test = [agent_finding(Rule::UnclaimedAccess, Some("ID"), "agent_unclaimed", "x")];
+        assert!(!agent_results(&report, CONSOLE, Some(&other_test))[0].ok);
+        // no checker: skipped; no agent on the console: failed
+        assert!(
+            agent_results(&report, CONSOLE, None)
+                .iter()
+                .all(|r| r.ok && r.directive.as_deref().is_some_and(|d| d.starts_with("SKIP")))
+        );
+        let quiet = CONSOLE.replace("reporting", "idle");
+        assert!(agent_results(&report, &quiet, Some(&good)).iter().all(|r| !r.ok));
+    }
+
+    #[test]
+    fn agent_findings_do_not_fail_the_register_check() {
+        let r = test_result(&[agent_finding(Rule::UnclaimedAccess, Some("ID"), "m", "t")]);
+        assert!(r.ok);
+        assert!(r.details.is_empty());
     }
 }

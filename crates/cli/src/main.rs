@@ -168,8 +168,15 @@ struct TestArgs {
     trace_filter: Vec<TraceFilter>,
     /// Run the register checker (docs/checker.md): findings not allowed by the machine file
     /// fail the run (a `register-check` result).
-    #[arg(long, conflicts_with = "from_log")]
+    ///
+    /// With --from-log: the findings of the run come from --findings FILE.
+    #[arg(long)]
     check: bool,
+    /// With --from-log: the findings report (`run --check-json`) of the run that made the
+    /// log; guest/run-tests.sh brings it back from a nested run. It feeds the guest agent's
+    /// results (`host: agent findings of TEST`) and, with --check, `register-check`.
+    #[arg(long, value_name = "FILE", requires = "from_log")]
+    findings: Option<PathBuf>,
     /// Compare the --trace file with FILE as `run --expect-trace` does (docs/checker.md):
     /// a `golden-trace` result that fails on the first difference.
     #[arg(long, value_name = "FILE", requires = "trace")]
@@ -479,6 +486,9 @@ fn test(args: TestArgs) -> Result<u8> {
     if let Some(log) = &args.from_log {
         inputs.push(("the console log".to_owned(), log.clone()));
     }
+    if let Some(path) = &args.findings {
+        inputs.push(("the findings report".to_owned(), path.clone()));
+    }
     if let Some(junit) = &args.junit {
         mmiolab_vmm::files::check_output(junit, "the JUnit report", &inputs)?;
     }
@@ -489,11 +499,22 @@ fn test(args: TestArgs) -> Result<u8> {
         (Some(_), Some(_)) => Some(golden::volatile_registers(&config)?),
         _ => None,
     };
-    let mut findings = Vec::new();
+    let mut findings = None;
     let (console, run) = match &args.from_log {
         Some(log) => {
             let bytes =
                 mmiolab_vmm::files::read_input(log, mmiolab_vmm::files::MAX_CONSOLE_LOG, "a console log may have")?;
+            if let Some(path) = &args.findings {
+                let text = mmiolab_vmm::files::read_input(
+                    path,
+                    mmiolab_vmm::files::MAX_CONSOLE_LOG,
+                    "a findings report may have",
+                )?;
+                findings = Some(
+                    checking::from_json(&String::from_utf8_lossy(&text))
+                        .with_context(|| format!("reading the findings report {}", path.display()))?,
+                );
+            }
             (String::from_utf8_lossy(&bytes).into_owned(), None)
         }
         None => {
@@ -535,7 +556,7 @@ fn test(args: TestArgs) -> Result<u8> {
             if let mmiolab_vmm::StopReason::Fault(why) = &report.reason {
                 say(&format!("mmiolab test: the guest faulted:\n{why}"));
             }
-            findings = report.findings;
+            findings = args.check.then_some(report.findings);
             let bytes = capture
                 .buf
                 .lock()
@@ -557,8 +578,15 @@ fn test(args: TestArgs) -> Result<u8> {
     verdict.failed += order.iter().filter(|r| !r.ok).count();
     verdict.results.extend(order);
     if args.check {
-        verdict.results.push(checking::test_result(&findings));
+        verdict
+            .results
+            .push(checking::test_result(findings.as_deref().unwrap_or_default()));
     }
+    verdict.results.extend(checking::agent_results(
+        &ktap::parse(&console),
+        &console,
+        findings.as_deref(),
+    ));
     if let (Some(expected), Some(path), Some(volatile)) = (&args.expect_trace, &args.trace, &volatile) {
         verdict.results.push(golden::test_result(path, expected, volatile));
     }

@@ -14,7 +14,8 @@
 //! Limits: a read of a write-only register is seen only when the register's trace policy
 //! records the read (`full`, the default; `changes` records it when the value differs from
 //! the last read); every other rule comes with a note, and the engine records every access
-//! with notes. The guest's RIP is not known here (records do not carry it).
+//! with notes. The guest's RIP, module and test come from the vCPU thread's access context
+//! (crate::agent), set in checker mode for every access to a device of the machine file.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -59,6 +60,13 @@ pub enum Rule {
     /// A level interrupt line still asserted after N consecutive resamples (EOIs) of the
     /// interrupt controller: the guest's handler returned without clearing the condition.
     IrqStuck,
+    /// A module accessed a device range it holds no claim of (the guest agent's rule,
+    /// crate::agent).
+    UnclaimedAccess,
+    /// A module was unloaded still holding a claim of a device range (guest agent).
+    LeakedClaim,
+    /// A module was unloaded with a device range still mapped (guest agent).
+    LeakedMapping,
 }
 
 /// A rule name the checker does not know.
@@ -68,7 +76,7 @@ pub struct UnknownRule(pub String);
 
 impl Rule {
     /// Every rule, in the order reports list them.
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 14] = [
         Rule::BadWidth,
         Rule::Hole,
         Rule::ReservedBits,
@@ -80,7 +88,16 @@ impl Rule {
         Rule::Unaligned,
         Rule::Order,
         Rule::IrqStuck,
+        Rule::UnclaimedAccess,
+        Rule::LeakedClaim,
+        Rule::LeakedMapping,
     ];
+
+    /// The rules of the guest agent (crate::agent), about modules, claims and mappings
+    /// rather than a device's description.
+    pub fn is_agent(self) -> bool {
+        matches!(self, Rule::UnclaimedAccess | Rule::LeakedClaim | Rule::LeakedMapping)
+    }
 
     /// The name used in reports, the trace and `[device.check] allow`.
     pub fn name(self) -> &'static str {
@@ -96,6 +113,9 @@ impl Rule {
             Rule::Unaligned => "unaligned",
             Rule::Order => "order",
             Rule::IrqStuck => "irq-stuck",
+            Rule::UnclaimedAccess => "unclaimed-access",
+            Rule::LeakedClaim => "leaked-claim",
+            Rule::LeakedMapping => "leaked-mapping",
         }
     }
 
@@ -113,6 +133,9 @@ impl Rule {
             Rule::Unaligned => "access at an address that is not a multiple of its width",
             Rule::Order => "access made while the order rule's condition did not hold",
             Rule::IrqStuck => "level interrupt still asserted after consecutive EOIs (handler did not clear it)",
+            Rule::UnclaimedAccess => "access by a module that holds no claim of the range",
+            Rule::LeakedClaim => "claim still held when its module was unloaded",
+            Rule::LeakedMapping => "mapping never unmapped by its module before unload",
         }
     }
 }
@@ -151,6 +174,14 @@ pub struct Finding {
     pub count: u64,
     /// The machine file allows this rule for this device (`[device.check] allow`).
     pub allowed: bool,
+    /// The guest module whose code made the access (or held the claim or mapping), when
+    /// the guest agent runs (crate::agent); `None`: the kernel's own code or user space.
+    pub module: Option<String>,
+    /// The guest test running then, as the guest agent reported it.
+    pub test: Option<String>,
+    /// The guest RIP of the (first) access; for a leak, where the module claimed or
+    /// mapped. `None` without the guest agent.
+    pub rip: Option<u64>,
 }
 
 impl std::fmt::Display for Finding {
@@ -169,6 +200,15 @@ impl std::fmt::Display for Finding {
         }
         write!(f, ", {} time{}", self.count, if self.count == 1 { "" } else { "s" })?;
         write!(f, ": {}", self.rule.what())?;
+        if let Some(m) = &self.module {
+            write!(f, "; module {m}")?;
+        }
+        if let Some(t) = &self.test {
+            write!(f, "; test {t}")?;
+        }
+        if let Some(rip) = self.rip {
+            write!(f, "; RIP {rip:#x}")?;
+        }
         if self.allowed {
             write!(f, " [allowed by the machine file]")?;
         }
@@ -219,6 +259,9 @@ struct Place {
     space: &'static str,
     addr: u64,
     vcpu: Option<u32>,
+    /// The guest module and test (with the guest agent, crate::agent).
+    module: Option<String>,
+    test: Option<String>,
 }
 
 /// The checker of one run.
@@ -228,7 +271,8 @@ pub struct Checker {
     /// Level interrupt lines of described devices.
     levels: Vec<LevelLine>,
     tracer: Option<Arc<Tracer>>,
-    found: Mutex<BTreeMap<Place, u64>>,
+    /// Count and the guest RIP of the first (with the guest agent).
+    found: Mutex<BTreeMap<Place, (u64, Option<u64>)>>,
     /// The resample eventfds of the watched level lines, by GSI: read once more when the
     /// findings are taken, for EOIs the event loop had not yet reported when the run ended.
     resamples: OnceLock<Vec<(u32, EventFd)>>,
@@ -354,9 +398,12 @@ impl Checker {
                         space: space_name(l.space),
                         addr: l.base,
                         vcpu: None,
+                        module: None,
+                        test: None,
                     },
                     l.space,
                     allowed,
+                    None,
                 );
             }
         }
@@ -381,7 +428,7 @@ impl Checker {
     }
 
     /// Counts a finding at `place` and writes its trace line.
-    fn note(&self, place: Place, space: Space, allowed: bool) {
+    fn note(&self, place: Place, space: Space, allowed: bool, rip: Option<u64>) {
         if let Some(t) = &self.tracer {
             t.finding(&crate::trace::FindingLine {
                 rule: place.rule.name(),
@@ -394,12 +441,12 @@ impl Checker {
                 allowed,
             });
         }
-        *self
-            .found
+        self.found
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(place)
-            .or_insert(0) += 1;
+            .or_insert((0, rip))
+            .0 += 1;
     }
 
     /// The findings so far, deduplicated with counts, sorted by device, register, field,
@@ -413,7 +460,7 @@ impl Checker {
         let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
         found
             .iter()
-            .map(|(p, &count)| {
+            .map(|(p, &(count, rip))| {
                 let device = self.devices.get(&p.region);
                 Finding {
                     rule: p.rule,
@@ -426,6 +473,9 @@ impl Checker {
                     vcpu: p.vcpu,
                     count,
                     allowed: device.is_some_and(|d| d.allow.contains(&p.rule)),
+                    module: p.module.clone(),
+                    test: p.test.clone(),
+                    rip,
                 }
             })
             .collect()
@@ -504,6 +554,7 @@ impl TraceSink for Checker {
             return;
         };
         let vcpu = current_vcpu();
+        let context = crate::agent::current_context();
         self.judge(device, record, |rule, field| {
             let place = Place {
                 region: record.device.to_owned(),
@@ -513,8 +564,15 @@ impl TraceSink for Checker {
                 space: space_name(record.space),
                 addr: record.addr,
                 vcpu,
+                module: context.as_ref().and_then(|c| c.module.clone()),
+                test: context.as_ref().and_then(|c| c.test.clone()),
             };
-            self.note(place, record.space, device.allow.contains(&rule));
+            self.note(
+                place,
+                record.space,
+                device.allow.contains(&rule),
+                context.as_ref().map(|c| c.rip),
+            );
         });
         self.lowered(record.device, record.notes);
     }
@@ -706,6 +764,9 @@ mod tests {
             vcpu: Some(0),
             count: 2,
             allowed: false,
+            module: None,
+            test: None,
+            rip: None,
         };
         assert_eq!(
             f.to_string(),

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod agent;
 pub mod boot;
 pub mod check;
 pub mod config;

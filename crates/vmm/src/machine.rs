@@ -111,7 +111,7 @@ pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let sources = opts.events();
     let confinement = Arc::new(Confinement::new(opts.seccomp)?);
-    let platform = Platform::build_with(config, opts.console, &opts.console_name)?;
+    let platform = Platform::build_checked(config, opts.console, &opts.console_name, opts.check)?;
     let payload = Payload::prepare(config)?;
     if let Some(TraceOutput {
         target: TraceTarget::File(path),
@@ -148,6 +148,10 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let mem = create_memory(&vm, mem_bytes)?;
     let _device_memory = map_device_memslots(&vm, &platform, mem.num_regions())?;
     bind_irq_lines(&vm, &platform)?;
+    if let Some(agent) = &platform.agent {
+        agent.set_machine(config, &platform);
+        agent.set_memory(mem.clone());
+    }
 
     let (mode, regs) = payload.load(&mem, mem_bytes, dtb.as_deref())?;
     let vcpus = config.machine.vcpus;
@@ -192,7 +196,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let mut threads: Vec<JoinHandle<VcpuStats>> = Vec::new();
     for (i, fd) in fds.into_iter().enumerate() {
         let index = i as u32;
-        let vcpu = Vcpu::new(
+        let mut vcpu = Vcpu::new(
             fd,
             index,
             platform.bus.clone(),
@@ -200,6 +204,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             control.clone(),
             mem.clone(),
         );
+        if let Some(agent) = &platform.agent {
+            vcpu.attach_agent(agent.clone());
+        }
         let confinement = confinement.clone();
         let spawned = std::thread::Builder::new().name(format!("vcpu{i}")).spawn(move || {
             confinement.enter(ThreadKind::Vcpu(index));
@@ -249,6 +256,12 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     if let Some(why) = refused {
         return Err(Error::Seccomp(crate::seccomp::SeccompError::NotInstalled(why)));
     }
+    let mut findings = checker.map(|c| c.findings()).unwrap_or_default();
+    if let Some(agent) = &platform.agent {
+        let (records, bad) = agent.record_counts();
+        log::info!("mmiolab agent: {records} records from the guest agent, {bad} unreadable");
+        findings.extend(agent.findings());
+    }
     Ok(RunReport {
         reason: control
             .reason()
@@ -257,7 +270,7 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         exits: totals.exits,
         int3_reinjected: totals.int3_reinjected,
         trace_error,
-        findings: checker.map(|c| c.findings()).unwrap_or_default(),
+        findings,
     })
 }
 

@@ -381,6 +381,8 @@ pub struct Platform {
     pub dt_devices: Vec<DtDevice>,
     /// FIFO output files, created by [`Platform::open_host_outputs`].
     pending_files: Vec<PendingFile>,
+    /// The guest agent's tables, when its port is placed (checker mode, crate::agent).
+    pub agent: Option<Arc<crate::agent::Agent>>,
 }
 
 impl AttachSink for DescribedDevice {
@@ -406,7 +408,18 @@ impl Platform {
         console: Box<dyn Write + Send>,
         console_name: &str,
     ) -> Result<Platform, ConfigError> {
-        Platform::build_inner(config, console, console_name, true)
+        Platform::build_inner(config, console, console_name, true, false)
+    }
+
+    /// As [`Platform::build_with`]; with `agent`, the guest agent's port device is placed
+    /// at [`crate::agent::AGENT_PORT`] (checker mode: `--check`).
+    pub fn build_checked(
+        config: &MachineConfig,
+        console: Box<dyn Write + Send>,
+        console_name: &str,
+        agent: bool,
+    ) -> Result<Platform, ConfigError> {
+        Platform::build_inner(config, console, console_name, true, agent)
     }
 
     /// The machine's devices and trees without their FIFOs' host sides: no Unix socket is
@@ -414,7 +427,7 @@ impl Platform {
     /// machine next to a run (judging a test run's resources, a golden trace's volatile
     /// registers) without a second connection to a socket the run uses.
     pub fn build_unconnected(config: &MachineConfig) -> Result<Platform, ConfigError> {
-        Platform::build_inner(config, Box::new(std::io::sink()), "the guest console", false)
+        Platform::build_inner(config, Box::new(std::io::sink()), "the guest console", false, false)
     }
 
     fn build_inner(
@@ -422,6 +435,7 @@ impl Platform {
         console: Box<dyn Write + Send>,
         console_name: &str,
         connect: bool,
+        agent: bool,
     ) -> Result<Platform, ConfigError> {
         let io_err = |what: &str, e: std::io::Error| config.error("", format!("cannot create {what}: {e}"));
         let scheduler =
@@ -479,6 +493,17 @@ impl Platform {
             Arc::new(SysCtl::new(control.clone())),
         )
         .map_err(builtin)?;
+        let agent = agent.then(crate::agent::Agent::new);
+        if let Some(a) = &agent {
+            b.add_pio_device(
+                None,
+                "mmiolab-agent",
+                crate::agent::AGENT_PORT,
+                crate::agent::AGENT_PORTS,
+                Arc::new(crate::agent::AgentDevice::new(a.clone())),
+            )
+            .map_err(|e| config.error("", format!("the guest agent's port (--check): {e}")))?;
+        }
         let mut dt_devices = vec![DtDevice {
             node: pvpanic_node,
             compatible: vec!["qemu,pvpanic-mmio".to_owned()],
@@ -581,6 +606,7 @@ impl Platform {
             host_inputs: hosts.inputs,
             dt_devices,
             pending_files: hosts.files,
+            agent,
         })
     }
 
@@ -646,7 +672,7 @@ fn memslot_error(ram_slots: usize, windows: &[DeviceMemslot], kvm_max: usize) ->
 }
 
 /// The region name for `dev`: its DT node name when it has a `compatible`.
-fn node_name(dev: &DeviceConfig) -> String {
+pub(crate) fn node_name(dev: &DeviceConfig) -> String {
     let first = dev.mmio.first().or(dev.pio.first()).map(|r| r.base);
     match (&dev.compatible, first) {
         (Some(_), Some(base)) => format!("{}@{base:x}", dev.name),

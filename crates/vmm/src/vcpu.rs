@@ -7,9 +7,10 @@ use std::sync::Arc;
 use kvm_bindings::{KVM_EXIT_IO_IN, KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use mmiolab_bus::Bus;
-use mmiolab_devices::{StopReason, VmControl};
+use mmiolab_devices::{Space, StopReason, VmControl};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::agent::{Agent, AgentHook};
 use crate::exit::AccessHandler;
 use crate::trace::{Op, Tracer};
 
@@ -28,6 +29,8 @@ pub struct Vcpu {
     tracer: Option<Arc<Tracer>>,
     control: Arc<VmControl>,
     mem: GuestMemoryMmap,
+    /// The guest agent's hook, in checker mode only (crate::agent).
+    agent: Option<AgentHook>,
 }
 
 /// Exit counters of one vCPU, reported when the VM stops.
@@ -56,7 +59,15 @@ impl Vcpu {
             tracer,
             control,
             mem,
+            agent: None,
         }
+    }
+
+    /// Checker mode: attribute each access to a device of the machine file to a guest
+    /// module and test, and judge it by the guest agent's rules (crate::agent).
+    pub fn attach_agent(&mut self, agent: Arc<Agent>) {
+        use std::os::fd::AsRawFd;
+        self.agent = Some(AgentHook::new(agent, self.fd.as_raw_fd(), self.mem.clone()));
     }
 
     /// Runs until the VM is asked to stop; a fault stops the VM with a report.
@@ -80,15 +91,21 @@ impl Vcpu {
     fn step(&mut self, handler: &AccessHandler<'_>, stats: &mut VcpuStats) -> Next {
         let what = match self.fd.run() {
             Ok(VcpuExit::MmioRead(addr, data)) => {
-                handler.mmio_read(addr, data);
+                match &self.agent {
+                    None => handler.mmio_read(addr, data),
+                    Some(a) => a.around(Space::Mmio, addr, data.len(), || handler.mmio_read(addr, data)),
+                }
                 return Next::Continue;
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
-                handler.mmio_write(addr, data);
+                match &self.agent {
+                    None => handler.mmio_write(addr, data),
+                    Some(a) => a.around(Space::Mmio, addr, data.len(), || handler.mmio_write(addr, data)),
+                }
                 return Next::Continue;
             }
             Ok(VcpuExit::IoIn(..) | VcpuExit::IoOut(..)) => {
-                port_io(&mut self.fd, handler);
+                port_io(&mut self.fd, handler, self.agent.as_ref());
                 return Next::Continue;
             }
             Ok(VcpuExit::IrqWindowOpen | VcpuExit::Intr) => return Next::Continue,
@@ -224,7 +241,7 @@ impl Vcpu {
 
 /// Port I/O, decoded from `kvm_run` itself: kvm-ioctls hands out `count * size` bytes
 /// without the element size, and string I/O needs one bus access per element.
-fn port_io(fd: &mut VcpuFd, handler: &AccessHandler<'_>) {
+fn port_io(fd: &mut VcpuFd, handler: &AccessHandler<'_>, agent: Option<&AgentHook>) {
     let run = fd.get_kvm_run();
     // SAFETY: called right after KVM_RUN returned KVM_EXIT_IO, so `io` is the union
     // member the kernel filled in.
@@ -245,5 +262,10 @@ fn port_io(fd: &mut VcpuFd, handler: &AccessHandler<'_>) {
             len,
         )
     };
-    handler.port_io(io.port, size, op, data);
+    match agent {
+        None => handler.port_io(io.port, size, op, data),
+        Some(a) => a.around(Space::Pio, io.port.into(), size, || {
+            handler.port_io(io.port, size, op, data)
+        }),
+    }
 }
