@@ -274,7 +274,7 @@ pub struct Checker {
     /// Count and the guest RIP of the first (with the guest agent).
     found: Mutex<BTreeMap<Place, (u64, Option<u64>)>>,
     /// The resample eventfds of the watched level lines, by GSI: read once more when the
-    /// findings are taken, for EOIs the event loop had not yet reported when the run ended.
+    /// run ends, for EOIs the event loop had not yet reported.
     resamples: OnceLock<Vec<(u32, EventFd)>>,
 }
 
@@ -368,6 +368,16 @@ impl Checker {
         self.levels.iter().map(|l| l.gsi).collect()
     }
 
+    /// Counts the EOIs of the watched lines that the event loop has not reported (the VMM
+    /// calls it when the vCPUs are out, before the trace is finished).
+    pub fn drain_resamples(&self) {
+        for (gsi, fd) in self.resamples.get().into_iter().flatten() {
+            if let Ok(n) = fd.read() {
+                self.resampled(*gsi, n);
+            }
+        }
+    }
+
     /// Keeps the resample eventfds of the watched lines (`(gsi, fd)`: clones of those the
     /// event loop reads), so that [`Checker::findings`] counts the EOIs it has not reported.
     pub fn keep_resamples(&self, fds: Vec<(u32, EventFd)>) {
@@ -452,11 +462,7 @@ impl Checker {
     /// The findings so far, deduplicated with counts, sorted by device, register, field,
     /// rule, address and vCPU.
     pub fn findings(&self) -> Vec<Finding> {
-        for (gsi, fd) in self.resamples.get().into_iter().flatten() {
-            if let Ok(n) = fd.read() {
-                self.resampled(*gsi, n);
-            }
-        }
+        self.drain_resamples();
         let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
         found
             .iter()

@@ -223,9 +223,10 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let mut spawned = threads.len();
     let vmm = {
         let (control, tracer, confinement) = (control.clone(), tracer.clone(), confinement.clone());
+        let checker = checker.clone();
         std::thread::Builder::new().name("vmm".to_owned()).spawn(move || {
             confinement.enter(ThreadKind::Vmm);
-            vmm_thread(events, threads, &control, tracer.as_deref())
+            vmm_thread(events, threads, &control, tracer.as_deref(), checker.as_deref())
         })
     };
     let vmm = match vmm {
@@ -281,6 +282,7 @@ fn vmm_thread(
     threads: Vec<JoinHandle<VcpuStats>>,
     control: &VmControl,
     tracer: Option<&Tracer>,
+    checker: Option<&crate::check::Checker>,
 ) -> (VcpuStats, Option<crate::trace::TraceFailure>) {
     while !control.is_stopping() {
         // Only a broken epoll fd fails here (EINTR returns Ok): retrying would spin.
@@ -298,6 +300,11 @@ fn vmm_thread(
             }
             Err(_) => control.request_stop(StopReason::Fault("a vCPU thread panicked".to_owned())),
         }
+    }
+    // EOIs the loop had not read yet may complete an irq-stuck finding, whose line goes
+    // into the trace: before it is finished.
+    if let Some(checker) = checker {
+        checker.drain_resamples();
     }
     // Write what is buffered (and close a Perfetto document).
     let trace_error = tracer.and_then(|t| t.finish().err());
