@@ -21,7 +21,8 @@ mod ending;
 mod golden;
 mod guest_test;
 mod header;
-mod ktap;
+// The KTAP parser lives in the library (mmiolab_cli), where the fuzzers reach it.
+use mmiolab_cli::ktap;
 
 #[derive(Parser)]
 #[command(
