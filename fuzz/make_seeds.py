@@ -4,6 +4,7 @@
 The regmodel targets' seeds were written by hand; the `regress-*` inputs come from crashes."""
 
 import os
+import re
 import struct
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -22,8 +23,16 @@ def put(target, name, data):
 # ---- machine_file: machine text, then NUL and the description fuzz.toml -------------
 for f in sorted(os.listdir(os.path.join(REPO, "tests/machines"))):
     if f.endswith(".toml"):
-        with open(os.path.join(REPO, "tests/machines", f), "rb") as fh:
-            put("machine_file", "tests-" + f, fh.read())
+        with open(os.path.join(REPO, "tests/machines", f)) as fh:
+            text = fh.read()
+        # The body reads descriptions only from its scratch directory: the first one the
+        # machine names becomes fuzz.toml, after the NUL.
+        m = re.search(r'description = "(devices/[^"]+)"', text)
+        if m:
+            with open(os.path.join(REPO, "tests/machines", m.group(1))) as fh:
+                desc = fh.read()
+            text = text.replace(m.group(0), 'description = "fuzz.toml"') + "\0" + desc
+        put("machine_file", "tests-" + f, text)
 
 SAMPLE = """[machine]
 memory_mib = 256
@@ -48,16 +57,16 @@ compatible = ["mmiolab,testdev", "generic"]
 irq = 5
 mmio = [{ base = 0xd0001000, size = 0x1000, windows = [{ name = "regs", offset = 0, size = 0x10 }] }]
 
+[device.dt]
+reg_names = ["regs"]
+properties = { clock-frequency = 1843200, status = "okay", phandle-ref = "&testdev" }
+
 [[device]]
 name = "cnt"
 model = "counter"
 bus = "isa"
 compatible = "mmiolab,counter"
 pio = [{ base = 0x2e0, size = 8 }]
-
-[device.dt]
-reg_names = ["regs"]
-properties = { clock-frequency = 1843200, status = "okay", phandle-ref = "&testdev" }
 """
 put("machine_file", "sample.toml", SAMPLE)
 
@@ -91,7 +100,7 @@ mmio = [{ base = 0xd0020000, size = 0x1000 }]
 [[device]]
 name = "st"
 description = "storm.toml"
-pio = [{ base = 0x300, size = 0x20 }]
+pio = [{ base = 0x340, size = 0x20 }]
 
 [[device]]
 name = "u16550"
@@ -107,8 +116,11 @@ mmio = [{ base = 0xd0030000, size = 0x1000 }]
 
 [[dt_node]]
 name = "leds"
-compatible = "gpio-leds"
-properties = { gpios = ["&uart", 1, 0] }
+properties = { compatible = "gpio-leds", gpios = ["&uart", 1, 0] }
+
+[[dt_node.child]]
+name = "led0"
+properties = { label = "green", default-on = true }
 """
 put("machine_file", "described.toml", DESCRIBED)
 
@@ -142,7 +154,7 @@ for name in os.listdir(os.path.join(REPO, "models")):
     if name.endswith(".toml") and name != "README.md":
         with open(os.path.join(REPO, "models", name), "rb") as fh:
             put("machine_file", "model-" + name,
-                b'[[device]]\nname = "m"\ndescription = "fuzz.toml"\nmmio = [{ base = 0xd0000000, size = 0x10000 }]\n\0' + fh.read())
+                b'[[device]]\nname = "m"\ndescription = "fuzz.toml"\nmmio = [{ base = 0xd0000000, size = 0x100000 }]\n\0' + fh.read())
 put("machine_file", "bad-irq.toml", "[[device]]\nname = \"a\"\nmodel = \"regfile\"\nirq = 2\nmmio = [{ base = 0xd0000000, size = 0x10 }]\n")
 put("machine_file", "pio-in-kernel.toml", "[[device]]\nname = \"a\"\nmodel = \"counter\"\npio = [{ base = 0x40, size = 4 }]\n")
 

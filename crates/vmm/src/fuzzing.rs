@@ -132,7 +132,7 @@ const FIXED_FILES: [(&str, &str); 6] = [
     ("storm.toml", mmiolab_regmodel::fuzzing::STORM),
     (
         "overlay.toml",
-        "[device]\nname = \"ov\"\n[[register]]\nname = \"EXTRA\"\noffset = 0x40\n",
+        "[device]\nname = \"ov\"\n[[register]]\nname = \"EXTRA\"\noffset = 0x200\n",
     ),
     ("toy.svd", include_str!("../../regmodel/tests/data/toy.svd")),
 ];
