@@ -42,7 +42,14 @@ mod tests {
 
     #[test]
     fn body_takes_empty_and_short_inputs() {
-        for data in [&b""[..], b"\n", b"\r", b"KTAP version 1\nok 1 a\n", b"[ 1.0] ", &[0xff; 16]] {
+        for data in [
+            &b""[..],
+            b"\n",
+            b"\r",
+            b"KTAP version 1\nok 1 a\n",
+            b"[ 1.0] ",
+            &[0xff; 16],
+        ] {
             ktap(data);
         }
     }

@@ -213,7 +213,11 @@ pub fn machine_file(data: &[u8]) {
     };
     let trees = platform.render_trees();
     for dev in &config.devices {
-        assert!(trees.contains(dev.name.as_str()), "device {} is not in the tree", dev.name);
+        assert!(
+            trees.contains(dev.name.as_str()),
+            "device {} is not in the tree",
+            dev.name
+        );
     }
     if let Err(e) = crate::fdt::dtb(&config, &platform) {
         panic!("a machine that was built has no device tree: {e}");
@@ -392,12 +396,16 @@ impl DevicePio for Null {
 }
 
 fn pick<'s>(pool: &'s [String], b: &mut Bytes<'_>) -> &'s str {
-    pool.get(usize::from(b.u8()) % pool.len().max(1)).map_or("", String::as_str)
+    pool.get(usize::from(b.u8()) % pool.len().max(1))
+        .map_or("", String::as_str)
 }
 
 fn pick_opt<'s>(pool: &'s [String], b: &mut Bytes<'_>) -> Option<&'s str> {
     let n = b.u8();
-    (n & 1 == 1).then(|| pool.get(usize::from(n >> 1) % pool.len().max(1)).map_or("", String::as_str))
+    (n & 1 == 1).then(|| {
+        pool.get(usize::from(n >> 1) % pool.len().max(1))
+            .map_or("", String::as_str)
+    })
 }
 
 fn note<'s>(pool: &'s [String], b: &mut Bytes<'_>) -> Note<'s> {
@@ -468,7 +476,14 @@ pub fn trace_writer(data: &[u8]) {
             regions.push((AddressSpace::Pio, id));
         }
     }
-    let _ = builder.add_region(AddressSpace::Mmio, None, pick(&pool, &mut b), 0x10_0000, 0x1000, RegionKind::Container);
+    let _ = builder.add_region(
+        AddressSpace::Mmio,
+        None,
+        pick(&pool, &mut b),
+        0x10_0000,
+        0x1000,
+        RegionKind::Container,
+    );
     let bus = Arc::new(builder.build());
     let clock = Arc::new(ManualClock::new(b.u64() >> 8));
     let buf = TraceBuf {
@@ -607,7 +622,11 @@ fn check_tree(tree: &ResourceTree) {
         last_sibling.truncate(depth + 1);
         let range = tree.range(id);
         if let Some(parent) = path.last() {
-            assert!(tree.range(*parent).encloses(&range), "{} escapes its parent", tree.name(id));
+            assert!(
+                tree.range(*parent).encloses(&range),
+                "{} escapes its parent",
+                tree.name(id)
+            );
         }
         if tree.kind(id) == RegionKind::Device {
             assert!(
@@ -664,11 +683,29 @@ pub fn bus_devices(data: &[u8]) {
     let com1 = IrqLine::new(4).expect("an interrupt line");
     let serial = Arc::new(Serial::new(com1, Box::new(std::io::sink())));
     let builtin = [
-        builder.add_pio_device(None, "i8042", I8042::PORTS.0, I8042::PORTS.1, Arc::new(I8042::new(control.clone()))),
-        builder.add_pio_device(None, "test-exit", EXIT_PORT, 4, Arc::new(ExitDevice::new(control.clone()))),
+        builder.add_pio_device(
+            None,
+            "i8042",
+            I8042::PORTS.0,
+            I8042::PORTS.1,
+            Arc::new(I8042::new(control.clone())),
+        ),
+        builder.add_pio_device(
+            None,
+            "test-exit",
+            EXIT_PORT,
+            4,
+            Arc::new(ExitDevice::new(control.clone())),
+        ),
         builder.add_pio_device(None, "serial", 0x3f8, 8, serial.clone()),
         builder.add_mmio_device(None, "pvpanic", 0xfebf_f000, 2, Arc::new(PvPanic::new(control.clone()))),
-        builder.add_mmio_device(None, "syscon", 0xfebf_e000, 0x10, Arc::new(SysCtl::new(control.clone()))),
+        builder.add_mmio_device(
+            None,
+            "syscon",
+            0xfebf_e000,
+            0x10,
+            Arc::new(SysCtl::new(control.clone())),
+        ),
     ];
     assert!(builtin.iter().all(Result::is_ok), "the built-in devices do not fit");
     // Regions added: (space, id); described devices with their regions.
@@ -729,9 +766,7 @@ pub fn bus_devices(data: &[u8]) {
                     }
                     Kind::Described(m) => {
                         let Some(model) = models.get(m) else { continue };
-                        let lines = (0..model.lines)
-                            .map(|l| IrqLine::new(10 + l).ok())
-                            .collect();
+                        let lines = (0..model.lines).map(|l| IrqLine::new(10 + l).ok()).collect();
                         let d = DescribedDevice::new(model.clone(), lines, scheduler.clone());
                         d.reset();
                         described.push((d.clone(), Vec::new()));
@@ -907,7 +942,10 @@ pub fn bus_devices(data: &[u8]) {
                     match scheduler.next_deadline() {
                         Some(t) if t <= now && now < u64::MAX => {
                             calls += 1;
-                            assert!(calls <= mmiolab_regmodel::engine::MAX_PENDING, "run_due makes no progress");
+                            assert!(
+                                calls <= mmiolab_regmodel::engine::MAX_PENDING,
+                                "run_due makes no progress"
+                            );
                         }
                         _ => break,
                     }
@@ -949,7 +987,11 @@ pub fn bus_devices(data: &[u8]) {
     if let Some(t) = tracer {
         let finished = t.finish();
         assert!(finished.is_ok(), "a trace into memory failed");
-        let bytes = buf.bytes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let bytes = buf
+            .bytes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         check_trace(&bytes, format, true);
     }
 }
