@@ -264,7 +264,7 @@ pub fn payload(data: &[u8]) {
     };
     let mem_bytes = config.memory_bytes();
     if let Payload::Firmware(_) = &payload
-        && mode % 5 == 0
+        && matches!(mode % 5, 0)
     {
         check_elf_placement(&dir.join("payload.bin"), mem_bytes);
     }
@@ -602,6 +602,9 @@ impl Write for Broken {
     }
 }
 
+/// The regions of one device on the bus.
+type Regions = Vec<(AddressSpace, RegionId)>;
+
 /// What [`bus_devices`] can put on the bus.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -710,7 +713,7 @@ pub fn bus_devices(data: &[u8]) {
     assert!(builtin.iter().all(Result::is_ok), "the built-in devices do not fit");
     // Regions added: (space, id); described devices with their regions.
     let mut added: Vec<(AddressSpace, RegionId)> = Vec::new();
-    let mut described: Vec<(Arc<DescribedDevice>, Vec<(AddressSpace, RegionId)>)> = Vec::new();
+    let mut described: Vec<(Arc<DescribedDevice>, Regions)> = Vec::new();
     for i in 0..usize::from(b.u8()) % (MAX_REGIONS + 1) {
         let space = if b.u8() & 1 == 0 {
             AddressSpace::Mmio
