@@ -367,8 +367,10 @@ fn check_trace(bytes: &[u8], format: TraceFormat, complete: bool) {
             assert!(text.is_empty() || text.ends_with('\n'), "the last line is cut");
         }
         TraceFormat::Perfetto if complete => {
-            let v: serde_json::Value =
-                serde_json::from_str(text).unwrap_or_else(|e| panic!("the Perfetto trace is not JSON: {e}"));
+            let v: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| {
+                let line = text.lines().nth(e.line().saturating_sub(1)).unwrap_or_default();
+                panic!("the Perfetto trace is not JSON: {e}: {line}")
+            });
             let events = v.as_array().expect("a Perfetto trace is an array");
             assert!(events.iter().all(serde_json::Value::is_object));
         }
@@ -1023,6 +1025,40 @@ mod tests {
             b"[[device]]\nname = \"d\"\ndescription = \"fuzz.toml\"\nmmio = [{ base = 0xd0000000, size = 0x1000 }]\n\0\
               [device]\nname = \"x\"\n[[register]]\nname = \"R\"\noffset = 0\n",
         );
+    }
+
+    /// Found by `trace_writer` (corpus `regress-finding-long-names`): a finding line carries
+    /// four names (rule, device, register, field), each cut at 128 bytes but together
+    /// longer than the 512-byte buffer of a generic line: pieces were dropped and the line
+    /// was no longer JSON.
+    #[test]
+    fn a_finding_with_four_long_names_is_json() {
+        let long = "\u{0}\"\\é".repeat(100);
+        for format in [TraceFormat::Jsonl, TraceFormat::Perfetto] {
+            let buf = TraceBuf {
+                bytes: Arc::default(),
+                limit: None,
+            };
+            let bus = Arc::new(BusBuilder::new().build());
+            let options = TraceOptions {
+                format,
+                filters: Vec::new(),
+            };
+            let tracer = Tracer::new(bus, Box::new(buf.clone()), Arc::new(ManualClock::new(0)), &options);
+            tracer.finding(&FindingLine {
+                rule: &long,
+                device: &long,
+                register: Some(&long),
+                field: Some(&long),
+                space: Space::Mmio,
+                addr: u64::MAX,
+                vcpu: Some(u32::MAX),
+                allowed: true,
+            });
+            tracer.finish().expect("a trace into memory");
+            let bytes = buf.bytes.lock().expect("the trace").clone();
+            check_trace(&bytes, format, true);
+        }
     }
 
     #[test]
