@@ -656,6 +656,41 @@ fn check_tree(tree: &ResourceTree) {
     }
 }
 
+/// A bus with the same regions as `bus` (names, ranges, kinds), its devices nulls; and, by
+/// space (MMIO, PIO) and region index of `bus`, the region's id in the copy.
+fn names_only(bus: &Bus) -> (Bus, [Vec<Option<RegionId>>; 2]) {
+    let mut builder = BusBuilder::new();
+    let mut ids: [Vec<Option<RegionId>>; 2] = [Vec::new(), Vec::new()];
+    for (space, map) in [AddressSpace::Mmio, AddressSpace::Pio].into_iter().zip(ids.iter_mut()) {
+        let tree = bus.tree(space);
+        let mut path: Vec<RegionId> = Vec::new();
+        for (depth, id) in tree.walk() {
+            path.truncate(depth);
+            let parent = path.last().copied();
+            let (name, range, kind) = (tree.name(id), tree.range(id), tree.kind(id));
+            let size = range.end() - range.start() + 1;
+            let copied = match (kind, space) {
+                (RegionKind::Device, AddressSpace::Mmio) => {
+                    builder.add_mmio_device(parent, name, range.start(), size, Arc::new(Null))
+                }
+                (RegionKind::Device, AddressSpace::Pio) => {
+                    builder.add_pio_device(parent, name, range.start() as u16, size as u16, Arc::new(Null))
+                }
+                _ => builder.add_region(space, parent, name, range.start(), size, kind),
+            }
+            .unwrap_or_else(|e| panic!("the tree does not copy: {e}"));
+            if map.len() <= id.index() {
+                map.resize(id.index() + 1, None);
+            }
+            if let Some(slot) = map.get_mut(id.index()) {
+                *slot = Some(copied);
+            }
+            path.push(copied);
+        }
+    }
+    (builder.build(), ids)
+}
+
 /// Whether an access of `len` bytes at `addr` lies wholly inside one device region.
 fn covered(tree: &ResourceTree, addr: u64, len: usize) -> bool {
     let Some(end) = (len as u64).checked_sub(1).and_then(|l| addr.checked_add(l)) else {
@@ -821,10 +856,15 @@ pub fn bus_devices(data: &[u8]) {
             format,
             filters: Vec::new(),
         };
-        let mut t = Tracer::new(bus.clone(), Box::new(buf.clone()), clock.clone(), &options);
+        // The tracer names regions from a copy of the bus whose devices are nulls: with the
+        // bus itself, tracer → bus → device → tracer would be a cycle, never freed.
+        let (copy, ids) = names_only(&bus);
+        let mut t = Tracer::new(Arc::new(copy), Box::new(buf.clone()), clock.clone(), &options);
         for (_, regions) in &described {
             for (space, id) in regions {
-                t.set_self_traced(*space, *id);
+                if let Some(Some(copied)) = ids[usize::from(*space == AddressSpace::Pio)].get(id.index()) {
+                    t.set_self_traced(*space, *copied);
+                }
             }
         }
         let t = Arc::new(t);
