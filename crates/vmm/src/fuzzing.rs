@@ -773,7 +773,10 @@ pub fn bus_devices(data: &[u8]) {
         let base = {
             let tree = builder.tree(space);
             match (parent, b.u8() % 4) {
-                (Some(p), 0..=2) => tree.range(p).start() + u64::from(b.u16()) * u64::from(b.u8() % 4 + 1),
+                (Some(p), 0..=2) => tree
+                    .range(p)
+                    .start()
+                    .wrapping_add(u64::from(b.u16()) * u64::from(b.u8() % 4 + 1)),
                 (_, 0 | 1) if space == AddressSpace::Pio => u64::from(b.u16()),
                 (_, 0 | 1) => 0xd000_0000 + u64::from(b.u16()) * 0x100,
                 (_, 2) => u64::from(b.u32()),
