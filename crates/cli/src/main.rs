@@ -22,7 +22,8 @@ mod golden;
 mod guest_test;
 mod header;
 mod html;
-mod ktap;
+// The KTAP parser lives in the library (mmiolab_cli), where the fuzzers reach it.
+use mmiolab_cli::ktap;
 
 #[derive(Parser)]
 #[command(

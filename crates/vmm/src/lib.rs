@@ -16,6 +16,7 @@ mod events;
 pub mod exit;
 pub mod fdt;
 pub mod files;
+pub mod fuzzing;
 pub mod layout;
 pub mod machine;
 pub mod output;

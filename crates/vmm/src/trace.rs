@@ -537,7 +537,8 @@ impl Tracer {
     /// Writes a line for one finding of the register checker (`--check`), right after
     /// the access line that broke the rule. Filters do not apply: a finding is always kept.
     pub fn finding(&self, f: &FindingLine<'_>) {
-        self.emit::<GENERIC_LINE>(|line, seq, t_ns| {
+        // Four names of up to MAX_NAME bytes each: more than a generic line's buffer holds.
+        self.emit::<RECORD_LINE>(|line, seq, t_ns| {
             let space = match f.space {
                 Space::Mmio => &b"mmio"[..],
                 Space::Pio => &b"pio"[..],

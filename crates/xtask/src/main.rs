@@ -9,6 +9,7 @@
 //!   regions), and the cost of a device lookup.
 //! - `headers`: regenerate the committed C headers that `mmiolab header` makes from machine
 //!   files (`test` fails while one is stale).
+//! - `fuzz`: run one cargo-fuzz target (docs/fuzzing.md) on the stable toolchain.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +44,26 @@ tasks:
   headers regenerate the committed C headers made by `mmiolab header` from machine files:
           guest/drivers/mmiolab-machine.h, firmware/asm/mmiolab-machine.h; with --check, only
           fail (naming them) if they are stale, as `test` does
+  fuzz    fuzz TARGET [--time SECONDS] [--runs N] [--no-asan]: run one cargo-fuzz target
+          (docs/fuzzing.md; `cargo install cargo-fuzz` once) with ASan, optimized with debug
+          assertions, until SECONDS (default 600) or N executions (default 10000000); new
+          inputs go to target/fuzz-corpus/TARGET, the committed fuzz/corpus/TARGET seeds it,
+          crashes land in fuzz/artifacts/TARGET. Works on stable Rust (RUSTC_BOOTSTRAP=1).
+          Targets: description engine description_then_engine machine_file payload ktap
+          trace_writer bus_devices
 ";
+
+/// The cargo-fuzz targets (fuzz/fuzz_targets) and the dictionary (in fuzz/) each takes.
+const FUZZ_TARGETS: &[(&str, Option<&str>)] = &[
+    ("description", Some("description.dict")),
+    ("engine", None),
+    ("description_then_engine", Some("description.dict")),
+    ("machine_file", Some("machine.dict")),
+    ("payload", None),
+    ("ktap", Some("ktap.dict")),
+    ("trace_writer", None),
+    ("bus_devices", None),
+];
 
 /// The committed generated headers and their `mmiolab header` arguments.
 const GENERATED_HEADERS: &[(&str, &[&str])] = include!("../../../tests/generated_headers.rs");
@@ -61,6 +81,7 @@ fn main() -> Result<()> {
             Some("--check") => check_headers(),
             Some(other) => bail!("`cargo xtask headers` takes --check or nothing, not `{other}`"),
         },
+        Some("fuzz") => fuzz(std::env::args().skip(2).collect()),
         Some("-h" | "--help" | "help") | None => {
             print!("{HELP}");
             Ok(())
@@ -118,6 +139,62 @@ fn demo() -> Result<()> {
     eprintln!("xtask: every trapped access is in {}", trace.display());
     eprintln!("xtask: now the default Linux machine");
     run(Command::new("bash").args(["guest/run-tests.sh", "--vmm", "target/release/mmiolab"]))
+}
+
+/// `cargo xtask fuzz TARGET [--time S] [--runs N] [--no-asan]`.
+fn fuzz(args: Vec<String>) -> Result<()> {
+    let mut target = None;
+    let (mut time, mut runs, mut asan) = ("600".to_owned(), "10000000".to_owned(), true);
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--time" => time = args.next().context("--time takes seconds")?,
+            "--runs" => runs = args.next().context("--runs takes a count")?,
+            "--no-asan" => asan = false,
+            t if target.is_none() && !t.starts_with('-') => target = Some(t.to_owned()),
+            other => bail!("`cargo xtask fuzz`: unexpected `{other}`\n\n{HELP}"),
+        }
+    }
+    let names: Vec<&str> = FUZZ_TARGETS.iter().map(|(n, _)| *n).collect();
+    let Some(target) = target else {
+        bail!("`cargo xtask fuzz` needs a target: {}", names.join(", "));
+    };
+    let Some(&(_, dict)) = FUZZ_TARGETS.iter().find(|(n, _)| *n == target) else {
+        bail!("no fuzz target `{target}`; the targets are {}", names.join(", "));
+    };
+    for (what, value) in [("--time", &time), ("--runs", &runs)] {
+        value
+            .parse::<u64>()
+            .with_context(|| format!("{what} takes a number, not `{value}`"))?;
+    }
+    let found = cargo().args(["fuzz", "--version"]).output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        bail!("cargo-fuzz is not installed: `cargo install cargo-fuzz` (docs/fuzzing.md)");
+    }
+    let scratch = root().join("target/fuzz-corpus").join(&target);
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let mut cmd = cargo();
+    // cargo-fuzz passes -Z flags (sanitizers, coverage): stable rustc takes them with this.
+    cmd.env("RUSTC_BOOTSTRAP", "1")
+        .args(["fuzz", "run", "-O", "-a"])
+        .args(if asan { ["-s", "address"] } else { ["-s", "none"] })
+        .arg(&target)
+        .arg(&scratch)
+        .arg(format!("corpus/{target}"))
+        .arg("--")
+        .args(["-timeout=5", "-rss_limit_mb=2048", "-print_final_stats=1"])
+        .arg(format!("-max_total_time={time}"))
+        .arg(format!("-runs={runs}"));
+    if let Some(dict) = dict {
+        cmd.arg(format!("-dict={dict}"));
+    }
+    cmd.current_dir(root().join("fuzz"));
+    eprintln!("xtask: running {cmd:?} in fuzz/");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("the fuzzer stopped with {status}: see fuzz/artifacts/{target}/ and docs/fuzzing.md");
+    }
+    Ok(())
 }
 
 /// `cargo xtask guest [--fragment FILE]... [--test SCRIPT]... [--file SRC:DST]...`: the
