@@ -621,6 +621,24 @@ type FindingRow = (String, Value, Value, String, u64, bool);
 /// A register's coverage as (name, reads, writes, fields read, fields written).
 type CoverageRow<N> = (N, u64, u64, Vec<String>, Vec<String>);
 
+/// `program` run on `machine` with `--check` and `--check-json` into a fresh directory
+/// named `name`: the run's output, its trace, the findings of the JSON file, and the
+/// directory (for the caller to remove).
+fn run_checked(machine: &str, program: &str, name: &str) -> Result<Checked, Failed> {
+    let dir = scratch(name)?;
+    let json = dir.join("findings.json");
+    let (out, trace) = run_traced_on(
+        machine,
+        program,
+        &["--check", "--check-json", json.to_str().ok_or("path is not UTF-8")?],
+    )?;
+    let findings = findings_in(&json)?;
+    Ok((out, trace, findings, dir))
+}
+
+/// What [`run_checked`] gives.
+type Checked = (Output, Vec<Value>, Vec<FindingRow>, PathBuf);
+
 /// The findings of a `--check-json` file.
 fn findings_in(path: &Path) -> Result<Vec<FindingRow>, Failed> {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
@@ -643,15 +661,8 @@ fn findings_in(path: &Path) -> Result<Vec<FindingRow>, Failed> {
 /// them): `--check` must report exactly those findings, in the JSON file, on stderr and in
 /// the trace, and exit 3 because some are not allowed.
 fn checker_reports_each_broken_rule_exactly() -> Result<(), Failed> {
-    let dir = scratch("checks")?;
-    let json = dir.join("findings.json");
-    let (out, trace) = run_traced_on(
-        CHECKS,
-        "checks",
-        &["--check", "--check-json", json.to_str().ok_or("path is not UTF-8")?],
-    )?;
+    let (out, trace, got, dir) = run_checked(CHECKS, "checks", "checks")?;
     expect_status(&out, 3)?;
-    let got = findings_in(&json)?;
     let s = |v: &str| Value::String(v.to_owned());
     let want = vec![
         ("chk".to_owned(), Value::Null, Value::Null, "hole".to_owned(), 1, false),
@@ -777,15 +788,8 @@ fn checker_reports_each_broken_rule_exactly() -> Result<(), Failed> {
 /// the trace (the order and unaligned lines right after their access line); without
 /// `--check` it exits 0 with no finding.
 fn checker_reports_unaligned_order_and_stuck_interrupt() -> Result<(), Failed> {
-    let dir = scratch("checks-more")?;
-    let json = dir.join("findings.json");
-    let (out, trace) = run_traced_on(
-        CHECKS_MORE,
-        "checks_more",
-        &["--check", "--check-json", json.to_str().ok_or("path is not UTF-8")?],
-    )?;
+    let (out, trace, got, dir) = run_checked(CHECKS_MORE, "checks_more", "checks-more")?;
     expect_status(&out, 3)?;
-    let got = findings_in(&json)?;
     let s = |v: &str| Value::String(v.to_owned());
     let mut want = vec![
         (
@@ -917,15 +921,8 @@ fn agent_rules_judge_the_modules_a_guest_agent_reports() -> Result<(), Failed> {
 /// `firmware/asm/checks_clean.S` makes the legal accesses to the same registers: no
 /// finding, exit 0, an empty JSON list.
 fn checker_finds_nothing_in_legal_accesses() -> Result<(), Failed> {
-    let dir = scratch("checks-clean")?;
-    let json = dir.join("findings.json");
-    let (out, trace) = run_traced_on(
-        CHECKS,
-        "checks_clean",
-        &["--check", "--check-json", json.to_str().ok_or("path is not UTF-8")?],
-    )?;
+    let (out, trace, got, dir) = run_checked(CHECKS, "checks_clean", "checks-clean")?;
     expect_status(&out, 0)?;
-    let got = findings_in(&json)?;
     if !got.is_empty() || trace.iter().any(|l| l["kind"] == "finding") {
         return Err(format!("findings in legal accesses: {got:?}").into());
     }
