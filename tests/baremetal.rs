@@ -879,7 +879,7 @@ fn checker_off_changes_nothing() -> Result<(), Failed> {
 fn agent_rules_judge_the_modules_a_guest_agent_reports() -> Result<(), Failed> {
     let dir = scratch("agent")?;
     let json = dir.join("findings.json");
-    let (out, _) = run_traced_on(
+    let (out, trace) = run_traced_on(
         CHECKS,
         "agent",
         &["--check-json", json.to_str().ok_or("path is not UTF-8")?],
@@ -887,7 +887,13 @@ fn agent_rules_judge_the_modules_a_guest_agent_reports() -> Result<(), Failed> {
     expect_status(&out, 3)?;
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     let mut got: Vec<String> = Vec::new();
+    // The trace has a line per offending event: `count` of each finding of the report.
+    let mut in_report: Vec<String> = Vec::new();
     for f in doc["findings"].as_array().ok_or("no findings array")? {
+        let line = format!("{} {}", f["rule"].as_str().unwrap_or_default(), f["register"]);
+        for _ in 0..f["count"].as_u64().ok_or("a finding without a count")? {
+            in_report.push(line.clone());
+        }
         let rip = f["rip"].as_str().ok_or("a finding without a RIP")?;
         let rip = u64::from_str_radix(rip.trim_start_matches("0x"), 16)?;
         if !(0x10_0000..0x10_1000).contains(&rip) {
@@ -911,6 +917,16 @@ fn agent_rules_judge_the_modules_a_guest_agent_reports() -> Result<(), Failed> {
     ];
     if got != want {
         return Err(format!("findings {got:#?}, expected {want:#?}").into());
+    }
+    let mut in_trace: Vec<String> = trace
+        .iter()
+        .filter(|l| l["kind"] == "finding")
+        .map(|l| format!("{} {}", l["rule"].as_str().unwrap_or_default(), l["reg"]))
+        .collect();
+    in_trace.sort();
+    in_report.sort();
+    if in_trace != in_report {
+        return Err(format!("the trace's finding lines {in_trace:#?}, the report's {in_report:#?}").into());
     }
     let (out, _) = run_traced_on(CHECKS, "agent", &[])?;
     expect_status(&out, 1)?;

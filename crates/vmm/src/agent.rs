@@ -247,6 +247,8 @@ pub struct Agent {
     state: Mutex<State>,
     /// The registered buffer's address, and the low half being written.
     buffer: Mutex<(u32, Option<u64>)>,
+    /// Where each finding also goes as a trace line, when the run is traced.
+    tracer: OnceLock<Arc<crate::trace::Tracer>>,
 }
 
 fn space_name(space: Space) -> &'static str {
@@ -293,6 +295,29 @@ impl Agent {
             }
         }
         let _ = self.regions.set(regions);
+    }
+
+    /// Writes a trace line for each finding from now on (the run is traced).
+    pub fn set_tracer(&self, tracer: Arc<crate::trace::Tracer>) {
+        let _ = self.tracer.set(tracer);
+    }
+
+    /// Counts a finding at `place` (first seen at guest address `rip`) and writes its trace
+    /// line. Called with the state locked: the tracer never calls back into the agent.
+    fn note(&self, found: &mut BTreeMap<Place, (u64, u64)>, place: Place, space: Space, allowed: bool, rip: u64) {
+        if let Some(t) = self.tracer.get() {
+            t.finding(&crate::trace::FindingLine {
+                rule: place.rule.name(),
+                device: &place.region,
+                register: place.register.as_deref(),
+                field: None,
+                space,
+                addr: place.addr,
+                vcpu: place.vcpu,
+                allowed,
+            });
+        }
+        found.entry(place).or_insert((0, rip)).0 += 1;
     }
 
     /// Guest memory, where records are read from.
@@ -390,7 +415,8 @@ impl Agent {
                                 module: Some(r.s1.clone()),
                                 test: test.clone(),
                             };
-                            s.found.entry(place).or_insert((0, h.caller)).0 += 1;
+                            let allowed = region.allow.contains(&rule);
+                            self.note(&mut s.found, place, h.space, allowed, h.caller);
                         }
                     }
                 }
@@ -470,7 +496,8 @@ impl Agent {
             module: Some(module.clone()),
             test: ctx.test.clone(),
         };
-        s.found.entry(place).or_insert((0, ctx.rip)).0 += 1;
+        let allowed = region.allow.contains(&Rule::UnclaimedAccess);
+        self.note(&mut s.found, place, space, allowed, ctx.rip);
     }
 
     /// The findings of the agent's rules, sorted.

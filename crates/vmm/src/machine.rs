@@ -183,6 +183,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     // Nothing can refuse the run from here on: only now are output files truncated.
     platform.open_host_outputs().map_err(|e| Error::Output(Box::new(e)))?;
     let tracer = opts.trace.map(|t| start_trace(&platform, t, !opts.check)).transpose()?;
+    if let (Some(agent), Some(tracer)) = (&platform.agent, &tracer) {
+        agent.set_tracer(tracer.clone());
+    }
     // The checker takes the tracer's place as the described devices' sink and forwards.
     let checker = opts.check.then(|| {
         let checker = Arc::new(crate::check::Checker::new(config, &platform, tracer.clone()));
