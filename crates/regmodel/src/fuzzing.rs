@@ -592,17 +592,30 @@ pub fn models() -> Vec<Model> {
     out
 }
 
-/// Reads values from the fuzzer's bytes; past the end, everything is 0.
-struct Bytes<'a> {
+/// Reads values from the fuzzer's bytes; past the end, everything is 0. The VMM's fuzz
+/// bodies (mmiolab_vmm::fuzzing) read their inputs with it too.
+pub struct Bytes<'a> {
     data: &'a [u8],
 }
 
-impl Bytes<'_> {
-    fn is_empty(&self) -> bool {
+impl<'a> Bytes<'a> {
+    /// A reader of `data`.
+    pub fn new(data: &'a [u8]) -> Bytes<'a> {
+        Bytes { data }
+    }
+
+    /// What is left, without reading it.
+    pub fn rest(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Nothing left.
+    pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
-    fn u8(&mut self) -> u8 {
+    /// The next byte.
+    pub fn u8(&mut self) -> u8 {
         match self.data.split_first() {
             Some((b, rest)) => {
                 self.data = rest;
@@ -612,16 +625,38 @@ impl Bytes<'_> {
         }
     }
 
-    fn u16(&mut self) -> u16 {
+    /// The next two bytes, little endian.
+    pub fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.u8(), self.u8()])
     }
 
-    fn u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        for x in &mut b {
-            *x = self.u8();
+    /// The next four bytes, little endian.
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+
+    /// The next eight bytes, little endian.
+    pub fn u64(&mut self) -> u64 {
+        u64::from(self.u32()) | (u64::from(self.u32()) << 32)
+    }
+
+    /// The next `n` bytes (fewer at the end).
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.data.split_at(n.min(self.data.len()));
+        self.data = rest;
+        head
+    }
+
+    /// A string: a length byte, then that many bytes as lossy UTF-8; lengths from 0xf0 up
+    /// repeat what follows, so names run past every bound a line has.
+    pub fn string(&mut self) -> String {
+        let n = self.u8();
+        if n >= 0xf0 {
+            let unit = String::from_utf8_lossy(self.bytes(usize::from(n & 0xf) + 1)).into_owned();
+            unit.repeat(usize::from(self.u8()) * 8 + 1)
+        } else {
+            String::from_utf8_lossy(self.bytes(usize::from(n))).into_owned()
         }
-        u64::from_le_bytes(b)
     }
 }
 
@@ -769,7 +804,7 @@ fn check(model: &Model, state: &State, notes: &Notes<'_>, out: &Outcome, now: u6
 
 /// Runs at most `max_ops` operations decoded from `ops` on a fresh state of `model`.
 pub fn run_ops(model: &Model, ops: &[u8], max_ops: usize) {
-    let mut b = Bytes { data: ops };
+    let mut b = Bytes::new(ops);
     let mut state = State::new(model);
     let mut now = 0u64;
     let mut fields = [mmiolab_devices::FieldValue {

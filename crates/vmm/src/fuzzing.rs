@@ -34,6 +34,7 @@ use mmiolab_devices::{
 };
 use mmiolab_regmodel::DescribedDevice;
 use mmiolab_regmodel::compile::Model;
+use mmiolab_regmodel::fuzzing::Bytes;
 use vm_device::bus::{MmioAddress, MmioAddressOffset, PioAddress, PioAddressOffset};
 use vm_device::{DeviceMmio, DevicePio};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -50,57 +51,6 @@ pub const MAX_TRACE_OPS: usize = 512;
 pub const MAX_BUS_OPS: usize = 2048;
 /// Most regions [`bus_devices`] adds to the bus from one input.
 pub const MAX_REGIONS: usize = 16;
-
-/// Reads values from the fuzzer's bytes; past the end, everything is 0.
-struct Bytes<'a> {
-    data: &'a [u8],
-}
-
-impl<'a> Bytes<'a> {
-    fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    fn u8(&mut self) -> u8 {
-        match self.data.split_first() {
-            Some((b, rest)) => {
-                self.data = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from(self.u32()) | (u64::from(self.u32()) << 32)
-    }
-
-    fn bytes(&mut self, n: usize) -> &'a [u8] {
-        let (head, rest) = self.data.split_at(n.min(self.data.len()));
-        self.data = rest;
-        head
-    }
-
-    /// A string: a length byte, then that many bytes as lossy UTF-8; lengths from 0xf0 up
-    /// repeat what follows, so names run past every bound a line has.
-    fn string(&mut self) -> String {
-        let n = self.u8();
-        if n >= 0xf0 {
-            let unit = String::from_utf8_lossy(self.bytes(usize::from(n & 0xf) + 1)).into_owned();
-            unit.repeat(usize::from(self.u8()) * 8 + 1)
-        } else {
-            String::from_utf8_lossy(self.bytes(usize::from(n))).into_owned()
-        }
-    }
-}
 
 /// This thread's scratch directory (created on first use, with the fixed files in it).
 fn scratch() -> PathBuf {
@@ -230,7 +180,7 @@ pub fn machine_file(data: &[u8]) {
 /// much memory it has; the rest is the file. What [`Payload::prepare`] accepts must lie in
 /// RAM above 1 MiB with its entry inside it, and must load into guest memory of that size.
 pub fn payload(data: &[u8]) {
-    let mut b = Bytes { data };
+    let mut b = Bytes::new(data);
     let mode = b.u8();
     let mem_mib = match b.u8() % 4 {
         0 => 16,
@@ -247,7 +197,7 @@ pub fn payload(data: &[u8]) {
     };
     let initrd_len = usize::from(b.u16());
     let dir = scratch();
-    write(&dir.join("payload.bin"), b.data);
+    write(&dir.join("payload.bin"), b.rest());
     write(&dir.join("initrd.img"), &vec![0xa5; initrd_len]);
     let run = match mode % 5 {
         0 => "firmware = \"payload.bin\"".to_owned(),
@@ -452,7 +402,7 @@ fn space_of(b: &mut Bytes<'_>) -> Space {
 /// access records, events and findings with names from the pool and any values; sometimes
 /// into an output that fills up. Every line written must be UTF-8 and JSON.
 pub fn trace_writer(data: &[u8]) {
-    let mut b = Bytes { data };
+    let mut b = Bytes::new(data);
     let flags = b.u8();
     let format = if flags & 1 == 0 {
         TraceFormat::Jsonl
@@ -714,7 +664,7 @@ pub fn bus_devices(data: &[u8]) {
         );
     }
     let models: Vec<Arc<Model>> = MODELS.with(|m| m.borrow().clone());
-    let mut b = Bytes { data };
+    let mut b = Bytes::new(data);
     let flags = b.u8();
     let clock = Arc::new(ManualClock::new(0));
     let scheduler = Arc::new(Scheduler::new(clock.clone()).expect("a scheduler"));
