@@ -75,7 +75,8 @@ enum Command {
     },
     /// Register coverage of a run from its JSON-lines trace: for each described device,
     /// each register and field read / written / never touched and each declared behaviour
-    /// that fired (docs/checker.md).
+    /// that fired, in total and per guest test when the trace has test boundaries (a
+    /// `--check` run with the guest agent) (docs/checker.md).
     Coverage {
         /// The trace (`mmiolab run --trace FILE`, JSON lines).
         #[arg(long, value_name = "FILE")]
@@ -87,7 +88,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
         /// Also write a self-contained HTML report to FILE: register maps coloured by
-        /// coverage, behaviours and findings per register, a timeline of the trace.
+        /// coverage, behaviours and findings per register, a timeline of the trace; with
+        /// test boundaries, each test's coverage and a test chooser.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },

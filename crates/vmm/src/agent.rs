@@ -28,6 +28,9 @@
 //! - `leaked-claim`: a module was unloaded holding a claim of a device range;
 //! - `leaked-mapping`: a module was unloaded with a mapping of a device range.
 //!
+//! Each change of the running test becomes `test` lines of the trace (the old test's end,
+//! the new one's begin; crate::trace), written during the exit that reported it.
+//!
 //! Without `--check` none of this exists: no device at the port (the agent reads all ones
 //! and stays idle), no hook on the vCPU loop.
 
@@ -297,7 +300,8 @@ impl Agent {
         let _ = self.regions.set(regions);
     }
 
-    /// Writes a trace line for each finding from now on (the run is traced).
+    /// Writes a trace line for each finding and test boundary from now on (the run is
+    /// traced).
     pub fn set_tracer(&self, tracer: Arc<crate::trace::Tracer>) {
         let _ = self.tracer.set(tracer);
     }
@@ -462,7 +466,20 @@ impl Agent {
                     s.maps.remove(i);
                 }
             }
-            Kind::Test => s.test = (!r.s1.is_empty()).then_some(r.s1),
+            Kind::Test => {
+                let next = (!r.s1.is_empty()).then_some(r.s1);
+                if next != s.test
+                    && let Some(t) = self.tracer.get()
+                {
+                    if let Some(old) = &s.test {
+                        t.test_boundary(old, false);
+                    }
+                    if let Some(new) = &next {
+                        t.test_boundary(new, true);
+                    }
+                }
+                s.test = next;
+            }
         }
     }
 
