@@ -572,6 +572,16 @@
 #define MMIOLAB_APIDEV_WSTAT_FLUSH_MASK      0x8000U
 #define MMIOLAB_APIDEV_WSTAT_FLUSH_WIDTH     1
 
+/* CFG32 (read-write): Plain storage that takes 32-bit accesses only; another width is rejected. */
+#define MMIOLAB_APIDEV_CFG32_OFFSET          0x48
+#define MMIOLAB_APIDEV_CFG32_WIDTH           32
+#define MMIOLAB_APIDEV_CFG32_RESET           0x0U
+
+/* SDATA (read-write): A write pushes the word onto sq, a read pops the oldest. */
+#define MMIOLAB_APIDEV_SDATA_OFFSET          0x4c
+#define MMIOLAB_APIDEV_SDATA_WIDTH           32
+#define MMIOLAB_APIDEV_SDATA_RESET           0x0U
+
 /* FIFOs: depth in elements */
 /* bq: Sixteen bytes. A push to a full FIFO is dropped; a pop of an empty one reads 0xee. */
 #define MMIOLAB_APIDEV_BQ_DEPTH              16
@@ -579,6 +589,8 @@
 #define MMIOLAB_APIDEV_HQ_DEPTH              8
 /* wq: Four words. A pop of an empty FIFO reads 0xeeeeeeee. */
 #define MMIOLAB_APIDEV_WQ_DEPTH              4
+/* sq: Two words; a driver must not pop it empty or push it full (the hardware forbids both). */
+#define MMIOLAB_APIDEV_SQ_DEPTH              2
 
 /* Memory window tram (trapped): 256 bytes of trapped RAM: every access exits and is traced. */
 #define MMIOLAB_APIDEV_TRAM_OFFSET           0x800

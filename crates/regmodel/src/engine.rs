@@ -501,7 +501,8 @@ fn walk(cx: &mut Ctx<'_, '_>, state: &mut State, dir: Dir, offset: u64, data: &m
             }
             None => {
                 let next = next_slot_start(model, pos, end);
-                any_hole |= fill_hole(model, dir, offset, data, pos, next);
+                let hole = fill_hole(model, dir, offset, data, pos, next);
+                any_hole |= hole && !lane_padding(model, pos, next);
                 pos = next;
             }
         }
@@ -847,6 +848,13 @@ fn next_slot_start(model: &Model, from: u64, end: u64) -> u64 {
         p += 1;
     }
     p
+}
+
+/// Whether the hole bytes `[from, to)` all pad the bus lane of a register that starts at
+/// their lane's first byte (a device with `reg_shift`, [`Model::lane`]): they read as holes
+/// do, but an access that covers them is no access to a hole.
+fn lane_padding(model: &Model, from: u64, to: u64) -> bool {
+    model.lane > 1 && (from..to).all(|a| slot_at(model, a & !(model.lane - 1)).is_some())
 }
 
 /// Hole bytes of `[from, to)` within the access: reads get the hole value.
@@ -1682,6 +1690,30 @@ mod tests {
 
     fn model(text: &str) -> Model {
         crate::compile_text(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_padding_of_a_shifted_registers_lane_is_no_hole() {
+        // Byte registers A and B on 4-byte lanes (reg_shift 2): at 0 and 4; 8 is past them.
+        let desc = crate::schema::Description::from_toml(
+            "[[register]]\nname = \"A\"\noffset = 0\nwidth = 8\n[[register]]\nname = \"B\"\noffset = 1\nwidth = 8\n",
+        )
+        .unwrap();
+        let shifted = crate::compile_shifted(&desc, 2).unwrap();
+        let mut s = State::new(&shifted);
+        let holes = |m: &Model, s: &mut State, offset: u64, width: usize| {
+            let mut data = vec![0u8; width];
+            let mut notes = Notes::default();
+            access(m, s, Dir::Read, offset, &mut data, &|| 0, &mut notes);
+            notes.as_slice().contains(&Note::Hole)
+        };
+        assert!(!holes(&shifted, &mut s, 0, 4), "A's lane, 32 bits wide");
+        assert!(!holes(&shifted, &mut s, 4, 2), "part of B's lane");
+        assert!(holes(&shifted, &mut s, 4, 8), "B's lane and 4 bytes past the registers");
+        // Unshifted, the bytes after a byte register are a hole.
+        let plain = crate::compile_shifted(&desc, 0).unwrap();
+        let mut s = State::new(&plain);
+        assert!(holes(&plain, &mut s, 1, 4));
     }
 
     fn access_at(m: &Model, s: &mut State, dir: Dir, offset: u64, value: u32) -> u32 {
