@@ -177,7 +177,7 @@ struct TestArgs {
     check: bool,
     /// With --from-log: the findings report (`run --check-json`) of the run that made the
     /// log; guest/run-tests.sh brings it back from a nested run. It feeds the guest agent's
-    /// results (`host: agent findings of TEST`) and, with --check, `register-check`.
+    /// results (`host: findings of TEST`) and, with --check, `register-check`.
     #[arg(long, value_name = "FILE", requires = "from_log")]
     findings: Option<PathBuf>,
     /// Compare the --trace file with FILE as `run --expect-trace` does (docs/checker.md):
