@@ -29,7 +29,9 @@ those ("host: findings of NAME").
   --trace FILE    where the trace goes (default: OUT/MACHINE-trace.jsonl)
   --trace-filter SPEC  trace only these (repeatable); default: apidev.ORDER_A and
                   apidev.ORDER_B, the registers the default machine's io_write_order test
-                  writes (a whole run makes ~44 000 VM exits, megabytes of trace)
+                  writes, and those the checker's rule_* tests use, whose coverage
+                  tests/linux.rs checks (a whole run makes ~44 000 VM exits, megabytes of
+                  trace)
   --no-trace      no trace (a test that expects one then fails)
   --findings FILE where the checker's findings report goes (default:
                   OUT/MACHINE-findings.json)
@@ -65,7 +67,8 @@ LOG=$OUT/$(basename "$CONFIG" .toml)-console.log
 TRACE_ARGS=()
 if [ -z "$NO_TRACE" ]; then
 	TRACE=${TRACE:-$OUT/$(basename "$CONFIG" .toml)-trace.jsonl}
-	[ "${#FILTERS[@]}" -gt 0 ] || FILTERS=(apidev.ORDER_A apidev.ORDER_B)
+	[ "${#FILTERS[@]}" -gt 0 ] || FILTERS=(apidev.ORDER_A apidev.ORDER_B apidev.CFG32 apidev.SDATA
+		apidev.ONCE apidev.GATE apidev.KICK apidev.IRQ apidev.IRQSET)
 	TRACE_ARGS=(--trace "$TRACE")
 	for f in "${FILTERS[@]}"; do
 		TRACE_ARGS+=(--trace-filter "$f")

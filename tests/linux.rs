@@ -185,10 +185,87 @@ fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
     if on_purpose != want {
         return Err(format!("the findings of the checker's tests: {on_purpose:#?}, expected {want:#?}").into());
     }
+    rule_tests_coverage()?;
     let console = std::fs::read_to_string(format!("{ROOT}/target/guest/default-console.log"))?;
     for claim in CLAIMS {
         if !console.lines().any(|l| l.trim_end_matches('\r').ends_with(claim)) {
             return Err(format!("no resource dump shows `{claim}`").into());
+        }
+    }
+    Ok(())
+}
+
+/// `mmiolab coverage` of the run's trace, which holds the registers the checker's rule
+/// tests use (guest/run-tests.sh's default `--trace-filter`): per test, their reads and
+/// writes and the behaviours they fired are exactly what the drivers (guest/drivers/rule_*.c)
+/// did.
+fn rule_tests_coverage() -> Result<(), Failed> {
+    let json = format!("{ROOT}/target/guest/default-coverage.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_mmiolab"))
+        .args([
+            "coverage",
+            "--trace",
+            &format!("{ROOT}/target/guest/default-trace.jsonl"),
+        ])
+        .args([
+            "--config",
+            &format!("{ROOT}/guest/machines/default.toml"),
+            "--json",
+            &json,
+        ])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("mmiolab coverage failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    let apidev = |test: &str| {
+        doc["tests"]
+            .as_array()
+            .and_then(|tests| tests.iter().find(|t| t["test"] == test))
+            .and_then(|t| t["devices"].as_array())
+            .and_then(|d| d.iter().find(|d| d["device"] == "apidev"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    // (test, register, reads, writes): a write CFG32 refuses for its width reaches nothing
+    let registers = [
+        ("rule_width", "CFG32", 1, 0),
+        ("rule_fifo_empty", "SDATA", 1, 0),
+        ("rule_fifo_full", "SDATA", 2, 3),
+        ("rule_write_once", "ONCE", 0, 2),
+        ("rule_order", "GATE", 0, 2),
+        ("rule_order", "KICK", 0, 2),
+        ("rule_irq_stuck", "IRQ", 0, 2),
+        ("rule_irq_stuck", "IRQSET", 0, 1),
+    ];
+    for (test, name, reads, writes) in registers {
+        let dev = apidev(test);
+        let reg = dev["registers"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == name))
+            .ok_or_else(|| format!("no coverage of apidev.{name} in test {test}: {dev}"))?;
+        if (reg["reads"].as_u64(), reg["writes"].as_u64()) != (Some(reads), Some(writes)) {
+            return Err(format!("test {test}: apidev.{name} {reg}, expected {reads} reads, {writes} writes").into());
+        }
+    }
+    // (test, behaviour, times fired)
+    let behaviours = [
+        ("rule_fifo_empty", "fifo sq underflow", 1),
+        ("rule_fifo_full", "fifo sq full", 1),
+        ("rule_fifo_full", "fifo sq overflow", 1),
+        ("rule_irq_stuck", "effect irqset", 1),
+        ("rule_irq_stuck", "irq pend raised", 1),
+        ("rule_irq_stuck", "w1c IRQ.PEND", 1),
+        ("rule_irq_stuck", "irq pend lowered", 1),
+    ];
+    for (test, what, fired) in behaviours {
+        let dev = apidev(test);
+        let got = dev["behaviours"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["what"] == what))
+            .and_then(|b| b["fired"].as_u64());
+        if got != Some(fired) {
+            return Err(format!("test {test}: `{what}` fired {got:?} times, expected {fired}").into());
         }
     }
     Ok(())
