@@ -121,11 +121,11 @@ use serde::Deserialize as _;
 
 /// Bytes as lower-case hex, the way states carry byte arrays (readable, diffable).
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    use std::fmt::Write as _;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        // Writing into a String cannot fail.
+        let _ = write!(s, "{b:02x}");
     }
     s
 }
@@ -134,7 +134,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     let digit = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
     let raw = s.as_bytes();
-    if raw.len() % 2 != 0 {
+    if !raw.len().is_multiple_of(2) {
         return None;
     }
     raw.chunks_exact(2)

@@ -107,7 +107,7 @@ pub fn parse_manifest(bytes: &[u8], dir: &Path) -> Result<Manifest, SnapshotErro
     let mut in_file: Vec<(u64, u64, &str)> = Vec::new();
     let mut in_guest: Vec<(u64, u64, &str)> = Vec::new();
     for r in &m.memory.regions {
-        if r.offset % PAGE != 0 || r.size % PAGE != 0 || r.size == 0 {
+        if !r.offset.is_multiple_of(PAGE) || !r.size.is_multiple_of(PAGE) || r.size == 0 {
             return Err(bad(format!(
                 "memory region `{}`: offset {:#x} and size {:#x} must be whole pages",
                 r.name, r.offset, r.size

@@ -112,7 +112,7 @@ fn write_memory(path: &Path, pieces: &[MemoryPiece<'_>]) -> Result<MemoryLayout,
     let mut end = 0u64;
     for p in pieces {
         let size = p.bytes.len() as u64;
-        if size % PAGE != 0 {
+        if !size.is_multiple_of(PAGE) {
             return Err(SnapshotError::Refused {
                 dir: path.display().to_string(),
                 why: format!("memory region `{}` is {size:#x} bytes, not whole pages", p.name),
