@@ -165,6 +165,12 @@ pub fn error_status(e: &anyhow::Error) -> (u8, bool) {
                     (INPUT, false)
                 }
                 VmmError::Input(f) | VmmError::Output(f) => (file_status(f), false),
+                // A snapshot that does not fit the machine, or is damaged, is a bad input;
+                // one that cannot be written is a failed output.
+                VmmError::Snapshot(_) => (INPUT, false),
+                VmmError::SnapshotFile(e) if e.is_write() => (OUTPUT, false),
+                VmmError::SnapshotFile(_) => (INPUT, false),
+                VmmError::SnapshotSave(_) => (HOST, false),
                 VmmError::KvmOpen(_)
                 | VmmError::Kvm(..)
                 | VmmError::Memory(_)
@@ -197,6 +203,7 @@ pub fn describe(reason: &StopReason) -> (u8, String) {
         StopReason::Signal(signo) => (signal_status(*signo), format!("stopped by {}", signal_name(*signo))),
         StopReason::Output(f) if f.closed => (CLOSED, format!("{} was closed (broken pipe)", f.output)),
         StopReason::Output(f) => (OUTPUT, format!("{} could not be written: {}", f.output, f.cause)),
+        StopReason::Snapshot(marker) => (0, format!("stopped for a snapshot at {marker}")),
     }
 }
 
@@ -225,6 +232,9 @@ pub fn finish_run(report: &RunReport, quiet: bool, verdict: Option<(u8, &str)>) 
                 status = OUTPUT;
             }
         }
+    }
+    if let Some(dir) = &report.snapshot {
+        what = format!("{what}, written to {}", dir.display());
     }
     if !quiet {
         let u = report.unmapped;
@@ -270,6 +280,7 @@ mod tests {
             (StopReason::ExitDevice(42), 42),
             (StopReason::GuestPowerOff, 0),
             (StopReason::GuestReset, 0),
+            (StopReason::Snapshot("a write to port 0xf8".into()), 0),
             (StopReason::GuestPanic, 2),
             (StopReason::Fault("x".into()), 1),
             (StopReason::Timeout(std::time::Duration::from_secs(1)), 124),
@@ -300,6 +311,7 @@ mod tests {
                 unwritten: 1,
             }),
             findings: Vec::new(),
+            snapshot: None,
         };
         assert_eq!(finish_run(&report, true, None), OUTPUT);
         // A checker's verdict replaces only a success.

@@ -262,6 +262,24 @@ struct RunArgs {
     /// which cannot run a filtered program.
     #[arg(long)]
     no_seccomp: bool,
+    /// Save the whole VM into --snapshot-dir when the guest reaches MARKER, and end the run
+    /// there (exit status 0): `port` (a write to I/O port 0xf8) or `console:TEXT` (a
+    /// console line containing TEXT). Resume it with --restore (docs/snapshot.md).
+    #[arg(long, value_name = "MARKER", value_parser = parse_marker, requires = "snapshot_dir")]
+    snapshot_after: Option<mmiolab_vmm::snapshot::Marker>,
+    /// Where --snapshot-after writes the snapshot: a new or empty directory, or an older
+    /// snapshot to replace.
+    #[arg(long, value_name = "DIR", requires = "snapshot_after")]
+    snapshot_dir: Option<PathBuf>,
+    /// Resume the snapshot in DIR instead of booting: the machine file must have the
+    /// devices the snapshot was taken with (a difference is refused, named); its firmware
+    /// or kernel is not used.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["firmware", "kernel", "check", "check_json"])]
+    restore: Option<PathBuf>,
+}
+
+fn parse_marker(text: &str) -> std::result::Result<mmiolab_vmm::snapshot::Marker, String> {
+    mmiolab_vmm::snapshot::Marker::parse(text)
 }
 
 /// `--trace-format`.
@@ -552,6 +570,8 @@ fn test(args: TestArgs) -> Result<u8> {
                     watch_stdio: false,
                     check: args.check,
                     seccomp: !args.no_seccomp,
+                    snapshot: None,
+                    restore: None,
                 },
             )?;
             if let mmiolab_vmm::StopReason::Fault(why) = &report.reason {
@@ -748,6 +768,11 @@ fn run(args: RunArgs) -> Result<u8> {
             watch_stdio: true,
             check,
             seccomp: !args.no_seccomp,
+            snapshot: args
+                .snapshot_after
+                .zip(args.snapshot_dir)
+                .map(|(marker, dir)| mmiolab_vmm::snapshot::SnapshotRequest { marker, dir }),
+            restore: args.restore,
         },
     )?;
     // The checker's and the golden trace's verdicts, said before the summary line.

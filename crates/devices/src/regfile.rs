@@ -114,7 +114,6 @@ impl RegFile {
     }
 }
 
-/// Copies `value` into `bytes[at]`, as far as `bytes` reaches.
 impl crate::Snapshot for RegFile {
     /// Every byte of the register file, header included, as hex.
     type State = String;
@@ -139,6 +138,7 @@ impl crate::Snapshot for RegFile {
     }
 }
 
+/// Copies `value` into `bytes[at]`, as far as `bytes` reaches.
 fn put(bytes: &mut [u8], at: Range<u64>, value: &[u8]) {
     for (pos, v) in at.zip(value) {
         if let Some(b) = usize::try_from(pos).ok().and_then(|p| bytes.get_mut(p)) {

@@ -175,9 +175,17 @@ impl Eq for DeviceEntry {}
 /// Why a snapshot could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    /// A file could not be read, written, created or renamed.
+    /// A file of the snapshot could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// Which.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file of a snapshot being written could not be created, written or renamed.
+    #[error("writing the snapshot: {path}: {source}")]
+    Write {
         /// Which.
         path: String,
         /// Why.
@@ -220,6 +228,18 @@ pub enum SnapshotError {
 }
 
 impl SnapshotError {
+    /// The snapshot could not be written (an output failed), rather than read.
+    pub fn is_write(&self) -> bool {
+        matches!(self, SnapshotError::Write { .. })
+    }
+
+    fn write_io(path: &std::path::Path, source: std::io::Error) -> SnapshotError {
+        SnapshotError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
     fn io(path: &std::path::Path, source: std::io::Error) -> SnapshotError {
         SnapshotError::Io {
             path: path.display().to_string(),

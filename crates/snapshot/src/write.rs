@@ -41,10 +41,10 @@ pub fn prepare_dir(dir: &Path) -> Result<(), SnapshotError> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| SnapshotError::io(dir, e))
+            std::fs::create_dir_all(dir).map_err(|e| SnapshotError::write_io(dir, e))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(refused("not a directory")),
-        Err(e) => Err(SnapshotError::io(dir, e)),
+        Err(e) => Err(SnapshotError::write_io(dir, e)),
     }
 }
 
@@ -60,7 +60,7 @@ pub fn write(
     match std::fs::remove_file(&manifest_path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(SnapshotError::io(&manifest_path, e)),
+        Err(e) => return Err(SnapshotError::write_io(&manifest_path, e)),
     }
     let layout = write_memory(&dir.join(MEMORY), memory)?;
     let state_bytes = serde_json::to_vec_pretty(state).map_err(|e| SnapshotError::Corrupt {
@@ -101,7 +101,7 @@ fn write_file(path: &Path, body: impl FnOnce(&mut File) -> std::io::Result<()>) 
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(tmp);
-        SnapshotError::io(path, e)
+        SnapshotError::write_io(path, e)
     })
 }
 
