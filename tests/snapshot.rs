@@ -50,6 +50,10 @@ fn main() {
             "a_damaged_or_cut_snapshot_is_refused",
             a_damaged_or_cut_snapshot_is_refused,
         ),
+        kvm(
+            "a_marker_never_reached_fails_the_run",
+            a_marker_never_reached_fails_the_run,
+        ),
         Trial::test("bad_snapshot_options_are_refused", bad_snapshot_options_are_refused),
     ];
     libtest_mimic::run(&args, trials).exit();
@@ -314,6 +318,36 @@ fn a_damaged_or_cut_snapshot_is_refused() -> Result<(), Failed> {
     // No manifest: a snapshot whose writing was cut short.
     std::fs::remove_file(snap.join("manifest.json"))?;
     refused("no manifest", "is not a snapshot")?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn a_marker_never_reached_fails_the_run() -> Result<(), Failed> {
+    let dir = scratch("never")?;
+    let fw = program()?;
+    let snap = dir.join("snap");
+    let out = mmiolab(&[
+        "run",
+        "--config",
+        DESCRIBED,
+        "--firmware",
+        &fw,
+        "--timeout",
+        "60",
+        "--snapshot-after",
+        "console:NEVER PRINTED",
+        "--snapshot-dir",
+        s(&snap)?,
+    ]);
+    // The guest's own clean exit does not hide that there is no snapshot.
+    expect_status(&out, 1)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !err.contains("the guest never reached the snapshot marker: no snapshot was written") {
+        return Err(format!("stderr: {err}").into());
+    }
+    if snap.join("manifest.json").exists() {
+        return Err("a manifest was written".into());
+    }
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -53,19 +53,22 @@ pub fn signal_status(signo: i32) -> u8 {
 /// Every exit status and what it means (`mmiolab --help`, docs/reliability.md).
 pub const STATUS_TABLE: &str = "\
 Exit status:
-  0      run: the guest powered off or reset the machine, or wrote 0 to the test-exit port;
-         other commands: success
+  0      run: the guest powered off or reset the machine, or wrote 0 to the test-exit port,
+         or reached the --snapshot-after marker (the snapshot is written); other commands:
+         success
   N      run: the guest wrote N (1-255) to the test-exit port 0xf4; values that collide with
          the ones below are the guest's choice (the summary on stderr says which it was)
-  1      run: the guest faulted (triple fault, unhandled exit, emulation failure); test: a
-         test failed or the guest's run did not end cleanly
+  1      run: the guest faulted (triple fault, unhandled exit, emulation failure), or ended
+         without reaching the --snapshot-after marker; test: a test failed or the guest's
+         run did not end cleanly
   2      the guest kernel panicked (pvpanic)
   3      run --check: a broken register rule the machine file does not allow (when the
          status would otherwise be 0)
   4      run --expect-trace: the trace differs from the expected one (likewise)
   64     the command line is wrong
   65     an input was refused: machine file, firmware, kernel, initrd, description, console
-         log, or an output path that names one of them
+         log, or an output path that names one of them; a --restore snapshot that does
+         not fit the machine file or is damaged
   70     mmiolab or the host failed: /dev/kvm, a KVM call, a thread, an event source
   74     an output could not be written: the console (stdout), the trace, a FIFO's file, a
          report; the cause is printed once

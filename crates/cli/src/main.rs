@@ -746,6 +746,7 @@ fn run(args: RunArgs) -> Result<u8> {
         .as_ref()
         .map(|_| golden::volatile_registers(&config))
         .transpose()?;
+    let wants_snapshot = args.snapshot_after.is_some();
     let report = mmiolab_vmm::run(
         &config,
         RunOptions {
@@ -796,6 +797,12 @@ fn run(args: RunArgs) -> Result<u8> {
         } else if !args.quiet {
             say(&format!("mmiolab: the trace matches {}", expected.display()));
         }
+    }
+    if wants_snapshot && report.snapshot.is_none() {
+        verdict = verdict.or(Some((
+            ending::FAULT,
+            "the guest never reached the snapshot marker: no snapshot was written",
+        )));
     }
     drop(temp_trace);
     Ok(ending::finish_run(&report, args.quiet, verdict))
