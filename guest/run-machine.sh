@@ -157,6 +157,7 @@ if [ -n "$TRACE" ]; then
 	EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_TRACE=$spec"
 fi
 [ -z "$FINDINGS" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_CHECK=1"
+[ -z "${MMIOLAB_L1_SNAPSHOT:-}" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_SNAPSHOT=$MMIOLAB_L1_SNAPSHOT"
 APPEND=()
 [ -z "$EXTRA" ] || APPEND=(--append "$EXTRA")
 set +e
