@@ -15,8 +15,8 @@ usage() {
 Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                             [--log FILE] [--out DIR] [--timeout SECS]
                             [--trace FILE [--trace-filter DEVICE[.REGISTER]]...]
-                            [--check-json FILE] [--fragment FILE]... [--initramfs-test SCRIPT]...
-                            [--initramfs-file SRC:DST]...
+                            [--check-json FILE | --snapshot-at TEXT] [--fragment FILE]...
+                            [--initramfs-test SCRIPT]... [--initramfs-file SRC:DST]...
 
   --vmm BIN       the mmiolab binary
   --config FILE   machine description (default: guest/machines/default.toml); its
@@ -30,6 +30,10 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
                   it on its console between "mmiolab-l1: begin trace" and "mmiolab-l1: end
                   trace" once the VMM has exited, and it is copied from there into FILE
   --trace-filter SPEC  keep only these trace lines (repeatable; mmiolab run --help)
+  --snapshot-at TEXT   boot to the first console line holding TEXT (no spaces), save the
+                  VM there (mmiolab run --snapshot-after console:TEXT), and run the rest
+                  from a restore of that snapshot (--restore; docs/snapshot.md); not with
+                  --check-json
   --check-json FILE    run the checker (mmiolab run --check, with the guest agent's port;
                   docs/checker.md) and write its findings report to FILE; nested, the
                   outer VM prints it between "mmiolab-l1: begin findings" and "mmiolab-l1:
@@ -47,7 +51,7 @@ EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
-TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS=
+TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS= SNAPSHOT_AT=
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
 	case $1 in
@@ -59,6 +63,11 @@ while [ $# -gt 0 ]; do
 	--timeout) TIMEOUT=$2; shift 2 ;;
 	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
 	--check-json) FINDINGS=$(realpath -m "$2"); shift 2 ;;
+	--snapshot-at)
+		case $2 in *' '* | '') die "--snapshot-at takes a console text without spaces" ;; esac
+		SNAPSHOT_AT=$2
+		shift 2
+		;;
 	--fragment) KERNEL_ARGS+=(--fragment "$2"); shift 2 ;;
 	--initramfs-test) INITRAMFS_ARGS+=(--test "$2"); shift 2 ;;
 	--initramfs-file) INITRAMFS_ARGS+=(--file "$2"); shift 2 ;;
@@ -75,6 +84,9 @@ if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
 	die "--vmm BIN is required and must be executable (see --help)"
 fi
 case $NESTED in auto | always | never) ;; *) die "--nested takes auto, always or never" ;; esac
+if [ -n "$SNAPSHOT_AT" ] && [ -n "$FINDINGS" ]; then
+	die "--snapshot-at does not combine with --check-json (docs/snapshot.md)"
+fi
 if [ -z "$TRACE" ] && [ "${#FILTERS[@]}" -gt 0 ]; then
 	die "--trace-filter needs --trace FILE"
 fi
@@ -115,8 +127,21 @@ if [ "$mode" = never ]; then
 	fi
 	[ -z "$FINDINGS" ] || TRACE_ARGS+=(--check-json "$FINDINGS")
 	set +e
-	"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
-	rc=${PIPESTATUS[0]}
+	if [ -n "$SNAPSHOT_AT" ]; then
+		# Boot to the text and save; then the run proper is a restore of that snapshot.
+		rm -rf "$OUT/snapshot"
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" --snapshot-after "console:$SNAPSHOT_AT" \
+			--snapshot-dir "$OUT/snapshot" </dev/null | tee "$LOG"
+		rc=${PIPESTATUS[0]}
+		[ "$rc" -eq 0 ] || exit "$rc"
+		TRACE_ARGS+=(--restore "$OUT/snapshot")
+		echo "mmiolab: restoring the snapshot taken at console:$SNAPSHOT_AT" | tee -a "$LOG"
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee -a "$LOG"
+		rc=${PIPESTATUS[0]}
+	else
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
+		rc=${PIPESTATUS[0]}
+	fi
 	exit "$rc"
 fi
 
@@ -157,6 +182,7 @@ if [ -n "$TRACE" ]; then
 	EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_TRACE=$spec"
 fi
 [ -z "$FINDINGS" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_CHECK=1"
+[ -z "$SNAPSHOT_AT" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_SNAPSHOT=$SNAPSHOT_AT"
 APPEND=()
 [ -z "$EXTRA" ] || APPEND=(--append "$EXTRA")
 set +e

@@ -406,6 +406,7 @@ fn tree_prints_both_address_spaces() -> Result<(), Failed> {
                 \n\
                 0060-0064 : i8042\n\
                 00f4-00f7 : test-exit\n\
+                00f8-00f8 : snapshot-marker\n\
                 0300-030f : port-regs\n\
                 0310-0311 : seq\n\
                 03f8-03ff : serial\n";

@@ -1,7 +1,8 @@
 //! The Linux tier: builds the guest kernel and test initramfs (cached), boots them under
 //! mmiolab (directly on hardware KVM, else nested inside QEMU TCG, as guest/run-machine.sh
 //! decides and prints), and requires every guest driver test and the host-side
-//! /proc/iomem-vs-tree check to pass, and a guest panic to end the VM with status 2.
+//! /proc/iomem-vs-tree check to pass, and a guest panic to end the VM with status 2; and a
+//! guest booted once, saved before its first test and restored, to pass the driver tests.
 
 use std::process::{Command, Output};
 
@@ -93,6 +94,10 @@ fn main() {
             Trial::test(
                 "linux_guest_panic_ends_the_vm_with_status_2",
                 linux_guest_panic_ends_the_vm_with_status_2,
+            ),
+            Trial::test(
+                "linux_guest_restored_from_a_snapshot_passes_the_driver_tests",
+                linux_guest_restored_from_a_snapshot_passes_the_driver_tests,
             ),
         ],
     )
@@ -352,6 +357,50 @@ fn linux_guest_power_off_ends_the_vm_with_status_0() -> Result<(), Failed> {
         if !console.contains(want) {
             return Err(format!("the console lacks `{want}`:\n{console}").into());
         }
+    }
+    Ok(())
+}
+
+/// docs/snapshot.md: the default machine booted to the first "KTAP" its /init prints (after
+/// the guest agent loads, before the first test module), saved, and run to its end from a
+/// restore of that snapshot in a new mmiolab process: every guest test passes and the guest's
+/// status reaches the host through the test-exit port.
+fn linux_guest_restored_from_a_snapshot_passes_the_driver_tests() -> Result<(), Failed> {
+    let dir = format!("{ROOT}/target/guest");
+    std::fs::create_dir_all(&dir)?;
+    let log = format!("{dir}/snapshot-console.log");
+    let out = script(
+        "run-machine.sh",
+        &["--snapshot-at", "KTAP", "--log", &log, "--timeout", "300"],
+    )?;
+    // Directly, mmiolab's summaries are on stderr; nested, on the outer VM's console.
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.code() != Some(0) {
+        return Err(format!("expected exit status 0, got {:?}\n{all}", out.status.code()).into());
+    }
+    let saved = "stopped for a snapshot at the console printed `KTAP`";
+    let at = all
+        .find(saved)
+        .ok_or_else(|| format!("no snapshot was taken (`{saved}`):\n{all}"))?;
+    let after = all.get(at..).unwrap_or_default();
+    let guest_tests = EXPECTED.iter().filter(|e| !e.starts_with("PASS host: ")).count();
+    let passed = format!("mmiolab: {guest_tests} passed, 0 failed");
+    // The tests ran after the restore, and only there.
+    for want in [
+        "ok 1 mmio_fixed",
+        passed.as_str(),
+        "guest wrote 0x0 to the test-exit port",
+    ] {
+        if !after.contains(want) {
+            return Err(format!("after the snapshot, the output lacks `{want}`:\n{all}").into());
+        }
+    }
+    if all.get(..at).unwrap_or_default().contains("ok 1 mmio_fixed") {
+        return Err(format!("the tests ran before the snapshot:\n{all}").into());
     }
     Ok(())
 }

@@ -72,6 +72,7 @@ pub fn run_check(reason: &StopReason) -> TestResult {
             mmiolab_vmm::signals::signal_name(*signo)
         )),
         StopReason::Output(f) => Some(format!("{} could not be written: {}", f.output, f.cause)),
+        StopReason::Snapshot(at) => Some(format!("the run stopped for a snapshot at {at}")),
     };
     TestResult {
         name: RUN_CHECK.to_owned(),

@@ -264,6 +264,24 @@ struct RunArgs {
     /// which cannot run a filtered program.
     #[arg(long)]
     no_seccomp: bool,
+    /// Save the whole VM into --snapshot-dir when the guest reaches MARKER, and end the run
+    /// there (exit status 0): `port` (a write to I/O port 0xf8) or `console:TEXT` (a
+    /// console line containing TEXT). Resume it with --restore (docs/snapshot.md).
+    #[arg(long, value_name = "MARKER", value_parser = parse_marker, requires = "snapshot_dir")]
+    snapshot_after: Option<mmiolab_vmm::snapshot::Marker>,
+    /// Where --snapshot-after writes the snapshot: a new or empty directory, or an older
+    /// snapshot to replace.
+    #[arg(long, value_name = "DIR", requires = "snapshot_after")]
+    snapshot_dir: Option<PathBuf>,
+    /// Resume the snapshot in DIR instead of booting: the machine file must have the
+    /// devices the snapshot was taken with (a difference is refused, named); its firmware
+    /// or kernel is not used.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["firmware", "kernel", "check", "check_json"])]
+    restore: Option<PathBuf>,
+}
+
+fn parse_marker(text: &str) -> std::result::Result<mmiolab_vmm::snapshot::Marker, String> {
+    mmiolab_vmm::snapshot::Marker::parse(text)
 }
 
 /// `--trace-format`.
@@ -554,6 +572,8 @@ fn test(args: TestArgs) -> Result<u8> {
                     watch_stdio: false,
                     check: args.check,
                     seccomp: !args.no_seccomp,
+                    snapshot: None,
+                    restore: None,
                 },
             )?;
             if let mmiolab_vmm::StopReason::Fault(why) = &report.reason {
@@ -728,6 +748,7 @@ fn run(args: RunArgs) -> Result<u8> {
         .as_ref()
         .map(|_| golden::volatile_registers(&config))
         .transpose()?;
+    let wants_snapshot = args.snapshot_after.is_some();
     let report = mmiolab_vmm::run(
         &config,
         RunOptions {
@@ -750,6 +771,11 @@ fn run(args: RunArgs) -> Result<u8> {
             watch_stdio: true,
             check,
             seccomp: !args.no_seccomp,
+            snapshot: args
+                .snapshot_after
+                .zip(args.snapshot_dir)
+                .map(|(marker, dir)| mmiolab_vmm::snapshot::SnapshotRequest { marker, dir }),
+            restore: args.restore,
         },
     )?;
     // The checker's and the golden trace's verdicts, said before the summary line.
@@ -773,6 +799,12 @@ fn run(args: RunArgs) -> Result<u8> {
         } else if !args.quiet {
             say(&format!("mmiolab: the trace matches {}", expected.display()));
         }
+    }
+    if wants_snapshot && report.snapshot.is_none() {
+        verdict = verdict.or(Some((
+            ending::FAULT,
+            "the guest never reached the snapshot marker: no snapshot was written",
+        )));
     }
     drop(temp_trace);
     Ok(ending::finish_run(&report, args.quiet, verdict))

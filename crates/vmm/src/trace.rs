@@ -644,6 +644,16 @@ impl Tracer {
         lock(&self.out).stop = Some((control, name.into()));
     }
 
+    /// The `seq` the next record takes (a snapshot saves it).
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.out).seq
+    }
+
+    /// Numbers records from `seq` on: a restored run's trace goes on from the snapshot's.
+    pub fn start_at_seq(&self, seq: u64) {
+        lock(&self.out).seq = seq;
+    }
+
     /// Ends the trace: closes a Perfetto document, flushes, and reports a write failure
     /// (its cause, and how many records were not written). Later records are dropped.
     /// Called again, it only flushes.
