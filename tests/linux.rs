@@ -10,7 +10,9 @@ use libtest_mimic::{Arguments, Failed, Trial};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Tests the guest init runs (guest/initramfs/init), and the host's own checks (`host: `).
-const EXPECTED: [&str; 25] = [
+const EXPECTED: [&str; 26] = [
+    // the bundled KUnit suite (guest/drivers/mmiolab_kunit_demo.c), loaded first
+    "PASS mmiolab_demo",
     "PASS mmio_fixed",
     "PASS short",
     "PASS silly",
@@ -100,6 +102,15 @@ fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
     for want in EXPECTED {
         if !stdout.lines().any(|l| l == want) {
             return Err(format!("missing `{want}` in the results").into());
+        }
+    }
+    // Each KUnit case and parameter is reported, nested under its suite.
+    for want in [
+        "    PASS demo_por_reads_one_once_after_reset",
+        "        PASS 9 words (one word too many)",
+    ] {
+        if !stdout.lines().any(|l| l == want) {
+            return Err(format!("missing the KUnit case `{want}` in the results").into());
         }
     }
     let xml = std::fs::read_to_string(&junit)?;

@@ -594,17 +594,32 @@ fn test(args: TestArgs) -> Result<u8> {
     verdict.failed = verdict.results.iter().filter(|r| !r.ok).count()
         + verdict.notes.iter().filter(|n| n.starts_with("FAIL")).count();
     let mut out = String::new();
-    for r in &verdict.results {
+    // The guest's tests come first in the results, in the order of the KTAP tree.
+    let tree = ktap::parse(&console).tests;
+    for (i, r) in verdict.results.iter().enumerate() {
         let directive = r.directive.as_deref().map(|d| format!(" # {d}")).unwrap_or_default();
         out.push_str(&format!(
             "{} {}{directive}\n",
             if r.ok { "PASS" } else { "FAIL" },
             r.name
         ));
-        if !r.ok {
-            for d in &r.details {
-                out.push_str(&format!("    {d}\n"));
+        match tree.get(i).filter(|t| t.name == r.name) {
+            // A guest test: each case (KUnit suites' cases and parameters, /init's module
+            // cases), with the diagnostics of the failed ones.
+            Some(t) => {
+                if !r.ok {
+                    for line in &t.log {
+                        out.push_str(&format!("    {line}\n"));
+                    }
+                }
+                ktap::render_subtests(t, 4, &mut out);
             }
+            None if !r.ok => {
+                for d in &r.details {
+                    out.push_str(&format!("    {d}\n"));
+                }
+            }
+            None => {}
         }
     }
     for note in &verdict.notes {
