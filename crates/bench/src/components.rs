@@ -202,10 +202,10 @@ pub fn run(op: Op, n: u64) -> Result<u64> {
         Arc::new(b.build())
     };
     // The trace as `mmiolab run --trace FILE` writes it: a Tracer over the machine's bus,
-    // into a buffer (here one that discards what it flushes).
+    // into its buffer (here written out to a sink that discards it).
     let tracer = Arc::new(Tracer::new(
         described_bus.clone(),
-        Box::new(std::io::BufWriter::new(std::io::sink())),
+        Box::new(std::io::sink()),
         clock.clone(),
         &TraceOptions::default(),
     ));

@@ -43,7 +43,7 @@ use crate::boot::Payload;
 use crate::config::{FifoHost, MachineConfig, region_name_error};
 use crate::layout;
 use crate::platform::Platform;
-use crate::trace::{FindingLine, Op, TraceFilter, TraceFormat, TraceOptions, Tracer};
+use crate::trace::{FindingLine, Op, TraceFilter, TraceFormat, TraceOptions, TraceStore, Tracer};
 
 /// Most operations [`trace_writer`] runs from one input.
 pub const MAX_TRACE_OPS: usize = 512;
@@ -295,6 +295,8 @@ impl Write for TraceBuf {
         Ok(())
     }
 }
+
+impl TraceStore for TraceBuf {}
 
 /// Checks what a tracer wrote: UTF-8; in JSON lines, one object per line with `v`, `kind`
 /// and a `seq` that grows by one; in Perfetto, when complete, one JSON array of objects.

@@ -24,7 +24,7 @@ use crate::layout;
 use crate::platform::{HostInput, Platform};
 use crate::seccomp::{Confinement, ThreadKind};
 use crate::signals::StopSignals;
-use crate::trace::{TraceFile, TraceOptions, Tracer};
+use crate::trace::{TraceOptions, TraceStore, Tracer};
 use crate::vcpu::{Vcpu, VcpuStats};
 
 /// How to run a machine.
@@ -64,10 +64,10 @@ pub struct TraceOutput {
 /// Where a trace goes.
 pub enum TraceTarget {
     /// A file: checked against the machine's inputs before the VM is built, created
-    /// (truncated) only when the guest is about to start, written through [`TraceFile`]
-    /// (only whole records, also after a failed write).
+    /// (truncated) only when the guest is about to start, cut back to its last whole record
+    /// after a failed write.
     File(PathBuf),
-    /// Any writer (buffer it).
+    /// Any writer (the tracer buffers it).
     Writer(Box<dyn Write + Send>),
 }
 
@@ -524,15 +524,12 @@ impl IrqChip for KvmIrqChip {
 /// failed write stops the run.
 fn start_trace(platform: &Platform, t: TraceOutput, attach: bool) -> Result<Arc<Tracer>> {
     let clock = platform.scheduler.clock().clone();
-    let (out, name): (Box<dyn Write + Send>, String) = match t.target {
+    let (out, name): (Box<dyn TraceStore>, String) = match t.target {
         TraceTarget::File(path) => {
             let file = crate::files::create_output(&path).map_err(|e| Error::Output(Box::new(e)))?;
-            (
-                Box::new(TraceFile::new(file)),
-                format!("the trace file {}", path.display()),
-            )
+            (Box::new(file), format!("the trace file {}", path.display()))
         }
-        TraceTarget::Writer(w) => (w, "the trace".to_owned()),
+        TraceTarget::Writer(w) => (Box::new(w), "the trace".to_owned()),
     };
     let mut tracer = Tracer::new(platform.bus.clone(), out, clock, &t.options);
     tracer.set_stop_on_failure(platform.control.clone(), name);

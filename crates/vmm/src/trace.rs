@@ -195,17 +195,16 @@ struct RegionInfo {
     wanted: bool,
 }
 
-/// The writer and what goes with it, under the trace lock.
+/// The trace file and what goes with it, under the trace lock.
 struct Out {
-    w: Box<dyn Write + Send>,
+    file: TraceFile,
     seq: u64,
-    /// Records not written: the one whose write failed and every one after it.
+    /// A write failed: nothing more is written.
+    broken: bool,
+    /// Records not written: those buffered when the write failed, and every one after.
     failed: u64,
     first_error: Option<io::Error>,
     finished: bool,
-    /// The buffer of device records, kept between records: a fresh one would be zeroed
-    /// (4 KiB of stores) for every record.
-    record_line: Option<Box<LineBuf<RECORD_LINE>>>,
     /// Told about the first failure, so that it ends the run: (the VM's control, the
     /// trace's name in the report).
     stop: Option<(Arc<VmControl>, String)>,
@@ -215,17 +214,42 @@ impl Out {
     /// Writes one whole record. After a failure nothing more is written (a trace with a
     /// hole in the middle would look complete); the first failure stops the run, once.
     fn write(&mut self, bytes: &[u8]) {
-        if self.failed > 0 {
+        if self.broken {
             self.failed += 1;
-            return;
+        } else if let Err(lost) = self.file.append(bytes) {
+            self.fail(lost, 1);
         }
-        if let Err(e) = self.w.write_all(bytes) {
-            self.failed = 1;
-            if let Some((control, name)) = &self.stop {
-                control.request_stop(StopReason::Output(OutputFailure::new(name.clone(), &e)));
-            }
-            self.first_error = Some(e);
+    }
+
+    /// As `write`, for a record of at most `max` bytes formatted in place by `fill`, which
+    /// returns its length.
+    #[inline]
+    fn write_with(&mut self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) {
+        if self.broken {
+            self.failed += 1;
+        } else if let Err(lost) = self.file.append_with(max, fill) {
+            self.fail(lost, 1);
         }
+    }
+
+    /// Writes out what is buffered.
+    fn flush(&mut self) {
+        if !self.broken
+            && let Err(lost) = self.file.flush()
+        {
+            self.fail(lost, 0);
+        }
+    }
+
+    /// A write failed, losing `lost.records` buffered records and `refused` new ones.
+    #[cold]
+    fn fail(&mut self, lost: Lost, refused: u64) {
+        self.broken = true;
+        self.failed = lost.records + refused;
+        if let Some((control, name)) = &self.stop {
+            control.request_stop(StopReason::Output(OutputFailure::new(name.clone(), &lost.error)));
+        }
+        self.first_error = Some(lost.error);
     }
 }
 
@@ -279,8 +303,8 @@ fn lock(m: &Mutex<Out>) -> MutexGuard<'_, Out> {
 
 impl Tracer {
     /// A tracer naming devices from `bus`, stamping lines with `clock` and writing to `out`
-    /// (buffer it). A Perfetto trace's header is written at once.
-    pub fn new(bus: Arc<Bus>, out: Box<dyn Write + Send>, clock: Arc<dyn Clock>, options: &TraceOptions) -> Tracer {
+    /// (buffered here). A Perfetto trace's header is written at once.
+    pub fn new(bus: Arc<Bus>, out: Box<dyn TraceStore>, clock: Arc<dyn Clock>, options: &TraceOptions) -> Tracer {
         let mut next_tid = TID_FIRST_DEVICE;
         let regions = [AddressSpace::Mmio, AddressSpace::Pio].map(|space| {
             let tree = bus.tree(space);
@@ -317,12 +341,12 @@ impl Tracer {
             filters: Vec::new(),
             self_traced_ranges: [Vec::new(), Vec::new()],
             out: Mutex::new(Out {
-                w: out,
+                file: TraceFile::new(out),
                 seq: 0,
+                broken: false,
                 failed: 0,
                 first_error: None,
                 finished: false,
-                record_line: None,
                 stop: None,
             }),
         };
@@ -437,7 +461,7 @@ impl Tracer {
             width: data.len() as u64,
             value: le_u64(data),
         };
-        self.emit::<GENERIC_LINE>(|line, seq, t_ns| match self.format {
+        self.emit(GENERIC_LINE, |line, seq, t_ns| match self.format {
             TraceFormat::Jsonl => {
                 jsonl_prefix(line, seq, t_ns, b"access");
                 access_keys(line, &a);
@@ -473,9 +497,10 @@ impl Tracer {
         });
     }
 
-    /// Takes the next `seq` and the time under the trace lock, formats a line with `body`
-    /// and writes it. Nothing is written once the trace is finished.
-    fn emit<const N: usize>(&self, body: impl FnOnce(&mut LineBuf<N>, u64, u64)) {
+    /// Takes the next `seq` and the time under the trace lock and formats a line of at most
+    /// `max` bytes with `body`, in place in the trace file's buffer. Nothing is written once
+    /// the trace is finished.
+    fn emit(&self, max: usize, body: impl FnOnce(&mut LineBuf<'_>, u64, u64)) {
         let mut out = lock(&self.out);
         if out.finished {
             return;
@@ -483,25 +508,11 @@ impl Tracer {
         let seq = out.seq;
         out.seq += 1;
         let t_ns = self.clock.now_ns();
-        let mut line = LineBuf::<N>::new();
-        body(&mut line, seq, t_ns);
-        out.write(line.as_slice());
-    }
-
-    /// As `emit`, for device records, in the buffer kept between records.
-    fn emit_record(&self, body: impl FnOnce(&mut LineBuf<RECORD_LINE>, u64, u64)) {
-        let mut out = lock(&self.out);
-        if out.finished {
-            return;
-        }
-        let seq = out.seq;
-        out.seq += 1;
-        let t_ns = self.clock.now_ns();
-        let mut line = out.record_line.take().unwrap_or_else(|| Box::new(LineBuf::new()));
-        line.clear();
-        body(&mut line, seq, t_ns);
-        out.write(line.as_slice());
-        out.record_line = Some(line);
+        out.write_with(max, |buf| {
+            let mut line = LineBuf::over(buf);
+            body(&mut line, seq, t_ns);
+            line.len
+        });
     }
 
     /// The device region named `name`, for events (which carry a name, not an address).
@@ -538,7 +549,7 @@ impl Tracer {
     /// the access line that broke the rule. Filters do not apply: a finding is always kept.
     pub fn finding(&self, f: &FindingLine<'_>) {
         // Four names of up to MAX_NAME bytes each: more than a generic line's buffer holds.
-        self.emit::<RECORD_LINE>(|line, seq, t_ns| {
+        self.emit(RECORD_LINE, |line, seq, t_ns| {
             let space = match f.space {
                 Space::Mmio => &b"mmio"[..],
                 Space::Pio => &b"pio"[..],
@@ -573,9 +584,15 @@ impl Tracer {
         });
     }
 
-    /// Flushes buffered lines.
+    /// Writes out the buffered lines. A failure counts as the first failed write (see
+    /// [`Tracer::finish`]); it is returned too.
     pub fn flush(&self) -> io::Result<()> {
-        lock(&self.out).w.flush()
+        let mut out = lock(&self.out);
+        out.flush();
+        match &out.first_error {
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Makes the first failed write stop the run through `control`, as
@@ -595,12 +612,7 @@ impl Tracer {
                 out.write(b"\n]\n");
             }
         }
-        if out.first_error.is_none()
-            && let Err(e) = out.w.flush()
-        {
-            out.failed += 1;
-            out.first_error = Some(e);
-        }
+        out.flush();
         match out.first_error.take() {
             Some(e) => Err(TraceFailure {
                 cause: e,
@@ -658,7 +670,7 @@ impl TraceSink for Tracer {
             width: u64::from(record.width),
             value: record.value,
         };
-        self.emit_record(|line, seq, t_ns| match self.format {
+        self.emit(RECORD_LINE, |line, seq, t_ns| match self.format {
             TraceFormat::Jsonl => {
                 if access_head(line, seq, t_ns, &a, record) {
                     return;
@@ -701,7 +713,7 @@ impl TraceSink for Tracer {
             return;
         }
         let vcpu = current_vcpu();
-        self.emit_record(|line, seq, t_ns| match self.format {
+        self.emit(RECORD_LINE, |line, seq, t_ns| match self.format {
             TraceFormat::Jsonl => {
                 jsonl_prefix(line, seq, t_ns, b"event");
                 line.lit(b",\"vcpu\":");
@@ -778,13 +790,7 @@ const _: () = assert!(FORMAT_VERSION == 2);
 /// [`ACCESS_HEAD`]) and `,"fields":{` opened. A record with neither fields nor notes is
 /// finished here too, and then true is returned. Writes what
 /// `jsonl_prefix`+`access_keys`+... wrote piece by piece, byte for byte.
-fn access_head<const N: usize>(
-    line: &mut LineBuf<N>,
-    seq: u64,
-    t_ns: u64,
-    a: &Access,
-    record: &AccessRecord<'_>,
-) -> bool {
+fn access_head(line: &mut LineBuf<'_>, seq: u64, t_ns: u64, a: &Access, record: &AccessRecord<'_>) -> bool {
     let start = line.len;
     let Some(buf) = line
         .buf
@@ -1079,7 +1085,7 @@ fn write_dec(dst: &mut [u8], mut v: u64) {
     }
 }
 
-fn jsonl_prefix<const N: usize>(line: &mut LineBuf<N>, seq: u64, t_ns: u64, kind: &[u8]) {
+fn jsonl_prefix(line: &mut LineBuf<'_>, seq: u64, t_ns: u64, kind: &[u8]) {
     line.lit(b"{\"v\":");
     line.dec(u64::from(FORMAT_VERSION));
     line.lit(b",\"seq\":");
@@ -1092,7 +1098,7 @@ fn jsonl_prefix<const N: usize>(line: &mut LineBuf<N>, seq: u64, t_ns: u64, kind
 }
 
 /// `,"vcpu":..,"space":..,"op":..,"addr":..,"width":..,"value":..` (JSON lines).
-fn access_keys<const N: usize>(line: &mut LineBuf<N>, a: &Access) {
+fn access_keys(line: &mut LineBuf<'_>, a: &Access) {
     line.lit(b",\"vcpu\":");
     opt_dec(line, a.vcpu);
     match a.space {
@@ -1111,7 +1117,7 @@ fn access_keys<const N: usize>(line: &mut LineBuf<N>, a: &Access) {
 
 /// `"vcpu":..,"space":..,"addr":..,"width":..,"value":..` (Perfetto args; the op is in
 /// the event's name).
-fn access_args<const N: usize>(line: &mut LineBuf<N>, a: &Access) {
+fn access_args(line: &mut LineBuf<'_>, a: &Access) {
     line.lit(b"\"vcpu\":");
     opt_dec(line, a.vcpu);
     match a.space {
@@ -1128,7 +1134,7 @@ fn access_args<const N: usize>(line: &mut LineBuf<N>, a: &Access) {
 
 /// `,\n{"ph":"i","s":"t","pid":1,"tid":T,"ts":µs.ns,` (the header opened the array, so
 /// every event starts with its separator).
-fn perfetto_prefix<const N: usize>(line: &mut LineBuf<N>, tid: u32, t_ns: u64) {
+fn perfetto_prefix(line: &mut LineBuf<'_>, tid: u32, t_ns: u64) {
     line.lit(b",\n{\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":");
     line.dec(u64::from(tid));
     line.lit(b",\"ts\":");
@@ -1141,7 +1147,7 @@ fn perfetto_prefix<const N: usize>(line: &mut LineBuf<N>, tid: u32, t_ns: u64) {
     line.lit(b",");
 }
 
-fn op_word<const N: usize>(line: &mut LineBuf<N>, op: Op) {
+fn op_word(line: &mut LineBuf<'_>, op: Op) {
     match op {
         Op::Read => line.lit(b"read"),
         Op::Write => line.lit(b"write"),
@@ -1150,7 +1156,7 @@ fn op_word<const N: usize>(line: &mut LineBuf<N>, op: Op) {
 
 /// A finding's register, field, space, address and whether it is allowed, after `"reg":`;
 /// the same in both formats.
-fn finding_keys<const N: usize>(line: &mut LineBuf<N>, f: &FindingLine<'_>, space: &[u8]) {
+fn finding_keys(line: &mut LineBuf<'_>, f: &FindingLine<'_>, space: &[u8]) {
     opt_str(line, f.register);
     line.lit(b",\"field\":");
     opt_str(line, f.field);
@@ -1166,7 +1172,7 @@ fn finding_keys<const N: usize>(line: &mut LineBuf<N>, f: &FindingLine<'_>, spac
     }
 }
 
-fn opt_str<const N: usize>(line: &mut LineBuf<N>, v: Option<&str>) {
+fn opt_str(line: &mut LineBuf<'_>, v: Option<&str>) {
     match v {
         Some(s) => {
             line.lit(b"\"");
@@ -1177,7 +1183,7 @@ fn opt_str<const N: usize>(line: &mut LineBuf<N>, v: Option<&str>) {
     }
 }
 
-fn opt_dec<const N: usize>(line: &mut LineBuf<N>, v: Option<u32>) {
+fn opt_dec(line: &mut LineBuf<'_>, v: Option<u32>) {
     match v {
         Some(v) => line.dec(u64::from(v)),
         None => line.lit(b"null"),
@@ -1185,7 +1191,7 @@ fn opt_dec<const N: usize>(line: &mut LineBuf<N>, v: Option<u32>) {
 }
 
 /// `,"fields":{..},"effects":[..` (left open); false if something was left out.
-fn fields_and_effects<const N: usize>(line: &mut LineBuf<N>, fields: &[FieldValue<'_>], notes: &[Note<'_>]) -> bool {
+fn fields_and_effects(line: &mut LineBuf<'_>, fields: &[FieldValue<'_>], notes: &[Note<'_>]) -> bool {
     line.lit(b",\"fields\":{");
     line.reserve(CLOSING_ROOM);
     let mut full = true;
@@ -1215,7 +1221,7 @@ fn fields_and_effects<const N: usize>(line: &mut LineBuf<N>, fields: &[FieldValu
 }
 
 /// The effects array's elements; false if some did not fit.
-fn effects<const N: usize>(line: &mut LineBuf<N>, notes: &[Note<'_>]) -> bool {
+fn effects(line: &mut LineBuf<'_>, notes: &[Note<'_>]) -> bool {
     for (i, n) in notes.iter().enumerate() {
         let mark = line.len;
         if i > 0 {
@@ -1231,7 +1237,7 @@ fn effects<const N: usize>(line: &mut LineBuf<N>, notes: &[Note<'_>]) -> bool {
 
 /// Closes an effects array opened by [`effects`] with `end`, adding a truncation mark when
 /// something was left out.
-fn close<const N: usize>(line: &mut LineBuf<N>, full: bool, end: &[u8]) {
+fn close(line: &mut LineBuf<'_>, full: bool, end: &[u8]) {
     line.unreserve();
     if !full {
         if line.last() != Some(b'[') {
@@ -1242,8 +1248,8 @@ fn close<const N: usize>(line: &mut LineBuf<N>, full: bool, end: &[u8]) {
     line.bytes(end);
 }
 
-fn note<const N: usize>(line: &mut LineBuf<N>, n: &Note<'_>) {
-    let named = |line: &mut LineBuf<N>, key: &[u8], name: &str| {
+fn note(line: &mut LineBuf<'_>, n: &Note<'_>) {
+    let named = |line: &mut LineBuf<'_>, key: &[u8], name: &str| {
         line.lit(b"{\"");
         line.bytes(key);
         line.lit(b"\":\"");
@@ -1314,7 +1320,7 @@ fn note<const N: usize>(line: &mut LineBuf<N>, n: &Note<'_>) {
 }
 
 /// A short event name for Perfetto: `fired done`, `irq rx`, `cleared STATUS.DONE`...
-fn note_label<const N: usize>(line: &mut LineBuf<N>, n: &Note<'_>) {
+fn note_label(line: &mut LineBuf<'_>, n: &Note<'_>) {
     let (word, name): (&[u8], Option<&str>) = match *n {
         Note::Cleared { field, .. } => (b"cleared ", Some(field)),
         Note::Set { field, .. } => (b"set ", Some(field)),
@@ -1338,7 +1344,7 @@ fn note_label<const N: usize>(line: &mut LineBuf<N>, n: &Note<'_>) {
 
 /// One instant event on the interrupt track per interrupt note, as many as fit (each is
 /// complete or absent).
-fn irq_events<const N: usize>(line: &mut LineBuf<N>, seq: u64, t_ns: u64, device: &str, notes: &[Note<'_>]) {
+fn irq_events(line: &mut LineBuf<'_>, seq: u64, t_ns: u64, device: &str, notes: &[Note<'_>]) {
     for n in notes {
         let Note::Irq { name, asserted } = *n else {
             continue;
@@ -1370,17 +1376,24 @@ fn irq_events<const N: usize>(line: &mut LineBuf<N>, seq: u64, t_ns: u64, device
 }
 
 /// How much of the trace [`TraceFile`] keeps in memory before writing.
-pub const TRACE_BUFFER: usize = 1 << 16;
+const TRACE_BUFFER: usize = 1 << 16;
+// A line is formatted in the buffer's free room, so the longest must fit an empty one.
+const _: () = assert!(RECORD_LINE <= TRACE_BUFFER && GENERIC_LINE <= RECORD_LINE);
 
-/// Where a [`TraceFile`] writes: something it can cut back after a partial write.
+/// Where a trace is written. A store that can be cut back after a partial write (a regular
+/// file) keeps only whole records when a write fails part-way, so it stays a valid trace;
+/// one that cannot (a pipe, a terminal, a writer in memory) keeps what was written.
 pub trait TraceStore: Write + Send {
-    /// Cuts the store back to its first `len` bytes, if it can (a regular file can; a pipe
-    /// or a device cannot, and is left as it is).
-    fn cut(&mut self, len: u64) -> io::Result<()>;
+    /// Cuts the store back to its first `len` bytes, if it can.
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        let _ = len;
+        Ok(())
+    }
 }
 
 impl TraceStore for std::fs::File {
     fn cut(&mut self, len: u64) -> io::Result<()> {
+        // A FIFO or a character device given as the trace file cannot be cut.
         if self.metadata()?.is_file() {
             self.set_len(len)?;
         }
@@ -1388,95 +1401,128 @@ impl TraceStore for std::fs::File {
     }
 }
 
+impl TraceStore for Box<dyn Write + Send> {}
+
+/// For measurements that discard the trace.
+impl TraceStore for io::Sink {}
+
 /// The trace file: buffered like a `BufWriter`, but it only ever holds whole records, and
-/// a write that fails part-way (a full disk) is cut back to the last whole record, so the
+/// a write that fails (a full disk) is cut back to where the failed buffer began, so the
 /// file stays a valid trace: every line complete JSON (a Perfetto document a valid, merely
-/// unterminated, array).
+/// unterminated, array), and the records lost are known exactly.
 ///
-/// The [`Tracer`] hands over each record in one `write_all`, which this takes in one
-/// `write` call, and the buffer is written out only between records.
-pub struct TraceFile<F: TraceStore = std::fs::File> {
-    file: F,
-    buf: Vec<u8>,
-    /// Bytes of the file known to end on a record boundary.
+/// Lines are formatted straight into the buffer's free room ([`TraceFile::append_with`]):
+/// no copy of each line, no `write` call per record; the buffer is written out only
+/// between records.
+struct TraceFile {
+    store: Box<dyn TraceStore>,
+    /// `TRACE_BUFFER` bytes, zeroed once; `buf[..len]` are whole records not written yet.
+    buf: Box<[u8]>,
+    len: usize,
+    /// Records in `buf[..len]`.
+    pending: u64,
+    /// Bytes of the store known to end on a record boundary.
     committed: u64,
 }
 
-impl<F: TraceStore> TraceFile<F> {
-    /// Buffers records for `file`, which must be empty (just created or truncated).
-    pub fn new(file: F) -> TraceFile<F> {
+/// A write of the trace failed: its error, and how many buffered records it lost.
+struct Lost {
+    error: io::Error,
+    records: u64,
+}
+
+impl TraceFile {
+    /// Buffers records for `store`, which must be empty (just created or truncated).
+    fn new(store: Box<dyn TraceStore>) -> TraceFile {
         TraceFile {
-            file,
-            buf: Vec::with_capacity(TRACE_BUFFER),
+            store,
+            buf: vec![0; TRACE_BUFFER].into_boxed_slice(),
+            len: 0,
+            pending: 0,
             committed: 0,
         }
     }
 
-    fn write_buffer(&mut self) -> io::Result<()> {
-        let mut done = 0;
-        while done < self.buf.len() {
-            let result = match self.buf.get(done..) {
-                Some(rest) => self.file.write(rest),
-                None => break,
-            };
-            match result {
-                Ok(0) => return self.cut_back(done, io::ErrorKind::WriteZero.into()),
-                Ok(n) => done += n,
-                // An interrupted write to a pipe: the VMM interrupts vCPU threads only to
-                // stop them, and this one was waiting for a reader that did not read.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    let e = io::Error::new(
-                        e.kind(),
-                        "interrupted while waiting for the trace's reader, which had stopped reading",
-                    );
-                    return self.cut_back(done, e);
-                }
-                Err(e) => return self.cut_back(done, e),
+    /// Appends one whole record (one longer than the buffer is written out at once).
+    fn append(&mut self, record: &[u8]) -> Result<(), Lost> {
+        if self.len + record.len() > self.buf.len() {
+            self.write_buffer()?;
+        }
+        match self.buf.get_mut(self.len..self.len + record.len()) {
+            Some(room) => {
+                room.copy_from_slice(record);
+                self.len += record.len();
+                self.pending += 1;
+                Ok(())
+            }
+            None => {
+                write_whole(&mut *self.store, record, &mut self.committed).map_err(|error| Lost { error, records: 0 })
             }
         }
-        self.committed += self.buf.len() as u64;
-        self.buf.clear();
+    }
+
+    /// Appends one record of at most `max` bytes (at most `RECORD_LINE`), which `fill`
+    /// formats in the buffer's free room and whose length it returns.
+    #[inline]
+    fn append_with(&mut self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> Result<(), Lost> {
+        if self.len + max > self.buf.len() {
+            self.write_buffer()?;
+        }
+        let start = self.len;
+        if let Some(room) = self.buf.get_mut(start..start + max) {
+            self.len = start + fill(room).min(max);
+            self.pending += 1;
+        }
         Ok(())
     }
 
-    /// After `done` bytes of the buffer were written and then `e` happened: cuts the file
-    /// back to the last record boundary among them, and returns `e`.
-    fn cut_back(&mut self, done: usize, e: io::Error) -> io::Result<()> {
-        let keep = record_boundary(self.buf.get(..done).unwrap_or_default()) as u64;
-        // If even the cut fails, the error that matters is still the write's.
-        let _ = self.file.cut(self.committed + keep);
-        self.committed += keep;
-        self.buf.clear();
-        Err(e)
+    fn write_buffer(&mut self) -> Result<(), Lost> {
+        let (len, pending) = (self.len, self.pending);
+        self.len = 0;
+        self.pending = 0;
+        // `buf` and `store` are distinct fields: borrow them apart.
+        let TraceFile {
+            store, buf, committed, ..
+        } = self;
+        write_whole(&mut **store, buf.get(..len).unwrap_or_default(), committed).map_err(|error| Lost {
+            error,
+            records: pending,
+        })
     }
-}
 
-/// The length of the longest prefix of `written` that ends between two records: after a
-/// JSON line's `\n`, or before a Perfetto event's `,\n` separator.
-fn record_boundary(written: &[u8]) -> usize {
-    match written.iter().rposition(|&b| b == b'\n') {
-        Some(i) if i > 0 && written.get(i - 1) == Some(&b',') => i - 1,
-        Some(i) => i + 1,
-        None => 0,
-    }
-}
-
-impl<F: TraceStore> Write for TraceFile<F> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        // Written out only between records (an empty buffer writes nothing).
-        if self.buf.len() + data.len() > TRACE_BUFFER {
+    fn flush(&mut self) -> Result<(), Lost> {
+        if self.len > 0 {
             self.write_buffer()?;
         }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
+        self.store.flush().map_err(|error| Lost { error, records: 0 })
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.write_buffer()
+/// Writes `records` (whole records) to `store`, whose first `committed` bytes end on a
+/// record boundary; if that fails, cuts the store back to those bytes and returns the error.
+fn write_whole(store: &mut dyn TraceStore, records: &[u8], committed: &mut u64) -> io::Result<()> {
+    let mut done = 0;
+    while let Some(rest) = records.get(done..).filter(|rest| !rest.is_empty()) {
+        let e = match store.write(rest) {
+            Ok(0) => io::ErrorKind::WriteZero.into(),
+            Ok(n) => {
+                done += n;
+                continue;
+            }
+            // An interrupted write to a pipe: the VMM interrupts vCPU threads only to
+            // stop them, and this one was waiting for a reader that did not read.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => io::Error::new(
+                e.kind(),
+                "interrupted while waiting for the trace's reader, which had stopped reading",
+            ),
+            Err(e) => e,
+        };
+        // If even the cut fails, the error that matters is still the write's.
+        let _ = store.cut(*committed);
+        return Err(e);
     }
+    *committed += records.len() as u64;
+    Ok(())
 }
 
 /// Calls `put` with `s` JSON-escaped, piece by piece, stopping before the escaped text would
@@ -1520,45 +1566,41 @@ fn escape(s: &str, max: usize, mut put: impl FnMut(&[u8]) -> bool) {
     let _ = put(bytes.get(start..).unwrap_or_default());
 }
 
-/// A fixed-size line buffer: formatting a trace line never allocates. Literal pieces are
-/// copied with their length known at compile time, so they become a few stores rather than
+/// A line being formatted in place, in the trace file's own buffer: formatting a trace line
+/// never allocates, and the finished line is not copied again. Literal pieces are copied
+/// with their length known at compile time, so they become a few stores rather than
 /// `memcpy` calls.
 ///
 /// Writes stop at `limit`: a piece that does not fit is dropped and `overflow` set. The
 /// variable-length parts (fields, effects) are written with room reserved for the closing
 /// brackets and roll back to their last complete element, so the line stays valid JSON.
-struct LineBuf<const N: usize> {
-    buf: [u8; N],
+struct LineBuf<'a> {
+    buf: &'a mut [u8],
     len: usize,
     limit: usize,
     overflow: bool,
 }
 
-impl<const N: usize> LineBuf<N> {
-    fn new() -> Self {
+impl<'a> LineBuf<'a> {
+    /// An empty line that may fill all of `buf`.
+    fn over(buf: &'a mut [u8]) -> Self {
+        let limit = buf.len();
         LineBuf {
-            buf: [0; N],
+            buf,
             len: 0,
-            limit: N,
+            limit,
             overflow: false,
         }
     }
 
-    /// Empties it for a new line (the bytes stay; only what is written is read).
-    fn clear(&mut self) {
-        self.len = 0;
-        self.limit = N;
-        self.overflow = false;
-    }
-
     /// Keeps the last `n` bytes free (for closing what is open).
     fn reserve(&mut self, n: usize) {
-        self.limit = N.saturating_sub(n);
+        self.limit = self.buf.len().saturating_sub(n);
     }
 
     /// Makes the whole buffer usable again.
     fn unreserve(&mut self) {
-        self.limit = N;
+        self.limit = self.buf.len();
     }
 
     /// If a write since `mark` did not fit, cuts back to `mark` and says so.
@@ -1585,7 +1627,7 @@ impl<const N: usize> LineBuf<N> {
             return None;
         }
         self.len = end;
-        // limit <= N, so the range is inside the buffer.
+        // limit <= the buffer's length, so the range is inside it.
         self.buf.get_mut(start..end)
     }
 
@@ -1641,8 +1683,9 @@ impl<const N: usize> LineBuf<N> {
         }
     }
 
+    #[cfg(test)]
     fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -1665,8 +1708,12 @@ mod tests {
         }
     }
 
+    impl TraceStore for Sink {}
+
     impl Sink {
-        fn text(&self) -> String {
+        /// What `t` wrote so far (flushed first: the tracer buffers).
+        fn text(&self, t: &Tracer) -> String {
+            t.flush().unwrap();
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
     }
@@ -1763,7 +1810,8 @@ mod tests {
                 10u64.saturating_pow(i / 3).saturating_add(i as u64 % 3),
             ]
         })) {
-            let mut line = LineBuf::<64>::new();
+            let mut store = [0u8; 64];
+            let mut line = LineBuf::over(&mut store);
             line.dec(v);
             line.lit(b" ");
             line.hex(v);
@@ -1841,7 +1889,8 @@ mod tests {
                             fields: f,
                             notes: e,
                         };
-                        let mut want = LineBuf::<RECORD_LINE>::new();
+                        let mut want_store = [0u8; RECORD_LINE];
+                        let mut want = LineBuf::over(&mut want_store);
                         jsonl_prefix(&mut want, n, n / 7, b"access");
                         access_keys(&mut want, &a);
                         want.lit(b",\"device\":\"");
@@ -1852,7 +1901,8 @@ mod tests {
                         opt_str(&mut want, register);
                         let full = fields_and_effects(&mut want, f, e);
                         close(&mut want, full, b"]}\n");
-                        let mut got = LineBuf::<RECORD_LINE>::new();
+                        let mut got_store = [0u8; RECORD_LINE];
+                        let mut got = LineBuf::over(&mut got_store);
                         if !access_head(&mut got, n, n / 7, &a, &record) {
                             let full = fields_and_effects(&mut got, f, e);
                             close(&mut got, full, b"]}\n");
@@ -1901,7 +1951,7 @@ mod tests {
         t.record(0, AddressSpace::Pio, Op::Read, 0x80, &[0xff], Routed::Unmapped);
         t.record(0, AddressSpace::Mmio, Op::Read, 0, &[0; 8], Routed::Unmapped);
         assert_eq!(
-            sink.text(),
+            sink.text(&t),
             "{\"v\":2,\"seq\":0,\"t_ns\":1500,\"kind\":\"access\",\"vcpu\":1,\"space\":\"mmio\",\"op\":\"write\",\"addr\":\"0xd0000010\",\"width\":4,\"value\":\"0x12345678\",\"device\":\"dev \\\"q\\\"\",\"offset\":\"0x10\"}\n\
              {\"v\":2,\"seq\":1,\"t_ns\":1750,\"kind\":\"access\",\"vcpu\":0,\"space\":\"pio\",\"op\":\"read\",\"addr\":\"0x80\",\"width\":1,\"value\":\"0xff\",\"device\":null,\"offset\":null}\n\
              {\"v\":2,\"seq\":2,\"t_ns\":1750,\"kind\":\"access\",\"vcpu\":0,\"space\":\"mmio\",\"op\":\"read\",\"addr\":\"0x0\",\"width\":8,\"value\":\"0x0\",\"device\":null,\"offset\":null}\n"
@@ -1920,7 +1970,7 @@ mod tests {
             &[5, 0, 0, 0],
             Routed::Device,
         );
-        assert_eq!(sink.text(), "", "no generic line for a self-traced device");
+        assert_eq!(sink.text(&t), "", "no generic line for a self-traced device");
         let notes = [
             Note::Cleared {
                 field: "STATUS.DONE",
@@ -1951,7 +2001,7 @@ mod tests {
         });
         t.access(&record(None, &[]));
         assert_eq!(
-            sink.text(),
+            sink.text(&t),
             "{\"v\":2,\"seq\":0,\"t_ns\":1500,\"kind\":\"access\",\"vcpu\":2,\"space\":\"mmio\",\"op\":\"write\",\"addr\":\"0xd0001004\",\"width\":4,\"value\":\"0x5\",\"device\":\"uart@d0001000\",\"offset\":\"0x4\",\"reg\":\"CTRL\",\
 \"fields\":{\"EN\":{\"value\":\"0x1\"},\"MODE\":{\"value\":\"0x2\",\"enum\":\"FAST\"}},\
 \"effects\":[{\"cleared\":\"STATUS.DONE\",\"bits\":\"0x1\"},{\"fifo\":\"rx\",\"level\":3},{\"irq\":\"rx\",\"asserted\":true},{\"scheduled\":\"done\",\"due_ns\":123},{\"scheduled\":\"later\",\"due_ns\":null},{\"bad_width\":true},{\"reserved\":\"0xf0\"}]}\n\
@@ -1989,7 +2039,7 @@ mod tests {
             device: "uart@d0001000",
             notes: &notes,
         });
-        let v: serde_json::Value = serde_json::from_str(&sink.text()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&sink.text(&t)).unwrap();
         let effects = v["effects"].as_array().unwrap();
         assert_eq!(effects.len(), notes.len());
         assert_eq!(effects[1], serde_json::json!({"set": "A.B", "bits": "0x2"}));
@@ -2017,7 +2067,7 @@ mod tests {
             register: Some(&long),
             ..record(None, &[])
         });
-        let text = sink.text();
+        let text = sink.text(&t);
         assert!(text.ends_with("{\"truncated\":true}]}\n"), "{text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let device = v["device"].as_str().unwrap();
@@ -2045,7 +2095,11 @@ mod tests {
         t.access(&record(Some("CH[1]"), &[]));
         t.record(0, AddressSpace::Mmio, Op::Read, 0xd000_0000, &[0], Routed::Device);
         t.record(0, AddressSpace::Mmio, Op::Read, 0xe000_0000, &[0], Routed::Unmapped);
-        let lines: Vec<serde_json::Value> = sink.text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = sink
+            .text(&t)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         let kept: Vec<(&str, &serde_json::Value)> = lines
             .iter()
             .map(|l| (l["device"].as_str().unwrap(), &l["reg"]))
@@ -2060,6 +2114,46 @@ mod tests {
         assert_eq!(lines[1]["seq"], 1, "seq counts written lines only");
         assert!("".parse::<TraceFilter>().is_err());
         assert!("uart.".parse::<TraceFilter>().is_err());
+    }
+
+    /// A Perfetto header names every device: with many it is longer than the buffer, and is
+    /// written out whole, before and in order with the lines after it.
+    #[test]
+    fn a_record_longer_than_the_buffer_is_written_whole() {
+        let mut b = BusBuilder::new();
+        let devices = 2 * TRACE_BUFFER / 150;
+        for i in 0..devices as u64 {
+            b.add_mmio_device(
+                None,
+                &format!("dev{i}"),
+                0xd000_0000 + i * 0x100,
+                0x100,
+                Arc::new(RegFile::new(0x100, None)),
+            )
+            .unwrap();
+        }
+        let sink = Sink::default();
+        let options = TraceOptions {
+            format: TraceFormat::Perfetto,
+            filters: Vec::new(),
+        };
+        let t = Tracer::new(
+            Arc::new(b.build()),
+            Box::new(sink.clone()),
+            Arc::new(ManualClock::new(0)),
+            &options,
+        );
+        t.record(0, AddressSpace::Mmio, Op::Read, 0xd000_0000, &[0], Routed::Device);
+        t.finish().unwrap();
+        let text = sink.text(&t);
+        assert!(text.len() > TRACE_BUFFER, "{}", text.len());
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let events = doc.as_array().unwrap();
+        assert_eq!(
+            events.iter().filter(|e| e["name"] == "thread_name").count(),
+            devices + 3
+        );
+        assert_eq!(events.last().unwrap()["name"], "read 0x0");
     }
 
     #[test]
@@ -2090,11 +2184,11 @@ mod tests {
         });
         // Unfinished (mmiolab killed): the array has no closing bracket, which readers
         // of the format accept; adding it gives valid JSON.
-        let unfinished = sink.text();
+        let unfinished = sink.text(&t);
         serde_json::from_str::<serde_json::Value>(&format!("{unfinished}]")).unwrap();
         t.finish().unwrap();
         t.access(&record(Some("CTRL"), &[]));
-        let doc: serde_json::Value = serde_json::from_str(&sink.text()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&sink.text(&t)).unwrap();
         let events = doc.as_array().unwrap();
         let track = |name: &str| {
             events
@@ -2173,7 +2267,7 @@ mod tests {
             };
             let t = Tracer::new(
                 Arc::new(b.build()),
-                Box::new(TraceFile::new(disk)),
+                Box::new(disk),
                 Arc::new(ManualClock::new(0)),
                 &options,
             );
@@ -2219,26 +2313,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn record_boundaries_of_both_formats() {
-        assert_eq!(record_boundary(b"{\"a\":1}\n{\"b\""), 8);
-        assert_eq!(record_boundary(b"[\n{\"m\":1},\n{\"i\":"), 9);
-        assert_eq!(record_boundary(b"[\n{\"m"), 2);
-        assert_eq!(record_boundary(b"{\"a"), 0);
-    }
-
-    /// Accepts the first `ok` writes, then fails every one.
+    /// Accepts the first `ok` writes, then fails every one; keeps what it took and counts
+    /// the writes tried.
     struct Failing {
         ok: usize,
+        tried: Arc<Mutex<usize>>,
+        took: Sink,
     }
+
+    impl TraceStore for Failing {}
 
     impl Write for Failing {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            *self.tried.lock().unwrap() += 1;
             if self.ok == 0 {
                 return Err(io::Error::other("disk full"));
             }
             self.ok -= 1;
-            Ok(buf.len())
+            self.took.write(buf)
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
@@ -2248,16 +2340,24 @@ mod tests {
     #[test]
     fn the_first_write_failure_stops_the_run_and_nothing_is_written_after_it() {
         let bus = Arc::new(BusBuilder::new().build());
-        let t = Tracer::new(
+        let (tried, took) = (Arc::new(Mutex::new(0)), Sink::default());
+        let store = Failing {
+            ok: 1,
+            tried: tried.clone(),
+            took: took.clone(),
+        };
+        let mut t = Tracer::new(
             bus,
-            Box::new(Failing { ok: 1 }),
+            Box::new(store),
             Arc::new(ManualClock::new(0)),
             &TraceOptions::default(),
         );
         let control = Arc::new(VmControl::new().unwrap());
-        let mut t = t;
         t.set_stop_on_failure(control.clone(), "the trace");
-        for _ in 0..4 {
+        // Enough records to fill the buffer three times: its first write out succeeds, the
+        // second fails.
+        let records = 3 * TRACE_BUFFER / 100;
+        for _ in 0..records {
             t.record(0, AddressSpace::Pio, Op::Read, 0x80, &[0xff], Routed::Unmapped);
         }
         assert_eq!(
@@ -2268,8 +2368,16 @@ mod tests {
                 closed: false
             }))
         );
+        assert_eq!(*tried.lock().unwrap(), 2, "nothing tried after the failure");
         let e = t.finish().unwrap_err();
-        assert_eq!(e.to_string(), "disk full (3 records not written)");
+        assert_eq!(*tried.lock().unwrap(), 2, "nor at the end");
+        let written = took.0.lock().unwrap().iter().filter(|&&b| b == b'\n').count();
+        assert!(written > 100, "{written}");
+        assert_eq!(
+            e.to_string(),
+            format!("disk full ({} records not written)", records - written),
+            "each record either in the file or counted"
+        );
         t.finish().unwrap();
     }
 }

@@ -131,7 +131,7 @@ fn common() -> Result<List, SeccompError> {
     Ok(l)
 }
 
-/// Writing a run's outputs: the console, FIFO host sides, the trace (`TraceFile` cuts a
+/// Writing a run's outputs: the console, FIFO host sides, the trace (its `TraceStore` cuts a
 /// partly written file back to its last whole record: fstat, ftruncate).
 fn outputs(l: &mut List) -> &mut List {
     l.allow(libc::SYS_writev)
