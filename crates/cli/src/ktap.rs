@@ -87,6 +87,11 @@ pub struct Test {
     pub log: Vec<String>,
     /// Where the output broke the format (a wrong test number, a missing result line).
     pub errors: Vec<String>,
+    /// The printk time (µs since the guest booted) of the first line this test read, if
+    /// the console had timestamps.
+    pub started_us: Option<u64>,
+    /// The printk time of its result line.
+    pub ended_us: Option<u64>,
 }
 
 impl Test {
@@ -99,6 +104,8 @@ impl Test {
             subtests: Vec::new(),
             log: Vec::new(),
             errors: Vec::new(),
+            started_us: None,
+            ended_us: None,
         }
     }
 
@@ -187,13 +194,19 @@ fn result_parts(line: &str) -> Option<(bool, usize, &str, Option<&str>)> {
 
 /// The KTAP lines of a console, read the way kunit.py's `parse_test` reads them.
 struct Lines<'a> {
-    lines: Vec<&'a str>,
+    /// Each line without its timestamp, and the timestamp (µs).
+    lines: Vec<(&'a str, Option<u64>)>,
     at: usize,
 }
 
 impl<'a> Lines<'a> {
     fn peek(&self) -> Option<&'a str> {
-        self.lines.get(self.at).copied()
+        self.lines.get(self.at).map(|l| l.0)
+    }
+
+    /// The timestamp of the next line.
+    fn stamp(&self) -> Option<u64> {
+        self.lines.get(self.at).and_then(|l| l.1)
     }
 
     /// Lines that are no result, header or version line (below `MAX_DEPTH`, headers are
@@ -221,6 +234,7 @@ impl<'a> Lines<'a> {
     fn test(&mut self, number: usize, log: Vec<String>, subtest: bool, depth: usize) -> Test {
         let mut test = Test::new();
         test.log = log;
+        test.started_us = self.stamp();
         let more = self.diagnostics(depth);
         test.log.extend(more);
         let parent = if !subtest {
@@ -272,6 +286,7 @@ impl<'a> Lines<'a> {
             if !test.name.is_empty() && !self.result_of(&test.name) {
                 test.errors.push("missing result line".to_owned());
             } else if let Some((ok, n, name, directive)) = self.peek().and_then(result_parts) {
+                test.ended_us = self.stamp();
                 self.at += 1;
                 test.name = name.to_owned();
                 if n != number {
@@ -299,7 +314,7 @@ impl<'a> Lines<'a> {
 }
 
 /// The tree of top-level tests in `ktap` (the lines from the top-level `KTAP version` on).
-fn tree(ktap: Vec<&str>) -> Vec<Test> {
+fn tree(ktap: Vec<(&str, Option<u64>)>) -> Vec<Test> {
     if ktap.is_empty() {
         return Vec::new();
     }
@@ -307,22 +322,30 @@ fn tree(ktap: Vec<&str>) -> Vec<Test> {
     lines.test(0, Vec::new(), false, 0).subtests
 }
 
-/// Drops the printk timestamp (`[    3.500000] `), the one of `mmiolab run
-/// --console-timestamps` (`[+   3.500000] `) and carriage returns.
-fn strip(line: &str) -> &str {
+/// The line without the printk timestamp (`[    3.500000] `), the one of `mmiolab run
+/// --console-timestamps` (`[+   3.500000] `) and carriage returns; and the timestamp in µs.
+fn stamped(line: &str) -> (&str, Option<u64>) {
     let line = line.trim_end_matches(['\r', '\n']);
     if let Some(rest) = line.strip_prefix('[')
         && let Some(end) = rest.find("] ")
-        && rest[..end]
-            .trim()
-            .trim_start_matches('+')
-            .trim_start()
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.')
     {
-        return &rest[end + 2..];
+        let number = rest[..end].trim().trim_start_matches('+').trim_start();
+        if number.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return (&rest[end + 2..], micros(number));
+        }
     }
-    line
+    (line, None)
+}
+
+/// `3.500000` in µs (at most six decimals count).
+fn micros(seconds: &str) -> Option<u64> {
+    let (whole, frac) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let whole: u64 = whole.parse().ok()?;
+    let digits = frac.len().min(6);
+    let frac_us: u64 = if digits == 0 { 0 } else { frac[..digits].parse().ok()? };
+    whole
+        .checked_mul(1_000_000)?
+        .checked_add(frac_us * 10u64.pow((6 - digits) as u32))
 }
 
 /// Parses `ok 3 name # directive` / `not ok 3 name`.
@@ -366,10 +389,10 @@ pub fn parse(console: &str) -> GuestReport {
     let mut in_ktap = false;
     let mut pending: Vec<String> = Vec::new();
     let mut dump: Option<&'static str> = None;
-    let mut ktap: Vec<&str> = Vec::new();
+    let mut ktap: Vec<(&str, Option<u64>)> = Vec::new();
     let mut ktap_results = false;
     for raw in console.lines() {
-        let line = strip(raw);
+        let (line, stamp) = stamped(raw);
         match (dump, line) {
             (_, "mmiolab: begin /proc/iomem") => dump = Some("iomem"),
             (_, "mmiolab: begin /proc/ioports") => dump = Some("ioports"),
@@ -383,10 +406,10 @@ pub fn parse(console: &str) -> GuestReport {
                 report.planned = None;
                 pending.clear();
                 ktap.clear();
-                ktap.push(line);
+                ktap.push((line, stamp));
             }
             (None, l) if in_ktap => {
-                ktap.push(l);
+                ktap.push((l, stamp));
                 ktap_results |= result_parts(l).is_some();
                 if let Some(n) = l.strip_prefix("1..").and_then(|n| n.trim().parse().ok()) {
                     report.planned = Some(n);
@@ -625,10 +648,27 @@ mmiolab: end /proc/ioports\n";
     }
 
     #[test]
-    fn timestamps_only_are_stripped() {
-        assert_eq!(strip("[+   3.500000] ok 1 x"), "ok 1 x");
-        assert_eq!(strip("[    3.19] ok 1 x\r"), "ok 1 x");
-        assert_eq!(strip("[abc] ok"), "[abc] ok");
+    fn timestamps_only_are_stripped_and_read_in_microseconds() {
+        assert_eq!(stamped("[+   3.500000] ok 1 x"), ("ok 1 x", Some(3_500_000)));
+        assert_eq!(stamped("[    3.19] ok 1 x\r"), ("ok 1 x", Some(3_190_000)));
+        assert_eq!(stamped("[  12.1234567] ok"), ("ok", Some(12_123_456)));
+        assert_eq!(stamped("[abc] ok"), ("[abc] ok", None));
+        assert_eq!(stamped("[99999999999999999999.0] ok"), ("ok", None));
         assert_eq!(result_line("ok x"), None);
+    }
+
+    #[test]
+    fn each_case_carries_the_times_of_its_lines() {
+        let r = parse(KUNIT_LOG);
+        let demo = r
+            .tests
+            .iter()
+            .find(|t| t.name == "mmiolab_demo")
+            .expect("the demo suite");
+        assert_eq!(demo.ended_us, Some(3_350_301));
+        let first = &demo.subtests[0];
+        assert_eq!(first.name, "demo_id_reads_part_and_revision");
+        assert_eq!(first.ended_us, Some(3_246_348));
+        assert!(demo.started_us.is_some_and(|s| s < 3_246_348), "{:?}", demo.started_us);
     }
 }

@@ -22,6 +22,7 @@ mod golden;
 mod guest_test;
 mod header;
 mod html;
+mod junit;
 // The KTAP parser lives in the library (mmiolab_cli), where the fuzzers reach it.
 use mmiolab_cli::ktap;
 
@@ -638,7 +639,8 @@ fn test(args: TestArgs) -> Result<u8> {
     ));
     to_stdout(out.as_bytes())?;
     if let Some(path) = &args.junit {
-        let xml = guest_test::junit("mmiolab-linux", &verdict.results);
+        let trace = trace_text.as_ref().and_then(|t| t.as_deref().ok());
+        let xml = junit::report(&verdict.results, &tree, trace).context("writing the JUnit report")?;
         mmiolab_vmm::files::write_atomically(path, xml.as_bytes(), "the JUnit report", &inputs)?;
     }
     // A run stopped by a signal says so in its status, as `run` does.

@@ -462,7 +462,12 @@ impl Agent {
                     s.maps.remove(i);
                 }
             }
-            Kind::Test => s.test = (!r.s1.is_empty()).then_some(r.s1),
+            Kind::Test => {
+                s.test = (!r.s1.is_empty()).then_some(r.s1);
+                if let Some(t) = self.tracer.get() {
+                    t.test_boundary(s.test.as_deref());
+                }
+            }
         }
     }
 

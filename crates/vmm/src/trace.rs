@@ -47,6 +47,11 @@
 //! machine file's `[device.check] allow` lists the rule for the device). Trace filters do
 //! not drop findings.
 //!
+//! A test boundary, from the checker's guest agent (`--check`): the guest's /init names each
+//! test as it starts and ends it with an empty name, so the accesses between a
+//! `{"v":2,"seq":12,"t_ns":7000,"kind":"test","test":"mmio_fixed"}` line and the next
+//! `"kind":"test"` line (`"test":null` at its end) are that test's. Filters do not drop them.
+//!
 //! Version rules: a line kind or a key may be added without changing `"v"` (readers skip
 //! kinds they do not know and keys they do not use; `"finding"` lines were added so, in
 //! version 2); `"v"` changes when a key changes meaning or type, or a key or kind is removed.
@@ -580,6 +585,27 @@ impl Tracer {
                     finding_keys(line, f, space);
                     line.lit(b"}}");
                 }
+            }
+        });
+    }
+
+    /// Writes a test boundary line: the guest test `test` starts (`None`: the last one
+    /// ended). Filters do not apply, as for findings.
+    pub fn test_boundary(&self, test: Option<&str>) {
+        self.emit(GENERIC_LINE, |line, seq, t_ns| match self.format {
+            TraceFormat::Jsonl => {
+                jsonl_prefix(line, seq, t_ns, b"test");
+                line.lit(b",\"test\":");
+                opt_str(line, test);
+                line.lit(b"}\n");
+            }
+            TraceFormat::Perfetto => {
+                perfetto_prefix(line, TID_OTHER, t_ns);
+                line.lit(b"\"name\":\"test ");
+                line.str(test.unwrap_or("(end)"), MAX_NAME);
+                line.lit(b"\",\"args\":{\"seq\":");
+                line.dec(seq);
+                line.lit(b"}}");
             }
         });
     }
@@ -2154,6 +2180,44 @@ mod tests {
             devices + 3
         );
         assert_eq!(events.last().unwrap()["name"], "read 0x0");
+    }
+
+    #[test]
+    fn test_boundaries_are_lines_of_their_own_in_both_formats() {
+        let (t, sink, _, _) = tracer(TraceOptions {
+            format: TraceFormat::Jsonl,
+            filters: vec!["uart".parse().unwrap()],
+        });
+        t.test_boundary(Some("mmio_\"fixed"));
+        t.record(
+            0,
+            AddressSpace::Mmio,
+            Op::Read,
+            0xd000_0010,
+            &[1, 0, 0, 0],
+            Routed::Device,
+        );
+        t.test_boundary(None);
+        // the filter keeps no access of dev "q", and both boundaries
+        let lines: Vec<serde_json::Value> = sink
+            .text(&t)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["kind"], "test");
+        assert_eq!(lines[0]["test"], "mmio_\"fixed");
+        assert_eq!(lines[1]["test"], serde_json::Value::Null);
+        assert_eq!(lines[1]["seq"], 1);
+        let (t, sink, _, _) = tracer(TraceOptions {
+            format: TraceFormat::Perfetto,
+            filters: Vec::new(),
+        });
+        t.test_boundary(Some("short"));
+        t.finish().unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&sink.text(&t)).unwrap();
+        let events = doc.as_array().unwrap();
+        assert_eq!(events.last().unwrap()["name"], "test short");
     }
 
     #[test]
