@@ -78,7 +78,7 @@ while [ $# -gt 0 ]; do
 		src=${2%:*} dst=${2##*:}
 		[ -f "$src" ] || die "--file $2: $src is not a regular file"
 		case $dst/ in */../* | */./* | *//*) die "--file $2: DST must be a plain absolute path" ;; esac
-		case $dst in /init | /bin/* | /tests/* | /lib/modules/mmiolab/* | /lib/modules/kernel/*)
+		case $dst in /init | /bin/* | /tests/* | /lib/mmiolab/* | /lib/modules/mmiolab/* | /lib/modules/kernel/*)
 			die "--file $2: $dst belongs to the bundled initramfs; choose another path" ;;
 		esac
 		EXTRA_SRCS+=("$(realpath "$src")")
@@ -107,7 +107,7 @@ KEY=$({
 	echo "build.sh $BUILD_SH_VERSION kernel $(basename "$KBUILD")"
 	dpkg-query -W -f='busybox ${Version}\n' busybox-static
 	gcc --version | head -n1
-	for f in "$GUEST"/drivers/* "$GUEST"/agent/* "$GUEST"/userspace/*.c "$HERE"/init "${TESTS[@]}" "${EXTRA_SRCS[@]}"; do
+	for f in "$GUEST"/drivers/* "$GUEST"/agent/* "$GUEST"/userspace/*.c "$HERE"/init "$HERE"/ktap.sh "${TESTS[@]}" "${EXTRA_SRCS[@]}"; do
 		echo "$f"
 		cat "$f"
 	done
@@ -186,6 +186,7 @@ for i in "${!EXTRA_SRCS[@]}"; do
 	install -D -m 0644 "${EXTRA_SRCS[$i]}" "$ROOT${EXTRA_DSTS[$i]}"
 done
 install -m 0755 "$HERE/init" "$ROOT/init"
+install -D -m 0644 "$HERE/ktap.sh" "$ROOT/lib/mmiolab/ktap.sh"
 
 (cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort |
 	cpio --quiet -o -H newc -R 0:0 --reproducible) >"$CPIO.tmp"

@@ -19,10 +19,12 @@ mod checking;
 mod coverage;
 mod ending;
 mod golden;
+mod guest;
 mod guest_test;
 mod header;
 mod html;
 mod junit;
+mod kit;
 // The KTAP parser lives in the library (mmiolab_cli), where the fuzzers reach it.
 use mmiolab_cli::ktap;
 
@@ -68,6 +70,13 @@ enum Command {
     /// addresses (and the register maps of its described devices).
     #[command(long_about = HEADER_ABOUT)]
     Header(HeaderArgs),
+    /// Build the Linux guest's pieces for your own project from the kit this binary
+    /// carries: a kernel with mmiolab's options, a test initramfs of your modules and
+    /// scripts (docs/linux.md).
+    Guest {
+        #[command(subcommand)]
+        command: guest::GuestCommand,
+    },
     /// List the device descriptions bundled with mmiolab (a machine file's `model = NAME`),
     /// or print one of them as TOML, to read or to copy and change.
     Models {
@@ -362,6 +371,7 @@ fn main() -> ExitCode {
         Command::Dt { config, dtb } => dt(&config, dtb.as_deref()).map(|()| 0),
         Command::Test(args) => test(args),
         Command::Header(args) => header_command(&args).map(|()| 0),
+        Command::Guest { command } => guest::command(command),
         Command::Models { name } => models(name.as_deref()).map(|()| 0),
         Command::Coverage {
             trace,
@@ -375,6 +385,8 @@ fn main() -> ExitCode {
         Err(e) => {
             let (status, quiet) = if e.is::<UnknownModel>() {
                 (ending::USAGE, false)
+            } else if e.is::<guest::Refused>() {
+                (ending::INPUT, false)
             } else {
                 ending::error_status(&e)
             };
