@@ -42,7 +42,7 @@ pub fn report(
         let Some(t) = tree.get(i).filter(|t| t.name == r.name) else {
             let mut case = TestCase::new(r.name.as_str(), result_status(r));
             case.set_classname(MAIN_SUITE);
-            case.set_system_out(r.details.join("\n"));
+            set_output(&mut case, &r.details);
             main.add_test_case(case);
             continue;
         };
@@ -55,7 +55,7 @@ pub fn report(
         if t.subtests.is_empty() {
             let mut case = TestCase::new(r.name.as_str(), result_status(r));
             case.set_classname(MAIN_SUITE);
-            case.set_system_out(t.log.join("\n"));
+            set_output(&mut case, &t.log);
             set_time(&mut case, start, t.ended_us);
             if let Some(tail) = tail(!r.ok) {
                 case.set_system_err(tail);
@@ -70,7 +70,7 @@ pub fn report(
         for (name, leaf, start) in cases {
             let mut case = TestCase::new(name, case_status(leaf));
             case.set_classname(t.name.as_str());
-            case.set_system_out(leaf.log.join("\n"));
+            set_output(&mut case, &leaf.log);
             set_time(&mut case, start, leaf.ended_us);
             if let Some(tail) = tail(!leaf.status.ok()) {
                 case.set_system_err(tail);
@@ -84,7 +84,7 @@ pub fn report(
             case.set_classname(t.name.as_str());
             let mut out = t.log.clone();
             out.extend(t.errors.iter().map(|e| format!("(KTAP: {e})")));
-            case.set_system_out(out.join("\n"));
+            set_output(&mut case, &out);
             if let Some(tail) = tail(true) {
                 case.set_system_err(tail);
             }
@@ -115,6 +115,13 @@ fn leaves<'a>(t: &'a Test, prefix: &str, parent_start: Option<u64>, out: &mut Ve
             leaves(s, &name, start.or(s.started_us), out);
         }
         start = s.ended_us.or(start);
+    }
+}
+
+/// The case's output, when it has any (no empty `<system-out>`).
+fn set_output(case: &mut TestCase, lines: &[String]) {
+    if !lines.is_empty() {
+        case.set_system_out(lines.join("\n"));
     }
 }
 

@@ -25,6 +25,7 @@ mod header;
 mod html;
 mod junit;
 mod kit;
+mod nesting;
 // The KTAP parser lives in the library (mmiolab_cli), where the fuzzers reach it.
 use mmiolab_cli::ktap;
 
@@ -197,6 +198,18 @@ struct TestArgs {
     /// which cannot run a filtered program.
     #[arg(long)]
     no_seccomp: bool,
+    /// Where a Linux guest boots: directly under this process, or inside an outer VM (QEMU
+    /// TCG running mmiolab on its nested KVM; docs/linux.md). auto: directly when /dev/kvm
+    /// is hardware KVM (vmx/svm, not the software kvm_pvm), else nested; a bare-metal
+    /// program always directly. The choice and its reason are printed.
+    #[arg(long, value_enum, default_value_t = nesting::Nested::Auto, value_name = "WHEN")]
+    nested: nesting::Nested,
+    /// The kernel to boot instead of the machine file's.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_log")]
+    kernel: Option<PathBuf>,
+    /// The initramfs to boot instead of the machine file's.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_log")]
+    initrd: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -492,10 +505,63 @@ impl Write for Capture {
     }
 }
 
-fn test(args: TestArgs) -> Result<u8> {
+/// The machine file of `mmiolab test` with its --kernel and --initrd (relative to the
+/// working directory) in place of its own.
+fn test_config(args: &TestArgs) -> Result<MachineConfig> {
+    let mut config = load_config(Some(&args.config))?;
+    if args.kernel.is_none() && args.initrd.is_none() {
+        return Ok(config);
+    }
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    if let Some(k) = &args.kernel {
+        config.machine.kernel = Some(cwd.join(k));
+        config.machine.firmware = None;
+        config.machine.load_addr = None;
+        config.set_override("machine.kernel", format!("--kernel {}", k.display()));
+    }
+    if let Some(i) = &args.initrd {
+        config.machine.initrd = Some(cwd.join(i));
+        config.set_override("machine.initrd", format!("--initrd {}", i.display()));
+    }
+    revalidate(config)
+}
+
+fn test(mut args: TestArgs) -> Result<u8> {
+    if args.from_log.is_none() {
+        let config = test_config(&args)?;
+        let linux = config.machine.kernel.is_some();
+        match nesting::decide(args.nested, linux, nesting::Host::probe()) {
+            nesting::Placement::Direct(why) => say(&format!("mmiolab test: booting directly: {why}")),
+            nesting::Placement::Nested(why) => {
+                say(&format!(
+                    "mmiolab test: booting nested: {why}; the outer VM is QEMU TCG running mmiolab on its nested KVM"
+                ));
+                let (Some(kernel), Some(initrd)) = (&config.machine.kernel, &config.machine.initrd) else {
+                    return Err(usage_error(
+                        "a nested run boots a Linux kernel and initramfs: the machine file (or --kernel and --initrd) must name both",
+                    ));
+                };
+                let (log, findings) = nesting::run(&nesting::NestedRun {
+                    config: &args.config,
+                    kernel: &config.resolve(kernel),
+                    initrd: &config.resolve(initrd),
+                    timeout: args.timeout,
+                    trace: args.trace.as_deref(),
+                    trace_filters: args.trace_filter.iter().map(ToString::to_string).collect(),
+                    check: args.check,
+                    verbose: args.verbose,
+                })?;
+                // judged as a log brought back from elsewhere
+                args.from_log = Some(log);
+                args.findings = findings;
+                args.kernel = None;
+                args.initrd = None;
+            }
+        }
+    }
     // Before any thread: a Ctrl-C ends the run cleanly and is judged as how it ended.
     let signals = StopSignals::block().map_err(|e| mmiolab_vmm::Error::Host("blocking the stop signals", e))?;
-    let config = load_config(Some(&args.config))?;
+    let config = test_config(&args)?;
     let mut inputs = config.input_files();
     if let Some(log) = &args.from_log {
         inputs.push(("the console log".to_owned(), log.clone()));
