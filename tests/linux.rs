@@ -74,6 +74,10 @@ fn main() {
                 "linux_guest_panic_ends_the_vm_with_status_2",
                 linux_guest_panic_ends_the_vm_with_status_2,
             ),
+            Trial::test(
+                "examples_demo_driver_runs_as_its_readme_says",
+                examples_demo_driver_runs_as_its_readme_says,
+            ),
         ],
     )
     .exit();
@@ -238,5 +242,81 @@ fn linux_guest_power_off_ends_the_vm_with_status_0() -> Result<(), Failed> {
             return Err(format!("the console lacks `{want}`:\n{console}").into());
         }
     }
+    Ok(())
+}
+
+/// Copies `from` (a directory of plain files) to `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// examples/demo-driver, run as its README tells a user: its first `sh` block, run by bash
+/// in a copy of the project outside this checkout, with the mmiolab binary copied beside it
+/// (first on PATH: an installed binary, whose guest kit is what it carries). Every test
+/// and KUnit case must pass, and the JUnit report must hold the suite's cases.
+fn examples_demo_driver_runs_as_its_readme_says() -> Result<(), Failed> {
+    let tmp = std::env::temp_dir().join(format!("mmiolab-example-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let project = tmp.join("demo-driver");
+    copy_tree(std::path::Path::new(&format!("{ROOT}/examples/demo-driver")), &project)?;
+    std::fs::create_dir_all(tmp.join("bin"))?;
+    std::fs::copy(env!("CARGO_BIN_EXE_mmiolab"), tmp.join("bin/mmiolab"))?;
+    let readme = std::fs::read_to_string(project.join("README.md"))?;
+    let commands = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or("examples/demo-driver/README.md has no sh block")?;
+    let path = format!(
+        "{}:{}",
+        tmp.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", commands])
+        .current_dir(&project)
+        .env("PATH", path)
+        .output()?;
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    if !out.status.success() {
+        return Err(format!("the README's commands failed ({})", out.status).into());
+    }
+    for want in [
+        "PASS tick",
+        "    PASS tick_id_is_read_only",
+        "    PASS tick_scratch_holds_a_write",
+        "    PASS tick_done_is_write_one_to_clear",
+        "PASS tick_drv",
+        "PASS check_tick",
+        "PASS host: guest resources match mmiolab tree",
+        "mmiolab test: 4 passed, 0 failed",
+    ] {
+        if !stdout.lines().any(|l| l == want) {
+            return Err(format!("missing `{want}` in the results").into());
+        }
+    }
+    let xml = std::fs::read_to_string(project.join("build/junit.xml"))?;
+    let report = quick_junit::Report::deserialize_from_str(&xml).map_err(|e| format!("the JUnit report: {e}"))?;
+    let suite = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "tick")
+        .ok_or("no suite `tick` in the JUnit report")?;
+    if suite.test_cases.len() != 3 || report.failures != 0 {
+        return Err(format!("the JUnit report: {xml}").into());
+    }
+    std::fs::remove_dir_all(&tmp)?;
     Ok(())
 }
