@@ -53,7 +53,10 @@ fn the_workflow_passes_actionlint_and_a_broken_one_does_not() {
     let _ = std::fs::remove_file(&broken);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(text.contains("no_such_thing") && text.contains("[expression]"), "{text}");
+    assert!(
+        text.contains("no_such_thing") && text.contains("[expression]"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn the_workflow_runs_the_readme_test_command_and_uploads_junit_and_traces() {
     let ci_run = read(".ci/run");
     let readme = read("README.md");
     // the README's test command, which .ci/run ends with
-    assert!(readme.contains("cargo xtask test    #"), "the README's two commands changed");
+    assert!(
+        readme.contains("cargo xtask test    #"),
+        "the README's two commands changed"
+    );
     assert_eq!(ci_run.trim_end().lines().last(), Some("cargo xtask test"));
     assert!(workflow.contains("bash .ci/run"));
     // /dev/kvm opened by a udev rule, and given to the container
@@ -72,7 +78,11 @@ fn the_workflow_runs_the_readme_test_command_and_uploads_junit_and_traces() {
     assert!(workflow.contains("path: ~/.cache/mmiolab/kernel"));
     assert!(workflow.contains("            target\n"));
     // what the Linux tier leaves, uploaded even when a test failed
-    for artifact in ["target/guest/junit.xml", "target/guest/*-trace.jsonl", "target/guest/*-console.log"] {
+    for artifact in [
+        "target/guest/junit.xml",
+        "target/guest/*-trace.jsonl",
+        "target/guest/*-console.log",
+    ] {
         assert!(workflow.contains(artifact), "{artifact} is not uploaded");
     }
     assert!(workflow.contains("if: always()"));
