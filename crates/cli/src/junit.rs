@@ -38,6 +38,8 @@ pub fn report(
     let mut report = Report::new("mmiolab test");
     let mut main = TestSuite::new(MAIN_SUITE);
     let mut previous_end = None;
+    // read once, and only when a failure needs it
+    let tails = trace.filter(|_| results.iter().any(|r| !r.ok)).map(TraceTails::new);
     for (i, r) in results.iter().enumerate() {
         let Some(t) = tree.get(i).filter(|t| t.name == r.name) else {
             let mut case = TestCase::new(r.name.as_str(), result_status(r));
@@ -48,8 +50,8 @@ pub fn report(
         };
         let start = previous_end.or(t.started_us);
         previous_end = t.ended_us.or(previous_end);
-        let tail = |failed: bool| match (failed, trace) {
-            (true, Some(trace)) => Some(trace_tail(trace, &trace_name(t))),
+        let tail = |failed: bool| match (failed, &tails) {
+            (true, Some(tails)) => Some(tails.of(&trace_name(t))),
             _ => None,
         };
         if t.subtests.is_empty() {
@@ -186,54 +188,71 @@ fn trace_name(t: &Test) -> String {
         .map_or_else(|| t.name.clone(), |m| m.trim().to_owned())
 }
 
-/// The last [`TRACE_TAIL`] access and finding lines of `trace` between the last boundary
-/// that starts `test` and the next boundary, with a line saying what they are.
-pub fn trace_tail(trace: &str, test: &str) -> String {
-    let mut tail: VecDeque<&str> = VecDeque::with_capacity(TRACE_TAIL);
-    let mut boundaries = 0usize;
-    let mut inside = false;
-    let mut found = false;
-    let mut total = 0usize;
-    for line in trace.lines() {
-        // Only boundary lines are parsed: the others are told apart by their kind key.
-        if line.contains("\"kind\":\"test\"") {
-            boundaries += 1;
-            let name = serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("test").and_then(serde_json::Value::as_str).map(str::to_owned));
-            inside = name.as_deref() == Some(test);
-            if inside {
-                // its last run counts
-                found = true;
-                tail.clear();
-                total = 0;
+/// The trace's parts per guest test, read in one pass: for each test name, the last
+/// [`TRACE_TAIL`] lines (accesses, events, findings) between the last boundary that starts
+/// it and the next boundary, and how many lines that part had.
+pub struct TraceTails<'a> {
+    boundaries: usize,
+    parts: std::collections::HashMap<String, (VecDeque<&'a str>, usize)>,
+}
+
+impl<'a> TraceTails<'a> {
+    /// Indexes `trace` (JSON lines).
+    pub fn new(trace: &'a str) -> TraceTails<'a> {
+        let mut tails = TraceTails {
+            boundaries: 0,
+            parts: std::collections::HashMap::new(),
+        };
+        let mut current: Option<String> = None;
+        for line in trace.lines() {
+            // Only boundary lines are parsed: the others are told apart by their kind key
+            // (names in a line are escaped, so no name holds it).
+            if line.contains("\"kind\":\"test\"") {
+                tails.boundaries += 1;
+                current = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("test").and_then(serde_json::Value::as_str).map(str::to_owned));
+                if let Some(name) = &current {
+                    // a test's last run counts
+                    tails
+                        .parts
+                        .insert(name.clone(), (VecDeque::with_capacity(TRACE_TAIL), 0));
+                }
+                continue;
             }
-            continue;
-        }
-        if inside && !line.trim().is_empty() {
-            total += 1;
-            if tail.len() == TRACE_TAIL {
-                tail.pop_front();
+            let part = current.as_ref().and_then(|name| tails.parts.get_mut(name));
+            if let Some((tail, total)) = part
+                && !line.trim().is_empty()
+            {
+                *total += 1;
+                if tail.len() == TRACE_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
             }
-            tail.push_back(line);
         }
+        tails
     }
-    let head = if boundaries == 0 {
-        "the trace has no test boundaries: they come from the guest agent (mmiolab test --check)".to_owned()
-    } else if !found {
-        format!("the trace has no part for the guest test {test}")
-    } else {
-        format!(
+
+    /// The part of guest test `test`, with a line saying what it is.
+    pub fn of(&self, test: &str) -> String {
+        let Some((tail, total)) = self.parts.get(test) else {
+            return if self.boundaries == 0 {
+                "the trace has no test boundaries: they come from the guest agent (mmiolab test --check)".to_owned()
+            } else {
+                format!("the trace has no part for the guest test {test}")
+            };
+        };
+        let mut out = format!(
             "the last {} of the {total} trace lines during the guest test {test}:",
             tail.len()
-        )
-    };
-    let mut out = head;
-    for l in tail {
-        out.push('\n');
-        out.push_str(l);
+        );
+        for l in tail {
+            out.push('\n');
+            out.push_str(l);
+        }
+        out
     }
-    out
 }
 
 #[cfg(test)]
@@ -408,7 +427,14 @@ mod tests {
         for i in 0..TRACE_TAIL + 5 {
             trace.push_str(&format!("line {i}\n"));
         }
-        let tail = trace_tail(&trace, "t");
+        trace.push_str("{\"kind\":\"test\",\"test\":\"u\"}\nu line\n{\"kind\":\"test\",\"test\":null}\nafter\n");
+        let tails = TraceTails::new(&trace);
+        // each test its own part, in one pass; nothing after a test's end counts
+        assert_eq!(
+            tails.of("u"),
+            "the last 1 of the 1 trace lines during the guest test u:\nu line"
+        );
+        let tail = tails.of("t");
         let lines: Vec<&str> = tail.lines().collect();
         assert_eq!(
             lines[0],
