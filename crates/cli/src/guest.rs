@@ -309,7 +309,7 @@ fn helpers(stages: &Stages) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in ["mmiolab-exit", "mmiolab-insmod"] {
         let path = format!("userspace/{name}.c");
-        let source = kit::file(&path).map(|f| f.text).unwrap_or_default();
+        let source = kit::text(&path)?;
         let dir = kit::cache_dir()
             .join("helpers")
             .join(kit::short_hash([name.as_bytes(), source.as_bytes()]));
@@ -452,7 +452,7 @@ fn initramfs(args: &InitramfsArgs) -> Result<u8> {
         ("init", "initramfs/user-init", 0o755),
         ("lib/mmiolab/ktap.sh", "initramfs/ktap.sh", 0o644),
     ] {
-        let text = kit::file(kit_path).map(|f| f.text).unwrap_or_default();
+        let text = kit::text(kit_path)?;
         add_parents(&mut entries, path);
         entries.insert(
             path.to_owned(),

@@ -54,6 +54,14 @@ pub fn file(path: &str) -> Option<&'static KitFile> {
     FILES.iter().find(|f| f.path == path)
 }
 
+/// The text of the kit file at `path`; an error names a path the kit does not carry (a
+/// mistake of this binary's, which the tests below rule out for the paths it uses).
+pub fn text(path: &str) -> anyhow::Result<&'static str> {
+    file(path)
+        .map(|f| f.text)
+        .ok_or_else(|| anyhow::anyhow!("the guest kit of this mmiolab has no {path}"))
+}
+
 /// `$MMIOLAB_CACHE`, else `$HOME/.cache/mmiolab` (as guest/lib/common.sh).
 pub fn cache_dir() -> PathBuf {
     if let Some(c) = std::env::var_os("MMIOLAB_CACHE").filter(|c| !c.is_empty()) {
@@ -114,6 +122,16 @@ fn write_file(root: &Path, f: &KitFile) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The kit files the commands read directly (the others are what these scripts run).
+    const USED: &[&str] = &[
+        "kernel/build.sh",
+        "run-machine.sh",
+        "initramfs/user-init",
+        "initramfs/ktap.sh",
+        "userspace/mmiolab-exit.c",
+        "userspace/mmiolab-insmod.c",
+    ];
+
     #[test]
     fn the_kit_holds_every_kernel_patch_and_every_file_the_kit_scripts_source() {
         let patches = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest/kernel/patches"))
@@ -132,6 +150,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_files_the_commands_use_are_carried() {
+        for p in USED {
+            assert!(text(p).is_ok_and(|t| !t.is_empty()), "{p}");
+        }
+        assert!(text("no/such").is_err());
     }
 
     #[test]
