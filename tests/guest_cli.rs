@@ -130,6 +130,11 @@ fn guest_initramfs_refuses_bad_arguments_before_writing_anything() {
         &at.run(&["guest", "initramfs", "--file", &twice, "--file", &twice, "-o", out]),
         "given twice",
     );
+    let dir = at.dir.to_str().unwrap().to_owned();
+    refused(
+        &at.run(&["guest", "initramfs", "--kbuild", &dir, "-o", out]),
+        "not a prepared kernel build directory",
+    );
     assert!(!out_path.exists(), "a refused run wrote its output");
     // and the kernel's refusals come before any build
     refused(

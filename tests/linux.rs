@@ -301,7 +301,8 @@ fn examples_demo_driver_runs_as_its_readme_says() -> Result<(), Failed> {
         "PASS tick_drv",
         "PASS check_tick",
         "PASS host: guest resources match mmiolab tree",
-        "mmiolab test: 4 passed, 0 failed",
+        "PASS register-check",
+        "mmiolab test: 5 passed, 0 failed",
     ] {
         if !stdout.lines().any(|l| l == want) {
             return Err(format!("missing `{want}` in the results").into());
@@ -316,6 +317,15 @@ fn examples_demo_driver_runs_as_its_readme_says() -> Result<(), Failed> {
         .ok_or("no suite `tick` in the JUnit report")?;
     if suite.test_cases.len() != 3 || report.failures != 0 {
         return Err(format!("the JUnit report: {xml}").into());
+    }
+    // The guest agent ran (--kbuild, --check): the trace marks each test of the run,
+    // the KUnit module's by its name.
+    let trace = std::fs::read_to_string(project.join("build/trace.jsonl"))?;
+    for test in ["tick_kunit", "tick_drv", "check_tick"] {
+        let line = format!("\"kind\":\"test\",\"test\":\"{test}\"");
+        if !trace.contains(&line) {
+            return Err(format!("the trace has no boundary of {test}").into());
+        }
     }
     std::fs::remove_dir_all(&tmp)?;
     Ok(())

@@ -61,6 +61,12 @@ pub struct InitramfsArgs {
     /// Any other file, put at the absolute path DST; repeatable.
     #[arg(long, value_name = "SRC:DST")]
     file: Vec<String>,
+    /// The kbuild directory of the guest kernel (`mmiolab guest kernel` prints it): build
+    /// the checker's guest agent against it and load it first, so that `mmiolab test
+    /// --check` judges the modules' claims and the trace marks where each test begins and
+    /// ends (docs/checker.md).
+    #[arg(long, value_name = "DIR")]
+    kbuild: Option<PathBuf>,
     /// The initramfs to write (whole or not at all).
     #[arg(long, short, value_name = "FILE")]
     output: PathBuf,
@@ -177,6 +183,9 @@ fn kernel(args: &KernelArgs) -> Result<u8> {
 const APPLETS: &[&str] = &[
     "sh", "mount", "rmmod", "cat", "dmesg", "reboot", "poweroff", "grep", "readlink", "basename",
 ];
+
+/// Where the user /init finds the guest agent (guest/initramfs/user-init).
+const AGENT: &str = "lib/mmiolab/mmiolab_agent.ko";
 
 /// Where the distribution's busybox-static puts busybox.
 const BUSYBOX: &str = "/bin/busybox";
@@ -301,6 +310,57 @@ fn is_dynamic(elf: &[u8]) -> Option<bool> {
         }
     }
     Some(false)
+}
+
+/// The checker's guest agent built against the kernel build directory `kbuild` from the
+/// kit's sources (once per source and kernel, cached in `$MMIOLAB_CACHE/agent/`).
+fn agent(kbuild: &Path, stages: &Stages) -> Result<Vec<u8>> {
+    if !kbuild.join("Module.symvers").is_file() || !kbuild.join("scripts/module.lds").is_file() {
+        return refuse(format!(
+            "--kbuild {}: not a prepared kernel build directory (the kbuild: line of mmiolab guest kernel)",
+            kbuild.display()
+        ));
+    }
+    let kbuild = std::fs::canonicalize(kbuild).with_context(|| format!("reading {}", kbuild.display()))?;
+    let source = kit::text("agent/mmiolab_agent.c")?;
+    let kbuild_file = kit::text("agent/Kbuild")?;
+    let release = std::fs::read(kbuild.join("include/config/kernel.release")).unwrap_or_default();
+    let dir = kit::cache_dir().join("agent").join(kit::short_hash([
+        source.as_bytes(),
+        kbuild_file.as_bytes(),
+        kbuild.as_os_str().as_encoded_bytes(),
+        &release,
+    ]));
+    let ko = dir.join("mmiolab_agent.ko");
+    if !ko.is_file() {
+        stages.say(&format!("building the guest agent against {}", kbuild.display()));
+        let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        std::fs::write(tmp.join("mmiolab_agent.c"), source)?;
+        std::fs::write(tmp.join("Kbuild"), kbuild_file)?;
+        let out = Command::new("make")
+            .arg("-C")
+            .arg(&kbuild)
+            .arg(format!("M={}", tmp.display()))
+            .args(["KCFLAGS=-Werror", "modules"])
+            .stdin(Stdio::null())
+            .output()
+            .context("running make (install make and gcc)")?;
+        if !out.status.success() {
+            let log = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            anyhow::bail!(
+                "building the guest agent failed ({}; a kernel without CONFIG_KPROBES?):\n{}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::rename(tmp.join("mmiolab_agent.ko"), &ko).with_context(|| format!("writing {}", ko.display()))?;
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    std::fs::read(&ko).with_context(|| format!("reading {}", ko.display()))
 }
 
 /// The static helpers /init uses (mmiolab-exit, mmiolab-insmod), built from the kit's
@@ -444,6 +504,10 @@ fn initramfs(args: &InitramfsArgs) -> Result<u8> {
     );
     for a in APPLETS {
         entries.insert(format!("bin/{a}"), Entry::Link("busybox"));
+    }
+    if let Some(kbuild) = &args.kbuild {
+        let data = agent(kbuild, &stages)?;
+        entries.insert(AGENT.to_owned(), Entry::File { data, mode: 0o644 });
     }
     for (name, data) in helpers(&stages)? {
         entries.insert(format!("bin/{name}"), Entry::File { data, mode: 0o755 });

@@ -40,6 +40,8 @@ pub const FILES: &[KitFile] = kit![
     "kernel/patches/0002-x86-dt-ioapic-skip-check-timer.patch" false,
     "initramfs/user-init" true,
     "initramfs/ktap.sh" false,
+    "agent/mmiolab_agent.c" false,
+    "agent/Kbuild" false,
     "userspace/mmiolab-exit.c" false,
     "userspace/mmiolab-insmod.c" false,
     "nested/build-l1.sh" true,
@@ -130,6 +132,8 @@ mod tests {
         "initramfs/ktap.sh",
         "userspace/mmiolab-exit.c",
         "userspace/mmiolab-insmod.c",
+        "agent/mmiolab_agent.c",
+        "agent/Kbuild",
     ];
 
     #[test]

@@ -2,8 +2,8 @@
 /*
  * tick_kunit: a KUnit suite against the example `tick` device (../tick.toml), run when the
  * module loads (mmiolab's test initramfs loads KUnit modules first, before the driver).
- * It maps the registers at the machine's address (tick-machine.h, from `mmiolab header`)
- * and checks what the description promises: the read-only ID, plain storage, and the
+ * It claims and maps the registers at the machine's address (tick-machine.h, from
+ * `mmiolab header`) and checks what the description promises: the read-only ID, plain storage, and the
  * DONE bit set at reset and cleared by writing 1.
  */
 #include <kunit/test.h>
@@ -17,12 +17,18 @@ struct tick_test {
 	void __iomem *regs;
 };
 
+/* Each case claims the registers and maps them, and gives both back: the checker's guest
+ * agent (mmiolab test --check) flags a module that touches a device it has not claimed. */
 static int tick_init(struct kunit *test)
 {
 	struct tick_test *t = kunit_kzalloc(test, sizeof(*t), GFP_KERNEL);
 
 	KUNIT_ASSERT_NOT_NULL(test, t);
+	KUNIT_ASSERT_NOT_NULL(test, request_mem_region(MMIOLAB_TICK_BASE, MMIOLAB_TICK_MAP_SIZE,
+						       "tick_kunit"));
 	t->regs = ioremap(MMIOLAB_TICK_BASE, MMIOLAB_TICK_MAP_SIZE);
+	if (!t->regs)
+		release_mem_region(MMIOLAB_TICK_BASE, MMIOLAB_TICK_MAP_SIZE);
 	KUNIT_ASSERT_NOT_NULL(test, t->regs);
 	test->priv = t;
 	return 0;
@@ -33,6 +39,7 @@ static void tick_exit(struct kunit *test)
 	struct tick_test *t = test->priv;
 
 	iounmap(t->regs);
+	release_mem_region(MMIOLAB_TICK_BASE, MMIOLAB_TICK_MAP_SIZE);
 }
 
 static void tick_id_is_read_only(struct kunit *test)
