@@ -165,6 +165,10 @@ struct TestArgs {
     /// Echo the guest console while it runs (it is printed anyway when a test fails).
     #[arg(long, short)]
     verbose: bool,
+    /// No progress lines on stderr (where the guest boots and why, the nested harness's
+    /// stages): the results on stdout, and errors.
+    #[arg(long, short, conflicts_with = "verbose")]
+    quiet: bool,
     /// The trace (JSON lines) to check guest tests' write order against: written here
     /// while the guest runs, or, with --from-log, read from here (guest/run-tests.sh brings
     /// it back from a nested run).
@@ -526,16 +530,26 @@ fn test_config(args: &TestArgs) -> Result<MachineConfig> {
     revalidate(config)
 }
 
+/// A progress line of `mmiolab test` on stderr, unless --quiet.
+fn progress(args: &TestArgs, line: &str) {
+    if !args.quiet {
+        say(line);
+    }
+}
+
 fn test(mut args: TestArgs) -> Result<u8> {
     if args.from_log.is_none() {
         let config = test_config(&args)?;
         let linux = config.machine.kernel.is_some();
         match nesting::decide(args.nested, linux, nesting::Host::probe()) {
-            nesting::Placement::Direct(why) => say(&format!("mmiolab test: booting directly: {why}")),
+            nesting::Placement::Direct(why) => progress(&args, &format!("mmiolab test: booting directly: {why}")),
             nesting::Placement::Nested(why) => {
-                say(&format!(
-                    "mmiolab test: booting nested: {why}; the outer VM is QEMU TCG running mmiolab on its nested KVM"
-                ));
+                progress(
+                    &args,
+                    &format!(
+                        "mmiolab test: booting nested: {why}; the outer VM is QEMU TCG running mmiolab on its nested KVM"
+                    ),
+                );
                 let (Some(kernel), Some(initrd)) = (&config.machine.kernel, &config.machine.initrd) else {
                     return Err(usage_error(
                         "a nested run boots a Linux kernel and initramfs: the machine file (or --kernel and --initrd) must name both",
@@ -550,6 +564,7 @@ fn test(mut args: TestArgs) -> Result<u8> {
                     trace_filters: args.trace_filter.iter().map(ToString::to_string).collect(),
                     check: args.check,
                     verbose: args.verbose,
+                    quiet: args.quiet,
                 })?;
                 // judged as a log brought back from elsewhere
                 args.from_log = Some(log);
@@ -611,10 +626,10 @@ fn test(mut args: TestArgs) -> Result<u8> {
                     filters: args.trace_filter.clone(),
                 },
             });
-            say(&format!(
-                "mmiolab test: booting {} (timeout {timeout:?})",
-                args.config.display()
-            ));
+            progress(
+                &args,
+                &format!("mmiolab test: booting {} (timeout {timeout:?})", args.config.display()),
+            );
             let report = mmiolab_vmm::run(
                 &config,
                 RunOptions {

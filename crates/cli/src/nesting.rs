@@ -101,6 +101,8 @@ pub struct NestedRun<'a> {
     pub check: bool,
     /// Show the console while it runs.
     pub verbose: bool,
+    /// No stage lines (shown only if the run leaves no console log).
+    pub quiet: bool,
 }
 
 /// Runs the machine nested with the kit's run-machine.sh; returns the console log and,
@@ -138,13 +140,20 @@ pub fn run(r: &NestedRun<'_>) -> Result<(PathBuf, Option<PathBuf>)> {
         cmd.arg("--check-json").arg(&findings);
     }
     cmd.stdin(Stdio::null())
-        .stdout(if r.verbose { Stdio::inherit() } else { Stdio::null() });
+        .stdout(if r.verbose { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if r.quiet { Stdio::piped() } else { Stdio::inherit() });
     // The guest's status is judged from its console, as for a direct run's log.
-    let status = cmd.status().context("running bash (the nested harness)")?;
-    crate::ending::say(&format!(
-        "mmiolab test: the outer VM ended ({status}); console log: {}",
-        log.display()
-    ));
+    let output = cmd
+        .spawn()
+        .and_then(|c| c.wait_with_output())
+        .context("running bash (the nested harness)")?;
+    let status = output.status;
+    if !r.quiet {
+        crate::ending::say(&format!(
+            "mmiolab test: the outer VM ended ({status}); console log: {}",
+            log.display()
+        ));
+    }
     // The outer VM's initramfs (the VMM, the guest's files: ~100 MB) is not kept; the
     // console log and findings are.
     if let Ok(entries) = std::fs::read_dir(&out) {
@@ -155,7 +164,14 @@ pub fn run(r: &NestedRun<'_>) -> Result<(PathBuf, Option<PathBuf>)> {
         }
     }
     if !log.is_file() {
-        anyhow::bail!("the nested run left no console log ({status})");
+        anyhow::bail!(
+            "the nested run left no console log ({status}){}",
+            if r.quiet {
+                format!(":\n{}", String::from_utf8_lossy(&output.stderr))
+            } else {
+                String::new()
+            }
+        );
     }
     Ok((log, (r.check && findings.is_file()).then_some(findings)))
 }
