@@ -122,7 +122,7 @@ pub fn command(cmd: GuestCommand) -> Result<u8> {
 
 /// The build directory of the guest kernel, built by the kit's kernel/build.sh (progress on
 /// stderr unless `quiet`; its output shown on failure).
-pub fn build_kernel(src: Option<&Path>, fragments: &[PathBuf], out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
+fn build_kernel(src: Option<&Path>, fragments: &[PathBuf], out: Option<&Path>, quiet: bool) -> Result<PathBuf> {
     for f in fragments {
         if !f.is_file() {
             return refuse(format!("--fragment {}: not a regular file", f.display()));
