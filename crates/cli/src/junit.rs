@@ -40,6 +40,9 @@ pub fn report(
     let mut previous_end = None;
     // read once, and only when a failure needs it
     let tails = trace.filter(|_| results.iter().any(|r| !r.ok)).map(TraceTails::new);
+    // the KUnit module whose suites are being read (each suite after the module's first
+    // has no tag of its own)
+    let mut module: Option<String> = None;
     for (i, r) in results.iter().enumerate() {
         let Some(t) = tree.get(i).filter(|t| t.name == r.name) else {
             let mut case = TestCase::new(r.name.as_str(), result_status(r));
@@ -50,8 +53,17 @@ pub fn report(
         };
         let start = previous_end.or(t.started_us);
         previous_end = t.ended_us.or(previous_end);
+        if let Some(m) = module_tag(t) {
+            module = Some(m);
+        }
+        let part = match (&tails, module_tag(t)) {
+            (_, Some(m)) => m,
+            // a test the trace knows by its own name (one of /init's)
+            (Some(tails), None) if tails.has(&t.name) => t.name.clone(),
+            (_, None) => module.clone().unwrap_or_else(|| t.name.clone()),
+        };
         let tail = |failed: bool| match (failed, &tails) {
-            (true, Some(tails)) => Some(tails.of(&trace_name(t))),
+            (true, Some(tails)) => Some(tails.of(&part)),
             _ => None,
         };
         if t.subtests.is_empty() {
@@ -179,13 +191,13 @@ fn case_status(t: &Test) -> TestCaseStatus {
     }
 }
 
-/// The name the trace's test boundaries give `t`: the module /init loaded for it (a KUnit
-/// suite), else its own.
-fn trace_name(t: &Test) -> String {
+/// The KUnit module /init named before `t` (`# mmiolab-module: NAME`, the first suite of
+/// each module): the trace's test boundaries carry the module's name, not the suites'.
+fn module_tag(t: &Test) -> Option<String> {
     t.log
         .iter()
         .find_map(|l| l.strip_prefix("# ").and_then(|l| l.strip_prefix(MODULE_TAG)))
-        .map_or_else(|| t.name.clone(), |m| m.trim().to_owned())
+        .map(|m| m.trim().to_owned())
 }
 
 /// The trace's parts per guest test, read in one pass: for each test name, the last
@@ -232,6 +244,11 @@ impl<'a> TraceTails<'a> {
             }
         }
         tails
+    }
+
+    /// Whether the trace has a part named `test`.
+    pub fn has(&self, test: &str) -> bool {
+        self.parts.contains_key(test)
     }
 
     /// The part of guest test `test`, with a line saying what it is.
@@ -462,6 +479,33 @@ mod tests {
                 .unwrap()
                 .as_str()
                 .ends_with("during the guest test mod_a:\nx")
+        );
+    }
+
+    #[test]
+    fn every_suite_of_a_kunit_module_gets_the_module_part() {
+        let console = "KTAP version 1\n1..3\n# mmiolab-module: mod_a\n    KTAP version 1\n    # Subtest: s1\n    1..1\n    ok 1 c\nok 1 s1\n\
+                       \x20   KTAP version 1\n    # Subtest: s2\n    1..1\n    not ok 1 d\nnot ok 2 s2\n\
+                       \x20   # Subtest: plain\n    not ok 1 e\nnot ok 3 plain\n";
+        let trace =
+            "{\"kind\":\"test\",\"test\":\"mod_a\"}\nin mod_a\n{\"kind\":\"test\",\"test\":\"plain\"}\nin plain\n";
+        let r = round_trip(console, Vec::new(), Some(trace));
+        let d = case(suite(&r, "s2"), "d");
+        assert!(
+            d.system_err
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .ends_with("during the guest test mod_a:\nin mod_a")
+        );
+        // a test with a part of its own keeps it
+        let e = case(suite(&r, "plain"), "e");
+        assert!(
+            e.system_err
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .ends_with("during the guest test plain:\nin plain")
         );
     }
 
