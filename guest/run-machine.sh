@@ -65,8 +65,8 @@ while [ $# -gt 0 ]; do
 	--fragment) KERNEL_ARGS+=(--fragment "$2"); shift 2 ;;
 	--initramfs-test) INITRAMFS_ARGS+=(--test "$2"); shift 2 ;;
 	--initramfs-file) INITRAMFS_ARGS+=(--file "$2"); shift 2 ;;
-	--kernel) KERNEL=$(realpath "$2"); shift 2 ;;
-	--initrd) INITRD=$(realpath "$2"); shift 2 ;;
+	--kernel) KERNEL=$(realpath -m "$2"); shift 2 ;;
+	--initrd) INITRD=$(realpath -m "$2"); shift 2 ;;
 	--trace-filter)
 		case $2 in *,* | *' '* | '') die "--trace-filter takes one DEVICE[.REGISTER]" ;; esac
 		FILTERS+=("$2")
@@ -97,6 +97,7 @@ if [ -n "$FINDINGS" ]; then
 	rm -f "$FINDINGS"
 fi
 
+PREBUILT=$KERNEL
 if [ -z "$KERNEL" ]; then
 	stage "building the guest kernel (cached after the first build)"
 	KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT" "${KERNEL_ARGS[@]}")
@@ -128,6 +129,8 @@ if [ "$mode" = never ]; then
 		done
 	fi
 	[ -z "$FINDINGS" ] || TRACE_ARGS+=(--check-json "$FINDINGS")
+	# prebuilt files given: they replace the machine file's (the bundled ones are its own)
+	[ -z "$PREBUILT" ] || TRACE_ARGS+=(--kernel "$KERNEL" --initrd "$INITRD")
 	set +e
 	"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
 	rc=${PIPESTATUS[0]}
