@@ -17,6 +17,7 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
                             [--trace FILE [--trace-filter DEVICE[.REGISTER]]...]
                             [--check-json FILE | --snapshot-at TEXT] [--fragment FILE]...
                             [--initramfs-test SCRIPT]... [--initramfs-file SRC:DST]...
+                            [--kernel FILE --initrd FILE]
 
   --vmm BIN       the mmiolab binary
   --config FILE   machine description (default: guest/machines/default.toml); its
@@ -44,6 +45,9 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
                         guest/initramfs/build.sh --help, --test)
   --initramfs-file SRC:DST  a file for the initramfs, e.g. your module (repeatable;
                         guest/initramfs/build.sh --help, --file)
+  --kernel FILE --initrd FILE  boot these instead of building the bundled ones (nested:
+                        the outer VM gets them, and the machine file's kernel and initrd
+                        lines name them; \`mmiolab test --nested\` passes them)
 Exit status: the guest's (see mmiolab run --help); 124 on a timeout of the outer VM.
 Environment: MMIOLAB_CONSOLE_TIMESTAMPS=1 prefixes console lines with the time since
 mmiolab started (passed into the outer VM too).
@@ -51,7 +55,7 @@ EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
-TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS= SNAPSHOT_AT=
+TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS= SNAPSHOT_AT= KERNEL='' INITRD=''
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
 	case $1 in
@@ -71,6 +75,8 @@ while [ $# -gt 0 ]; do
 	--fragment) KERNEL_ARGS+=(--fragment "$2"); shift 2 ;;
 	--initramfs-test) INITRAMFS_ARGS+=(--test "$2"); shift 2 ;;
 	--initramfs-file) INITRAMFS_ARGS+=(--file "$2"); shift 2 ;;
+	--kernel) KERNEL=$(realpath -m "$2"); shift 2 ;;
+	--initrd) INITRD=$(realpath -m "$2"); shift 2 ;;
 	--trace-filter)
 		case $2 in *,* | *' '* | '') die "--trace-filter takes one DEVICE[.REGISTER]" ;; esac
 		FILTERS+=("$2")
@@ -87,6 +93,12 @@ case $NESTED in auto | always | never) ;; *) die "--nested takes auto, always or
 if [ -n "$SNAPSHOT_AT" ] && [ -n "$FINDINGS" ]; then
 	die "--snapshot-at does not combine with --check-json (docs/snapshot.md)"
 fi
+if [ -n "$KERNEL$INITRD" ] && { [ ! -f "$KERNEL" ] || [ ! -f "$INITRD" ]; }; then
+	die "--kernel and --initrd go together, and must name files"
+fi
+if [ -n "$KERNEL" ] && [ "${#KERNEL_ARGS[@]}${#INITRAMFS_ARGS[@]}" != 00 ]; then
+	die "--kernel/--initrd boot prebuilt files: --fragment and --initramfs-* do not apply"
+fi
 if [ -z "$TRACE" ] && [ "${#FILTERS[@]}" -gt 0 ]; then
 	die "--trace-filter needs --trace FILE"
 fi
@@ -98,10 +110,14 @@ if [ -n "$FINDINGS" ]; then
 	rm -f "$FINDINGS"
 fi
 
-stage "building the guest kernel (cached after the first build)"
-KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT" "${KERNEL_ARGS[@]}")
-stage "building the test initramfs (cached)"
-"$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" "${INITRAMFS_ARGS[@]}" >/dev/null
+PREBUILT=$KERNEL
+if [ -z "$KERNEL" ]; then
+	stage "building the guest kernel (cached after the first build)"
+	KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT" "${KERNEL_ARGS[@]}")
+	stage "building the test initramfs (cached)"
+	"$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" "${INITRAMFS_ARGS[@]}" >/dev/null
+	KERNEL=$OUT/bzImage INITRD=$OUT/initramfs.cpio
+fi
 
 direct_reason() {
 	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
@@ -126,12 +142,15 @@ if [ "$mode" = never ]; then
 		done
 	fi
 	[ -z "$FINDINGS" ] || TRACE_ARGS+=(--check-json "$FINDINGS")
+	# prebuilt files given: they replace the machine file's (the bundled ones are its own)
+	BOOT_ARGS=()
+	[ -z "$PREBUILT" ] || BOOT_ARGS=(--kernel "$KERNEL" --initrd "$INITRD")
 	set +e
 	if [ -n "$SNAPSHOT_AT" ]; then
 		# Boot to the text and save; then the run proper is a restore of that snapshot.
 		rm -rf "$OUT/snapshot"
-		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" --snapshot-after "console:$SNAPSHOT_AT" \
-			--snapshot-dir "$OUT/snapshot" </dev/null | tee "$LOG"
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${BOOT_ARGS[@]}" \
+			--snapshot-after "console:$SNAPSHOT_AT" --snapshot-dir "$OUT/snapshot" </dev/null | tee "$LOG"
 		rc=${PIPESTATUS[0]}
 		[ "$rc" -eq 0 ] || exit "$rc"
 		TRACE_ARGS+=(--restore "$OUT/snapshot")
@@ -139,7 +158,7 @@ if [ "$mode" = never ]; then
 		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee -a "$LOG"
 		rc=${PIPESTATUS[0]}
 	else
-		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${BOOT_ARGS[@]}" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
 		rc=${PIPESTATUS[0]}
 	fi
 	exit "$rc"
@@ -172,7 +191,9 @@ while IFS= read -r line || [ -n "$line" ]; do
 	fi
 	printf '%s\n' "$line"
 done <"$CONFIG" >"$L1DIR/machine.toml"
-"$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$OUT/bzImage" --initrd "$OUT/initramfs.cpio" \
+grep -qE '^kernel = ' "$L1DIR/machine.toml" && grep -qE '^initrd = ' "$L1DIR/machine.toml" ||
+	die "$CONFIG must name its kernel and initrd (lines 'kernel = ...' and 'initrd = ...' under [machine])"
+"$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$KERNEL" --initrd "$INITRD" \
 	--config "$L1DIR/machine.toml" --files "$L1DIR/files" --out "$L1DIR/l1.cpio"
 EXTRA=''
 [ -z "${MMIOLAB_CONSOLE_TIMESTAMPS:-}" ] || EXTRA="MMIOLAB_CONSOLE_TIMESTAMPS=$MMIOLAB_CONSOLE_TIMESTAMPS"
@@ -186,7 +207,7 @@ fi
 APPEND=()
 [ -z "$EXTRA" ] || APPEND=(--append "$EXTRA")
 set +e
-"$GUEST/nested/run-l1.sh" --kernel "$OUT/bzImage" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG" "${APPEND[@]}"
+"$GUEST/nested/run-l1.sh" --kernel "$KERNEL" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG" "${APPEND[@]}"
 rc=$?
 set -e
 if [ -n "$TRACE" ]; then

@@ -993,6 +993,16 @@ fn agent_rules_judge_the_modules_a_guest_agent_reports() -> Result<(), Failed> {
     if in_trace != in_report {
         return Err(format!("the trace's finding lines {in_trace:#?}, the report's {in_report:#?}").into());
     }
+    // The program's test boundaries are lines of the trace too (JUnit finds a failed
+    // test's accesses between them), in the order it sent them.
+    let tests: Vec<String> = trace
+        .iter()
+        .filter(|l| l["kind"] == "test")
+        .map(|l| l["test"].as_str().unwrap_or("(end)").to_owned())
+        .collect();
+    if tests.first().map(String::as_str) != Some("t1") || !tests.iter().any(|t| t == "t2") {
+        return Err(format!("the trace's test boundaries: {tests:?}").into());
+    }
     let (out, _) = run_traced_on(CHECKS, "agent", &[])?;
     expect_status(&out, 1)?;
     std::fs::remove_dir_all(&dir)?;

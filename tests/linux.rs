@@ -12,7 +12,9 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Tests the guest init runs (guest/initramfs/init), and the host's own checks (`host: `,
 /// `register-check`).
-const EXPECTED: [&str; 44] = [
+const EXPECTED: [&str; 45] = [
+    // the bundled KUnit suite (guest/drivers/mmiolab_kunit_demo.c), loaded first
+    "PASS mmiolab_demo",
     "PASS mmio_fixed",
     "PASS short",
     "PASS silly",
@@ -99,9 +101,31 @@ fn main() {
                 "linux_guest_restored_from_a_snapshot_passes_the_driver_tests",
                 linux_guest_restored_from_a_snapshot_passes_the_driver_tests,
             ),
+            Trial::test(
+                "examples_demo_driver_runs_as_its_readme_says",
+                examples_demo_driver_runs_as_its_readme_says,
+            ),
         ],
     )
     .exit();
+}
+
+/// Whether `console` holds the KTAP result line of mmio_fixed (its number follows the
+/// KUnit suites).
+fn ran_mmio_fixed(console: &str) -> bool {
+    console.lines().any(|l| {
+        let l = l.trim_end();
+        l.ends_with(" mmio_fixed") && l.contains("ok ")
+    })
+}
+
+/// How many of [`EXPECTED`] the guest's /init counts in its summary line (the rest are the
+/// host's own checks).
+fn guest_test_count() -> usize {
+    EXPECTED
+        .iter()
+        .filter(|e| !e.starts_with("PASS host: ") && **e != "PASS register-check")
+        .count()
 }
 
 /// Runs a guest/ script with the mmiolab under test; shows its progress (kernel build,
@@ -127,6 +151,15 @@ fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
     for want in EXPECTED {
         if !stdout.lines().any(|l| l == want) {
             return Err(format!("missing `{want}` in the results").into());
+        }
+    }
+    // Each KUnit case and parameter is reported, nested under its suite.
+    for want in [
+        "    PASS demo_por_reads_one_once_after_reset",
+        "        PASS 9 words (one word too many)",
+    ] {
+        if !stdout.lines().any(|l| l == want) {
+            return Err(format!("missing the KUnit case `{want}` in the results").into());
         }
     }
     let xml = std::fs::read_to_string(&junit)?;
@@ -344,11 +377,7 @@ fn linux_guest_power_off_ends_the_vm_with_status_0() -> Result<(), Failed> {
         .into());
     }
     // Every guest test passed: all of EXPECTED but the host's own checks.
-    let guest_tests = EXPECTED
-        .iter()
-        .filter(|e| !e.starts_with("PASS host: ") && **e != "PASS register-check")
-        .count();
-    let passed = format!("mmiolab: {guest_tests} passed, 0 failed");
+    let passed = format!("mmiolab: {} passed, 0 failed", guest_test_count());
     for want in [
         passed.as_str(),
         "mmiolab: powering off",
@@ -387,20 +416,104 @@ fn linux_guest_restored_from_a_snapshot_passes_the_driver_tests() -> Result<(), 
         .find(saved)
         .ok_or_else(|| format!("no snapshot was taken (`{saved}`):\n{all}"))?;
     let after = all.get(at..).unwrap_or_default();
-    let guest_tests = EXPECTED.iter().filter(|e| !e.starts_with("PASS host: ")).count();
-    let passed = format!("mmiolab: {guest_tests} passed, 0 failed");
+    let passed = format!("mmiolab: {} passed, 0 failed", guest_test_count());
     // The tests ran after the restore, and only there.
-    for want in [
-        "ok 1 mmio_fixed",
-        passed.as_str(),
-        "guest wrote 0x0 to the test-exit port",
-    ] {
+    for want in [passed.as_str(), "guest wrote 0x0 to the test-exit port"] {
         if !after.contains(want) {
             return Err(format!("after the snapshot, the output lacks `{want}`:\n{all}").into());
         }
     }
-    if all.get(..at).unwrap_or_default().contains("ok 1 mmio_fixed") {
+    if !ran_mmio_fixed(after) {
+        return Err(format!("after the snapshot, no result line of mmio_fixed:\n{all}").into());
+    }
+    if ran_mmio_fixed(all.get(..at).unwrap_or_default()) {
         return Err(format!("the tests ran before the snapshot:\n{all}").into());
     }
+    Ok(())
+}
+
+/// Copies `from` (a directory of plain files) to `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// examples/demo-driver, run as its README tells a user: its first `sh` block, run by bash
+/// in a copy of the project outside this checkout, with the mmiolab binary copied beside it
+/// (first on PATH: an installed binary, whose guest kit is what it carries). Every test
+/// and KUnit case must pass, and the JUnit report must hold the suite's cases.
+fn examples_demo_driver_runs_as_its_readme_says() -> Result<(), Failed> {
+    let tmp = std::env::temp_dir().join(format!("mmiolab-example-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let project = tmp.join("demo-driver");
+    copy_tree(std::path::Path::new(&format!("{ROOT}/examples/demo-driver")), &project)?;
+    std::fs::create_dir_all(tmp.join("bin"))?;
+    std::fs::copy(env!("CARGO_BIN_EXE_mmiolab"), tmp.join("bin/mmiolab"))?;
+    let readme = std::fs::read_to_string(project.join("README.md"))?;
+    let commands = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or("examples/demo-driver/README.md has no sh block")?;
+    let path = format!(
+        "{}:{}",
+        tmp.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", commands])
+        .current_dir(&project)
+        .env("PATH", path)
+        .output()?;
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    if !out.status.success() {
+        return Err(format!("the README's commands failed ({})", out.status).into());
+    }
+    for want in [
+        "PASS tick",
+        "    PASS tick_id_is_read_only",
+        "    PASS tick_scratch_holds_a_write",
+        "    PASS tick_done_is_write_one_to_clear",
+        "PASS tick_drv",
+        "PASS check_tick",
+        "PASS host: guest resources match mmiolab tree",
+        "PASS register-check",
+        "mmiolab test: 5 passed, 0 failed",
+    ] {
+        if !stdout.lines().any(|l| l == want) {
+            return Err(format!("missing `{want}` in the results").into());
+        }
+    }
+    let xml = std::fs::read_to_string(project.join("build/junit.xml"))?;
+    let report = quick_junit::Report::deserialize_from_str(&xml).map_err(|e| format!("the JUnit report: {e}"))?;
+    let suite = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "tick")
+        .ok_or("no suite `tick` in the JUnit report")?;
+    if suite.test_cases.len() != 3 || report.failures != 0 {
+        return Err(format!("the JUnit report: {xml}").into());
+    }
+    // The guest agent ran (--kbuild, --check): the trace marks each test of the run,
+    // the KUnit module's by its name.
+    let trace = std::fs::read_to_string(project.join("build/trace.jsonl"))?;
+    for test in ["tick_kunit", "tick_drv", "check_tick"] {
+        let line = format!("\"test\":\"{test}\",\"phase\":\"begin\"");
+        if !trace.contains(&line) {
+            return Err(format!("the trace has no boundary of {test}").into());
+        }
+    }
+    std::fs::remove_dir_all(&tmp)?;
     Ok(())
 }

@@ -314,7 +314,7 @@ pub struct Coverage {
 }
 
 /// The test a `test` line of the trace begins (`Some`) or ends (`None`).
-fn test_boundary(line: &Value) -> Option<Option<&str>> {
+pub(crate) fn test_boundary(line: &Value) -> Option<Option<&str>> {
     if line.get("kind").and_then(Value::as_str) != Some("test") {
         return None;
     }

@@ -129,6 +129,13 @@ pub struct TraceFilter {
 #[error("trace filter `{0}`: expected DEVICE or DEVICE.REGISTER")]
 pub struct TraceFilterError(String);
 
+impl std::fmt::Display for TraceFilter {
+    /// As given on the command line (`DEVICE[.REGISTER]`), to pass it on to another run.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 impl std::str::FromStr for TraceFilter {
     type Err = TraceFilterError;
 
