@@ -201,7 +201,7 @@ pub fn run(config: &MachineConfig, mut opts: RunOptions) -> Result<RunReport> {
         .transpose()?;
     let mem = create_memory(&vm, mem_bytes, image.as_ref())?;
     let device_memory = map_device_memslots(&vm, &platform, mem.num_regions(), image.as_ref())?;
-    bind_irq_lines(&vm, &platform)?;
+    let irqfds = bind_irq_lines(&vm, &platform)?;
     if let Some(agent) = &platform.agent {
         agent.set_machine(config, &platform);
         agent.set_memory(mem.clone());
@@ -237,7 +237,10 @@ pub fn run(config: &MachineConfig, mut opts: RunOptions) -> Result<RunReport> {
     }
     // What a snapshot's save needs, asked of KVM while set-up ioctls are still allowed.
     let snapshot_caps = match &opts.snapshot {
-        Some(_) => Some(Arc::new(VcpuCaps::of(&kvm)?)),
+        Some(_) => Some(Arc::new(VcpuCaps {
+            irqfds: Some(Arc::new(crate::snapshot::IrqfdDrain::new(vm.clone(), irqfds))),
+            ..VcpuCaps::of(&kvm)?
+        })),
         None => None,
     };
     let tsc_khz = match (&opts.snapshot, fds.first()) {
@@ -605,7 +608,10 @@ fn event_loop(platform: &Platform, sources: &LoopSources) -> Result<EventLoop> {
 /// one kernel step. (Two KVM_IRQ_LINE calls from the VMM leave the pin high while the VMM
 /// thread can be preempted between them, and a guest that takes the interrupt in that
 /// window gets it twice: seen under load, about one run in ten.)
-fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<()> {
+///
+/// Returns the irqfds registered (a duplicate of each eventfd, and its GSI), which a snapshot
+/// drains before reading the interrupt controllers (crate::snapshot::IrqfdDrain).
+fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<Vec<(vmm_sys_util::eventfd::EventFd, u32)>> {
     let eoi_at_delivery = host_eois_level_interrupts_at_delivery();
     if eoi_at_delivery && platform.irq_lines.iter().any(|l| l.trigger() == IrqTrigger::Level) {
         log::info!(
@@ -614,16 +620,23 @@ fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<()> {
         );
     }
     let chip: Arc<dyn IrqChip> = Arc::new(KvmIrqChip { vm: vm.clone() });
+    let mut irqfds = Vec::new();
     for line in &platform.irq_lines {
         match line.trigger() {
             IrqTrigger::Level if !eoi_at_delivery => line.connect(chip.clone()),
             // An unconnected level line signals its eventfd on each rising edge.
-            IrqTrigger::Level | IrqTrigger::Edge => vm
-                .register_irqfd(line.event(), line.gsi())
-                .map_err(|e| Error::Kvm("KVM_IRQFD", e))?,
+            IrqTrigger::Level | IrqTrigger::Edge => {
+                vm.register_irqfd(line.event(), line.gsi())
+                    .map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
+                let evt = line
+                    .event()
+                    .try_clone()
+                    .map_err(|e| Error::Host("duplicating an interrupt line's eventfd", e))?;
+                irqfds.push((evt, line.gsi()));
+            }
         }
     }
-    Ok(())
+    Ok(irqfds)
 }
 
 /// With `--check`: a resample irqfd on each watched level line, whose EOIs the event loop

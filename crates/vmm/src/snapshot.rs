@@ -5,7 +5,9 @@
 //! Where each part is taken, and why there:
 //! - each vCPU's registers, on its own thread when its run loop ends ([`save_vcpu`]): first
 //!   a KVM_RUN with `immediate_exit` set completes the exit being served (an `in`'s value
-//!   written to RAX, RIP past an `out`), which KVM does only on the next entry;
+//!   written to RAX, RIP past an `out`), which KVM does only on the next entry; before the
+//!   first vCPU's, the interrupts still on their way through irqfds are let in
+//!   ([`IrqfdDrain`]);
 //! - the in-kernel irqchip, PIT and kvmclock, on the VMM thread once every vCPU is joined
 //!   ([`save_vm`]);
 //! - devices and memory, on the calling thread, which writes the files.
@@ -203,9 +205,57 @@ fn from_blob<T: Raw>(what: &str, hex: &str) -> std::result::Result<T, String> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-/// What a vCPU's save needs from the set-up: which state KVM offers.
+/// The VM's irqfds, unregistered once, before the first vCPU's state is read.
+///
+/// KVM injects an irqfd's interrupt into the IOAPIC from a kernel work item, some time after
+/// the device's write to the eventfd returned: a device can raise an interrupt (a delayed
+/// effect on the event loop, under its lock, before the guest can see the status bit) that
+/// reaches the LAPIC only after the snapshot read it, and the restored guest never gets it
+/// (seen under load, the pending level interrupt of tests/snapshot.rs). Unregistering an
+/// irqfd (KVM_IRQFD with KVM_IRQFD_FLAG_DEASSIGN) waits for its pending injection. The run
+/// ends at the snapshot, so nothing needs the irqfds again.
+pub struct IrqfdDrain {
+    vm: Arc<VmFd>,
+    irqfds: Vec<(vmm_sys_util::eventfd::EventFd, u32)>,
+    drained: std::sync::OnceLock<()>,
+}
+
+impl IrqfdDrain {
+    /// The irqfds `irqfds` (eventfd, GSI) registered on `vm`.
+    pub fn new(vm: Arc<VmFd>, irqfds: Vec<(vmm_sys_util::eventfd::EventFd, u32)>) -> IrqfdDrain {
+        IrqfdDrain {
+            vm,
+            irqfds,
+            drained: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Unregisters every irqfd, waiting for the injections in flight; the first caller does
+    /// it, the others (the other vCPUs) wait until it is done.
+    pub fn drain(&self) {
+        self.drained.get_or_init(|| {
+            for (evt, gsi) in &self.irqfds {
+                if let Err(e) = self.vm.unregister_irqfd(evt, *gsi) {
+                    log::warn!("snapshot: unregistering the irqfd of GSI {gsi} failed ({e}): an interrupt raised just before the snapshot may be lost");
+                }
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for IrqfdDrain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let gsis: Vec<u32> = self.irqfds.iter().map(|(_, gsi)| *gsi).collect();
+        f.debug_struct("IrqfdDrain").field("gsis", &gsis).finish()
+    }
+}
+
+/// What a vCPU's save needs from the set-up: which state KVM offers, and the irqfds to
+/// drain first.
 #[derive(Clone, Debug, Default)]
 pub struct VcpuCaps {
+    /// The VM's irqfds (none: nothing to drain).
+    pub irqfds: Option<Arc<IrqfdDrain>>,
     /// KVM_GET_MSR_INDEX_LIST: the MSRs KVM saves and restores.
     pub msrs: Vec<u32>,
     /// KVM_CAP_XSAVE.
@@ -226,6 +276,7 @@ impl VcpuCaps {
             .as_slice()
             .to_vec();
         Ok(VcpuCaps {
+            irqfds: None,
             msrs,
             xsave: kvm.check_extension(Cap::Xsave),
             xcrs: kvm.check_extension(Cap::Xcrs),

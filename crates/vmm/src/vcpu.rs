@@ -88,6 +88,9 @@ impl Vcpu {
             }
         }
         if let (Some((caps, saved)), Some(StopReason::Snapshot(_))) = (snapshot, self.control.reason()) {
+            if let Some(irqfds) = &caps.irqfds {
+                irqfds.drain();
+            }
             let state = crate::snapshot::save_vcpu(&mut self.fd, caps);
             let mut slots = saved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(slot) = slots.get_mut(self.index as usize) {

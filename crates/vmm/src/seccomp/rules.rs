@@ -40,6 +40,7 @@ vmm_sys_util::ioctl_iow_nr!(
     kvm_bindings::kvm_vcpu_events
 );
 vmm_sys_util::ioctl_iow_nr!(KVM_IRQ_LINE, kvm_bindings::KVMIO, 0x61, kvm_bindings::kvm_irq_level);
+vmm_sys_util::ioctl_iow_nr!(KVM_IRQFD, kvm_bindings::KVMIO, 0x76, kvm_bindings::kvm_irqfd);
 // A snapshot's reads of the vCPUs' and the VM's state (crate::snapshot).
 vmm_sys_util::ioctl_ior_nr!(KVM_GET_MP_STATE, kvm_bindings::KVMIO, 0x98, kvm_bindings::kvm_mp_state);
 vmm_sys_util::ioctl_ior_nr!(KVM_GET_XSAVE, kvm_bindings::KVMIO, 0xa4, kvm_bindings::kvm_xsave);
@@ -188,6 +189,9 @@ pub(super) fn vcpu() -> Result<Rules, SeccompError> {
                 KVM_GET_DEBUGREGS(),
                 KVM_GET_LAPIC(),
                 KVM_GET_MSRS(),
+                // ... after the first vCPU to save has unregistered the irqfds, which
+                // waits for their injections in flight (snapshot::IrqfdDrain).
+                KVM_IRQFD(),
             ])?,
         )
         // A device schedules deferred work: the scheduler re-arms its timerfd.
@@ -293,6 +297,7 @@ mod tests {
         assert_eq!(KVM_GET_VCPU_EVENTS(), 0x8040_ae9f);
         assert_eq!(KVM_SET_VCPU_EVENTS(), 0x4040_aea0);
         assert_eq!(KVM_IRQ_LINE(), 0x4008_ae61);
+        assert_eq!(KVM_IRQFD(), 0x4020_ae76);
         assert_eq!(KVM_GET_MP_STATE(), 0x8004_ae98);
         assert_eq!(KVM_GET_XSAVE(), 0x9000_aea4);
         assert_eq!(KVM_GET_FPU(), 0x81a0_ae8c);
