@@ -3,12 +3,13 @@
 //!
 //! Why more than vm-superio's I8042Device (which only decodes the reset command and reads
 //! 0): Linux's i8042 driver reads the command byte (CTR) at boot and, with the output
-//! buffer never filling, polled the status port 10,000 times ("Can't read CTR", about 1.1 s
-//! of a nested boot). This model answers the controller commands Linux sends: read and
-//! write the command byte, controller and keyboard self-tests, disable and enable the
-//! ports, the keyboard loopback, the output port, and the reset pulse. No keyboard is
-//! attached: a byte sent to it is answered the way a real controller answers for an absent
-//! device, 0xfe with the time-out status bit, so the guest's atkbd gives up at once.
+//! buffer never filling, polled the status port 10,000 times ("Can't read CTR", 1.3-1.4 s
+//! of the guest's clock nested; docs/performance.md). This model answers the controller
+//! commands Linux sends: read and write the command byte, controller and keyboard
+//! self-tests, disable and enable the ports, the keyboard loopback, the output port, and
+//! the reset pulse. No keyboard is attached: a byte sent to it is answered the way a real
+//! controller answers for an absent device, 0xfe with the time-out status bit, so the
+//! guest's atkbd gives up at once.
 //!
 //! There is no auxiliary (mouse) port, as on an AT-type controller: a byte for it (aux
 //! loopback 0xd3, aux send 0xd4) times out the same way and is not flagged as auxiliary
