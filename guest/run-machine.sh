@@ -15,8 +15,9 @@ usage() {
 Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                             [--log FILE] [--out DIR] [--timeout SECS]
                             [--trace FILE [--trace-filter DEVICE[.REGISTER]]...]
-                            [--check-json FILE] [--fragment FILE]... [--initramfs-test SCRIPT]...
-                            [--initramfs-file SRC:DST]...
+                            [--check-json FILE | --snapshot-at TEXT] [--fragment FILE]...
+                            [--initramfs-test SCRIPT]... [--initramfs-file SRC:DST]...
+                            [--kernel FILE --initrd FILE]
 
   --vmm BIN       the mmiolab binary
   --config FILE   machine description (default: guest/machines/default.toml); its
@@ -30,6 +31,10 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
                   it on its console between "mmiolab-l1: begin trace" and "mmiolab-l1: end
                   trace" once the VMM has exited, and it is copied from there into FILE
   --trace-filter SPEC  keep only these trace lines (repeatable; mmiolab run --help)
+  --snapshot-at TEXT   boot to the first console line holding TEXT (no spaces), save the
+                  VM there (mmiolab run --snapshot-after console:TEXT), and run the rest
+                  from a restore of that snapshot (--restore; docs/snapshot.md); not with
+                  --check-json
   --check-json FILE    run the checker (mmiolab run --check, with the guest agent's port;
                   docs/checker.md) and write its findings report to FILE; nested, the
                   outer VM prints it between "mmiolab-l1: begin findings" and "mmiolab-l1:
@@ -40,6 +45,9 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
                         guest/initramfs/build.sh --help, --test)
   --initramfs-file SRC:DST  a file for the initramfs, e.g. your module (repeatable;
                         guest/initramfs/build.sh --help, --file)
+  --kernel FILE --initrd FILE  boot these instead of building the bundled ones (nested:
+                        the outer VM gets them, and the machine file's kernel and initrd
+                        lines name them; \`mmiolab test --nested\` passes them)
 Exit status: the guest's (see mmiolab run --help); 124 on a timeout of the outer VM.
 Environment: MMIOLAB_CONSOLE_TIMESTAMPS=1 prefixes console lines with the time since
 mmiolab started (passed into the outer VM too).
@@ -47,7 +55,7 @@ EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
-TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS=
+TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS= SNAPSHOT_AT= KERNEL='' INITRD=''
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
 	case $1 in
@@ -59,9 +67,16 @@ while [ $# -gt 0 ]; do
 	--timeout) TIMEOUT=$2; shift 2 ;;
 	--trace) TRACE=$(realpath -m "$2"); shift 2 ;;
 	--check-json) FINDINGS=$(realpath -m "$2"); shift 2 ;;
+	--snapshot-at)
+		case $2 in *' '* | '') die "--snapshot-at takes a console text without spaces" ;; esac
+		SNAPSHOT_AT=$2
+		shift 2
+		;;
 	--fragment) KERNEL_ARGS+=(--fragment "$2"); shift 2 ;;
 	--initramfs-test) INITRAMFS_ARGS+=(--test "$2"); shift 2 ;;
 	--initramfs-file) INITRAMFS_ARGS+=(--file "$2"); shift 2 ;;
+	--kernel) KERNEL=$(realpath -m "$2"); shift 2 ;;
+	--initrd) INITRD=$(realpath -m "$2"); shift 2 ;;
 	--trace-filter)
 		case $2 in *,* | *' '* | '') die "--trace-filter takes one DEVICE[.REGISTER]" ;; esac
 		FILTERS+=("$2")
@@ -75,6 +90,15 @@ if [ -z "$VMM" ] || [ ! -x "$VMM" ]; then
 	die "--vmm BIN is required and must be executable (see --help)"
 fi
 case $NESTED in auto | always | never) ;; *) die "--nested takes auto, always or never" ;; esac
+if [ -n "$SNAPSHOT_AT" ] && [ -n "$FINDINGS" ]; then
+	die "--snapshot-at does not combine with --check-json (docs/snapshot.md)"
+fi
+if [ -n "$KERNEL$INITRD" ] && { [ ! -f "$KERNEL" ] || [ ! -f "$INITRD" ]; }; then
+	die "--kernel and --initrd go together, and must name files"
+fi
+if [ -n "$KERNEL" ] && [ "${#KERNEL_ARGS[@]}${#INITRAMFS_ARGS[@]}" != 00 ]; then
+	die "--kernel/--initrd boot prebuilt files: --fragment and --initramfs-* do not apply"
+fi
 if [ -z "$TRACE" ] && [ "${#FILTERS[@]}" -gt 0 ]; then
 	die "--trace-filter needs --trace FILE"
 fi
@@ -86,10 +110,14 @@ if [ -n "$FINDINGS" ]; then
 	rm -f "$FINDINGS"
 fi
 
-stage "building the guest kernel (cached after the first build)"
-KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT" "${KERNEL_ARGS[@]}")
-stage "building the test initramfs (cached)"
-"$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" "${INITRAMFS_ARGS[@]}" >/dev/null
+PREBUILT=$KERNEL
+if [ -z "$KERNEL" ]; then
+	stage "building the guest kernel (cached after the first build)"
+	KBUILD=$("$GUEST/kernel/build.sh" --out "$OUT" "${KERNEL_ARGS[@]}")
+	stage "building the test initramfs (cached)"
+	"$GUEST/initramfs/build.sh" --kernel-build "$KBUILD" --out "$OUT/initramfs.cpio" "${INITRAMFS_ARGS[@]}" >/dev/null
+	KERNEL=$OUT/bzImage INITRD=$OUT/initramfs.cpio
+fi
 
 mode=$NESTED reason=''
 if [ "$mode" = auto ]; then
@@ -105,9 +133,25 @@ if [ "$mode" = never ]; then
 		done
 	fi
 	[ -z "$FINDINGS" ] || TRACE_ARGS+=(--check-json "$FINDINGS")
+	# prebuilt files given: they replace the machine file's (the bundled ones are its own)
+	BOOT_ARGS=()
+	[ -z "$PREBUILT" ] || BOOT_ARGS=(--kernel "$KERNEL" --initrd "$INITRD")
 	set +e
-	"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
-	rc=${PIPESTATUS[0]}
+	if [ -n "$SNAPSHOT_AT" ]; then
+		# Boot to the text and save; then the run proper is a restore of that snapshot.
+		rm -rf "$OUT/snapshot"
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${BOOT_ARGS[@]}" \
+			--snapshot-after "console:$SNAPSHOT_AT" --snapshot-dir "$OUT/snapshot" </dev/null | tee "$LOG"
+		rc=${PIPESTATUS[0]}
+		[ "$rc" -eq 0 ] || exit "$rc"
+		TRACE_ARGS+=(--restore "$OUT/snapshot")
+		echo "mmiolab: restoring the snapshot taken at console:$SNAPSHOT_AT" | tee -a "$LOG"
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee -a "$LOG"
+		rc=${PIPESTATUS[0]}
+	else
+		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${BOOT_ARGS[@]}" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
+		rc=${PIPESTATUS[0]}
+	fi
 	exit "$rc"
 fi
 
@@ -138,7 +182,9 @@ while IFS= read -r line || [ -n "$line" ]; do
 	fi
 	printf '%s\n' "$line"
 done <"$CONFIG" >"$L1DIR/machine.toml"
-"$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$OUT/bzImage" --initrd "$OUT/initramfs.cpio" \
+grep -qE '^kernel = ' "$L1DIR/machine.toml" && grep -qE '^initrd = ' "$L1DIR/machine.toml" ||
+	die "$CONFIG must name its kernel and initrd (lines 'kernel = ...' and 'initrd = ...' under [machine])"
+"$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$KERNEL" --initrd "$INITRD" \
 	--config "$L1DIR/machine.toml" --files "$L1DIR/files" --out "$L1DIR/l1.cpio"
 EXTRA=''
 [ -z "${MMIOLAB_CONSOLE_TIMESTAMPS:-}" ] || EXTRA="MMIOLAB_CONSOLE_TIMESTAMPS=$MMIOLAB_CONSOLE_TIMESTAMPS"
@@ -148,10 +194,11 @@ if [ -n "$TRACE" ]; then
 	EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_TRACE=$spec"
 fi
 [ -z "$FINDINGS" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_CHECK=1"
+[ -z "$SNAPSHOT_AT" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_SNAPSHOT=$SNAPSHOT_AT"
 APPEND=()
 [ -z "$EXTRA" ] || APPEND=(--append "$EXTRA")
 set +e
-"$GUEST/nested/run-l1.sh" --kernel "$OUT/bzImage" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG" "${APPEND[@]}"
+"$GUEST/nested/run-l1.sh" --kernel "$KERNEL" --initrd "$L1DIR/l1.cpio" --timeout "$TIMEOUT" --log "$LOG" "${APPEND[@]}"
 rc=$?
 set -e
 if [ -n "$TRACE" ]; then

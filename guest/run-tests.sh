@@ -21,14 +21,17 @@ Runs the machine (default guest/machines/default.toml) with guest/run-machine.sh
 \`mmiolab test --from-log\`: one PASS/FAIL line per guest KTAP test, the host-side check
 that the guest's /proc/iomem and /proc/ioports agree with \`mmiolab tree\`, and, for each
 guest test that printed a "mmiolab-trace-order:" line, a check that the trace holds those
-writes in that order, and, for each guest test that printed "mmiolab-agent-expect:" lines,
-a check that the guest agent's findings about its module are exactly those
-("host: agent findings of NAME"; the run has the checker on, docs/checker.md).
+writes in that order, and, with the checker on (the default, docs/checker.md), a check
+that every finding is allowed by the machine file ("register-check") and, for each guest
+test that printed "mmiolab-agent-expect:" lines, that the findings about it are exactly
+those ("host: findings of NAME").
   --junit FILE    JUnit XML report
   --trace FILE    where the trace goes (default: OUT/MACHINE-trace.jsonl)
   --trace-filter SPEC  trace only these (repeatable); default: apidev.ORDER_A and
                   apidev.ORDER_B, the registers the default machine's io_write_order test
-                  writes (a whole run makes ~44 000 VM exits, megabytes of trace)
+                  writes, and those the checker's rule_* tests use, whose coverage
+                  tests/linux.rs checks (a whole run makes ~44 000 VM exits, megabytes of
+                  trace)
   --no-trace      no trace (a test that expects one then fails)
   --findings FILE where the checker's findings report goes (default:
                   OUT/MACHINE-findings.json)
@@ -64,7 +67,8 @@ LOG=$OUT/$(basename "$CONFIG" .toml)-console.log
 TRACE_ARGS=()
 if [ -z "$NO_TRACE" ]; then
 	TRACE=${TRACE:-$OUT/$(basename "$CONFIG" .toml)-trace.jsonl}
-	[ "${#FILTERS[@]}" -gt 0 ] || FILTERS=(apidev.ORDER_A apidev.ORDER_B)
+	[ "${#FILTERS[@]}" -gt 0 ] || FILTERS=(apidev.ORDER_A apidev.ORDER_B apidev.CFG32 apidev.SDATA
+		apidev.ONCE apidev.GATE apidev.KICK apidev.IRQ apidev.IRQSET)
 	TRACE_ARGS=(--trace "$TRACE")
 	for f in "${FILTERS[@]}"; do
 		TRACE_ARGS+=(--trace-filter "$f")
@@ -87,7 +91,7 @@ JUNIT_ARGS=()
 [ -z "$JUNIT" ] || JUNIT_ARGS=(--junit "$JUNIT")
 [ -z "$TRACE" ] || JUNIT_ARGS+=(--trace "$TRACE")
 if [ -n "$FINDINGS" ] && [ -f "$FINDINGS" ]; then
-	JUNIT_ARGS+=(--findings "$FINDINGS")
+	JUNIT_ARGS+=(--check --findings "$FINDINGS")
 elif [ -n "$FINDINGS" ]; then
 	stage "no findings report from the run ($FINDINGS): the agent's checks will fail"
 fi

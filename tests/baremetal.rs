@@ -69,6 +69,7 @@ fn main() {
             "agent_rules_judge_the_modules_a_guest_agent_reports",
             agent_rules_judge_the_modules_a_guest_agent_reports,
         ),
+        kvm("agent_tests_get_their_own_coverage", agent_tests_get_their_own_coverage),
         kvm(
             "golden_trace_matches_and_names_the_first_difference",
             golden_trace_matches_and_names_the_first_difference,
@@ -138,6 +139,14 @@ fn run_traced_on(machine: &str, program: &str, extra: &[&str]) -> Result<(Output
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("mmiolab-test-{}-{program}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let got = run_traced_in(&dir, machine, program, extra)?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(got)
+}
+
+/// Runs `program` on `machine` tracing into `dir`/trace.jsonl (left there); returns the
+/// output and the trace.
+fn run_traced_in(dir: &Path, machine: &str, program: &str, extra: &[&str]) -> Result<(Output, Vec<Value>), Failed> {
     let trace = dir.join("trace.jsonl");
     let fw = firmware(program);
     let mut args = vec![
@@ -157,7 +166,6 @@ fn run_traced_on(machine: &str, program: &str, extra: &[&str]) -> Result<(Output
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<Vec<Value>, _>>()?;
-    std::fs::remove_dir_all(&dir)?;
     Ok((out, lines))
 }
 
@@ -398,6 +406,7 @@ fn tree_prints_both_address_spaces() -> Result<(), Failed> {
                 \n\
                 0060-0064 : i8042\n\
                 00f4-00f7 : test-exit\n\
+                00f8-00f8 : snapshot-marker\n\
                 0300-030f : port-regs\n\
                 0310-0311 : seq\n\
                 03f8-03ff : serial\n";
@@ -620,6 +629,62 @@ type FindingRow = (String, Value, Value, String, u64, bool);
 
 /// A register's coverage as (name, reads, writes, fields read, fields written).
 type CoverageRow<N> = (N, u64, u64, Vec<String>, Vec<String>);
+
+/// The register rows of one device of a `mmiolab coverage --json` document.
+fn coverage_rows(device: &Value) -> Result<Vec<CoverageRow<String>>, Failed> {
+    let regs = device["registers"].as_array().ok_or("no registers")?;
+    Ok(regs
+        .iter()
+        .map(|r| {
+            let fields = |key: &str| {
+                r["fields"]
+                    .as_array()
+                    .map(|fs| {
+                        fs.iter()
+                            .filter(|f| f[key] == true)
+                            .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                            .collect::<Vec<String>>()
+                    })
+                    .unwrap_or_default()
+            };
+            (
+                r["name"].as_str().unwrap_or("?").to_owned(),
+                r["reads"].as_u64().unwrap_or(u64::MAX),
+                r["writes"].as_u64().unwrap_or(u64::MAX),
+                fields("read"),
+                fields("written"),
+            )
+        })
+        .collect())
+}
+
+/// `program` run on `machine` (with `extra` options) tracing into `dir`, then `mmiolab
+/// coverage` of its trace: the run's output, the trace's lines and the coverage's JSON
+/// document (its table is left in `dir`/coverage.txt).
+fn run_with_coverage(
+    dir: &Path,
+    machine: &str,
+    program: &str,
+    extra: &[&str],
+) -> Result<(Output, Vec<Value>, Value), Failed> {
+    let (out, lines) = run_traced_in(dir, machine, program, extra)?;
+    let trace = dir.join("trace.jsonl");
+    let json = dir.join("coverage.json");
+    let t = trace.to_str().ok_or("path is not UTF-8")?;
+    let cov = mmiolab(&[
+        "coverage",
+        "--trace",
+        t,
+        "--config",
+        machine,
+        "--json",
+        json.to_str().ok_or("path is not UTF-8")?,
+    ]);
+    expect_status(&cov, 0)?;
+    std::fs::write(dir.join("coverage.txt"), &cov.stdout)?;
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    Ok((out, lines, doc))
+}
 
 /// `program` run on `machine` with `--check` and `--check-json` into a fresh directory
 /// named `name`: the run's output, its trace, the findings of the JSON file, and the
@@ -928,8 +993,138 @@ fn agent_rules_judge_the_modules_a_guest_agent_reports() -> Result<(), Failed> {
     if in_trace != in_report {
         return Err(format!("the trace's finding lines {in_trace:#?}, the report's {in_report:#?}").into());
     }
+    // The program's test boundaries are lines of the trace too (JUnit finds a failed
+    // test's accesses between them), in the order it sent them.
+    let tests: Vec<String> = trace
+        .iter()
+        .filter(|l| l["kind"] == "test")
+        .map(|l| l["test"].as_str().unwrap_or("(end)").to_owned())
+        .collect();
+    if tests.first().map(String::as_str) != Some("t1") || !tests.iter().any(|t| t == "t2") {
+        return Err(format!("the trace's test boundaries: {tests:?}").into());
+    }
     let (out, _) = run_traced_on(CHECKS, "agent", &[])?;
     expect_status(&out, 1)?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `firmware/asm/agent.S` reports tests t1 and t2 as the guest agent does: the trace has
+/// their boundaries as `test` lines, in order, with each finding inside its test, and
+/// `mmiolab coverage` counts each test's accesses (its header lists them) for that test:
+/// figures derived from reading agent.S, not from the tool.
+fn agent_tests_get_their_own_coverage() -> Result<(), Failed> {
+    let dir = scratch("agent-coverage")?;
+    let (out, lines, doc) = run_with_coverage(&dir, CHECKS, "agent", &["--check"])?;
+    expect_status(&out, 3)?;
+    // Boundaries in order; each finding inside the test the report names.
+    let mut current = String::from("-");
+    let mut boundaries = Vec::new();
+    let mut findings = Vec::new();
+    for l in &lines {
+        match l["kind"].as_str() {
+            Some("test") => {
+                let (name, phase) = (l["test"].as_str().unwrap_or("?"), l["phase"].as_str().unwrap_or("?"));
+                boundaries.push(format!("{phase} {name}"));
+                current = if phase == "begin" {
+                    name.to_owned()
+                } else {
+                    "-".to_owned()
+                };
+            }
+            Some("finding") => findings.push(format!("{} {}", l["rule"].as_str().unwrap_or("?"), current)),
+            _ => {}
+        }
+    }
+    if boundaries != ["begin t1", "end t1", "begin t2", "end t2"] {
+        return Err(format!("test lines {boundaries:?}").into());
+    }
+    let want = [
+        "unclaimed-access t1",
+        "unclaimed-access t1",
+        "leaked-claim t2",
+        "leaked-mapping t2",
+    ];
+    if findings != want {
+        return Err(format!("finding lines by test {findings:?}, expected {want:?}").into());
+    }
+    let tests = doc["tests"].as_array().ok_or("no tests")?;
+    let names: Vec<&str> = tests.iter().filter_map(|t| t["test"].as_str()).collect();
+    if names != ["t1", "t2"] {
+        return Err(format!("tests {names:?}").into());
+    }
+    // chk's touched registers (name, reads, writes, fields read, fields written): in t1,
+    // the two ID reads and the KEY read; in t2, CFG written (EN and MODE) and read, TXDATA
+    // written; in total, those and TICKS, read after t2 ended. chk2 is never touched.
+    let en_mode = || vec!["EN".to_owned(), "MODE".to_owned()];
+    let row = |n: &str, r: u64, w: u64, fr: Vec<String>, fw: Vec<String>| (n.to_owned(), r, w, fr, fw);
+    let t1 = vec![row("ID", 2, 0, vec![], vec![]), row("KEY", 1, 0, vec![], vec![])];
+    let t2 = vec![
+        row("CFG", 1, 1, en_mode(), en_mode()),
+        row("TXDATA", 0, 1, vec![], vec![]),
+    ];
+    let total: Vec<CoverageRow<String>> = t1
+        .iter()
+        .chain(&t2)
+        .cloned()
+        .chain([row("TICKS", 1, 0, vec![], vec![])])
+        .collect();
+    let touched = |devices: &Value, name: &str| -> Result<Vec<CoverageRow<String>>, Failed> {
+        let list = devices.as_array().ok_or("no devices")?;
+        let d = list.iter().find(|d| d["device"] == name).ok_or("a device is missing")?;
+        let mut rows: Vec<CoverageRow<String>> = coverage_rows(d)?.into_iter().filter(|r| r.1 > 0 || r.2 > 0).collect();
+        rows.sort();
+        Ok(rows)
+    };
+    let sorted = |mut v: Vec<CoverageRow<String>>| {
+        v.sort();
+        v
+    };
+    for (what, devices, want) in [
+        ("t1", &tests[0]["devices"], sorted(t1)),
+        ("t2", &tests[1]["devices"], sorted(t2)),
+        ("the total", &doc["devices"], sorted(total)),
+    ] {
+        let got = touched(devices, "chk")?;
+        if got != want {
+            return Err(format!("chk in {what}:\n{got:?}\nexpected:\n{want:?}").into());
+        }
+        if !touched(devices, "chk2")?.is_empty() {
+            return Err(format!("chk2 touched in {what}").into());
+        }
+    }
+    // Totals over chk and chk2: 16 registers, 4 fields, 12 behaviours (none fired).
+    let counts = |t: &Value| -> Vec<u64> {
+        [
+            "registers",
+            "registers_touched",
+            "registers_read",
+            "registers_written",
+            "fields",
+            "fields_touched",
+            "fields_read",
+            "fields_written",
+            "behaviours",
+            "behaviours_fired",
+        ]
+        .iter()
+        .map(|k| t[*k].as_u64().unwrap_or(u64::MAX))
+        .collect()
+    };
+    for (what, totals, want) in [
+        ("t1", &tests[0]["totals"], [16, 2, 2, 0, 4, 0, 0, 0, 12, 0]),
+        ("t2", &tests[1]["totals"], [16, 2, 1, 2, 4, 2, 2, 2, 12, 0]),
+        ("the total", &doc["totals"], [16, 5, 4, 2, 4, 2, 2, 2, 12, 0]),
+    ] {
+        if counts(totals) != want {
+            return Err(format!("totals of {what}: {totals}").into());
+        }
+    }
+    let table = std::fs::read_to_string(dir.join("coverage.txt"))?;
+    let line = "test t2: registers 2/16 touched (12.5%), 1 read (6.2%), 2 written (12.5%); fields 2/4 touched (50.0%), 2 read (50.0%), 2 written (50.0%); behaviours 0/12 fired (0.0%)";
+    if !table.lines().any(|l| l == line) {
+        return Err(format!("the table lacks\n  {line}\nit is:\n{table}").into());
+    }
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
@@ -1054,33 +1249,8 @@ fn golden_trace_skips_volatile_registers() -> Result<(), Failed> {
 /// program's accesses give it (derived from reading described.S, not from the tool).
 fn coverage_of_described_is_exact() -> Result<(), Failed> {
     let dir = scratch("coverage")?;
-    let trace = dir.join("trace.jsonl");
-    let json = dir.join("coverage.json");
-    let fw = firmware("described");
-    let t = trace.to_str().ok_or("path is not UTF-8")?;
-    let out = mmiolab(&[
-        "run",
-        "--config",
-        DESCRIBED,
-        "--firmware",
-        fw.to_str().ok_or("path is not UTF-8")?,
-        "--timeout",
-        "60",
-        "--trace",
-        t,
-    ]);
+    let (out, _, doc) = run_with_coverage(&dir, DESCRIBED, "described", &[])?;
     expect_status(&out, 0)?;
-    let out = mmiolab(&[
-        "coverage",
-        "--trace",
-        t,
-        "--config",
-        DESCRIBED,
-        "--json",
-        json.to_str().ok_or("path is not UTF-8")?,
-    ]);
-    expect_status(&out, 0)?;
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     let devices = doc["devices"].as_array().ok_or("no devices")?;
     let names: Vec<&str> = devices.iter().filter_map(|d| d["device"].as_str()).collect();
     if names != ["beh", "be"] {
@@ -1141,30 +1311,7 @@ fn coverage_of_described_is_exact() -> Result<(), Failed> {
         ("PEND", 3, 1, none.clone(), none.clone()),
     ];
     for (device, want) in devices.iter().zip([&beh, &be]) {
-        let regs = device["registers"].as_array().ok_or("no registers")?;
-        let got: Vec<CoverageRow<String>> = regs
-            .iter()
-            .map(|r| {
-                let fields = |key: &str| {
-                    r["fields"]
-                        .as_array()
-                        .map(|fs| {
-                            fs.iter()
-                                .filter(|f| f[key] == true)
-                                .filter_map(|f| f["name"].as_str().map(str::to_owned))
-                                .collect::<Vec<String>>()
-                        })
-                        .unwrap_or_default()
-                };
-                (
-                    r["name"].as_str().unwrap_or("?").to_owned(),
-                    r["reads"].as_u64().unwrap_or(u64::MAX),
-                    r["writes"].as_u64().unwrap_or(u64::MAX),
-                    fields("read"),
-                    fields("written"),
-                )
-            })
-            .collect();
+        let got = coverage_rows(device)?;
         let want: Vec<CoverageRow<String>> = want
             .iter()
             .map(|(n, r, w, fr, fw)| ((*n).to_owned(), *r, *w, fr.clone(), fw.clone()))
@@ -1235,7 +1382,7 @@ fn coverage_of_described_is_exact() -> Result<(), Failed> {
     if doc["totals"] != totals {
         return Err(format!("totals {}\nexpected {totals}", doc["totals"]).into());
     }
-    let table = String::from_utf8_lossy(&out.stdout);
+    let table = std::fs::read_to_string(dir.join("coverage.txt"))?;
     let want_line = "total: registers 22/24 touched (91.7%), 17 read (70.8%), 19 written (79.2%); fields 24/28 touched (85.7%), 21 read (75.0%), 22 written (78.6%); behaviours 19/26 fired (73.1%)";
     if !table.lines().any(|l| l == want_line) {
         return Err(format!("the table lacks\n{want_line}\nit is:\n{table}").into());

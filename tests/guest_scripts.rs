@@ -92,11 +92,14 @@ fn kernel_build_refuses_bad_fragments_before_building() {
 
 #[test]
 fn every_initramfs_script_parses() {
-    let mut scripts = vec![PathBuf::from(format!("{ROOT}/guest/initramfs/init"))];
+    let mut scripts: Vec<PathBuf> = ["init", "user-init", "ktap.sh"]
+        .iter()
+        .map(|f| PathBuf::from(format!("{ROOT}/guest/initramfs/{f}")))
+        .collect();
     for entry in std::fs::read_dir(format!("{ROOT}/guest/initramfs/tests")).expect("reading the script tests") {
         scripts.push(entry.expect("reading the script tests").path());
     }
-    assert!(scripts.len() >= 4, "{scripts:?}");
+    assert!(scripts.len() >= 6, "{scripts:?}");
     // busybox sh is what runs them in the guest; a POSIX sh checks the same syntax.
     let (program, check): (&str, &[&str]) = if Path::new("/bin/busybox").exists() {
         ("/bin/busybox", &["sh", "-n"])

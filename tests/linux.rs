@@ -1,7 +1,8 @@
 //! The Linux tier: builds the guest kernel and test initramfs (cached), boots them under
 //! mmiolab (directly on hardware KVM, else nested inside QEMU TCG, as guest/run-machine.sh
 //! decides and prints), and requires every guest driver test and the host-side
-//! /proc/iomem-vs-tree check to pass, and a guest panic to end the VM with status 2.
+//! /proc/iomem-vs-tree check to pass, and a guest panic to end the VM with status 2; and a
+//! guest booted once, saved before its first test and restored, to pass the driver tests.
 
 use std::process::{Command, Output};
 
@@ -9,8 +10,11 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-/// Tests the guest init runs (guest/initramfs/init), and the host's own checks (`host: `).
-const EXPECTED: [&str; 25] = [
+/// Tests the guest init runs (guest/initramfs/init), and the host's own checks (`host: `,
+/// `register-check`).
+const EXPECTED: [&str; 45] = [
+    // the bundled KUnit suite (guest/drivers/mmiolab_kunit_demo.c), loaded first
+    "PASS mmiolab_demo",
     "PASS mmio_fixed",
     "PASS short",
     "PASS silly",
@@ -25,6 +29,8 @@ const EXPECTED: [&str; 25] = [
     "PASS io_write_order",
     "PASS io_bigendian",
     "PASS devmem",
+    // the script tests, in name order
+    "PASS devmem_poke",
     "PASS gpio_mmio",
     "PASS parport_pc",
     "PASS serial_8250",
@@ -33,11 +39,30 @@ const EXPECTED: [&str; 25] = [
     "PASS agent_clean",
     "PASS agent_unclaimed",
     "PASS agent_leak",
+    // the register checker's rules, each broken on purpose by one module
+    "PASS rule_read_only",
+    "PASS rule_write_only",
+    "PASS rule_write_once",
+    "PASS rule_width",
+    "PASS rule_fifo_empty",
+    "PASS rule_fifo_full",
+    "PASS rule_order",
+    "PASS rule_irq_stuck",
     "PASS host: guest resources match mmiolab tree",
     "PASS host: trace order of io_write_order",
-    "PASS host: agent findings of agent_clean",
-    "PASS host: agent findings of agent_unclaimed",
-    "PASS host: agent findings of agent_leak",
+    "PASS register-check",
+    "PASS host: findings of agent_clean",
+    "PASS host: findings of agent_unclaimed",
+    "PASS host: findings of agent_leak",
+    "PASS host: findings of devmem_poke",
+    "PASS host: findings of rule_read_only",
+    "PASS host: findings of rule_write_only",
+    "PASS host: findings of rule_write_once",
+    "PASS host: findings of rule_width",
+    "PASS host: findings of rule_fifo_empty",
+    "PASS host: findings of rule_fifo_full",
+    "PASS host: findings of rule_order",
+    "PASS host: findings of rule_irq_stuck",
 ];
 
 /// Claims the guest's resource dumps must show (while the test module that makes each is
@@ -72,9 +97,35 @@ fn main() {
                 "linux_guest_panic_ends_the_vm_with_status_2",
                 linux_guest_panic_ends_the_vm_with_status_2,
             ),
+            Trial::test(
+                "linux_guest_restored_from_a_snapshot_passes_the_driver_tests",
+                linux_guest_restored_from_a_snapshot_passes_the_driver_tests,
+            ),
+            Trial::test(
+                "examples_demo_driver_runs_as_its_readme_says",
+                examples_demo_driver_runs_as_its_readme_says,
+            ),
         ],
     )
     .exit();
+}
+
+/// Whether `console` holds the KTAP result line of mmio_fixed (its number follows the
+/// KUnit suites).
+fn ran_mmio_fixed(console: &str) -> bool {
+    console.lines().any(|l| {
+        let l = l.trim_end();
+        l.ends_with(" mmio_fixed") && l.contains("ok ")
+    })
+}
+
+/// How many of [`EXPECTED`] the guest's /init counts in its summary line (the rest are the
+/// host's own checks).
+fn guest_test_count() -> usize {
+    EXPECTED
+        .iter()
+        .filter(|e| !e.starts_with("PASS host: ") && **e != "PASS register-check")
+        .count()
 }
 
 /// Runs a guest/ script with the mmiolab under test; shows its progress (kernel build,
@@ -102,47 +153,157 @@ fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
             return Err(format!("missing `{want}` in the results").into());
         }
     }
+    // Each KUnit case and parameter is reported, nested under its suite.
+    for want in [
+        "    PASS demo_por_reads_one_once_after_reset",
+        "        PASS 9 words (one word too many)",
+    ] {
+        if !stdout.lines().any(|l| l == want) {
+            return Err(format!("missing the KUnit case `{want}` in the results").into());
+        }
+    }
     let xml = std::fs::read_to_string(&junit)?;
     if !xml.contains("failures=\"0\"") {
         return Err("the JUnit report records failures".into());
     }
-    // The checker's report: the guest agent's findings about its test drivers carry the
-    // module, the test and a guest RIP in the kernel's half (module text, or the kernel's
-    // ioread32 for the access whose module was found on the guest stack).
+    // The checker's report: the findings of the checker's own tests (agent_*, rule_*,
+    // devmem_poke) are exactly those they make on purpose, each with its test and the RIP
+    // of the code that made it (the module's, or the kernel's ioread32 for the access whose
+    // module was found on the guest stack; user space's for the /dev/mem poke; none for a
+    // stuck interrupt, which the VMM thread sees); every other finding is allowed by the
+    // machine file, with the reason given there.
     let report = std::fs::read_to_string(format!("{ROOT}/target/guest/default-findings.json"))?;
     let report: serde_json::Value = serde_json::from_str(&report)?;
-    let mut agent = Vec::new();
+    let mut on_purpose = Vec::new();
     for f in report["findings"].as_array().ok_or("no findings array")? {
-        let module = f["module"].as_str().unwrap_or_default();
-        if !module.starts_with("agent_") {
+        let rule = f["rule"].as_str().unwrap_or_default();
+        let test = f["test"].as_str().unwrap_or_default();
+        let module = f["module"].as_str();
+        let checker_test = ["agent_", "rule_", "devmem_poke"].iter().any(|p| test.starts_with(p));
+        if !checker_test {
+            if f["allowed"] != true {
+                return Err(format!("a finding the machine file does not allow: {f}").into());
+            }
             continue;
         }
         let rip = f["rip"].as_str().unwrap_or_default();
-        if !rip.starts_with("0xffff") || f["test"] != module {
-            return Err(format!("agent finding without a kernel RIP or its test: {f}").into());
+        let rip_ok = match (rule, module) {
+            ("irq-stuck", Some(m)) => m == test && f["rip"].is_null(),
+            ("devmem-poke", None) => rip.starts_with("0x") && !rip.starts_with("0xffff"),
+            (_, Some(m)) => m == test && rip.starts_with("0xffff"),
+            _ => false,
+        };
+        if !rip_ok {
+            return Err(format!("a finding of test {test} without its module or RIP: {f}").into());
         }
-        agent.push(format!(
+        on_purpose.push(format!(
             "{} {} {} {}",
-            module,
-            f["rule"].as_str().unwrap_or_default(),
+            test,
+            rule,
             f["device"].as_str().unwrap_or_default(),
             f["register"].as_str().unwrap_or("-")
         ));
     }
-    agent.sort();
+    on_purpose.sort();
     let want = [
         "agent_leak leaked-claim apidev -",
         "agent_leak leaked-mapping apidev -",
         "agent_unclaimed unclaimed-access apidev ID",
         "agent_unclaimed unclaimed-access apidev SCRATCH",
+        "devmem_poke devmem-poke isa_hole -",
+        "rule_fifo_empty read-empty-fifo apidev SDATA",
+        "rule_fifo_full write-full-fifo apidev SDATA",
+        "rule_irq_stuck irq-stuck apidev -",
+        "rule_order order apidev KICK",
+        "rule_read_only write-read-only apidev ID",
+        "rule_width bad-width apidev CFG32",
+        "rule_write_once write-once-again apidev ONCE",
+        "rule_write_only read-write-only apidev RAISE",
     ];
-    if agent != want {
-        return Err(format!("the agent's findings about its test drivers: {agent:#?}, expected {want:#?}").into());
+    if on_purpose != want {
+        return Err(format!("the findings of the checker's tests: {on_purpose:#?}, expected {want:#?}").into());
     }
+    rule_tests_coverage()?;
     let console = std::fs::read_to_string(format!("{ROOT}/target/guest/default-console.log"))?;
     for claim in CLAIMS {
         if !console.lines().any(|l| l.trim_end_matches('\r').ends_with(claim)) {
             return Err(format!("no resource dump shows `{claim}`").into());
+        }
+    }
+    Ok(())
+}
+
+/// `mmiolab coverage` of the run's trace, which holds the registers the checker's rule
+/// tests use (guest/run-tests.sh's default `--trace-filter`): per test, their reads and
+/// writes and the behaviours they fired are exactly what the drivers (guest/drivers/rule_*.c)
+/// did.
+fn rule_tests_coverage() -> Result<(), Failed> {
+    let json = format!("{ROOT}/target/guest/default-coverage.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_mmiolab"))
+        .args([
+            "coverage",
+            "--trace",
+            &format!("{ROOT}/target/guest/default-trace.jsonl"),
+        ])
+        .args([
+            "--config",
+            &format!("{ROOT}/guest/machines/default.toml"),
+            "--json",
+            &json,
+        ])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("mmiolab coverage failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    let apidev = |test: &str| {
+        doc["tests"]
+            .as_array()
+            .and_then(|tests| tests.iter().find(|t| t["test"] == test))
+            .and_then(|t| t["devices"].as_array())
+            .and_then(|d| d.iter().find(|d| d["device"] == "apidev"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    // (test, register, reads, writes): a write CFG32 refuses for its width reaches nothing
+    let registers = [
+        ("rule_width", "CFG32", 1, 0),
+        ("rule_fifo_empty", "SDATA", 1, 0),
+        ("rule_fifo_full", "SDATA", 2, 3),
+        ("rule_write_once", "ONCE", 0, 2),
+        ("rule_order", "GATE", 0, 2),
+        ("rule_order", "KICK", 0, 2),
+        ("rule_irq_stuck", "IRQ", 0, 2),
+        ("rule_irq_stuck", "IRQSET", 0, 1),
+    ];
+    for (test, name, reads, writes) in registers {
+        let dev = apidev(test);
+        let reg = dev["registers"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == name))
+            .ok_or_else(|| format!("no coverage of apidev.{name} in test {test}: {dev}"))?;
+        if (reg["reads"].as_u64(), reg["writes"].as_u64()) != (Some(reads), Some(writes)) {
+            return Err(format!("test {test}: apidev.{name} {reg}, expected {reads} reads, {writes} writes").into());
+        }
+    }
+    // (test, behaviour, times fired)
+    let behaviours = [
+        ("rule_fifo_empty", "fifo sq underflow", 1),
+        ("rule_fifo_full", "fifo sq full", 1),
+        ("rule_fifo_full", "fifo sq overflow", 1),
+        ("rule_irq_stuck", "effect irqset", 1),
+        ("rule_irq_stuck", "irq pend raised", 1),
+        ("rule_irq_stuck", "w1c IRQ.PEND", 1),
+        ("rule_irq_stuck", "irq pend lowered", 1),
+    ];
+    for (test, what, fired) in behaviours {
+        let dev = apidev(test);
+        let got = dev["behaviours"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["what"] == what))
+            .and_then(|b| b["fired"].as_u64());
+        if got != Some(fired) {
+            return Err(format!("test {test}: `{what}` fired {got:?} times, expected {fired}").into());
         }
     }
     Ok(())
@@ -216,8 +377,7 @@ fn linux_guest_power_off_ends_the_vm_with_status_0() -> Result<(), Failed> {
         .into());
     }
     // Every guest test passed: all of EXPECTED but the host's own checks.
-    let guest_tests = EXPECTED.iter().filter(|e| !e.starts_with("PASS host: ")).count();
-    let passed = format!("mmiolab: {guest_tests} passed, 0 failed");
+    let passed = format!("mmiolab: {} passed, 0 failed", guest_test_count());
     for want in [
         passed.as_str(),
         "mmiolab: powering off",
@@ -227,5 +387,133 @@ fn linux_guest_power_off_ends_the_vm_with_status_0() -> Result<(), Failed> {
             return Err(format!("the console lacks `{want}`:\n{console}").into());
         }
     }
+    Ok(())
+}
+
+/// docs/snapshot.md: the default machine booted to the first "KTAP" its /init prints (after
+/// the guest agent loads, before the first test module), saved, and run to its end from a
+/// restore of that snapshot in a new mmiolab process: every guest test passes and the guest's
+/// status reaches the host through the test-exit port.
+fn linux_guest_restored_from_a_snapshot_passes_the_driver_tests() -> Result<(), Failed> {
+    let dir = format!("{ROOT}/target/guest");
+    std::fs::create_dir_all(&dir)?;
+    let log = format!("{dir}/snapshot-console.log");
+    let out = script(
+        "run-machine.sh",
+        &["--snapshot-at", "KTAP", "--log", &log, "--timeout", "300"],
+    )?;
+    // Directly, mmiolab's summaries are on stderr; nested, on the outer VM's console.
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.code() != Some(0) {
+        return Err(format!("expected exit status 0, got {:?}\n{all}", out.status.code()).into());
+    }
+    let saved = "stopped for a snapshot at the console printed `KTAP`";
+    let at = all
+        .find(saved)
+        .ok_or_else(|| format!("no snapshot was taken (`{saved}`):\n{all}"))?;
+    let after = all.get(at..).unwrap_or_default();
+    let passed = format!("mmiolab: {} passed, 0 failed", guest_test_count());
+    // The tests ran after the restore, and only there.
+    for want in [passed.as_str(), "guest wrote 0x0 to the test-exit port"] {
+        if !after.contains(want) {
+            return Err(format!("after the snapshot, the output lacks `{want}`:\n{all}").into());
+        }
+    }
+    if !ran_mmio_fixed(after) {
+        return Err(format!("after the snapshot, no result line of mmio_fixed:\n{all}").into());
+    }
+    if ran_mmio_fixed(all.get(..at).unwrap_or_default()) {
+        return Err(format!("the tests ran before the snapshot:\n{all}").into());
+    }
+    Ok(())
+}
+
+/// Copies `from` (a directory of plain files) to `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// examples/demo-driver, run as its README tells a user: its first `sh` block, run by bash
+/// in a copy of the project outside this checkout, with the mmiolab binary copied beside it
+/// (first on PATH: an installed binary, whose guest kit is what it carries). Every test
+/// and KUnit case must pass, and the JUnit report must hold the suite's cases.
+fn examples_demo_driver_runs_as_its_readme_says() -> Result<(), Failed> {
+    let tmp = std::env::temp_dir().join(format!("mmiolab-example-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let project = tmp.join("demo-driver");
+    copy_tree(std::path::Path::new(&format!("{ROOT}/examples/demo-driver")), &project)?;
+    std::fs::create_dir_all(tmp.join("bin"))?;
+    std::fs::copy(env!("CARGO_BIN_EXE_mmiolab"), tmp.join("bin/mmiolab"))?;
+    let readme = std::fs::read_to_string(project.join("README.md"))?;
+    let commands = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or("examples/demo-driver/README.md has no sh block")?;
+    let path = format!(
+        "{}:{}",
+        tmp.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", commands])
+        .current_dir(&project)
+        .env("PATH", path)
+        .output()?;
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    if !out.status.success() {
+        return Err(format!("the README's commands failed ({})", out.status).into());
+    }
+    for want in [
+        "PASS tick",
+        "    PASS tick_id_is_read_only",
+        "    PASS tick_scratch_holds_a_write",
+        "    PASS tick_done_is_write_one_to_clear",
+        "PASS tick_drv",
+        "PASS check_tick",
+        "PASS host: guest resources match mmiolab tree",
+        "PASS register-check",
+        "mmiolab test: 5 passed, 0 failed",
+    ] {
+        if !stdout.lines().any(|l| l == want) {
+            return Err(format!("missing `{want}` in the results").into());
+        }
+    }
+    let xml = std::fs::read_to_string(project.join("build/junit.xml"))?;
+    let report = quick_junit::Report::deserialize_from_str(&xml).map_err(|e| format!("the JUnit report: {e}"))?;
+    let suite = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "tick")
+        .ok_or("no suite `tick` in the JUnit report")?;
+    if suite.test_cases.len() != 3 || report.failures != 0 {
+        return Err(format!("the JUnit report: {xml}").into());
+    }
+    // The guest agent ran (--kbuild, --check): the trace marks each test of the run,
+    // the KUnit module's by its name.
+    let trace = std::fs::read_to_string(project.join("build/trace.jsonl"))?;
+    for test in ["tick_kunit", "tick_drv", "check_tick"] {
+        let line = format!("\"test\":\"{test}\",\"phase\":\"begin\"");
+        if !trace.contains(&line) {
+            return Err(format!("the trace has no boundary of {test}").into());
+        }
+    }
+    std::fs::remove_dir_all(&tmp)?;
     Ok(())
 }

@@ -6,7 +6,11 @@
  *   unclaimed-access chk.KEY  (test t1: read after the claim was released)
  *   leaked-claim     chk      (test t2: "fw" unloaded holding a claim)
  *   leaked-mapping   chk      (test t2: and a mapping)
- * and none for the ID read made while the claim is held. Exits 0 (1: no agent port). */
+ * and none for the ID read made while the claim is held. Exits 0 (1: no agent port).
+ * Its accesses to chk, per test (tests/baremetal.rs checks the per-test coverage exactly):
+ *   t1:            ID read twice, KEY read
+ *   t2:            CFG written (EN and MODE), CFG read, TXDATA written
+ *   after t2 ends: TICKS read (by no module: "fw" is unloaded by then) */
 #include "mmiolab.h"
 
 #define CHK         0xd0000000
@@ -57,7 +61,12 @@ _start:
     send test2
     send claim
     send map
+    movl $0x3, 0x08(%rdi)       /* CFG: EN and MODE written, claimed */
+    mov 0x08(%rdi), %eax        /* CFG read */
+    movl $0x41, 0x0c(%rdi)      /* TXDATA written */
     send going                  /* leaked-claim, leaked-mapping */
+    send notest                 /* t2 ends */
+    mov 0x20(%rdi), %eax        /* TICKS, in no test */
     exit 0
 no_agent:
     exit 1
@@ -69,3 +78,4 @@ no_agent:
     record test2, 8, 0, 0, 0, 0, 0, "t2", ""
     record map, 6, 0, CHK, 0x100, 0xffffc90000000000, _start, "fw", ""
     record going, 3, 0, 0, 0, 0, 0, "fw", ""
+    record notest, 8, 0, 0, 0, 0, 0, "", ""

@@ -29,6 +29,9 @@
 
 #include "mmiolab-test.h"
 
+/* STATUS bits 31:24: reserved, read as ones (reserved_read in models/demo.toml) */
+#define DEMO_STATUS_RESERVED	0xff000000U
+
 static char result[16] = "not-probed";
 module_param_string(result, result, sizeof(result), 0444);
 MODULE_PARM_DESC(result, "test outcome: pass, fail or not-probed (read-only)");
@@ -49,7 +52,9 @@ static irqreturn_t on_level(int irq, void *data)
 	if (!(status & MMIOLAB_DEMO_STATUS_DONE_MASK))
 		return IRQ_NONE;	/* counted by the kernel as spurious, not here */
 	t.status_in_handler = status;
-	writel(MMIOLAB_DEMO_STATUS_DONE_MASK, t.base + MMIOLAB_DEMO_STATUS_OFFSET);
+	/* write 1 to DONE, the reserved bits as they read (the checker's reserved-bits rule) */
+	writel(MMIOLAB_DEMO_STATUS_DONE_MASK | (status & DEMO_STATUS_RESERVED),
+	       t.base + MMIOLAB_DEMO_STATUS_OFFSET);
 	atomic_inc(&t.level_hits);
 	complete(&t.level_seen);
 	return IRQ_HANDLED;

@@ -348,6 +348,7 @@
 #define MMIOLAB_APIDEV_SIZE                  0x2000UL
 #define MMIOLAB_APIDEV_PIO_BASE              0x180
 #define MMIOLAB_APIDEV_PIO_SIZE              0x40
+#define MMIOLAB_APIDEV_IRQ                   12
 #define MMIOLAB_APIDEV_COMPAT                "mmiolab,apidev"
 
 /* Device `apidev`: I/O accessor test device: RO, W1C and read-to-clear fields at 8, 16, 32 and 64 bits, three FIFOs, trapped and memslot RAM */
@@ -572,6 +573,57 @@
 #define MMIOLAB_APIDEV_WSTAT_FLUSH_MASK      0x8000U
 #define MMIOLAB_APIDEV_WSTAT_FLUSH_WIDTH     1
 
+/* CFG32 (read-write): Plain storage that takes 32-bit accesses only; another width is rejected. */
+#define MMIOLAB_APIDEV_CFG32_OFFSET          0x48
+#define MMIOLAB_APIDEV_CFG32_WIDTH           32
+#define MMIOLAB_APIDEV_CFG32_RESET           0x0U
+
+/* SDATA (read-write): A write pushes the word onto sq, a read pops the oldest. */
+#define MMIOLAB_APIDEV_SDATA_OFFSET          0x4c
+#define MMIOLAB_APIDEV_SDATA_WIDTH           32
+#define MMIOLAB_APIDEV_SDATA_RESET           0x0U
+
+/* ONCE (write-only): A write-once key: only the first write after reset counts. */
+#define MMIOLAB_APIDEV_ONCE_OFFSET           0x50
+#define MMIOLAB_APIDEV_ONCE_WIDTH            32
+#define MMIOLAB_APIDEV_ONCE_RESET            0x0U
+/* ONCE.KEY: Write-once; a later write of another value is dropped. */
+#define MMIOLAB_APIDEV_ONCE_KEY_SHIFT        0
+#define MMIOLAB_APIDEV_ONCE_KEY_MASK         0xffU
+#define MMIOLAB_APIDEV_ONCE_KEY_WIDTH        8
+
+/* GATE (read-write): Gates KICK. */
+#define MMIOLAB_APIDEV_GATE_OFFSET           0x54
+#define MMIOLAB_APIDEV_GATE_WIDTH            32
+#define MMIOLAB_APIDEV_GATE_RESET            0x0U
+/* GATE.EN: Set before writing KICK (order rule kick_needs_gate). */
+#define MMIOLAB_APIDEV_GATE_EN_SHIFT         0
+#define MMIOLAB_APIDEV_GATE_EN_MASK          0x1U
+#define MMIOLAB_APIDEV_GATE_EN_WIDTH         1
+
+/* KICK (read-write): Plain storage that must be written only while GATE.EN is set. */
+#define MMIOLAB_APIDEV_KICK_OFFSET           0x58
+#define MMIOLAB_APIDEV_KICK_WIDTH            32
+#define MMIOLAB_APIDEV_KICK_RESET            0x0U
+
+/* IRQ (read-write): The level interrupt `pend`: raised while PEND and EN are both set. */
+#define MMIOLAB_APIDEV_IRQ_OFFSET            0x5c
+#define MMIOLAB_APIDEV_IRQ_WIDTH             32
+#define MMIOLAB_APIDEV_IRQ_RESET             0x0U
+/* IRQ.PEND: Pending: set by a write to IRQSET; write 1 to clear (the handler's job). */
+#define MMIOLAB_APIDEV_IRQ_PEND_SHIFT        0
+#define MMIOLAB_APIDEV_IRQ_PEND_MASK         0x1U
+#define MMIOLAB_APIDEV_IRQ_PEND_WIDTH        1
+/* IRQ.EN: Interrupt enable. */
+#define MMIOLAB_APIDEV_IRQ_EN_SHIFT          1
+#define MMIOLAB_APIDEV_IRQ_EN_MASK           0x2U
+#define MMIOLAB_APIDEV_IRQ_EN_WIDTH          1
+
+/* IRQSET (write-only): Any write sets IRQ.PEND. */
+#define MMIOLAB_APIDEV_IRQSET_OFFSET         0x60
+#define MMIOLAB_APIDEV_IRQSET_WIDTH          32
+#define MMIOLAB_APIDEV_IRQSET_RESET          0x0U
+
 /* FIFOs: depth in elements */
 /* bq: Sixteen bytes. A push to a full FIFO is dropped; a pop of an empty one reads 0xee. */
 #define MMIOLAB_APIDEV_BQ_DEPTH              16
@@ -579,6 +631,8 @@
 #define MMIOLAB_APIDEV_HQ_DEPTH              8
 /* wq: Four words. A pop of an empty FIFO reads 0xeeeeeeee. */
 #define MMIOLAB_APIDEV_WQ_DEPTH              4
+/* sq: Two words; a driver must not pop it empty or push it full (the hardware forbids both). */
+#define MMIOLAB_APIDEV_SQ_DEPTH              2
 
 /* Memory window tram (trapped): 256 bytes of trapped RAM: every access exits and is traced. */
 #define MMIOLAB_APIDEV_TRAM_OFFSET           0x800
@@ -587,6 +641,10 @@
 /* Memory window ram (memslot): One page of memslot-backed RAM: accesses do not exit. */
 #define MMIOLAB_APIDEV_RAM_OFFSET            0x1000
 #define MMIOLAB_APIDEV_RAM_SIZE              0x1000
+
+/* Interrupt outputs: the device's line index */
+/* pend: Held while IRQ.PEND and IRQ.EN are set: until the handler clears PEND. */
+#define MMIOLAB_APIDEV_PEND_LINE             0
 
 /* Device bedev (description devices/bedev.toml) on bus platform */
 #define MMIOLAB_BEDEV_BASE                   0xd0030000UL

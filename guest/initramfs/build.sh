@@ -3,7 +3,7 @@
 set -euo pipefail
 
 # Bump when this script changes in a way that changes the result.
-BUILD_SH_VERSION=2
+BUILD_SH_VERSION=3
 
 SCRIPT_NAME=initramfs/build.sh
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,7 +24,9 @@ Usage: guest/initramfs/build.sh [--kernel-build DIR] [--out FILE]
 
 Builds the test initramfs, an uncompressed newc cpio holding busybox (static),
 /init (guest/initramfs/init), the test modules of guest/drivers built against
-the kernel build dir (lib/modules/mmiolab/*.ko), the kernel's own modules the
+the kernel build dir (lib/modules/mmiolab/*.ko; KUnit test modules, those with
+a .kunit_test_suites section, in lib/modules/kunit/, which /init loads first:
+put yours there with --file), the kernel's own modules the
 script tests load (lib/modules/kernel/: parport, parport_pc), the static
 helpers of guest/userspace (mmiolab-exit, mmiolab-insmod, devmem-test,
 gpio-test, serial-loopback) and the script tests (/tests/*.sh: those of
@@ -76,7 +78,7 @@ while [ $# -gt 0 ]; do
 		src=${2%:*} dst=${2##*:}
 		[ -f "$src" ] || die "--file $2: $src is not a regular file"
 		case $dst/ in */../* | */./* | *//*) die "--file $2: DST must be a plain absolute path" ;; esac
-		case $dst in /init | /bin/* | /tests/* | /lib/modules/mmiolab/* | /lib/modules/kernel/*)
+		case $dst in /init | /bin/* | /tests/* | /lib/mmiolab/* | /lib/modules/mmiolab/* | /lib/modules/kernel/*)
 			die "--file $2: $dst belongs to the bundled initramfs; choose another path" ;;
 		esac
 		EXTRA_SRCS+=("$(realpath "$src")")
@@ -88,7 +90,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-need_pkgs busybox-static cpio gcc libc6-dev make util-linux
+need_pkgs busybox-static cpio gcc libc6-dev make util-linux binutils
 BUSYBOX=/bin/busybox
 file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
 file_is_static "$BUSYBOX" || die "$BUSYBOX is not statically linked (is busybox-static installed?)"
@@ -105,7 +107,7 @@ KEY=$({
 	echo "build.sh $BUILD_SH_VERSION kernel $(basename "$KBUILD")"
 	dpkg-query -W -f='busybox ${Version}\n' busybox-static
 	gcc --version | head -n1
-	for f in "$GUEST"/drivers/* "$GUEST"/agent/* "$GUEST"/userspace/*.c "$HERE"/init "${TESTS[@]}" "${EXTRA_SRCS[@]}"; do
+	for f in "$GUEST"/drivers/* "$GUEST"/agent/* "$GUEST"/userspace/*.c "$HERE"/init "$HERE"/ktap.sh "${TESTS[@]}" "${EXTRA_SRCS[@]}"; do
 		echo "$f"
 		cat "$f"
 	done
@@ -163,7 +165,15 @@ for a in $APPLETS; do
 	ln -s busybox "$ROOT/bin/$a"
 done
 cp "$CACHE"/bin/* "$ROOT/bin/"
-cp "$CACHE"/drivers/*.ko "$CACHE"/agent/*.ko "$ROOT/lib/modules/mmiolab/"
+mkdir -p "$ROOT/lib/modules/kunit"
+for ko in "$CACHE"/drivers/*.ko "$CACHE"/agent/*.ko; do
+	# KUnit test modules (a .kunit_test_suites section) go where /init loads them first
+	if readelf -SW "$ko" | grep -qF .kunit_test_suites; then
+		cp "$ko" "$ROOT/lib/modules/kunit/"
+	else
+		cp "$ko" "$ROOT/lib/modules/mmiolab/"
+	fi
+done
 mkdir -p "$ROOT/lib/modules/kernel" "$ROOT/tests"
 for m in $KERNEL_MODULES; do
 	[ -f "$KBUILD/$m" ] || die "$KBUILD/$m is missing: was the kernel built with guest/kernel/config.fragment?"
@@ -176,6 +186,7 @@ for i in "${!EXTRA_SRCS[@]}"; do
 	install -D -m 0644 "${EXTRA_SRCS[$i]}" "$ROOT${EXTRA_DSTS[$i]}"
 done
 install -m 0755 "$HERE/init" "$ROOT/init"
+install -D -m 0644 "$HERE/ktap.sh" "$ROOT/lib/mmiolab/ktap.sh"
 
 (cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort |
 	cpio --quiet -o -H newc -R 0:0 --reproducible) >"$CPIO.tmp"

@@ -182,6 +182,11 @@ pub fn mmiolab_test_reports_are_written_under_the_filter() -> Result<(), Failed>
     let stdout = text(&out.stdout);
     expect_code(out.status, 0, &format!("{}\n{stdout}", text(&out.stderr)))?;
     expect_in(&stdout, "mmiolab test: 4 passed, 0 failed")?;
+    // where it booted and why (a bare-metal program: directly, whatever the host's KVM)
+    expect_in(
+        &text(&out.stderr),
+        "mmiolab test: booting directly: a bare-metal program runs on any KVM",
+    )?;
     expect_in(&std::fs::read_to_string(&junit)?, "<testsuite")?;
     if std::fs::metadata(&trace)?.len() == 0 {
         return Err("the trace is empty".into());
@@ -198,11 +203,15 @@ pub fn mmiolab_test_reports_are_written_under_the_filter() -> Result<(), Failed>
         s(&again),
         "--expect-trace",
         s(&trace),
+        "--quiet",
     ];
     let out = output(&mut mmiolab(&second))?;
     let stdout = text(&out.stdout);
     expect_code(out.status, 0, &format!("{}\n{stdout}", text(&out.stderr)))?;
     expect_in(&stdout, "PASS golden-trace")?;
+    if !out.stderr.is_empty() {
+        return Err(format!("--quiet printed on stderr:\n{}", text(&out.stderr)).into());
+    }
     expect_in(&std::fs::read_to_string(&junit)?, "golden-trace")?;
     let names: Vec<_> = std::fs::read_dir(&dir.0)?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))

@@ -69,7 +69,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         };
         vm.create_pit2(pit).context("KVM_CREATE_PIT2")?;
     }
-    let mem = create_memory(&vm, mem_bytes)?;
+    let mem = create_memory(&vm, mem_bytes, None)?;
     let image = KernelImage {
         kernel: &opts.kernel,
         initrd: None,

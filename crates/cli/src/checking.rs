@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mmiolab_vmm::check::Finding;
+use mmiolab_vmm::check::{Finding, Rule};
 use serde_json::{Value, json};
 
 use crate::ktap::TestResult;
@@ -102,32 +102,34 @@ pub fn write_json(path: &Path, findings: &[Finding], inputs: &[(String, PathBuf)
     )?)
 }
 
-/// The `register-check` result of `mmiolab test`: it fails when a finding of a register
-/// rule is not allowed, and lists every such finding (its JUnit failure carries them). The
-/// guest agent's rules are judged by [`agent_results`].
+/// The `register-check` result of `mmiolab test`: it fails when a finding (of any rule,
+/// the guest agent's too) is not allowed by the machine file, and lists every finding (its
+/// JUnit failure carries them). Which test made which finding is judged by
+/// [`agent_results`].
 pub fn test_result(findings: &[Finding]) -> TestResult {
-    let register: Vec<&Finding> = findings.iter().filter(|f| !f.rule.is_agent()).collect();
     TestResult {
         name: "register-check".to_owned(),
-        ok: register.iter().all(|f| f.allowed),
+        ok: findings.iter().all(|f| f.allowed),
         directive: None,
-        details: register.iter().map(ToString::to_string).collect(),
+        details: findings.iter().map(ToString::to_string).collect(),
     }
 }
 
-/// What a guest test prints, among its KTAP diagnostics, to have the host check the guest
-/// agent's findings about its module (the test's name): `# mmiolab-agent-expect: RULE
-/// DEVICE[.REGISTER]`, one line per expected finding, or `# mmiolab-agent-expect: none`.
+/// What a guest test prints, among its KTAP diagnostics, to have the host check the
+/// checker's findings about it (with the guest agent: those of its module, the test's name,
+/// and those of user space while it ran): `# mmiolab-agent-expect: RULE DEVICE[.REGISTER]`,
+/// one line per expected finding, or `# mmiolab-agent-expect: none`.
 pub const AGENT_EXPECT_TAG: &str = "mmiolab-agent-expect:";
 
 /// What the guest agent prints when it reports to the host.
 pub const AGENT_ACTIVE: &str = "mmiolab_agent: reporting to the host";
 
 /// For each guest test that printed `mmiolab-agent-expect:` lines, a host result
-/// `host: agent findings of TEST`: the guest agent's findings whose module is the test's
-/// name must be exactly the expected ones (rule and device, or device.register), each
-/// attributed to that test. `findings` is `None` when the run had no checker: the results
-/// are then skipped (`# SKIP`), not passed or failed.
+/// `host: findings of TEST`: the findings (of every rule) whose module is the test's name,
+/// or that user space made while the test ran (its module is none, its test this one:
+/// a script test's `/dev/mem` poke), must be exactly the expected ones (rule and device, or
+/// device.register), each attributed to that test. `findings` is `None` when the run had
+/// no checker: the results are then skipped (`# SKIP`), not passed or failed.
 pub fn agent_results(
     report: &crate::ktap::GuestReport,
     console: &str,
@@ -163,9 +165,13 @@ pub fn agent_results(
                 false
             }
             Some(all) => {
+                let name = Some(test.name.as_str());
                 let mine: Vec<&Finding> = all
                     .iter()
-                    .filter(|f| f.rule.is_agent() && f.module.as_deref() == Some(test.name.as_str()))
+                    .filter(|f| {
+                        f.module.as_deref() == name
+                            || (f.module.is_none() && f.rule == Rule::DevmemPoke && f.test.as_deref() == name)
+                    })
                     .collect();
                 let mut got: Vec<String> = mine
                     .iter()
@@ -204,7 +210,7 @@ pub fn agent_results(
             }
         };
         results.push(TestResult {
-            name: format!("host: agent findings of {}", test.name),
+            name: format!("host: findings of {}", test.name),
             ok,
             directive,
             details,
@@ -216,7 +222,6 @@ pub fn agent_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mmiolab_vmm::check::Rule;
 
     fn finding(rule: Rule, allowed: bool) -> Finding {
         Finding {
@@ -267,7 +272,6 @@ mod tests {
 #[cfg(test)]
 mod agent_tests {
     use super::*;
-    use mmiolab_vmm::check::Rule;
 
     fn agent_finding(rule: Rule, register: Option<&str>, module: &str, test: &str) -> Finding {
         Finding {
@@ -306,7 +310,7 @@ mod agent_tests {
         let r = agent_results(&report, CONSOLE, Some(&good));
         assert_eq!(r.len(), 2);
         assert!(r.iter().all(|r| r.ok), "{r:?}");
-        assert_eq!(r[0].name, "host: agent findings of agent_unclaimed");
+        assert_eq!(r[0].name, "host: findings of agent_unclaimed");
         // a finding of the clean module, a wrong register, a wrong test: failures
         let extra = [
             good[0].clone(),
@@ -322,6 +326,21 @@ mod agent_tests {
         assert!(!agent_results(&report, CONSOLE, Some(&wrong))[0].ok);
         let other_test = [agent_finding(Rule::UnclaimedAccess, Some("ID"), "agent_unclaimed", "x")];
         assert!(!agent_results(&report, CONSOLE, Some(&other_test))[0].ok);
+        // a register rule's finding of the module counts as well
+        let register = [
+            good[0].clone(),
+            agent_finding(Rule::WriteReadOnly, Some("ID"), "agent_unclaimed", "agent_unclaimed"),
+        ];
+        assert!(!agent_results(&report, CONSOLE, Some(&register))[0].ok);
+        // user space's /dev/mem poke during the test is the test's; another rule's finding
+        // of no module (the kernel's own code) is not
+        let mut poke = agent_finding(Rule::DevmemPoke, Some("ID"), "x", "agent_clean");
+        poke.module = None;
+        let r = agent_results(&report, CONSOLE, Some(&[good[0].clone(), poke.clone()]));
+        assert!(r[0].ok && !r[1].ok, "{r:?}");
+        let mut kernel = poke;
+        kernel.rule = Rule::Hole;
+        assert!(agent_results(&report, CONSOLE, Some(&[good[0].clone(), kernel]))[1].ok);
         // no checker: skipped; no agent on the console: failed
         assert!(
             agent_results(&report, CONSOLE, None)
@@ -333,9 +352,12 @@ mod agent_tests {
     }
 
     #[test]
-    fn agent_findings_do_not_fail_the_register_check() {
-        let r = test_result(&[agent_finding(Rule::UnclaimedAccess, Some("ID"), "m", "t")]);
-        assert!(r.ok);
-        assert!(r.details.is_empty());
+    fn agent_findings_fail_the_register_check_unless_allowed() {
+        let mut f = agent_finding(Rule::UnclaimedAccess, Some("ID"), "m", "t");
+        let r = test_result(std::slice::from_ref(&f));
+        assert!(!r.ok);
+        assert_eq!(r.details.len(), 1);
+        f.allowed = true;
+        assert!(test_result(&[f]).ok);
     }
 }

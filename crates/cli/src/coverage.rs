@@ -9,6 +9,11 @@
 //! was raised and (level ones) lowered. Accesses the device rejected for their width reach
 //! no register and count for nothing. A trace written with `--trace-filter` gives the
 //! coverage of what it kept.
+//!
+//! Per test too: a trace of a run with the guest agent (`--check`) has `test` lines, the
+//! boundaries of each KTAP test (crates/vmm/src/trace.rs); the lines between a test's
+//! `begin` and its `end` count for that test as well as for the total. A test that runs
+//! twice is counted once, over both runs; lines outside every test count for the total only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -290,10 +295,43 @@ fn parse_hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
 }
 
+/// The coverage of one guest test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestCoverage {
+    /// The test's name, as the guest agent reported it.
+    pub test: String,
+    /// Every described device, as in [`Coverage::devices`], counting the test's lines only.
+    pub devices: Vec<DeviceCoverage>,
+}
+
+/// The coverage of a trace: in total and per test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    /// Per described device, over the whole trace.
+    pub devices: Vec<DeviceCoverage>,
+    /// Per test, in the order the tests first began (none: the trace has no `test` lines).
+    pub tests: Vec<TestCoverage>,
+}
+
+/// The test a `test` line of the trace begins (`Some`) or ends (`None`).
+pub(crate) fn test_boundary(line: &Value) -> Option<Option<&str>> {
+    if line.get("kind").and_then(Value::as_str) != Some("test") {
+        return None;
+    }
+    let name = line.get("test").and_then(Value::as_str);
+    Some(match line.get("phase").and_then(Value::as_str) {
+        Some("begin") => name,
+        _ => None,
+    })
+}
+
 /// The coverage of `trace` (JSON lines) for the described devices of `devices`: (machine
 /// file name, region names in the trace, model).
-pub fn compute(trace: &str, devices: &[(String, Vec<String>, &Model)]) -> Result<Vec<DeviceCoverage>> {
-    let mut tallies: Vec<Tally<'_>> = devices.iter().map(|(name, _, m)| Tally::new(name, m)).collect();
+pub fn compute(trace: &str, devices: &[(String, Vec<String>, &Model)]) -> Result<Coverage> {
+    let new_tallies = || -> Vec<Tally<'_>> { devices.iter().map(|(name, _, m)| Tally::new(name, m)).collect() };
+    let mut tallies = new_tallies();
+    let mut tests: Vec<(String, Vec<Tally<'_>>)> = Vec::new();
+    let mut current: Option<usize> = None;
     let mut by_region: HashMap<&str, usize> = HashMap::new();
     for (i, (_, regions, _)) in devices.iter().enumerate() {
         for r in regions {
@@ -308,6 +346,16 @@ pub fn compute(trace: &str, devices: &[(String, Vec<String>, &Model)]) -> Result
         if line.get("v").and_then(Value::as_u64) != Some(2) {
             bail!("trace line {}: not a version 2 JSON-lines trace line", n + 1);
         }
+        if let Some(boundary) = test_boundary(&line) {
+            current = boundary.map(|name| match tests.iter().position(|(t, _)| t == name) {
+                Some(k) => k,
+                None => {
+                    tests.push((name.to_owned(), new_tallies()));
+                    tests.len() - 1
+                }
+            });
+            continue;
+        }
         let Some(&i) = line
             .get("device")
             .and_then(Value::as_str)
@@ -318,8 +366,21 @@ pub fn compute(trace: &str, devices: &[(String, Vec<String>, &Model)]) -> Result
         if let Some(t) = tallies.get_mut(i) {
             t.line(&line);
         }
+        if let Some(t) = current.and_then(|k| tests.get_mut(k)).and_then(|(_, t)| t.get_mut(i)) {
+            t.line(&line);
+        }
     }
-    Ok(tallies.into_iter().map(|t| t.coverage).collect())
+    let done = |tallies: Vec<Tally<'_>>| tallies.into_iter().map(|t| t.coverage).collect();
+    Ok(Coverage {
+        devices: done(tallies),
+        tests: tests
+            .into_iter()
+            .map(|(test, tallies)| TestCoverage {
+                test,
+                devices: done(tallies),
+            })
+            .collect(),
+    })
 }
 
 /// The described devices of `platform`: (machine-file name, region names, model), in
@@ -376,14 +437,21 @@ fn summary(t: &Totals) -> String {
     )
 }
 
-/// The table `mmiolab coverage` prints.
-pub fn table(devices: &[DeviceCoverage]) -> String {
-    let mut out = String::new();
+/// Totals over `devices`.
+pub fn totals(devices: &[DeviceCoverage]) -> Totals {
     let mut all = Totals::default();
     for d in devices {
-        let t = d.totals();
-        all.add(&t);
-        let _ = writeln!(out, "device {}: {}", d.device, summary(&t));
+        all.add(&d.totals());
+    }
+    all
+}
+
+/// The table `mmiolab coverage` prints: each device's registers, fields and behaviours, the
+/// total, then one summary per test (for the devices the test touched, and its total).
+pub fn table(coverage: &Coverage) -> String {
+    let mut out = String::new();
+    for d in &coverage.devices {
+        let _ = writeln!(out, "device {}: {}", d.device, summary(&d.totals()));
         let _ = writeln!(
             out,
             "  {:<16} {:>8} {:>8}  fields (r = read, w = written, - = never)",
@@ -422,7 +490,16 @@ pub fn table(devices: &[DeviceCoverage]) -> String {
             let _ = writeln!(out, "  [{mark}] {:<32} {}", b.what, b.fired);
         }
     }
-    let _ = writeln!(out, "total: {}", summary(&all));
+    let _ = writeln!(out, "total: {}", summary(&totals(&coverage.devices)));
+    for t in &coverage.tests {
+        let _ = writeln!(out, "test {}: {}", t.test, summary(&totals(&t.devices)));
+        for d in &t.devices {
+            let dt = d.totals();
+            if dt.registers_touched > 0 || dt.behaviours_fired > 0 {
+                let _ = writeln!(out, "  device {}: {}", d.device, summary(&dt));
+            }
+        }
+    }
     out
 }
 
@@ -441,14 +518,10 @@ fn totals_json(t: &Totals) -> Value {
     })
 }
 
-/// The JSON document `--json` writes (keys in docs/checker.md).
-pub fn to_json(devices: &[DeviceCoverage]) -> Value {
-    let mut all = Totals::default();
-    let list: Vec<Value> = devices
+fn devices_json(devices: &[DeviceCoverage]) -> Vec<Value> {
+    devices
         .iter()
         .map(|d| {
-            let t = d.totals();
-            all.add(&t);
             json!({
                 "device": d.device,
                 "registers": d.registers.iter().map(|r| json!({
@@ -460,11 +533,31 @@ pub fn to_json(devices: &[DeviceCoverage]) -> Value {
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "behaviours": d.behaviours.iter().map(|b| json!({"what": b.what, "fired": b.fired})).collect::<Vec<_>>(),
-                "totals": totals_json(&t),
+                "totals": totals_json(&d.totals()),
+            })
+        })
+        .collect()
+}
+
+/// The JSON document `--json` writes (keys in docs/checker.md): the devices and totals of
+/// the whole trace, and `tests`, the same per test.
+pub fn to_json(coverage: &Coverage) -> Value {
+    let tests: Vec<Value> = coverage
+        .tests
+        .iter()
+        .map(|t| {
+            json!({
+                "test": t.test,
+                "devices": devices_json(&t.devices),
+                "totals": totals_json(&totals(&t.devices)),
             })
         })
         .collect();
-    json!({ "devices": list, "totals": totals_json(&all) })
+    json!({
+        "devices": devices_json(&coverage.devices),
+        "totals": totals_json(&totals(&coverage.devices)),
+        "tests": tests,
+    })
 }
 
 /// `mmiolab coverage`.
@@ -484,10 +577,10 @@ pub fn command(trace: &Path, config_path: &Path, json_out: Option<&Path>, html_o
     let text = std::fs::read_to_string(trace).with_context(|| format!("reading {}", trace.display()))?;
     let platform = Platform::build(&config, Box::new(std::io::sink()))?;
     let list = described(&platform);
-    let devices = compute(&text, &list)?;
-    crate::ending::to_stdout(table(&devices).as_bytes())?;
+    let coverage = compute(&text, &list)?;
+    crate::ending::to_stdout(table(&coverage).as_bytes())?;
     if let Some(path) = json_out {
-        let text = serde_json::to_string_pretty(&to_json(&devices)).context("formatting the coverage")? + "\n";
+        let text = serde_json::to_string_pretty(&to_json(&coverage)).context("formatting the coverage")? + "\n";
         mmiolab_vmm::files::write_atomically(path, text.as_bytes(), "the coverage report", &inputs)?;
     }
     if let Some(path) = html_out {
@@ -500,7 +593,7 @@ pub fn command(trace: &Path, config_path: &Path, json_out: Option<&Path>, html_o
             })
             .collect();
         let title = format!("mmiolab coverage: {} on {}", trace.display(), config_path.display());
-        let page = crate::html::render(&title, &report, &devices, &text);
+        let page = crate::html::render(&title, &report, &coverage, &text);
         mmiolab_vmm::files::write_atomically(path, page.as_bytes(), "the HTML coverage report", &inputs)?;
     }
     Ok(())
@@ -545,7 +638,8 @@ on_write = "w1c"
         ]
         .join("\n");
         let cov = compute(&trace, &[("d".to_owned(), vec!["d@0".to_owned()], &model)]).unwrap();
-        let d = &cov[0];
+        assert!(cov.tests.is_empty());
+        let d = &cov.devices[0];
         assert_eq!(d.registers[0].reads, 1);
         assert_eq!(d.registers[0].writes, 1);
         assert_eq!(
@@ -565,6 +659,55 @@ on_write = "w1c"
             (2, 1, 2, 2)
         );
         assert_eq!((t.behaviours, t.behaviours_fired), (1, 1));
+    }
+
+    fn boundary(test: &str, phase: &str) -> String {
+        format!(r#"{{"v":2,"seq":0,"t_ns":0,"kind":"test","vcpu":0,"test":"{test}","phase":"{phase}"}}"#)
+    }
+
+    #[test]
+    fn lines_between_test_boundaries_count_for_their_test_and_the_total() {
+        let model = mmiolab_regmodel::compile_text(DESC, Path::new("d.toml")).unwrap();
+        // a reads HI; b writes LO (clearing it), then a again writes HI; one read in no test
+        let trace = [
+            boundary("a", "begin"),
+            line("read", "0x0", 1, "[]"),
+            boundary("a", "end"),
+            boundary("b", "begin"),
+            line("write", "0x3", 1, r#"[{"cleared":"R.LO","bits":"0x1"}]"#),
+            // a test that begins while b runs ends b
+            boundary("a", "begin"),
+            line("write", "0x0", 1, "[]"),
+            boundary("a", "end"),
+            line("read", "0x3", 1, "[]"),
+        ]
+        .join("\n");
+        let cov = compute(&trace, &[("d".to_owned(), vec!["d@0".to_owned()], &model)]).unwrap();
+        let reg = |d: &DeviceCoverage| {
+            let r = &d.registers[0];
+            (r.reads, r.writes, r.fields.clone(), d.behaviours[0].fired)
+        };
+        let f = |hi: (bool, bool), lo: (bool, bool)| vec![("HI".to_owned(), hi.0, hi.1), ("LO".to_owned(), lo.0, lo.1)];
+        assert_eq!(reg(&cov.devices[0]), (2, 2, f((true, true), (true, true)), 1));
+        let names: Vec<&str> = cov.tests.iter().map(|t| t.test.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(
+            reg(&cov.tests[0].devices[0]),
+            (1, 1, f((true, true), (false, false)), 0)
+        );
+        assert_eq!(
+            reg(&cov.tests[1].devices[0]),
+            (0, 1, f((false, false), (false, true)), 1)
+        );
+        let doc = to_json(&cov);
+        assert_eq!(doc["tests"][1]["test"], "b");
+        assert_eq!(doc["tests"][1]["totals"]["fields_written"], 1);
+        assert_eq!(doc["tests"][0]["devices"][0]["registers"][0]["reads"], 1);
+        let text = table(&cov);
+        assert!(
+            text.contains("test b: registers 1/1 touched (100.0%), 0 read (0.0%), 1 written (100.0%); fields 1/2 touched (50.0%), 0 read (0.0%), 1 written (50.0%); behaviours 1/1 fired (100.0%)\n  device d: "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -53,19 +53,22 @@ pub fn signal_status(signo: i32) -> u8 {
 /// Every exit status and what it means (`mmiolab --help`, docs/reliability.md).
 pub const STATUS_TABLE: &str = "\
 Exit status:
-  0      run: the guest powered off or reset the machine, or wrote 0 to the test-exit port;
-         other commands: success
+  0      run: the guest powered off or reset the machine, or wrote 0 to the test-exit port,
+         or reached the --snapshot-after marker (the snapshot is written); other commands:
+         success
   N      run: the guest wrote N (1-255) to the test-exit port 0xf4; values that collide with
          the ones below are the guest's choice (the summary on stderr says which it was)
-  1      run: the guest faulted (triple fault, unhandled exit, emulation failure); test: a
-         test failed or the guest's run did not end cleanly
+  1      run: the guest faulted (triple fault, unhandled exit, emulation failure), or ended
+         without reaching the --snapshot-after marker; test: a test failed or the guest's
+         run did not end cleanly
   2      the guest kernel panicked (pvpanic)
   3      run --check: a broken register rule the machine file does not allow (when the
          status would otherwise be 0)
   4      run --expect-trace: the trace differs from the expected one (likewise)
   64     the command line is wrong
   65     an input was refused: machine file, firmware, kernel, initrd, description, console
-         log, or an output path that names one of them
+         log, or an output path that names one of them; a --restore snapshot that does
+         not fit the machine file or is damaged
   70     mmiolab or the host failed: /dev/kvm, a KVM call, a thread, an event source
   74     an output could not be written: the console (stdout), the trace, a FIFO's file, a
          report; the cause is printed once
@@ -165,6 +168,12 @@ pub fn error_status(e: &anyhow::Error) -> (u8, bool) {
                     (INPUT, false)
                 }
                 VmmError::Input(f) | VmmError::Output(f) => (file_status(f), false),
+                // A snapshot that does not fit the machine, or is damaged, is a bad input;
+                // one that cannot be written is a failed output.
+                VmmError::Snapshot(_) => (INPUT, false),
+                VmmError::SnapshotFile(e) if e.is_write() => (OUTPUT, false),
+                VmmError::SnapshotFile(_) => (INPUT, false),
+                VmmError::SnapshotSave(_) => (HOST, false),
                 VmmError::KvmOpen(_)
                 | VmmError::Kvm(..)
                 | VmmError::Memory(_)
@@ -197,6 +206,7 @@ pub fn describe(reason: &StopReason) -> (u8, String) {
         StopReason::Signal(signo) => (signal_status(*signo), format!("stopped by {}", signal_name(*signo))),
         StopReason::Output(f) if f.closed => (CLOSED, format!("{} was closed (broken pipe)", f.output)),
         StopReason::Output(f) => (OUTPUT, format!("{} could not be written: {}", f.output, f.cause)),
+        StopReason::Snapshot(marker) => (0, format!("stopped for a snapshot at {marker}")),
     }
 }
 
@@ -225,6 +235,9 @@ pub fn finish_run(report: &RunReport, quiet: bool, verdict: Option<(u8, &str)>) 
                 status = OUTPUT;
             }
         }
+    }
+    if let Some(dir) = &report.snapshot {
+        what = format!("{what}, written to {}", dir.display());
     }
     if !quiet {
         let u = report.unmapped;
@@ -270,6 +283,7 @@ mod tests {
             (StopReason::ExitDevice(42), 42),
             (StopReason::GuestPowerOff, 0),
             (StopReason::GuestReset, 0),
+            (StopReason::Snapshot("a write to port 0xf8".into()), 0),
             (StopReason::GuestPanic, 2),
             (StopReason::Fault("x".into()), 1),
             (StopReason::Timeout(std::time::Duration::from_secs(1)), 124),
@@ -300,6 +314,7 @@ mod tests {
                 unwritten: 1,
             }),
             findings: Vec::new(),
+            snapshot: None,
         };
         assert_eq!(finish_run(&report, true, None), OUTPUT);
         // A checker's verdict replaces only a success.

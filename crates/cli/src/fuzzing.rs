@@ -31,6 +31,12 @@ fn check(console: &str, report: &GuestReport) {
             assert!(!d.contains('\n'), "a detail holds a line end");
         }
     }
+    // Every test of the tree took a line, but for one placeholder per parent for the
+    // subtests its plan promised and the output never had.
+    fn nodes(tests: &[crate::ktap::Test]) -> usize {
+        tests.iter().map(|t| 1 + nodes(&t.subtests)).sum()
+    }
+    assert!(nodes(&report.tests) <= 2 * lines + 1, "more tests than lines");
     for l in report.iomem.iter().chain(&report.ioports) {
         assert!(!l.contains('\n'), "a dump line holds a line end");
     }

@@ -3,9 +3,9 @@
 //!
 //! Both traces are JSON lines. Compared are the `access` and `event` lines, in order, each
 //! without what varies from run to run: `seq`, `t_ns` and the `due_ns` of scheduled
-//! effects. `finding` lines (the checker's) are skipped, so a trace recorded with or
-//! without `--check` compares the same, and so are accesses to registers the description
-//! marks `volatile = true`.
+//! effects. `finding` and `test` lines (the checker's and the guest agent's) are skipped,
+//! so a trace recorded with or without `--check` compares the same, and so are accesses to
+//! registers the description marks `volatile = true`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -185,8 +185,10 @@ mod tests {
 "#;
 
     #[test]
-    fn times_sequence_numbers_findings_and_volatile_registers_are_ignored() {
-        let b = r#"{"v":2,"kind":"access","vcpu":0,"op":"write","value":"0x1","device":"d","reg":"CTRL","effects":[{"scheduled":"go","due_ns":1}]}
+    fn times_sequence_numbers_findings_test_lines_and_volatile_registers_are_ignored() {
+        // A trace recorded with the guest agent has test boundaries; one without has none.
+        let b = r#"{"v":2,"kind":"test","vcpu":0,"test":"t1","phase":"begin"}
+{"v":2,"kind":"access","vcpu":0,"op":"write","value":"0x1","device":"d","reg":"CTRL","effects":[{"scheduled":"go","due_ns":1}]}
 {"v":2,"kind":"access","vcpu":0,"op":"read","value":"0x9999","device":"d","reg":"TIMER","effects":[]}
 {"v":2,"kind":"access","vcpu":0,"op":"read","value":"0x0","device":"d","reg":"STATUS","effects":[]}
 "#;
@@ -194,7 +196,7 @@ mod tests {
         assert_eq!(compare(A, b, &volatile), Ok(Ok(())));
         let diff = compare(A, b, &Volatile::new()).unwrap().unwrap_err();
         assert!(
-            diff.starts_with("first difference at d.TIMER (trace line 3, expected line 2)"),
+            diff.starts_with("first difference at d.TIMER (trace line 3, expected line 3)"),
             "{diff}"
         );
     }

@@ -3,8 +3,6 @@
 //! host's bus tree and that the writes guest tests say they made are in the trace in their
 //! order, and report one line per test plus JUnit XML.
 
-use std::fmt::Write as _;
-
 use mmiolab_vmm::mmiolab_bus::{AddressSpace, RegionKind};
 use mmiolab_vmm::{Platform, StopReason};
 
@@ -72,6 +70,7 @@ pub fn run_check(reason: &StopReason) -> TestResult {
             mmiolab_vmm::signals::signal_name(*signo)
         )),
         StopReason::Output(f) => Some(format!("{} could not be written: {}", f.output, f.cause)),
+        StopReason::Snapshot(at) => Some(format!("the run stopped for a snapshot at {at}")),
     };
     TestResult {
         name: RUN_CHECK.to_owned(),
@@ -340,57 +339,6 @@ fn linux_names(node: &str) -> Vec<String> {
     names
 }
 
-/// JUnit XML for `results`.
-pub fn junit(suite: &str, results: &[TestResult]) -> String {
-    let failures = results.iter().filter(|r| !r.ok).count();
-    let mut x = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\">\n",
-        esc(suite),
-        results.len()
-    );
-    for r in results {
-        let _ = write!(
-            x,
-            "    <testcase classname=\"{}\" name=\"{}\"",
-            esc(suite),
-            esc(&r.name)
-        );
-        let skipped = r
-            .directive
-            .as_deref()
-            .is_some_and(|d| d.to_ascii_uppercase().starts_with("SKIP"));
-        if r.ok && !skipped {
-            x.push_str("/>\n");
-            continue;
-        }
-        x.push_str(">\n");
-        if r.ok {
-            let _ = writeln!(
-                x,
-                "      <skipped message=\"{}\"/>",
-                esc(r.directive.as_deref().unwrap_or(""))
-            );
-        } else {
-            let _ = writeln!(
-                x,
-                "      <failure message=\"{} failed\">{}</failure>",
-                esc(&r.name),
-                esc(&r.details.join("\n"))
-            );
-        }
-        x.push_str("    </testcase>\n");
-    }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,34 +578,5 @@ mod tests {
         let v = verdict(&short, Some(&StopReason::ExitDevice(0)));
         assert_eq!(v.failed, 1);
         assert_eq!(v.notes, ["FAIL plan: the guest planned 3 tests and reported 2"]);
-    }
-
-    #[test]
-    fn junit_marks_failures_and_skips() {
-        let results = vec![
-            TestResult {
-                name: "a<b".into(),
-                ok: true,
-                directive: None,
-                details: vec![],
-            },
-            TestResult {
-                name: "c".into(),
-                ok: false,
-                directive: None,
-                details: vec!["not ok 1 x".into()],
-            },
-            TestResult {
-                name: "d".into(),
-                ok: true,
-                directive: Some("SKIP no pci".into()),
-                details: vec![],
-            },
-        ];
-        let x = junit("linux", &results);
-        assert!(x.contains("tests=\"3\" failures=\"1\""));
-        assert!(x.contains("name=\"a&lt;b\"/>"));
-        assert!(x.contains("<failure message=\"c failed\">not ok 1 x</failure>"));
-        assert!(x.contains("<skipped message=\"SKIP no pci\"/>"));
     }
 }

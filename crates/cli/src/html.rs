@@ -9,6 +9,12 @@
 //! `--check` run) beside the register they concern. Below, a timeline of the trace's
 //! accesses, events and findings, bounded to [`TIMELINE_MAX`] lines with a note when cut.
 //!
+//! A trace with test boundaries (`test` lines, written with the guest agent) adds a table
+//! of each test's coverage and a test chooser: the page's script then colours the field
+//! cells, the read and write counts and the summaries with the chosen test's coverage and
+//! shows only its lines in the timeline. The page opens on the test named in its URL's
+//! fragment (`report.html#test=NAME`), else on the whole trace.
+//!
 //! Every name and value from a user file or the trace is escaped ([`escape`]); the timeline
 //! travels as JSON inside a `<script type="application/json">` element, with `<`, `>` and
 //! `&` escaped as `\u003c`... so it cannot close its element.
@@ -19,7 +25,7 @@ use std::fmt::Write as _;
 use mmiolab_regmodel::compile::{EffectTrigger, Model};
 use serde_json::{Value, json};
 
-use crate::coverage::DeviceCoverage;
+use crate::coverage::{Coverage, DeviceCoverage};
 
 /// Timeline lines the page holds at most (the first ones of the trace).
 pub const TIMELINE_MAX: usize = 10_000;
@@ -93,30 +99,65 @@ tr.kind-event { color: #555; font-style: italic; }
 
 const SCRIPT: &str = r#"
 (function () {
-  // Per device: count the field cells by class, to a summary line.
-  document.querySelectorAll('section.device').forEach(function (sec) {
-    var counts = { both: 0, read: 0, written: 0, never: 0 };
-    sec.querySelectorAll('td.field').forEach(function (c) { counts[c.dataset.cov] += 1; });
-    var out = sec.querySelector('.js-summary');
-    if (out) {
-      out.textContent = 'fields: ' + counts.both + ' read and written, ' + counts.read + ' only read, ' +
-        counts.written + ' only written, ' + counts.never + ' never touched';
-    }
-  });
-  // The timeline, from the JSON the page carries.
   var data = JSON.parse(document.getElementById('timeline-data').textContent);
+  var chooser = document.getElementById('test-choice');
+  // The chosen test ('': the whole trace).
+  function test() { return chooser ? chooser.value : ''; }
+  // Per device: the cells, counts and totals of the chosen test's coverage, then the field
+  // cells counted by class, to a summary line.
+  function colour() {
+    var cov = data.coverage[test()] || {};
+    document.querySelectorAll('section.device').forEach(function (sec) {
+      var dev = cov[sec.dataset.device];
+      if (dev) {
+        sec.querySelector('.js-totals').textContent = dev.totals;
+        sec.querySelectorAll('tr.register').forEach(function (tr) {
+          var reg = dev.registers[tr.dataset.register];
+          if (!reg) { return; }
+          tr.querySelector('td.reads').textContent = reg.r;
+          tr.querySelector('td.writes').textContent = reg.w;
+          tr.querySelectorAll('td.field').forEach(function (c) {
+            var k = reg.f[c.dataset.field];
+            if (k) { c.className = 'field cov-' + k; c.dataset.cov = k; }
+          });
+        });
+      }
+      var counts = { both: 0, read: 0, written: 0, never: 0 };
+      sec.querySelectorAll('td.field').forEach(function (c) { counts[c.dataset.cov] += 1; });
+      var out = sec.querySelector('.js-summary');
+      if (out) {
+        out.textContent = 'fields: ' + counts.both + ' read and written, ' + counts.read + ' only read, ' +
+          counts.written + ' only written, ' + counts.never + ' never touched';
+      }
+    });
+  }
+  // The timeline, from the JSON the page carries.
   var body = document.getElementById('timeline');
   var filter = document.getElementById('timeline-device');
   data.devices.forEach(function (d) {
     var o = document.createElement('option');
     o.value = d; o.textContent = d; filter.appendChild(o);
   });
+  if (chooser) {
+    data.tests.forEach(function (t) {
+      var o = document.createElement('option');
+      o.value = t; o.textContent = t; chooser.appendChild(o);
+    });
+    var m = /^#test=(.*)$/.exec(window.location.hash);
+    if (m && data.tests.indexOf(decodeURIComponent(m[1])) >= 0) { chooser.value = decodeURIComponent(m[1]); }
+  }
   function render() {
     var want = filter.value;
+    var inTest = test();
+    if (chooser) {
+      document.getElementById('timeline-scope').textContent = inTest ?
+        'The lines of test ' + inTest + ' (choose another above).' : 'The whole trace (choose a test above).';
+    }
     body.textContent = '';
     var shown = 0;
     data.lines.forEach(function (l) {
       if (want && l.device !== want) { return; }
+      if (inTest && l.test !== inTest) { return; }
       var tr = document.createElement('tr');
       tr.className = 'kind-' + l.kind;
       [l.seq, l.t_ns, l.vcpu, l.kind, l.what, l.device, l.reg, l.value].forEach(function (v) {
@@ -130,22 +171,94 @@ const SCRIPT: &str = r#"
     document.getElementById('timeline-count').textContent = shown + ' line(s) shown';
   }
   filter.addEventListener('change', render);
+  if (chooser) {
+    chooser.addEventListener('change', function () { colour(); render(); });
+  }
+  colour();
   render();
 })();
 "#;
 
+/// The counts of a device's header line.
+fn totals_text(t: &crate::coverage::Totals) -> String {
+    format!(
+        "registers {}/{} touched, fields {}/{} touched, behaviours {}/{} fired.",
+        t.registers_touched, t.registers, t.fields_touched, t.fields, t.behaviours_fired, t.behaviours
+    )
+}
+
+/// What the page's script needs to colour the register maps with one coverage (the whole
+/// trace's or a test's): per device name, its header counts and, per register, its reads,
+/// writes and the coverage class of each field cell.
+fn coverage_data(devices: &[DeviceCoverage]) -> Value {
+    let mut out = serde_json::Map::new();
+    for d in devices {
+        let mut registers = serde_json::Map::new();
+        for r in &d.registers {
+            let mut fields = serde_json::Map::new();
+            if r.fields.is_empty() {
+                fields.insert(r.name.clone(), json!(class(r.reads > 0, r.writes > 0)));
+            }
+            for (name, read, written) in &r.fields {
+                fields.insert(name.clone(), json!(class(*read, *written)));
+            }
+            registers.insert(r.name.clone(), json!({"r": r.reads, "w": r.writes, "f": fields}));
+        }
+        out.insert(
+            d.device.clone(),
+            json!({"totals": totals_text(&d.totals()), "registers": registers}),
+        );
+    }
+    Value::Object(out)
+}
+
+fn pct_text(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        format!("{part}/{whole}")
+    } else {
+        format!("{part}/{whole} ({:.1}%)", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// The tests' section: the chooser the page's script fills, and a row of counts per test.
+fn tests_section(h: &mut String, coverage: &Coverage) {
+    h.push_str(
+        "<section id=\"tests\"><h2>Tests</h2>\n<p>Show the coverage and timeline of test: <select id=\"test-choice\"><option value=\"\">all (the whole trace)</option></select></p>\n\
+         <table class=\"map tests\"><thead><tr><th>test</th><th>registers touched</th><th>fields touched</th><th>behaviours fired</th></tr></thead><tbody>\n",
+    );
+    for t in &coverage.tests {
+        let c = crate::coverage::totals(&t.devices);
+        let _ = writeln!(
+            h,
+            "<tr class=\"test\" data-test=\"{}\"><th class=\"reg\">{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&t.test),
+            escape(&t.test),
+            pct_text(c.registers_touched, c.registers),
+            pct_text(c.fields_touched, c.fields),
+            pct_text(c.behaviours_fired, c.behaviours)
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
 /// The page for `devices` (with their coverage, same order) and the JSON-lines `trace`.
-pub fn render(title: &str, devices: &[ReportDevice<'_>], coverage: &[DeviceCoverage], trace: &str) -> String {
+pub fn render(title: &str, devices: &[ReportDevice<'_>], coverage: &Coverage, trace: &str) -> String {
     // Findings by (region, register or ""), from the trace's finding lines.
     let mut findings: BTreeMap<(String, String), BTreeMap<FindingKey, u64>> = BTreeMap::new();
     let mut timeline = Vec::new();
     let mut total_lines = 0usize;
+    // The test running at each line, from the trace's test lines.
+    let mut current: Option<String> = None;
     for raw in trace.lines() {
         let Ok(line) = serde_json::from_str::<Value>(raw) else {
             continue;
         };
         let kind = line["kind"].as_str().unwrap_or_default();
         let s = |k: &str| line[k].as_str().map(str::to_owned);
+        if kind == "test" {
+            current = (s("phase").as_deref() == Some("begin")).then(|| s("test")).flatten();
+            continue;
+        }
         if kind == "finding" {
             let key = FindingKey {
                 rule: s("rule").unwrap_or_default(),
@@ -183,6 +296,7 @@ pub fn render(title: &str, devices: &[ReportDevice<'_>], coverage: &[DeviceCover
         timeline.push(json!({
             "seq": line["seq"], "t_ns": line["t_ns"], "vcpu": line["vcpu"], "kind": kind,
             "what": what, "device": line["device"], "reg": line["reg"], "value": line["value"],
+            "test": current,
         }));
     }
 
@@ -198,7 +312,10 @@ pub fn render(title: &str, devices: &[ReportDevice<'_>], coverage: &[DeviceCover
          <span style=\"background:#64b5f6\">only read</span><span style=\"background:#ffb74d\">only written</span>\
          <span style=\"background:#ef9a9a\">never touched</span><span style=\"background:#ddd\">reserved</span></p>\n",
     );
-    for (d, cov) in devices.iter().zip(coverage) {
+    if !coverage.tests.is_empty() {
+        tests_section(&mut h, coverage);
+    }
+    for (d, cov) in devices.iter().zip(&coverage.devices) {
         device_section(&mut h, d, cov, &findings);
     }
     let mut region_names: Vec<&str> = devices
@@ -208,9 +325,11 @@ pub fn render(title: &str, devices: &[ReportDevice<'_>], coverage: &[DeviceCover
     region_names.sort_unstable();
     region_names.dedup();
     h.push_str("<section id=\"timeline-section\"><h2>Timeline</h2>\n");
-    h.push_str(
-        "<p class=\"note\" id=\"timeline-scope\">The whole trace: it has no per-test markers (traces do not record KTAP test boundaries yet).</p>\n",
-    );
+    h.push_str(if coverage.tests.is_empty() {
+        "<p class=\"note\" id=\"timeline-scope\">The whole trace: it has no test boundaries (they come from the guest agent, with --check).</p>\n"
+    } else {
+        "<p class=\"note\" id=\"timeline-scope\">The lines of the test chosen above.</p>\n"
+    });
     if total_lines > TIMELINE_MAX {
         let _ = writeln!(
             h,
@@ -222,7 +341,13 @@ pub fn render(title: &str, devices: &[ReportDevice<'_>], coverage: &[DeviceCover
          <table class=\"timeline\"><thead><tr><th>seq</th><th>t (ns)</th><th>vCPU</th><th>kind</th><th>what</th><th>device</th><th>register</th><th>value</th></tr></thead>\n\
          <tbody id=\"timeline\"></tbody></table></section>\n",
     );
-    let data = json!({ "devices": region_names, "lines": timeline });
+    let mut per_test = serde_json::Map::new();
+    per_test.insert(String::new(), coverage_data(&coverage.devices));
+    for t in &coverage.tests {
+        per_test.insert(t.test.clone(), coverage_data(&t.devices));
+    }
+    let tests: Vec<&str> = coverage.tests.iter().map(|t| t.test.as_str()).collect();
+    let data = json!({ "devices": region_names, "lines": timeline, "tests": tests, "coverage": per_test });
     let _ = write!(
         h,
         "<script type=\"application/json\" id=\"timeline-data\">{}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
@@ -251,23 +376,18 @@ fn device_section(
     let t = cov.totals();
     let _ = write!(
         h,
-        "<section class=\"device\" data-device=\"{}\"><h2>Device {} <small>({})</small></h2>\n<p>registers {}/{} touched, fields {}/{} touched, behaviours {}/{} fired. <span class=\"js-summary\"></span></p>\n",
+        "<section class=\"device\" data-device=\"{}\"><h2>Device {} <small>({})</small></h2>\n<p><span class=\"js-totals\">{}</span> <span class=\"js-summary\"></span></p>\n",
         escape(&d.name),
         escape(&d.name),
         escape(&m.name),
-        t.registers_touched,
-        t.registers,
-        t.fields_touched,
-        t.fields,
-        t.behaviours_fired,
-        t.behaviours
+        totals_text(&t)
     );
     let cols = m.registers.iter().map(|r| u32::from(r.width) * 8).max().unwrap_or(32);
     h.push_str("<table class=\"map\"><thead><tr><th>register</th><th>offset</th>");
     for b in (0..cols).rev() {
         let _ = write!(h, "<th>{b}</th>");
     }
-    h.push_str("<th>reads</th><th>writes</th><th>behaviours fired, findings</th></tr></thead><tbody>\n");
+    h.push_str("<th>reads</th><th>writes</th><th>behaviours fired, findings (whole trace)</th></tr></thead><tbody>\n");
     let fired = |what: &str| cov.behaviours.iter().find(|b| b.what == what).map_or(0, |b| b.fired);
     for (i, (r, rc)) in m.registers.iter().zip(&cov.registers).enumerate() {
         let bits = u32::from(r.width) * 8;
@@ -337,7 +457,11 @@ fn device_section(
                 escape(&r.name)
             );
         }
-        let _ = write!(h, "<td>{}</td><td>{}</td><td class=\"notes\">", rc.reads, rc.writes);
+        let _ = write!(
+            h,
+            "<td class=\"reads\">{}</td><td class=\"writes\">{}</td><td class=\"notes\">",
+            rc.reads, rc.writes
+        );
         // Behaviours of this register: its w1c/rclr fields, effects its accesses fire, its FIFOs.
         let mut behaviours: Vec<String> = Vec::new();
         for f in &r.fields {

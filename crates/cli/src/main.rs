@@ -19,9 +19,13 @@ mod checking;
 mod coverage;
 mod ending;
 mod golden;
+mod guest;
 mod guest_test;
 mod header;
 mod html;
+mod junit;
+mod kit;
+mod nesting;
 // The KTAP parser lives in the library (mmiolab_cli), where the fuzzers reach it.
 use mmiolab_cli::ktap;
 
@@ -67,6 +71,13 @@ enum Command {
     /// addresses (and the register maps of its described devices).
     #[command(long_about = HEADER_ABOUT)]
     Header(HeaderArgs),
+    /// Build the Linux guest's pieces for your own project from the kit this binary
+    /// carries: a kernel with mmiolab's options, a test initramfs of your modules and
+    /// scripts (docs/linux.md).
+    Guest {
+        #[command(subcommand)]
+        command: guest::GuestCommand,
+    },
     /// List the device descriptions bundled with mmiolab (a machine file's `model = NAME`),
     /// or print one of them as TOML, to read or to copy and change.
     Models {
@@ -75,7 +86,8 @@ enum Command {
     },
     /// Register coverage of a run from its JSON-lines trace: for each described device,
     /// each register and field read / written / never touched and each declared behaviour
-    /// that fired (docs/checker.md).
+    /// that fired, in total and per guest test when the trace has test boundaries (a
+    /// `--check` run with the guest agent) (docs/checker.md).
     Coverage {
         /// The trace (`mmiolab run --trace FILE`, JSON lines).
         #[arg(long, value_name = "FILE")]
@@ -87,7 +99,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
         /// Also write a self-contained HTML report to FILE: register maps coloured by
-        /// coverage, behaviours and findings per register, a timeline of the trace.
+        /// coverage, behaviours and findings per register, a timeline of the trace; with
+        /// test boundaries, each test's coverage and a test chooser.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
@@ -154,6 +167,10 @@ struct TestArgs {
     /// Echo the guest console while it runs (it is printed anyway when a test fails).
     #[arg(long, short)]
     verbose: bool,
+    /// No progress lines on stderr (where the guest boots and why, the nested harness's
+    /// stages): the results on stdout, and errors.
+    #[arg(long, short, conflicts_with = "verbose")]
+    quiet: bool,
     /// The trace (JSON lines) to check guest tests' write order against: written here
     /// while the guest runs, or, with --from-log, read from here (guest/run-tests.sh brings
     /// it back from a nested run).
@@ -175,7 +192,7 @@ struct TestArgs {
     check: bool,
     /// With --from-log: the findings report (`run --check-json`) of the run that made the
     /// log; guest/run-tests.sh brings it back from a nested run. It feeds the guest agent's
-    /// results (`host: agent findings of TEST`) and, with --check, `register-check`.
+    /// results (`host: findings of TEST`) and, with --check, `register-check`.
     #[arg(long, value_name = "FILE", requires = "from_log")]
     findings: Option<PathBuf>,
     /// Compare the --trace file with FILE as `run --expect-trace` does (docs/checker.md):
@@ -187,6 +204,18 @@ struct TestArgs {
     /// which cannot run a filtered program.
     #[arg(long)]
     no_seccomp: bool,
+    /// Where a Linux guest boots: directly under this process, or inside an outer VM (QEMU
+    /// TCG running mmiolab on its nested KVM; docs/linux.md). auto: directly when /dev/kvm
+    /// is hardware KVM (vmx/svm, not the software kvm_pvm), else nested; a bare-metal
+    /// program always directly. The choice and its reason are printed.
+    #[arg(long, value_enum, default_value_t = nesting::Nested::Auto, value_name = "WHEN")]
+    nested: nesting::Nested,
+    /// The kernel to boot instead of the machine file's.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_log")]
+    kernel: Option<PathBuf>,
+    /// The initramfs to boot instead of the machine file's.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_log")]
+    initrd: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -262,6 +291,24 @@ struct RunArgs {
     /// which cannot run a filtered program.
     #[arg(long)]
     no_seccomp: bool,
+    /// Save the whole VM into --snapshot-dir when the guest reaches MARKER, and end the run
+    /// there (exit status 0): `port` (a write to I/O port 0xf8) or `console:TEXT` (a
+    /// console line containing TEXT). Resume it with --restore (docs/snapshot.md).
+    #[arg(long, value_name = "MARKER", value_parser = parse_marker, requires = "snapshot_dir")]
+    snapshot_after: Option<mmiolab_vmm::snapshot::Marker>,
+    /// Where --snapshot-after writes the snapshot: a new or empty directory, or an older
+    /// snapshot to replace.
+    #[arg(long, value_name = "DIR", requires = "snapshot_after")]
+    snapshot_dir: Option<PathBuf>,
+    /// Resume the snapshot in DIR instead of booting: the machine file must have the
+    /// devices the snapshot was taken with (a difference is refused, named); its firmware
+    /// or kernel is not used.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["firmware", "kernel", "check", "check_json"])]
+    restore: Option<PathBuf>,
+}
+
+fn parse_marker(text: &str) -> std::result::Result<mmiolab_vmm::snapshot::Marker, String> {
+    mmiolab_vmm::snapshot::Marker::parse(text)
 }
 
 /// `--trace-format`.
@@ -361,6 +408,7 @@ fn main() -> ExitCode {
         Command::Dt { config, dtb } => dt(&config, dtb.as_deref()).map(|()| 0),
         Command::Test(args) => test(args),
         Command::Header(args) => header_command(&args).map(|()| 0),
+        Command::Guest { command } => guest::command(command),
         Command::Models { name } => models(name.as_deref()).map(|()| 0),
         Command::Coverage {
             trace,
@@ -374,6 +422,8 @@ fn main() -> ExitCode {
         Err(e) => {
             let (status, quiet) = if e.is::<UnknownModel>() {
                 (ending::USAGE, false)
+            } else if e.is::<guest::Refused>() {
+                (ending::INPUT, false)
             } else {
                 ending::error_status(&e)
             };
@@ -479,10 +529,74 @@ impl Write for Capture {
     }
 }
 
-fn test(args: TestArgs) -> Result<u8> {
+/// The machine file of `mmiolab test` with its --kernel and --initrd (relative to the
+/// working directory) in place of its own.
+fn test_config(args: &TestArgs) -> Result<MachineConfig> {
+    let mut config = load_config(Some(&args.config))?;
+    if args.kernel.is_none() && args.initrd.is_none() {
+        return Ok(config);
+    }
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    if let Some(k) = &args.kernel {
+        config.machine.kernel = Some(cwd.join(k));
+        config.machine.firmware = None;
+        config.machine.load_addr = None;
+        config.set_override("machine.kernel", format!("--kernel {}", k.display()));
+    }
+    if let Some(i) = &args.initrd {
+        config.machine.initrd = Some(cwd.join(i));
+        config.set_override("machine.initrd", format!("--initrd {}", i.display()));
+    }
+    revalidate(config)
+}
+
+/// A progress line of `mmiolab test` on stderr, unless --quiet.
+fn progress(args: &TestArgs, line: &str) {
+    if !args.quiet {
+        say(line);
+    }
+}
+
+fn test(mut args: TestArgs) -> Result<u8> {
+    if args.from_log.is_none() {
+        let config = test_config(&args)?;
+        let linux = config.machine.kernel.is_some();
+        match nesting::decide(args.nested, linux, nesting::Host::probe()) {
+            nesting::Placement::Direct(why) => progress(&args, &format!("mmiolab test: booting directly: {why}")),
+            nesting::Placement::Nested(why) => {
+                progress(
+                    &args,
+                    &format!(
+                        "mmiolab test: booting nested: {why}; the outer VM is QEMU TCG running mmiolab on its nested KVM"
+                    ),
+                );
+                let (Some(kernel), Some(initrd)) = (&config.machine.kernel, &config.machine.initrd) else {
+                    return Err(usage_error(
+                        "a nested run boots a Linux kernel and initramfs: the machine file (or --kernel and --initrd) must name both",
+                    ));
+                };
+                let (log, findings) = nesting::run(&nesting::NestedRun {
+                    config: &args.config,
+                    kernel: &config.resolve(kernel),
+                    initrd: &config.resolve(initrd),
+                    timeout: args.timeout,
+                    trace: args.trace.as_deref(),
+                    trace_filters: args.trace_filter.iter().map(ToString::to_string).collect(),
+                    check: args.check,
+                    verbose: args.verbose,
+                    quiet: args.quiet,
+                })?;
+                // judged as a log brought back from elsewhere
+                args.from_log = Some(log);
+                args.findings = findings;
+                args.kernel = None;
+                args.initrd = None;
+            }
+        }
+    }
     // Before any thread: a Ctrl-C ends the run cleanly and is judged as how it ended.
     let signals = StopSignals::block().map_err(|e| mmiolab_vmm::Error::Host("blocking the stop signals", e))?;
-    let config = load_config(Some(&args.config))?;
+    let config = test_config(&args)?;
     let mut inputs = config.input_files();
     if let Some(log) = &args.from_log {
         inputs.push(("the console log".to_owned(), log.clone()));
@@ -532,10 +646,10 @@ fn test(args: TestArgs) -> Result<u8> {
                     filters: args.trace_filter.clone(),
                 },
             });
-            say(&format!(
-                "mmiolab test: booting {} (timeout {timeout:?})",
-                args.config.display()
-            ));
+            progress(
+                &args,
+                &format!("mmiolab test: booting {} (timeout {timeout:?})", args.config.display()),
+            );
             let report = mmiolab_vmm::run(
                 &config,
                 RunOptions {
@@ -552,6 +666,8 @@ fn test(args: TestArgs) -> Result<u8> {
                     watch_stdio: false,
                     check: args.check,
                     seccomp: !args.no_seccomp,
+                    snapshot: None,
+                    restore: None,
                 },
             )?;
             if let mmiolab_vmm::StopReason::Fault(why) = &report.reason {
@@ -594,17 +710,32 @@ fn test(args: TestArgs) -> Result<u8> {
     verdict.failed = verdict.results.iter().filter(|r| !r.ok).count()
         + verdict.notes.iter().filter(|n| n.starts_with("FAIL")).count();
     let mut out = String::new();
-    for r in &verdict.results {
+    // The guest's tests come first in the results, in the order of the KTAP tree.
+    let tree = ktap::parse(&console).tests;
+    for (i, r) in verdict.results.iter().enumerate() {
         let directive = r.directive.as_deref().map(|d| format!(" # {d}")).unwrap_or_default();
         out.push_str(&format!(
             "{} {}{directive}\n",
             if r.ok { "PASS" } else { "FAIL" },
             r.name
         ));
-        if !r.ok {
-            for d in &r.details {
-                out.push_str(&format!("    {d}\n"));
+        match tree.get(i).filter(|t| t.name == r.name) {
+            // A guest test: each case (KUnit suites' cases and parameters, /init's module
+            // cases), with the diagnostics of the failed ones.
+            Some(t) => {
+                if !r.ok {
+                    for line in &t.log {
+                        out.push_str(&format!("    {line}\n"));
+                    }
+                }
+                ktap::render_subtests(t, 4, &mut out);
             }
+            None if !r.ok => {
+                for d in &r.details {
+                    out.push_str(&format!("    {d}\n"));
+                }
+            }
+            None => {}
         }
     }
     for note in &verdict.notes {
@@ -623,7 +754,8 @@ fn test(args: TestArgs) -> Result<u8> {
     ));
     to_stdout(out.as_bytes())?;
     if let Some(path) = &args.junit {
-        let xml = guest_test::junit("mmiolab-linux", &verdict.results);
+        let trace = trace_text.as_ref().and_then(|t| t.as_deref().ok());
+        let xml = junit::report(&verdict.results, &tree, trace).context("writing the JUnit report")?;
         mmiolab_vmm::files::write_atomically(path, xml.as_bytes(), "the JUnit report", &inputs)?;
     }
     // A run stopped by a signal says so in its status, as `run` does.
@@ -726,6 +858,7 @@ fn run(args: RunArgs) -> Result<u8> {
         .as_ref()
         .map(|_| golden::volatile_registers(&config))
         .transpose()?;
+    let wants_snapshot = args.snapshot_after.is_some();
     let report = mmiolab_vmm::run(
         &config,
         RunOptions {
@@ -748,6 +881,11 @@ fn run(args: RunArgs) -> Result<u8> {
             watch_stdio: true,
             check,
             seccomp: !args.no_seccomp,
+            snapshot: args
+                .snapshot_after
+                .zip(args.snapshot_dir)
+                .map(|(marker, dir)| mmiolab_vmm::snapshot::SnapshotRequest { marker, dir }),
+            restore: args.restore,
         },
     )?;
     // The checker's and the golden trace's verdicts, said before the summary line.
@@ -771,6 +909,12 @@ fn run(args: RunArgs) -> Result<u8> {
         } else if !args.quiet {
             say(&format!("mmiolab: the trace matches {}", expected.display()));
         }
+    }
+    if wants_snapshot && report.snapshot.is_none() {
+        verdict = verdict.or(Some((
+            ending::FAULT,
+            "the guest never reached the snapshot marker: no snapshot was written",
+        )));
     }
     drop(temp_trace);
     Ok(ending::finish_run(&report, args.quiet, verdict))

@@ -26,6 +26,9 @@ pub enum StopReason {
     /// An output of the run (the console, the trace, a FIFO's host file) could not take
     /// what was written to it: the run ends rather than go on losing data.
     Output(OutputFailure),
+    /// The guest reached the marker of `--snapshot-after` (`what` names it): the VM stops
+    /// so that its state can be saved.
+    Snapshot(String),
 }
 
 /// Which output failed and how, kept as text so that a [`StopReason`] stays comparable.

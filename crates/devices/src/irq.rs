@@ -148,6 +148,13 @@ impl IrqLine {
         }
     }
 
+    /// Takes `asserted` as the level the device drives, without a pulse or a call to the
+    /// interrupt controller: a restored snapshot's level, whose delivery the restored
+    /// controller state already holds. A level line drives it when it is connected.
+    pub fn restore_level(&self, asserted: bool) {
+        self.inner.asserted.store(asserted, Ordering::Release);
+    }
+
     /// The level the device drives.
     pub fn is_asserted(&self) -> bool {
         self.inner.asserted.load(Ordering::Acquire)

@@ -20,6 +20,7 @@ mod record;
 mod regfile;
 mod sched;
 mod serial;
+mod state;
 mod sysctl;
 
 pub use control::{OutputFailure, StopReason, VmControl};
@@ -32,6 +33,7 @@ pub use record::{AccessRecord, Dir, EventRecord, FieldValue, Note, Space, TraceS
 pub use regfile::{REGFILE_ID, RegFile};
 pub use sched::{ClientId, Clock, Deferred, ManualClock, MonotonicClock, Scheduler};
 pub use serial::Serial;
+pub use state::{DeviceState, SavedState, Snapshot, StateError, from_hex, to_hex};
 pub use sysctl::{POWER_OFF, SYSCTL_SIZE, SysCtl};
 
 use std::sync::{Mutex, MutexGuard};

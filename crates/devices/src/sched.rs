@@ -30,8 +30,9 @@ pub trait Clock: Send + Sync {
 /// The host's monotonic clock, in ns since this clock was created.
 #[derive(Debug)]
 pub struct MonotonicClock {
-    /// `CLOCK_MONOTONIC` (the clock of `std::time::Instant`) when the clock was made, in ns.
-    start: u64,
+    /// `CLOCK_MONOTONIC` (the clock of `std::time::Instant`) when the clock read 0, in ns,
+    /// modulo 2^64 (a resumed clock may have started before the host did).
+    start: AtomicU64,
 }
 
 /// `CLOCK_MONOTONIC` in ns: read directly, as `Instant::now` reads it, but without the
@@ -53,7 +54,20 @@ fn monotonic_ns() -> u64 {
 impl MonotonicClock {
     /// A clock that reads 0 now.
     pub fn new() -> MonotonicClock {
-        MonotonicClock { start: monotonic_ns() }
+        MonotonicClock {
+            start: AtomicU64::new(monotonic_ns()),
+        }
+    }
+
+    /// Moves the clock forward to read `now_ns` (a restored snapshot's time, so that the
+    /// machine's time and its devices' deadlines go on from where they were saved). Never
+    /// moves it back; call before the guest runs.
+    pub fn resume_at(&self, now_ns: u64) {
+        let host = monotonic_ns();
+        if now_ns > self.now_ns() {
+            // Wrapping: after a host reboot the saved time may exceed the host's uptime.
+            self.start.store(host.wrapping_sub(now_ns), Ordering::Release);
+        }
     }
 }
 
@@ -65,7 +79,7 @@ impl Default for MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now_ns(&self) -> u64 {
-        monotonic_ns().saturating_sub(self.start)
+        monotonic_ns().wrapping_sub(self.start.load(Ordering::Acquire))
     }
 }
 

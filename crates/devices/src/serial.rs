@@ -38,6 +38,71 @@ impl Serial {
     }
 }
 
+/// The 16550's registers and its receive buffer, as vm-superio's `SerialState` holds them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialSnapshot {
+    /// DLL, DLM, IER, IIR, LCR, LSR, MCR, MSR, SCR.
+    pub registers: [u8; 9],
+    /// Bytes received and not yet read by the guest, as hex.
+    pub receive: String,
+}
+
+impl crate::Snapshot for Serial {
+    type State = SerialSnapshot;
+    const KIND: &'static str = "serial-16550";
+    const VERSION: u32 = 1;
+
+    fn save(&self) -> SerialSnapshot {
+        let s = crate::lock(&self.uart).state();
+        SerialSnapshot {
+            registers: [
+                s.baud_divisor_low,
+                s.baud_divisor_high,
+                s.interrupt_enable,
+                s.interrupt_identification,
+                s.line_control,
+                s.line_status,
+                s.modem_control,
+                s.modem_status,
+                s.scratch,
+            ],
+            receive: crate::to_hex(&s.in_buffer),
+        }
+    }
+
+    fn restore(&self, state: SerialSnapshot) -> Result<(), crate::StateError> {
+        let bad = |why: &str| crate::StateError::malformed("serial-16550", why);
+        let [dll, dlm, ier, iir, lcr, lsr, mcr, msr, scr] = state.registers;
+        let saved = vm_superio::serial::SerialState {
+            baud_divisor_low: dll,
+            baud_divisor_high: dlm,
+            interrupt_enable: ier,
+            interrupt_identification: iir,
+            line_control: lcr,
+            line_status: lsr,
+            modem_control: mcr,
+            modem_status: msr,
+            scratch: scr,
+            in_buffer: crate::from_hex(&state.receive).ok_or_else(|| bad("receive buffer: not hex"))?,
+        };
+        let mut uart = crate::lock(&self.uart);
+        let irq = uart.interrupt_evt().clone();
+        // The output moves from the old model to the restored one.
+        let old = std::mem::replace(
+            &mut *uart,
+            vm_superio::Serial::new(irq.clone(), Box::new(std::io::sink())),
+        );
+        let out = old.into_writer();
+        *uart =
+            vm_superio::Serial::from_state(&saved, irq.clone(), NoEvents, out).map_err(|e| bad(&format!("{e:?}")))?;
+        // from_state re-raises a pending transmit/receive interrupt; the restored interrupt
+        // controller already holds the one that was delivered, so drop the new edge.
+        let _ = irq.event().read();
+        Ok(())
+    }
+}
+
 impl DevicePio for Serial {
     fn pio_read(&self, _base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
         match (u8::try_from(offset), data) {
@@ -83,6 +148,13 @@ mod tests {
         }
         assert_eq!(sink.0.lock().unwrap().as_slice(), b"hi");
         assert_eq!(serial.enqueue_input(b"x"), 1);
+        // The state, with the received byte, moves to a fresh UART.
+        use crate::Snapshot;
+        let other = Serial::new(IrqLine::new(4).unwrap(), Box::new(std::io::sink()));
+        other.restore(serial.save()).unwrap();
+        let mut b = [0u8; 1];
+        other.pio_read(PioAddress(0x3f8), 0, &mut b);
+        assert_eq!(b, [b'x']);
         let mut lsr = [0u8];
         serial.pio_read(PioAddress(0x3f8), 5, &mut lsr);
         assert_eq!(lsr[0] & 1, 1, "data ready");

@@ -558,6 +558,10 @@ pub struct Model {
     pub lines: u32,
     /// Order rules of the register checker (`[[order]]`); the engine never reads them.
     pub orders: Vec<Order>,
+    /// The bus lane of each register start, `1 << reg_shift` bytes (1: no shift): the
+    /// bytes of a register's lane past the register are the lane's padding, which an
+    /// access of the lane's width covers (a byte register read 32 bits wide), not a hole.
+    pub lane: u64,
 }
 
 /// Reads and compiles a description file.
@@ -847,6 +851,7 @@ impl Compiler {
             byte_slot: Vec::new(),
             lines: 0,
             orders: Vec::new(),
+            lane: 1 << self.shift,
         };
         model.lines = model.interrupts.iter().map(|i| i.line + 1).max().unwrap_or(0);
         self.compile_effects(desc, &mut model)?;

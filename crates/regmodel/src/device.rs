@@ -50,6 +50,35 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl mmiolab_devices::Snapshot for DescribedDevice {
+    type State = crate::engine::SavedEngine;
+    const KIND: &'static str = "described";
+    const VERSION: u32 = 1;
+
+    fn save(&self) -> crate::engine::SavedEngine {
+        lock(&self.state).save()
+    }
+
+    /// The engine's state, then each line's level taken silently (the restored interrupt
+    /// controller holds what was delivered), then the earliest waiting deadline handed to
+    /// the scheduler, whose clock has been resumed at the snapshot's time.
+    fn restore(&self, saved: crate::engine::SavedEngine) -> Result<(), mmiolab_devices::StateError> {
+        let mut state = lock(&self.state);
+        state
+            .restore(&self.model, saved)
+            .map_err(|why| mmiolab_devices::StateError::malformed(Self::KIND, why))?;
+        for (line_index, line) in self.lines.iter().enumerate() {
+            if let Some(line) = line {
+                line.restore_level(self.line_level(&state, line_index));
+            }
+        }
+        if let Some(deadline) = state.next_deadline() {
+            self.scheduler.schedule(self.client, deadline);
+        }
+        Ok(())
+    }
+}
+
 impl DescribedDevice {
     /// A device for `model`, driving `lines` (by line index) and scheduling on `scheduler`.
     pub fn new(model: Arc<Model>, lines: Vec<Option<IrqLine>>, scheduler: Arc<Scheduler>) -> Arc<DescribedDevice> {
@@ -133,6 +162,15 @@ impl DescribedDevice {
         taken
     }
 
+    /// The level interrupt line `line_index` has in `state`: any interrupt on it asserted.
+    fn line_level(&self, state: &State, line_index: usize) -> bool {
+        self.model
+            .interrupts
+            .iter()
+            .enumerate()
+            .any(|(i, irq)| irq.line as usize == line_index && state.irq_levels() & (1 << i) != 0)
+    }
+
     /// Drives the interrupt lines and arms the scheduler after an access or an event.
     #[inline]
     fn apply(&self, state: &State, out: Outcome) {
@@ -145,13 +183,7 @@ impl DescribedDevice {
         if out.irq_changed != 0 {
             for (line_index, line) in self.lines.iter().enumerate() {
                 let Some(line) = line else { continue };
-                let level = self
-                    .model
-                    .interrupts
-                    .iter()
-                    .enumerate()
-                    .any(|(i, irq)| irq.line as usize == line_index && state.irq_levels() & (1 << i) != 0);
-                line.set_level(level);
+                line.set_level(self.line_level(state, line_index));
             }
         }
         if out.pulses != 0 {
@@ -633,6 +665,51 @@ do = ["set STATUS.DONE"]
              dma@d0000000 Write 0x4 Some(\"STATUS\") 0x1 [DONE=1(FINISHED)] [Cleared { field: \"STATUS.DONE\", bits: 1 }, Irq { name: \"done\", asserted: false }]"
         );
         let _ = Note::Hole;
+    }
+
+    #[test]
+    fn a_restored_device_keeps_its_level_and_its_waiting_effect() {
+        use mmiolab_devices::Snapshot;
+        let (dev, clock, scheduler, line, _) = device();
+        dev.mmio_write(MmioAddress(0xd000_0000), 0, &3u32.to_le_bytes());
+        clock.set(1_000_000);
+        scheduler.run_due();
+        assert!(line.is_asserted());
+        // A second completion waits, 1 ms from t = 1.2 ms.
+        clock.set(1_200_000);
+        dev.mmio_write(MmioAddress(0xd000_0000), 0, &3u32.to_le_bytes());
+        let saved = dev.save();
+        assert_eq!(saved.pending.len(), 1);
+        assert_eq!(saved.pending[0].due_ns, Some(2_200_000));
+
+        let (copy, clock2, scheduler2, line2, _) = device();
+        clock2.set(1_200_000);
+        copy.restore(saved.clone()).unwrap();
+        assert!(line2.is_asserted(), "the level comes back");
+        assert_eq!(signals(&line2), 0, "without a new edge");
+        assert_eq!(scheduler2.next_deadline(), Some(2_200_000), "the effect waits on");
+        assert_eq!(copy.save(), saved);
+        // The guest acknowledges; the waiting completion raises the line again.
+        copy.mmio_write(MmioAddress(0xd000_0000), 4, &1u32.to_le_bytes());
+        assert!(!line2.is_asserted());
+        clock2.set(2_200_000);
+        scheduler2.run_due();
+        assert!(line2.is_asserted());
+
+        // What does not fit the model is refused, naming it, and changes nothing.
+        let mut bad = saved.clone();
+        bad.values.pop();
+        let e = copy.restore(bad).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "malformed `described` state: values: 1 registers saved, the model has 2"
+        );
+        let mut bad = saved.clone();
+        bad.pending[0].effect = 9;
+        assert!(copy.restore(bad).unwrap_err().to_string().contains("names effect 9"));
+        let mut bad = saved;
+        bad.pending[0].due_accesses = Some(1);
+        assert!(copy.restore(bad).unwrap_err().to_string().contains("exactly one of"));
     }
 
     #[test]

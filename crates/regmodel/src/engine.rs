@@ -120,6 +120,54 @@ struct Pending {
     value: u64,
 }
 
+/// A device's state as a snapshot carries it (docs/snapshot.md, the `described` state):
+/// everything [`State`] holds except the host sides of FIFOs (reconnected from the machine
+/// file) and what is derived from the model. Byte arrays are hex.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedEngine {
+    /// Stored value of each register instance, in the model's order.
+    pub values: Vec<u64>,
+    /// Write-once bits already written, per register instance.
+    pub written_once: Vec<u64>,
+    /// The value each register instance last read, per instance.
+    pub last_read: Vec<u64>,
+    /// Each FIFO's elements, oldest first.
+    pub fifos: Vec<Vec<u64>>,
+    /// Bytes the host sent each FIFO that wait for room, as hex.
+    pub host_pending: Vec<String>,
+    /// Host bytes dropped so far.
+    pub host_dropped: u64,
+    /// Each trapped memory window's bytes, as hex (empty for a memslot window, whose bytes
+    /// are in the snapshot's memory file).
+    pub memories: Vec<String>,
+    /// Interrupt output levels, bit per interrupt.
+    pub irq: u32,
+    /// Effects waiting: after a time or a number of accesses.
+    pub pending: Vec<SavedPending>,
+    /// Effects dropped so far.
+    pub dropped_effects: u64,
+    /// A FIFO's host output failed (reported once).
+    pub drain_failed: bool,
+}
+
+/// A waiting effect in a snapshot: exactly one of `due_ns` and `due_accesses`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPending {
+    /// Due at this time of the machine's clock (ns); the time left is `due_ns` minus the
+    /// snapshot's `clock_ns`.
+    pub due_ns: Option<u64>,
+    /// Due after this many more accesses.
+    pub due_accesses: Option<u32>,
+    /// Scheduled by the access being served (its count starts with the next one).
+    pub fresh: bool,
+    /// The effect's index in the model.
+    pub effect: u32,
+    /// The value the effect was fired with.
+    pub value: u64,
+}
+
 /// A device's mutable state.
 pub struct State {
     values: Vec<u64>,
@@ -197,6 +245,157 @@ impl State {
             self.pending,
             self.dropped_effects,
         )
+    }
+
+    /// The state for a snapshot.
+    pub fn save(&self) -> SavedEngine {
+        SavedEngine {
+            values: self.values.clone(),
+            written_once: self.written_once.clone(),
+            last_read: self.last_read.clone(),
+            fifos: self.fifos.iter().map(|q| q.iter().copied().collect()).collect(),
+            host_pending: self
+                .host_pending
+                .iter()
+                .map(|q| mmiolab_devices::to_hex(&q.iter().copied().collect::<Vec<u8>>()))
+                .collect(),
+            host_dropped: self.host_dropped,
+            memories: self.memories.iter().map(|m| mmiolab_devices::to_hex(m)).collect(),
+            irq: self.irq,
+            pending: self
+                .pending
+                .iter()
+                .map(|p| SavedPending {
+                    due_ns: match p.due {
+                        Due::At(t) => Some(t),
+                        Due::Accesses(_) => None,
+                    },
+                    due_accesses: match p.due {
+                        Due::Accesses(n) => Some(n),
+                        Due::At(_) => None,
+                    },
+                    fresh: p.fresh,
+                    effect: p.effect,
+                    value: p.value,
+                })
+                .collect(),
+            dropped_effects: self.dropped_effects,
+            drain_failed: self.drain_failed,
+        }
+    }
+
+    /// Takes a snapshot's state, checked against `model` first: on an error (which says
+    /// what does not fit) nothing has changed.
+    pub fn restore(&mut self, model: &Model, saved: SavedEngine) -> Result<(), String> {
+        let regs = model.registers.len();
+        for (what, len) in [
+            ("values", saved.values.len()),
+            ("written_once", saved.written_once.len()),
+            ("last_read", saved.last_read.len()),
+        ] {
+            if len != regs {
+                return Err(format!("{what}: {len} registers saved, the model has {regs}"));
+            }
+        }
+        if saved.fifos.len() != model.fifos.len() || saved.host_pending.len() != model.fifos.len() {
+            return Err(format!(
+                "{} FIFOs saved, the model has {}",
+                saved.fifos.len(),
+                model.fifos.len()
+            ));
+        }
+        for (q, f) in saved.fifos.iter().zip(&model.fifos) {
+            if q.len() > f.depth as usize {
+                return Err(format!(
+                    "FIFO `{}` holds {} elements, deeper than its {}",
+                    f.name,
+                    q.len(),
+                    f.depth
+                ));
+            }
+        }
+        let mut host_pending = Vec::with_capacity(saved.host_pending.len());
+        for (hex, f) in saved.host_pending.iter().zip(&model.fifos) {
+            let bytes =
+                mmiolab_devices::from_hex(hex).ok_or_else(|| format!("FIFO `{}`: host bytes: not hex", f.name))?;
+            if bytes.len() > MAX_HOST_PENDING {
+                return Err(format!("FIFO `{}`: more than {MAX_HOST_PENDING} host bytes", f.name));
+            }
+            host_pending.push(VecDeque::from(bytes));
+        }
+        if saved.memories.len() != model.memories.len() {
+            return Err(format!(
+                "{} memory windows saved, the model has {}",
+                saved.memories.len(),
+                model.memories.len()
+            ));
+        }
+        let mut memories = Vec::with_capacity(saved.memories.len());
+        for ((hex, m), now) in saved.memories.iter().zip(&model.memories).zip(&self.memories) {
+            let bytes = mmiolab_devices::from_hex(hex).ok_or_else(|| format!("memory `{}`: not hex", m.name))?;
+            if bytes.len() != now.len() {
+                return Err(format!(
+                    "memory `{}`: {} bytes saved, the window holds {}",
+                    m.name,
+                    bytes.len(),
+                    now.len()
+                ));
+            }
+            memories.push(bytes);
+        }
+        if model.interrupts.len() < 32 && saved.irq >> model.interrupts.len() != 0 {
+            return Err(format!(
+                "interrupt levels {:#x} name more than the model's {} interrupts",
+                saved.irq,
+                model.interrupts.len()
+            ));
+        }
+        if saved.pending.len() > MAX_PENDING {
+            return Err(format!("more than {MAX_PENDING} waiting effects"));
+        }
+        let mut pending = Vec::with_capacity(MAX_PENDING);
+        for p in &saved.pending {
+            if p.effect as usize >= model.effects.len() {
+                return Err(format!(
+                    "a waiting effect names effect {}, the model has {}",
+                    p.effect,
+                    model.effects.len()
+                ));
+            }
+            let due = match (p.due_ns, p.due_accesses) {
+                (Some(t), None) => Due::At(t),
+                (None, Some(n)) => Due::Accesses(n),
+                _ => return Err("a waiting effect needs exactly one of due_ns and due_accesses".to_owned()),
+            };
+            pending.push(Pending {
+                due,
+                fresh: p.fresh,
+                effect: p.effect,
+                value: p.value,
+            });
+        }
+        self.values = saved.values;
+        self.written_once = saved.written_once;
+        self.last_read = saved.last_read;
+        // Each FIFO keeps room for its whole depth: a push on the access path never allocates.
+        self.fifos = saved
+            .fifos
+            .into_iter()
+            .zip(&model.fifos)
+            .map(|(q, f)| {
+                let mut d = VecDeque::with_capacity(f.depth as usize);
+                d.extend(q);
+                d
+            })
+            .collect();
+        self.host_pending = host_pending;
+        self.host_dropped = saved.host_dropped;
+        self.memories = memories;
+        self.irq = saved.irq;
+        self.pending = pending;
+        self.dropped_effects = saved.dropped_effects;
+        self.drain_failed = saved.drain_failed;
+        Ok(())
     }
 
     /// Levels of the interrupt outputs (bit per interrupt).
@@ -501,7 +700,8 @@ fn walk(cx: &mut Ctx<'_, '_>, state: &mut State, dir: Dir, offset: u64, data: &m
             }
             None => {
                 let next = next_slot_start(model, pos, end);
-                any_hole |= fill_hole(model, dir, offset, data, pos, next);
+                let hole = fill_hole(model, dir, offset, data, pos, next);
+                any_hole |= hole && !lane_padding(model, pos, next);
                 pos = next;
             }
         }
@@ -847,6 +1047,13 @@ fn next_slot_start(model: &Model, from: u64, end: u64) -> u64 {
         p += 1;
     }
     p
+}
+
+/// Whether the hole bytes `[from, to)` all pad the bus lane of a register that starts at
+/// their lane's first byte (a device with `reg_shift`, [`Model::lane`]): they read as holes
+/// do, but an access that covers them is no access to a hole.
+fn lane_padding(model: &Model, from: u64, to: u64) -> bool {
+    model.lane > 1 && (from..to).all(|a| slot_at(model, a & !(model.lane - 1)).is_some())
 }
 
 /// Hole bytes of `[from, to)` within the access: reads get the hole value.
@@ -1682,6 +1889,30 @@ mod tests {
 
     fn model(text: &str) -> Model {
         crate::compile_text(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_padding_of_a_shifted_registers_lane_is_no_hole() {
+        // Byte registers A and B on 4-byte lanes (reg_shift 2): at 0 and 4; 8 is past them.
+        let desc = crate::schema::Description::from_toml(
+            "[[register]]\nname = \"A\"\noffset = 0\nwidth = 8\n[[register]]\nname = \"B\"\noffset = 1\nwidth = 8\n",
+        )
+        .unwrap();
+        let shifted = crate::compile_shifted(&desc, 2).unwrap();
+        let mut s = State::new(&shifted);
+        let holes = |m: &Model, s: &mut State, offset: u64, width: usize| {
+            let mut data = vec![0u8; width];
+            let mut notes = Notes::default();
+            access(m, s, Dir::Read, offset, &mut data, &|| 0, &mut notes);
+            notes.as_slice().contains(&Note::Hole)
+        };
+        assert!(!holes(&shifted, &mut s, 0, 4), "A's lane, 32 bits wide");
+        assert!(!holes(&shifted, &mut s, 4, 2), "part of B's lane");
+        assert!(holes(&shifted, &mut s, 4, 8), "B's lane and 4 bytes past the registers");
+        // Unshifted, the bytes after a byte register are a hole.
+        let plain = crate::compile_shifted(&desc, 0).unwrap();
+        let mut s = State::new(&plain);
+        assert!(holes(&plain, &mut s, 1, 4));
     }
 
     fn access_at(m: &Model, s: &mut State, dir: Dir, offset: u64, value: u32) -> u32 {

@@ -27,6 +27,11 @@
 //!   covers (never claimed, or released);
 //! - `leaked-claim`: a module was unloaded holding a claim of a device range;
 //! - `leaked-mapping`: a module was unloaded with a mapping of a device range.
+//! - `devmem-poke`: user space (CPL 3: a `/dev/mem` mapping, `ioperm` port I/O) accessed a
+//!   device range that a module holds a claim or a mapping of.
+//!
+//! Each change of the running test becomes `test` lines of the trace (the old test's end,
+//! the new one's begin; crate::trace), written during the exit that reported it.
 //!
 //! Without `--check` none of this exists: no device at the port (the agent reads all ones
 //! and stays idle), no hook on the vCPU loop.
@@ -36,14 +41,14 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use kvm_bindings::{kvm_regs, kvm_translation};
+use kvm_bindings::{kvm_regs, kvm_sregs, kvm_translation};
 use mmiolab_devices::Space;
 use mmiolab_regmodel::compile::Model;
 use vm_device::DevicePio;
 use vm_device::bus::{PioAddress, PioAddressOffset};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::check::{Finding, Rule};
+use crate::check::{Allow, Finding, Rule};
 use crate::config::MachineConfig;
 use crate::platform::Platform;
 
@@ -148,7 +153,7 @@ struct DeviceRegion {
     device: String,
     region: String,
     model: Option<Arc<Model>>,
-    allow: Vec<Rule>,
+    allow: Allow,
 }
 
 impl DeviceRegion {
@@ -227,6 +232,8 @@ pub struct Context {
     pub test: Option<String>,
     /// The guest RIP of the access.
     pub rip: u64,
+    /// The access came from user space (CPL 3: a `/dev/mem` mapping, `ioperm` port I/O).
+    pub user: bool,
 }
 
 thread_local! {
@@ -270,11 +277,7 @@ impl Agent {
         let mut regions = Vec::new();
         for dev in &config.devices {
             let region = crate::platform::node_name(dev);
-            let allow: Vec<Rule> = dev
-                .check
-                .as_ref()
-                .map(|c| c.allow.iter().filter_map(|r| r.parse().ok()).collect())
-                .unwrap_or_default();
+            let allow = Allow::from_config(dev.check.as_ref());
             let model = platform
                 .self_traced
                 .iter()
@@ -297,7 +300,31 @@ impl Agent {
         let _ = self.regions.set(regions);
     }
 
-    /// Writes a trace line for each finding from now on (the run is traced).
+    /// The module holding a live claim of a range of `device` (the first, if several).
+    pub fn claimant_of(&self, device: &str) -> Option<String> {
+        let s = self.state();
+        let regions = self.regions.get()?;
+        s.claims
+            .iter()
+            .find(|c| {
+                regions.iter().any(|r| {
+                    r.device == device
+                        && r.space == c.space
+                        && c.start < r.end
+                        && r.start < c.start.saturating_add(c.size)
+                })
+            })
+            .map(|c| c.owner.clone())
+            .filter(|owner| !owner.is_empty())
+    }
+
+    /// The guest test running now, as the agent last reported it.
+    pub fn current_test(&self) -> Option<String> {
+        self.state().test.clone()
+    }
+
+    /// Writes a trace line for each finding and test boundary from now on (the run is
+    /// traced).
     pub fn set_tracer(&self, tracer: Arc<crate::trace::Tracer>) {
         let _ = self.tracer.set(tracer);
     }
@@ -415,7 +442,7 @@ impl Agent {
                                 module: Some(r.s1.clone()),
                                 test: test.clone(),
                             };
-                            let allowed = region.allow.contains(&rule);
+                            let allowed = region.allow.allows(rule, test.as_deref());
                             self.note(&mut s.found, place, h.space, allowed, h.caller);
                         }
                     }
@@ -462,7 +489,20 @@ impl Agent {
                     s.maps.remove(i);
                 }
             }
-            Kind::Test => s.test = (!r.s1.is_empty()).then_some(r.s1),
+            Kind::Test => {
+                let next = (!r.s1.is_empty()).then_some(r.s1);
+                if next != s.test
+                    && let Some(t) = self.tracer.get()
+                {
+                    if let Some(old) = &s.test {
+                        t.test_boundary(old, false);
+                    }
+                    if let Some(new) = &next {
+                        t.test_boundary(new, true);
+                    }
+                }
+                s.test = next;
+            }
         }
     }
 
@@ -475,28 +515,39 @@ impl Agent {
             .map(|m| m.name.clone())
     }
 
-    /// Judges one access by `ctx` to `addr` (`len` bytes) in `region`.
+    /// Judges one access by `ctx` to `addr` (`len` bytes) in `region`: a module's access
+    /// needs a claim of its own (`unclaimed-access`); a user-space one must not reach a
+    /// range that a module claimed or mapped (`devmem-poke`). The kernel's own code is not
+    /// judged.
     fn judge(&self, region: &DeviceRegion, ctx: &Context, space: Space, addr: u64, len: u64) {
-        let Some(module) = &ctx.module else { return };
         let mut s = self.state();
         let end = addr.saturating_add(len.max(1));
-        let claimed = s.claims.iter().any(|c| {
-            &c.owner == module && c.space == space && c.start <= addr && end <= c.start.saturating_add(c.size)
-        });
-        if claimed {
-            return;
-        }
+        let covers = |h: &Held| h.space == space && h.start <= addr && end <= h.start.saturating_add(h.size);
+        let overlaps = |h: &Held| h.space == space && h.start < end && addr < h.start.saturating_add(h.size);
+        let rule = match &ctx.module {
+            Some(module) if s.claims.iter().any(|c| &c.owner == module && covers(c)) => return,
+            Some(_) => Rule::UnclaimedAccess,
+            None if ctx.user
+                && s.claims
+                    .iter()
+                    .chain(&s.maps)
+                    .any(|h| !h.owner.is_empty() && overlaps(h)) =>
+            {
+                Rule::DevmemPoke
+            }
+            None => return,
+        };
         let place = Place {
             region: region.region.clone(),
             register: region.register_at(addr),
-            rule: Rule::UnclaimedAccess,
+            rule,
             space: space_name(space),
             addr,
             vcpu: crate::trace::current_vcpu(),
-            module: Some(module.clone()),
+            module: ctx.module.clone(),
             test: ctx.test.clone(),
         };
-        let allowed = region.allow.contains(&Rule::UnclaimedAccess);
+        let allowed = region.allow.allows(rule, ctx.test.as_deref());
         self.note(&mut s.found, place, space, allowed, ctx.rip);
     }
 
@@ -520,7 +571,7 @@ impl Agent {
                     addr: p.addr,
                     vcpu: p.vcpu,
                     count,
-                    allowed: region.is_some_and(|r| r.allow.contains(&p.rule)),
+                    allowed: region.is_some_and(|r| r.allow.allows(p.rule, p.test.as_deref())),
                     module: p.module.clone(),
                     test: p.test.clone(),
                     rip: Some(rip),
@@ -586,14 +637,15 @@ impl AsRawFd for Fd {
     }
 }
 
-/// The two vCPU ioctls the hook makes (numbers as in linux/kvm.h).
+/// The vCPU ioctls the hook makes (numbers as in linux/kvm.h).
 #[allow(missing_docs)]
 mod ioctls {
-    use kvm_bindings::{kvm_regs, kvm_translation};
+    use kvm_bindings::{kvm_regs, kvm_sregs, kvm_translation};
     vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, 0xae, 0x81, kvm_regs);
+    vmm_sys_util::ioctl_ior_nr!(KVM_GET_SREGS, 0xae, 0x83, kvm_sregs);
     vmm_sys_util::ioctl_iowr_nr!(KVM_TRANSLATE, 0xae, 0x85, kvm_translation);
 }
-use ioctls::{KVM_GET_REGS, KVM_TRANSLATE};
+use ioctls::{KVM_GET_REGS, KVM_GET_SREGS, KVM_TRANSLATE};
 
 /// Where the kernel's half of the address space starts (x86_64, 4- and 5-level paging).
 const KERNEL_HALF: u64 = 0xff00_0000_0000_0000;
@@ -609,6 +661,14 @@ impl AgentHook {
         // SAFETY: KVM_GET_REGS fills a kvm_regs; the fd is the vCPU's, alive while the hook is.
         let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(&Fd(self.fd), KVM_GET_REGS(), &mut regs) };
         (ret == 0).then_some(regs)
+    }
+
+    /// Whether the vCPU runs at privilege level 3 (user space).
+    fn in_user_mode(&self) -> bool {
+        let mut sregs = kvm_sregs::default();
+        // SAFETY: KVM_GET_SREGS fills a kvm_sregs; the fd is the vCPU's, alive while the hook is.
+        let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(&Fd(self.fd), KVM_GET_SREGS(), &mut sregs) };
+        ret == 0 && sregs.cs.dpl == 3
     }
 
     fn translate(&self, gva: u64) -> Option<u64> {
@@ -663,10 +723,14 @@ impl AgentHook {
                 .then(|| self.module_on_stack(regs.rsp))
                 .flatten()
         });
+        // Only an access that no module made can be user space's: the second ioctl is made
+        // for those alone.
+        let user = module.is_none() && regs.rip < KERNEL_HALF && self.in_user_mode();
         let ctx = Context {
             module,
             test: self.agent.state().test.clone(),
             rip: regs.rip,
+            user,
         };
         CURRENT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
         dispatch();
@@ -705,7 +769,10 @@ mod tests {
             device: "dev".to_owned(),
             region: "dev@d0000000".to_owned(),
             model: None,
-            allow: vec![],
+            allow: Allow::from_config(Some(&crate::config::DeviceCheckConfig {
+                allow_in: [("t2".to_owned(), vec!["unclaimed-access".to_owned()])].into(),
+                ..Default::default()
+            })),
         }]);
         a
     }
@@ -736,6 +803,7 @@ mod tests {
             module: a.module_at(CORE + 0x10),
             test: Some("t1".to_owned()),
             rip: CORE + 0x10,
+            user: false,
         };
         assert_eq!(ctx.module.as_deref(), Some("m"));
         a.judge(&region, &ctx, Space::Mmio, 0xd000_0004, 4);
@@ -755,6 +823,58 @@ mod tests {
         send(&a, Kind::Release, 0, [0xd000_0000, 0x1000, 0, 0], "m", "");
         a.judge(&region, &ctx, Space::Mmio, 0xd000_0004, 4);
         assert_eq!(a.findings()[0].count, 3);
+        assert!(!a.findings()[0].allowed, "allowed in test t2 only");
+        let in_t2 = Context {
+            test: Some("t2".to_owned()),
+            ..ctx
+        };
+        a.judge(&region, &in_t2, Space::Mmio, 0xd000_0004, 4);
+        let f = a.findings();
+        assert_eq!(
+            f.iter().map(|f| (f.test.as_deref(), f.allowed)).collect::<Vec<_>>(),
+            [(Some("t1"), false), (Some("t2"), true)]
+        );
+    }
+
+    #[test]
+    fn a_user_space_access_to_a_range_a_module_holds_is_a_devmem_poke() {
+        let a = agent();
+        let region = a.region_at(Space::Mmio, 0xd000_0000).unwrap().clone();
+        let user = Context {
+            module: None,
+            test: Some("poke".to_owned()),
+            rip: 0x40_1000,
+            user: true,
+        };
+        // Nobody holds the range: a user-space driver of its own (the devmem test).
+        a.judge(&region, &user, Space::Mmio, 0xd000_0008, 4);
+        assert!(a.findings().is_empty());
+        // A module's mapping (even without a claim) or claim of it: a finding; the kernel's
+        // own code (no module, not user space) is never judged.
+        send(&a, Kind::Map, 0, [0xd000_0000, 0x10, 0xffff_c900_0000_0000, 0], "m", "");
+        a.judge(&region, &user, Space::Mmio, 0xd000_0008, 4);
+        a.judge(&region, &user, Space::Mmio, 0xd000_0010, 4);
+        let kernel = Context {
+            user: false,
+            ..user.clone()
+        };
+        a.judge(&region, &kernel, Space::Mmio, 0xd000_0008, 4);
+        send(&a, Kind::Claim, 0, [0xd000_0800, 0x100, 0, 0], "n", "x");
+        assert_eq!(a.claimant_of("dev").as_deref(), Some("n"));
+        assert_eq!(a.claimant_of("other"), None);
+        a.judge(&region, &user, Space::Mmio, 0xd000_0804, 1);
+        let f: Vec<_> = a
+            .findings()
+            .iter()
+            .map(|f| (f.rule, f.addr, f.module.clone(), f.test.clone(), f.count))
+            .collect();
+        assert_eq!(
+            f,
+            [
+                (Rule::DevmemPoke, 0xd000_0008, None, Some("poke".to_owned()), 1),
+                (Rule::DevmemPoke, 0xd000_0804, None, Some("poke".to_owned()), 1),
+            ]
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub enum Rule {
     ReadEmptyFifo,
     /// A push onto a full FIFO whose description forbids it (`forbid_write_full`).
     WriteFullFifo,
-    /// An access whose address is not a multiple of its width.
+    /// An access to a register whose address is not a multiple of its width.
     Unaligned,
     /// An access an `[[order]]` rule of the description judges, made while its `require`
     /// did not hold.
@@ -67,6 +67,10 @@ pub enum Rule {
     LeakedClaim,
     /// A module was unloaded with a device range still mapped (guest agent).
     LeakedMapping,
+    /// User space (a `/dev/mem` mapping, `ioperm` port I/O) accessed a device range that a
+    /// module holds a claim or a mapping of: a second driver behind the kernel driver's back
+    /// (guest agent).
+    DevmemPoke,
 }
 
 /// A rule name the checker does not know.
@@ -76,7 +80,7 @@ pub struct UnknownRule(pub String);
 
 impl Rule {
     /// Every rule, in the order reports list them.
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 15] = [
         Rule::BadWidth,
         Rule::Hole,
         Rule::ReservedBits,
@@ -91,12 +95,16 @@ impl Rule {
         Rule::UnclaimedAccess,
         Rule::LeakedClaim,
         Rule::LeakedMapping,
+        Rule::DevmemPoke,
     ];
 
     /// The rules of the guest agent (crate::agent), about modules, claims and mappings
     /// rather than a device's description.
     pub fn is_agent(self) -> bool {
-        matches!(self, Rule::UnclaimedAccess | Rule::LeakedClaim | Rule::LeakedMapping)
+        matches!(
+            self,
+            Rule::UnclaimedAccess | Rule::LeakedClaim | Rule::LeakedMapping | Rule::DevmemPoke
+        )
     }
 
     /// The name used in reports, the trace and `[device.check] allow`.
@@ -116,6 +124,7 @@ impl Rule {
             Rule::UnclaimedAccess => "unclaimed-access",
             Rule::LeakedClaim => "leaked-claim",
             Rule::LeakedMapping => "leaked-mapping",
+            Rule::DevmemPoke => "devmem-poke",
         }
     }
 
@@ -136,6 +145,7 @@ impl Rule {
             Rule::UnclaimedAccess => "access by a module that holds no claim of the range",
             Rule::LeakedClaim => "claim still held when its module was unloaded",
             Rule::LeakedMapping => "mapping never unmapped by its module before unload",
+            Rule::DevmemPoke => "user-space access (/dev/mem, ioperm) to a range a module claimed or mapped",
         }
     }
 }
@@ -216,6 +226,40 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// The rules a device's findings may break without failing the run: `[device.check] allow`
+/// (everywhere) and `allow_in` (in one guest test each).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allow {
+    always: Vec<Rule>,
+    in_test: Vec<(String, Vec<Rule>)>,
+}
+
+impl Allow {
+    /// What `check` allows (the machine file's names are checked when it is loaded; an
+    /// unknown one here allows nothing).
+    pub fn from_config(check: Option<&crate::config::DeviceCheckConfig>) -> Allow {
+        let rules = |names: &[String]| names.iter().filter_map(|r| r.parse().ok()).collect();
+        check.map_or_else(Allow::default, |c| Allow {
+            always: rules(&c.allow),
+            in_test: c.allow_in.iter().map(|(t, r)| (t.clone(), rules(r))).collect(),
+        })
+    }
+
+    /// `rule` allowed everywhere.
+    pub fn always(rules: Vec<Rule>) -> Allow {
+        Allow {
+            always: rules,
+            in_test: Vec::new(),
+        }
+    }
+
+    /// Whether a finding of `rule` made in guest test `test` is allowed.
+    pub fn allows(&self, rule: Rule, test: Option<&str>) -> bool {
+        self.always.contains(&rule)
+            || test.is_some_and(|t| self.in_test.iter().any(|(name, r)| name == t && r.contains(&rule)))
+    }
+}
+
 /// Resamples (EOIs) in a row with the line still asserted before `irq-stuck` is reported,
 /// unless the machine file says otherwise (`[device.check] irq_stuck_after`).
 pub const DEFAULT_IRQ_STUCK_AFTER: u32 = 3;
@@ -225,12 +269,14 @@ struct Device {
     name: String,
     model: Arc<Model>,
     registers: HashMap<String, usize>,
-    allow: Vec<Rule>,
+    allow: Allow,
 }
 
 /// A level interrupt line of a described device, watched for `irq-stuck`.
 struct LevelLine {
     gsi: u32,
+    /// The device's name in the machine file.
+    device: String,
     line: Arc<IrqLine>,
     /// The device's region (as records name it), space and guest base address.
     region: String,
@@ -276,6 +322,9 @@ pub struct Checker {
     /// The resample eventfds of the watched level lines, by GSI: read once more when the
     /// run ends, for EOIs the event loop had not yet reported.
     resamples: OnceLock<Vec<(u32, EventFd)>>,
+    /// The guest agent's tables (with a Linux guest): who drives a device whose line is
+    /// stuck, and in which test.
+    agent: Option<Arc<crate::agent::Agent>>,
 }
 
 impl Checker {
@@ -289,10 +338,7 @@ impl Checker {
         for s in &platform.self_traced {
             let region = platform.bus.tree(s.space).name(s.region).to_owned();
             let dev = by_name.get(s.device.as_str()).copied();
-            let allow = dev
-                .and_then(|d| d.check.as_ref())
-                .map(|c| c.allow.iter().filter_map(|r| r.parse().ok()).collect())
-                .unwrap_or_default();
+            let allow = Allow::from_config(dev.and_then(|d| d.check.as_ref()));
             let after = dev
                 .and_then(|d| d.check.as_ref())
                 .and_then(|c| c.irq_stuck_after)
@@ -317,6 +363,7 @@ impl Checker {
                 {
                     levels.push(LevelLine {
                         gsi,
+                        device: s.device.clone(),
                         line: line.clone(),
                         region: region.clone(),
                         space,
@@ -350,6 +397,7 @@ impl Checker {
             tracer,
             found: Mutex::new(BTreeMap::new()),
             resamples: OnceLock::new(),
+            agent: platform.agent.clone(),
         }
     }
 
@@ -395,10 +443,17 @@ impl Checker {
             }
             let before = l.streak.fetch_add(n, Ordering::Relaxed);
             if before < l.after && before.saturating_add(n) >= l.after {
+                // The driver is the module holding a claim of the device (the handler's
+                // module); the test, the one running when the EOIs are counted.
+                let (module, test) = self
+                    .agent
+                    .as_ref()
+                    .map(|a| (a.claimant_of(&l.device), a.current_test()))
+                    .unwrap_or_default();
                 let allowed = self
                     .devices
                     .get(&l.region)
-                    .is_some_and(|d| d.allow.contains(&Rule::IrqStuck));
+                    .is_some_and(|d| d.allow.allows(Rule::IrqStuck, test.as_deref()));
                 self.note(
                     Place {
                         region: l.region.clone(),
@@ -408,8 +463,8 @@ impl Checker {
                         space: space_name(l.space),
                         addr: l.base,
                         vcpu: None,
-                        module: None,
-                        test: None,
+                        module,
+                        test,
                     },
                     l.space,
                     allowed,
@@ -478,7 +533,7 @@ impl Checker {
                     addr: p.addr,
                     vcpu: p.vcpu,
                     count,
-                    allowed: device.is_some_and(|d| d.allow.contains(&p.rule)),
+                    allowed: device.is_some_and(|d| d.allow.allows(p.rule, p.test.as_deref())),
                     module: p.module.clone(),
                     test: p.test.clone(),
                     rip,
@@ -529,7 +584,8 @@ impl Checker {
         if record.dir == Dir::Read && register.is_some_and(|r| r.write_only()) {
             found(Rule::ReadWriteOnly, None);
         }
-        if record.width > 1 && !record.addr.is_multiple_of(u64::from(record.width)) {
+        // Memory windows (RAM) take unaligned accesses as memory does (memcpy_toio).
+        if record.width > 1 && record.register.is_some() && !record.addr.is_multiple_of(u64::from(record.width)) {
             found(Rule::Unaligned, None);
         }
         let broken = BROKEN_ORDERS.with(|b| match b.borrow_mut().take() {
@@ -573,12 +629,8 @@ impl TraceSink for Checker {
                 module: context.as_ref().and_then(|c| c.module.clone()),
                 test: context.as_ref().and_then(|c| c.test.clone()),
             };
-            self.note(
-                place,
-                record.space,
-                device.allow.contains(&rule),
-                context.as_ref().map(|c| c.rip),
-            );
+            let allowed = device.allow.allows(rule, place.test.as_deref());
+            self.note(place, record.space, allowed, context.as_ref().map(|c| c.rip));
         });
         self.lowered(record.device, record.notes);
     }
@@ -642,13 +694,14 @@ mod tests {
                 name: "d".to_owned(),
                 model,
                 registers,
-                allow,
+                allow: Allow::always(allow),
             },
         );
         Checker {
             devices,
             levels: vec![LevelLine {
                 gsi: line.gsi(),
+                device: "d".to_owned(),
                 line: line.clone(),
                 region: "d".to_owned(),
                 space: Space::Mmio,
@@ -660,6 +713,7 @@ mod tests {
             tracer: None,
             found: Mutex::new(BTreeMap::new()),
             resamples: OnceLock::new(),
+            agent: None,
         }
     }
 
@@ -735,6 +789,8 @@ mod tests {
         c.access(&record(Dir::Read, 0xd000_0009, 1, Some("WIN")));
         assert!(c.findings().is_empty(), "aligned, and bytes are always aligned");
         c.access(&record(Dir::Read, 0xd000_000a, 4, Some("WIN")));
+        // A memory window (no register) is memory: unaligned is fine there.
+        c.access(&record(Dir::Read, 0xd000_0103, 4, None));
         c.access(&record(Dir::Write, 0xd000_0001, 2, Some("CTRL")));
         // The device reports broken order rules right before the access's record.
         c.broken("d", 1);

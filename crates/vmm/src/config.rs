@@ -312,6 +312,11 @@ pub struct DeviceCheckConfig {
     /// reported, marked allowed, and do not change the exit status.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Rules allowed only in the guest test named by the key (the test the guest agent
+    /// reports, docs/checker.md): `[device.check.allow_in] my_test = ["write-read-only"]`.
+    /// A finding of another test, or of no test, is not allowed by them.
+    #[serde(default)]
+    pub allow_in: std::collections::BTreeMap<String, Vec<String>>,
     /// Resamples (EOIs) in a row with a level interrupt line still asserted before the rule
     /// `irq-stuck` reports it (default 3).
     pub irq_stuck_after: Option<u32>,
@@ -950,10 +955,20 @@ impl MachineConfig {
                     "0: at least one resample must find the line still asserted",
                 ));
             }
-            for (k, rule) in dev.check.iter().flat_map(|c| c.allow.iter()).enumerate() {
+            let listed = dev.check.iter().flat_map(|c| {
+                let always = c.allow.iter().enumerate().map(|(k, r)| (format!("allow[{k}]"), r));
+                let in_test = c.allow_in.iter().flat_map(|(test, rules)| {
+                    rules
+                        .iter()
+                        .enumerate()
+                        .map(move |(k, r)| (format!("allow_in.{test}[{k}]"), r))
+                });
+                always.chain(in_test)
+            });
+            for (at, rule) in listed {
                 if rule.parse::<crate::check::Rule>().is_err() {
                     return Err(self.error(
-                        format!("{key}.check.allow[{k}]"),
+                        format!("{key}.check.{at}"),
                         format!(
                             "unknown rule `{rule}`; the rules are: {}",
                             crate::check::Rule::ALL.map(crate::check::Rule::name).join(", ")
@@ -1354,6 +1369,20 @@ mod tests {
         assert_eq!(
             e,
             "m.toml: device[0].check.irq_stuck_after: 0: at least one resample must find the line still asserted"
+        );
+        let c = parse(&dev("[]\n[device.check.allow_in]\nt1 = [\"hole\"]")).unwrap();
+        let in_test = c.devices[0]
+            .check
+            .as_ref()
+            .map(|c| c.allow_in.clone())
+            .unwrap_or_default();
+        assert_eq!(in_test.get("t1"), Some(&vec!["hole".to_owned()]));
+        let e = parse(&dev("[]\n[device.check.allow_in]\nt1 = [\"hole\", \"holes\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("m.toml: device[0].check.allow_in.t1[1]: unknown rule `holes`"),
+            "{e}"
         );
     }
 

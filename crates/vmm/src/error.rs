@@ -41,6 +41,16 @@ pub enum Error {
     /// A host resource (thread, eventfd, trace file, signal handler) could not be had.
     #[error("{0}: {1}")]
     Host(&'static str, std::io::Error),
+    /// A snapshot cannot be restored into this machine, or a snapshot option is refused
+    /// (docs/snapshot.md).
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    /// KVM would not give the state a snapshot needs.
+    #[error("taking the snapshot: {0}")]
+    SnapshotSave(String),
+    /// A snapshot's files could not be written or read.
+    #[error(transparent)]
+    SnapshotFile(#[from] mmiolab_snapshot::SnapshotError),
     /// The seccomp filters could not be built or installed.
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),

@@ -23,6 +23,7 @@ pub mod output;
 pub mod platform;
 pub mod seccomp;
 pub mod signals;
+pub mod snapshot;
 pub mod trace;
 pub mod vcpu;
 

@@ -24,6 +24,7 @@ use crate::layout;
 use crate::platform::{HostInput, Platform};
 use crate::seccomp::{Confinement, ThreadKind};
 use crate::signals::StopSignals;
+use crate::snapshot::{Marker, SavedVcpus, SnapshotRequest, VcpuCaps};
 use crate::trace::{TraceOptions, TraceStore, Tracer};
 use crate::vcpu::{Vcpu, VcpuStats};
 
@@ -51,6 +52,10 @@ pub struct RunOptions {
     /// Run every thread under its seccomp filter once the run has started
     /// ([`crate::seccomp`]); `false` is `--no-seccomp`.
     pub seccomp: bool,
+    /// Take a snapshot at a marker and end the run there ([`StopReason::Snapshot`]).
+    pub snapshot: Option<SnapshotRequest>,
+    /// Resume from the snapshot in this directory instead of booting the payload.
+    pub restore: Option<PathBuf>,
 }
 
 /// A trace to write.
@@ -90,6 +95,8 @@ pub struct RunReport {
     pub trace_error: Option<crate::trace::TraceFailure>,
     /// The register checker's findings (empty without `check`).
     pub findings: Vec<crate::check::Finding>,
+    /// The snapshot written, when the run stopped at its marker.
+    pub snapshot: Option<PathBuf>,
 }
 
 /// TSS and identity-map pages that KVM on VMX hosts needs somewhere out of the guest's way.
@@ -108,11 +115,54 @@ pub const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 /// thread stays so after `run` returns: it can still write outputs and reports (create,
 /// rename and remove files, read files back), but it cannot start a thread or a process,
 /// open a socket or make a KVM call.
-pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
+pub fn run(config: &MachineConfig, mut opts: RunOptions) -> Result<RunReport> {
     let sources = opts.events();
     let confinement = Arc::new(Confinement::new(opts.seccomp)?);
-    let platform = Platform::build_checked(config, opts.console, &opts.console_name, opts.check)?;
-    let payload = Payload::prepare(config)?;
+    if opts.check && (opts.snapshot.is_some() || opts.restore.is_some()) {
+        return Err(Error::Snapshot(
+            "--check does not combine with snapshots yet (the guest agent's state is not saved)".to_owned(),
+        ));
+    }
+    let restored = opts.restore.as_deref().map(mmiolab_snapshot::read).transpose()?;
+    if let Some(req) = &opts.snapshot {
+        mmiolab_snapshot::prepare_dir(&req.dir)?;
+    }
+    // The console's writer watches for a console marker; the control it stops is made
+    // with the platform, below.
+    let marker_control = Arc::new(std::sync::OnceLock::new());
+    let mut console = std::mem::replace(&mut opts.console, Box::new(std::io::sink()));
+    if let Some(SnapshotRequest {
+        marker: Marker::Console(text),
+        ..
+    }) = &opts.snapshot
+    {
+        console = Box::new(crate::snapshot::ConsoleWatch::new(
+            console,
+            text,
+            marker_control.clone(),
+        ));
+    }
+    let platform = Platform::build_checked(config, console, &opts.console_name, opts.check)?;
+    let _ = marker_control.set(platform.control.clone());
+    if matches!(&opts.snapshot, Some(r) if r.marker == Marker::Port) {
+        platform.marker_port.arm();
+    }
+    let summary = crate::snapshot::machine_summary(config, &platform.models());
+    if let Some(snap) = &restored {
+        let diffs = snap.manifest.machine.differences(&summary);
+        if !diffs.is_empty() {
+            return Err(Error::Snapshot(format!(
+                "{} was taken on another machine: {}",
+                opts.restore.as_deref().unwrap_or(std::path::Path::new("")).display(),
+                diffs.join("; ")
+            )));
+        }
+    }
+    // A restore needs nothing of the payload: memory and registers come from the snapshot.
+    let payload = match &restored {
+        None => Some(Payload::prepare(config)?),
+        Some(_) => None,
+    };
     if let Some(TraceOutput {
         target: TraceTarget::File(path),
         ..
@@ -123,10 +173,10 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         crate::files::check_output(path, "the trace", &others).map_err(|e| Error::Output(Box::new(e)))?;
     }
     let dtb = match payload {
-        Payload::Kernel(_) => {
+        Some(Payload::Kernel(_)) => {
             Some(crate::fdt::dtb(config, &platform).map_err(|e| Error::BootSetup(format!("device tree: {e}")))?)
         }
-        Payload::Firmware(_) => None,
+        Some(Payload::Firmware(_)) | None => None,
     };
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
     config.check_vcpus(kvm.get_max_vcpus())?;
@@ -145,15 +195,19 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     };
     vm.create_pit2(pit).map_err(|e| Error::Kvm("KVM_CREATE_PIT2", e))?;
     let mem_bytes = config.memory_bytes();
-    let mem = create_memory(&vm, mem_bytes)?;
-    let _device_memory = map_device_memslots(&vm, &platform, mem.num_regions())?;
+    let image = restored
+        .as_ref()
+        .map(|s| crate::snapshot::MemoryImage::open(&s.memory, &s.manifest.memory))
+        .transpose()?;
+    let mem = create_memory(&vm, mem_bytes, image.as_ref())?;
+    let device_memory = map_device_memslots(&vm, &platform, mem.num_regions(), image.as_ref())?;
     bind_irq_lines(&vm, &platform)?;
     if let Some(agent) = &platform.agent {
         agent.set_machine(config, &platform);
         agent.set_memory(mem.clone());
     }
 
-    let (mode, regs) = payload.load(&mem, mem_bytes, dtb.as_deref())?;
+    let entry = payload.map(|p| p.load(&mem, mem_bytes, dtb.as_deref())).transpose()?;
     let vcpus = config.machine.vcpus;
     let mut fds = Vec::with_capacity(usize::from(vcpus));
     for i in 0..vcpus {
@@ -161,11 +215,36 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             .create_vcpu(u64::from(i))
             .map_err(|e| Error::Kvm("KVM_CREATE_VCPU", e))?;
         boot::cpu::setup_vcpu_common(&kvm, &fd, i)?;
-        if i == 0 {
-            boot::cpu::setup_boot_vcpu(&fd, &mem, mode, regs)?;
+        match (&restored, entry) {
+            (Some(snap), _) => {
+                let state = snap
+                    .state
+                    .vcpus
+                    .get(usize::from(i))
+                    .ok_or_else(|| Error::Snapshot(format!("the snapshot holds no state for vCPU {i}")))?;
+                crate::snapshot::restore_vcpu(&fd, usize::from(i), state)?;
+            }
+            (None, Some((mode, regs))) if i == 0 => boot::cpu::setup_boot_vcpu(&fd, &mem, mode, regs)?,
+            _ => {}
         }
         fds.push(fd);
     }
+    if let Some(snap) = &restored {
+        crate::snapshot::restore_vm(&vm, &snap.state.vm)?;
+        // The clock first: a described device hands its waiting deadline to the scheduler.
+        platform.clock.resume_at(snap.state.clock_ns);
+        crate::snapshot::restore_devices(&platform.stateful, &snap.state.devices)?;
+    }
+    // What a snapshot's save needs, asked of KVM while set-up ioctls are still allowed.
+    let snapshot_caps = match &opts.snapshot {
+        Some(_) => Some(Arc::new(VcpuCaps::of(&kvm)?)),
+        None => None,
+    };
+    let tsc_khz = match (&opts.snapshot, fds.first()) {
+        (Some(_), Some(fd)) => fd.get_tsc_khz().ok(),
+        _ => None,
+    };
+    let saved_vcpus: SavedVcpus = Arc::new(std::sync::Mutex::new(vec![None; usize::from(vcpus)]));
 
     install_kick_handler()?;
     let mut events = event_loop(&platform, &sources)?;
@@ -183,6 +262,9 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     // Nothing can refuse the run from here on: only now are output files truncated.
     platform.open_host_outputs().map_err(|e| Error::Output(Box::new(e)))?;
     let tracer = opts.trace.map(|t| start_trace(&platform, t, !opts.check)).transpose()?;
+    if let (Some(tracer), Some(seq)) = (&tracer, restored.as_ref().and_then(|s| s.state.trace_seq)) {
+        tracer.start_at_seq(seq);
+    }
     if let (Some(agent), Some(tracer)) = (&platform.agent, &tracer) {
         agent.set_tracer(tracer.clone());
     }
@@ -211,9 +293,10 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
             vcpu.attach_agent(agent.clone());
         }
         let confinement = confinement.clone();
+        let (caps, saved) = (snapshot_caps.clone(), saved_vcpus.clone());
         let spawned = std::thread::Builder::new().name(format!("vcpu{i}")).spawn(move || {
             confinement.enter(ThreadKind::Vcpu(index));
-            vcpu.run()
+            vcpu.run(caps.as_deref().map(|c| (c, &saved)))
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -227,9 +310,17 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     let vmm = {
         let (control, tracer, confinement) = (control.clone(), tracer.clone(), confinement.clone());
         let checker = checker.clone();
+        let vm_for_save = opts.snapshot.is_some().then(|| vm.clone());
         std::thread::Builder::new().name("vmm".to_owned()).spawn(move || {
             confinement.enter(ThreadKind::Vmm);
-            vmm_thread(events, threads, &control, tracer.as_deref(), checker.as_deref())
+            vmm_thread(
+                events,
+                threads,
+                &control,
+                tracer.as_deref(),
+                checker.as_deref(),
+                vm_for_save.as_deref().map(|vm| (vm, tsc_khz)),
+            )
         })
     };
     let vmm = match vmm {
@@ -249,13 +340,13 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
     if let Some(why) = &refused {
         control.request_stop(StopReason::Fault(format!("seccomp: {why}")));
     }
-    let (totals, trace_error) = match vmm.map(JoinHandle::join) {
+    let (totals, trace_error, vm_state) = match vmm.map(JoinHandle::join) {
         Some(Ok(done)) => done,
         Some(Err(_)) => {
             control.request_stop(StopReason::Fault("the VMM thread panicked".to_owned()));
-            (VcpuStats::default(), None)
+            (VcpuStats::default(), None, None)
         }
-        None => (VcpuStats::default(), None),
+        None => (VcpuStats::default(), None, None),
     };
     if let Some(why) = refused {
         return Err(Error::Seccomp(crate::seccomp::SeccompError::NotInstalled(why)));
@@ -266,7 +357,22 @@ pub fn run(config: &MachineConfig, opts: RunOptions) -> Result<RunReport> {
         log::info!("mmiolab agent: {records} records from the guest agent, {bad} unreadable");
         findings.extend(agent.findings());
     }
+    let snapshot = match (&opts.snapshot, control.reason(), vm_state) {
+        (Some(req), Some(StopReason::Snapshot(_)), Some(vm_state)) => {
+            let state = mmiolab_snapshot::State {
+                clock_ns: mmiolab_devices::Clock::now_ns(&*platform.clock),
+                trace_seq: tracer.as_ref().map(|t| t.next_seq()),
+                vm: vm_state.map_err(Error::SnapshotSave)?,
+                vcpus: take_vcpu_states(&saved_vcpus)?,
+                devices: crate::snapshot::save_devices(&platform.stateful),
+            };
+            crate::snapshot::write(&req.dir, summary, &state, &mem, &platform, &device_memory)?;
+            Some(req.dir.clone())
+        }
+        _ => None,
+    };
     Ok(RunReport {
+        snapshot,
         reason: control
             .reason()
             .unwrap_or_else(|| StopReason::Fault("the VM stopped without a reason".to_owned())),
@@ -286,7 +392,8 @@ fn vmm_thread(
     control: &VmControl,
     tracer: Option<&Tracer>,
     checker: Option<&crate::check::Checker>,
-) -> (VcpuStats, Option<crate::trace::TraceFailure>) {
+    vm_for_save: Option<(&VmFd, Option<u32>)>,
+) -> VmmEnd {
     while !control.is_stopping() {
         // Only a broken epoll fd fails here (EINTR returns Ok): retrying would spin.
         if let Err(e) = events.run() {
@@ -309,9 +416,38 @@ fn vmm_thread(
     if let Some(checker) = checker {
         checker.drain_resamples();
     }
+    // Every vCPU is out of KVM_RUN: the interrupt controllers and the clock hold still.
+    let vm_state = match (vm_for_save, control.reason()) {
+        (Some((vm, tsc_khz)), Some(StopReason::Snapshot(_))) => Some(crate::snapshot::save_vm(vm, tsc_khz)),
+        _ => None,
+    };
     // Write what is buffered (and close a Perfetto document).
     let trace_error = tracer.and_then(|t| t.finish().err());
-    (totals, trace_error)
+    (totals, trace_error, vm_state)
+}
+
+/// What the VMM thread hands back: exit counts, a trace failure, and the VM-wide state
+/// when the VM stopped for a snapshot.
+type VmmEnd = (
+    VcpuStats,
+    Option<crate::trace::TraceFailure>,
+    Option<std::result::Result<mmiolab_snapshot::VmState, String>>,
+);
+
+/// Each vCPU's saved state, in order; a vCPU whose save failed fails the snapshot.
+fn take_vcpu_states(saved: &SavedVcpus) -> Result<Vec<mmiolab_snapshot::VcpuState>> {
+    let mut slots = saved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    slots
+        .iter_mut()
+        .enumerate()
+        .map(|(i, s)| match s.take() {
+            Some(Ok(state)) => Ok(state),
+            Some(Err(why)) => Err(Error::SnapshotSave(format!("vCPU {i}: {why}"))),
+            None => Err(Error::SnapshotSave(format!(
+                "vCPU {i} stopped without saving its state"
+            ))),
+        })
+        .collect()
 }
 
 /// What the event loop watches, from the run's options.
@@ -331,14 +467,22 @@ impl RunOptions {
     }
 }
 
-/// Guest RAM for `mem_bytes` (see `layout::ram_regions`), registered with `vm` as memslots.
-pub fn create_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
+/// Guest RAM for `mem_bytes` (see `layout::ram_regions`), registered with `vm` as memslots:
+/// anonymous memory, or a snapshot's memory file mapped copy-on-write.
+pub fn create_memory(
+    vm: &VmFd,
+    mem_bytes: u64,
+    image: Option<&crate::snapshot::MemoryImage>,
+) -> Result<GuestMemoryMmap> {
     let ranges: Vec<(GuestAddress, usize)> = layout::ram_regions(mem_bytes)
         .into_iter()
         .map(|(start, size)| usize::try_from(size).map(|s| (start, s)))
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| Error::Memory("RAM size does not fit this host's address space".to_owned()))?;
-    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| Error::Memory(e.to_string()))?;
+    let mem = match image {
+        None => GuestMemoryMmap::from_ranges(&ranges).map_err(|e| Error::Memory(e.to_string()))?,
+        Some(image) => image.ram(&ranges)?,
+    };
     for (slot, region) in mem.iter().enumerate() {
         let desc = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -356,13 +500,21 @@ pub fn create_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
 
 /// Maps the memslot-backed windows of described devices, as KVM memslots numbered from
 /// `first_slot`. The returned mappings must outlive the VM.
-fn map_device_memslots(vm: &VmFd, platform: &Platform, first_slot: usize) -> Result<Vec<MmapRegion>> {
+fn map_device_memslots(
+    vm: &VmFd,
+    platform: &Platform,
+    first_slot: usize,
+    image: Option<&crate::snapshot::MemoryImage>,
+) -> Result<Vec<MmapRegion>> {
     let mut maps = Vec::new();
     for (i, w) in platform.memslots.iter().enumerate() {
         let size = usize::try_from(w.size)
             .map_err(|_| Error::Memory(format!("memory window {} is too large for this host", w.name)))?;
-        let map = MmapRegion::new(size).map_err(|e| Error::Memory(format!("memory window {}: {e}", w.name)))?;
-        if w.fill != 0 {
+        let map = match image {
+            Some(image) => image.piece(&w.name, w.addr, size)?,
+            None => MmapRegion::new(size).map_err(|e| Error::Memory(format!("memory window {}: {e}", w.name)))?,
+        };
+        if w.fill != 0 && image.is_none() {
             let fill = vec![w.fill; size];
             map.as_volatile_slice().copy_from(&fill);
         }

@@ -2,7 +2,8 @@
 //!
 //! Built in, always present: the i8042 (0x60-0x64, IRQ 1, so a guest reboot ends the
 //! VM and Linux's keyboard-controller probe ends at once), the
-//! test-exit device (0xf4-0xf7), COM1 (0x3f8-0x3ff, IRQ 4), pvpanic-mmio (a guest panic ends
+//! test-exit device (0xf4-0xf7), the snapshot marker port (0xf8: a write is the snapshot point of
+//! `--snapshot-after port`, and does nothing without it), COM1 (0x3f8-0x3ff, IRQ 4), pvpanic-mmio (a guest panic ends
 //! the VM) and the system controller (a guest power-off ends the VM).
 //!
 //! Naming: a device that has a `compatible` is described to a Linux guest by a device-tree
@@ -17,8 +18,8 @@ use std::sync::Arc;
 
 use mmiolab_bus::{AddressSpace, Bus, BusBuilder, BusError, RegionId, RegionKind};
 use mmiolab_devices::{
-    Counter, EXIT_PORT, ExitDevice, I8042, IrqLine, MonotonicClock, PvPanic, RegFile, SYSCTL_SIZE, Scheduler, Serial,
-    Space, SysCtl, TraceSink, VmControl,
+    Counter, DeviceState, EXIT_PORT, ExitDevice, I8042, IrqLine, MonotonicClock, PvPanic, RegFile, SYSCTL_SIZE,
+    Scheduler, Serial, Space, SysCtl, TraceSink, VmControl,
 };
 use mmiolab_regmodel::DescribedDevice;
 use mmiolab_regmodel::schema::{Backing, Description};
@@ -26,6 +27,7 @@ use mmiolab_regmodel::schema::{Backing, Description};
 use crate::config::{ConfigError, DeviceConfig, DeviceModel, FifoDirection, FifoHost, MachineConfig, RegionConfig};
 use crate::config::{DeviceDtConfig, DtNode, DtValue, dt_children, dt_properties};
 use crate::output::{HostFd, Output};
+use crate::snapshot::{MarkerPort, SNAPSHOT_PORT, StatefulDevices};
 
 /// COM1's port and IRQ.
 pub const COM1: (u16, u32) = (0x3f8, 4);
@@ -388,6 +390,12 @@ pub struct Platform {
     pending_files: Vec<PendingFile>,
     /// The guest agent's tables, when its port is placed (checker mode, crate::agent).
     pub agent: Option<Arc<crate::agent::Agent>>,
+    /// The machine's clock (the scheduler's): a restore resumes it at the snapshot's time.
+    pub clock: Arc<MonotonicClock>,
+    /// The devices whose state a snapshot carries, by name (crate::snapshot).
+    pub stateful: StatefulDevices,
+    /// The snapshot marker port, armed by `--snapshot-after port`.
+    pub marker_port: Arc<MarkerPort>,
 }
 
 impl AttachSink for DescribedDevice {
@@ -443,8 +451,8 @@ impl Platform {
         agent: bool,
     ) -> Result<Platform, ConfigError> {
         let io_err = |what: &str, e: std::io::Error| config.error("", format!("cannot create {what}: {e}"));
-        let scheduler =
-            Arc::new(Scheduler::new(Arc::new(MonotonicClock::new())).map_err(|e| io_err("the scheduler's timer", e))?);
+        let clock = Arc::new(MonotonicClock::new());
+        let scheduler = Arc::new(Scheduler::new(clock.clone()).map_err(|e| io_err("the scheduler's timer", e))?);
         let mut self_traced: Vec<SelfTraced> = Vec::new();
         let mut memslots = Vec::new();
         let control = Arc::new(VmControl::new().map_err(|e| io_err("the stop event", e))?);
@@ -483,6 +491,10 @@ impl Platform {
         let serial = Arc::new(Serial::new(com1_irq, Box::new(console)));
         b.add_pio_device(None, "serial", COM1.0, 8, serial.clone())
             .map_err(builtin)?;
+        let marker_port = Arc::new(MarkerPort::new(control.clone()));
+        b.add_pio_device(None, "snapshot-marker", SNAPSHOT_PORT, 1, marker_port.clone())
+            .map_err(builtin)?;
+        let mut stateful: StatefulDevices = vec![("serial".to_owned(), serial.clone())];
         let pvpanic_node = format!("pvpanic@{:x}", PVPANIC.0);
         b.add_mmio_device(
             None,
@@ -556,6 +568,7 @@ impl Platform {
                 return Err(config.error(key, "no region"));
             };
             let (device, levels) = make_device(config, &key, dev, &regions, &scheduler, &mut irq_lines, &mut hosts)?;
+            stateful.push((dev.name.clone(), device.state()));
             if let Instance::Described(d) = &device {
                 memslots.extend(memslot_windows(config, &key, dev, d.model())?);
             }
@@ -616,7 +629,21 @@ impl Platform {
             dt_devices,
             pending_files: hosts.files,
             agent,
+            clock,
+            stateful,
+            marker_port,
         })
+    }
+
+    /// Each described device's compiled model, by device name (a snapshot's machine summary).
+    pub fn models(&self) -> Vec<(String, Arc<mmiolab_regmodel::Model>)> {
+        let mut out: Vec<(String, Arc<mmiolab_regmodel::Model>)> = Vec::new();
+        for s in &self.self_traced {
+            if !out.iter().any(|(n, _)| n == &s.device) {
+                out.push((s.device.clone(), s.model.clone()));
+            }
+        }
+        out
     }
 
     /// Creates (truncating) the files FIFOs write to; called when the guest is about to
@@ -785,6 +812,14 @@ impl Instance {
     }
 
     fn pio(&self) -> mmiolab_bus::PioDevice {
+        match self {
+            Instance::RegFile(d) => d.clone(),
+            Instance::Counter(d) => d.clone(),
+            Instance::Described(d) => d.clone(),
+        }
+    }
+
+    fn state(&self) -> Arc<dyn DeviceState> {
         match self {
             Instance::RegFile(d) => d.clone(),
             Instance::Counter(d) => d.clone(),
@@ -1065,6 +1100,7 @@ pio = [{ base = 0x378, size = 8 }]
              \n\
              0060-0064 : i8042\n\
              00f4-00f7 : test-exit\n\
+             00f8-00f8 : snapshot-marker\n\
              0378-037f : short\n\
              03f8-03ff : serial\n"
         );

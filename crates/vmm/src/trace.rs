@@ -9,8 +9,9 @@
 //!   (and the order in which each device saw its accesses, also with several vCPUs);
 //! - `"t_ns"`: the machine's clock (ns since the machine was built; the `due_ns` of a
 //!   scheduled effect is on the same clock), read when the line is written;
-//! - `"kind"`: `"access"` (a guest access), `"event"` (a device acting on its own) or
-//!   `"finding"` (a rule of the register checker broken, only with `--check`; below).
+//! - `"kind"`: `"access"` (a guest access), `"event"` (a device acting on its own),
+//!   `"finding"` (a rule of the register checker broken, only with `--check`; below) or
+//!   `"test"` (a guest test began or ended, only with `--check` and the guest agent; below).
 //!
 //! An access to a generic device (or to no device):
 //!
@@ -47,9 +48,18 @@
 //! machine file's `[device.check] allow` lists the rule for the device). Trace filters do
 //! not drop findings.
 //!
+//! A test boundary (`mmiolab run --check` with the guest agent, docs/checker.md): the guest
+//! agent reported that a KTAP test began (`"phase":"begin"`) or ended (`"phase":"end"`),
+//! written during the VM exit that carried the report, so every line between a test's
+//! `begin` and its `end` happened while it ran:
+//! `{"v":2,"seq":12,"t_ns":7000,"kind":"test","vcpu":0,"test":"agent_clean","phase":"begin"}`.
+//! A test that begins while another runs ends that one first (an `end` line, then the
+//! `begin`); a trace may end inside a test (the guest stopped before it ended). Trace
+//! filters do not drop test lines.
+//!
 //! Version rules: a line kind or a key may be added without changing `"v"` (readers skip
-//! kinds they do not know and keys they do not use; `"finding"` lines were added so, in
-//! version 2); `"v"` changes when a key changes meaning or type, or a key or kind is removed.
+//! kinds they do not know and keys they do not use; `"finding"` and `"test"` lines were
+//! added so, in version 2); `"v"` changes when a key changes meaning or type, or a key or kind is removed.
 //!
 //! # Chrome trace-event JSON (`--trace-format perfetto`)
 //!
@@ -57,8 +67,9 @@
 //! chrome://tracing open: metadata naming one track (`tid`) per device region, one for
 //! interrupts and one for accesses that hit no device; then one instant event (`"ph":"i"`)
 //! per access or device event on its device's track, with everything the JSON-lines format
-//! carries in `args` (including `seq`), and one instant event on the interrupt track per
-//! interrupt change. Timestamps are in µs with ns precision. The closing `]` is written when
+//! carries in `args` (including `seq`), one instant event on the interrupt track per
+//! interrupt change, and one on the `other` track per test boundary (`test begin NAME`,
+//! `test end NAME`). Timestamps are in µs with ns precision. The closing `]` is written when
 //! the run ends, also when the guest faulted; if mmiolab itself is killed it is missing,
 //! which the format allows (readers accept an unterminated array).
 //!
@@ -117,6 +128,13 @@ pub struct TraceFilter {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("trace filter `{0}`: expected DEVICE or DEVICE.REGISTER")]
 pub struct TraceFilterError(String);
+
+impl std::fmt::Display for TraceFilter {
+    /// As given on the command line (`DEVICE[.REGISTER]`), to pass it on to another run.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 impl std::str::FromStr for TraceFilter {
     type Err = TraceFilterError;
@@ -584,6 +602,38 @@ impl Tracer {
         });
     }
 
+    /// Writes a test boundary: `begin` (true) or end of the guest test `name`, as the guest
+    /// agent reported it (checker mode), in order with the accesses around it. Filters do
+    /// not apply: boundaries are always kept.
+    pub fn test_boundary(&self, name: &str, begin: bool) {
+        let phase: &[u8] = if begin { b"begin" } else { b"end" };
+        let vcpu = current_vcpu();
+        self.emit(GENERIC_LINE, |line, seq, t_ns| match self.format {
+            TraceFormat::Jsonl => {
+                jsonl_prefix(line, seq, t_ns, b"test");
+                line.lit(b",\"vcpu\":");
+                opt_dec(line, vcpu);
+                line.lit(b",\"test\":\"");
+                line.str(name, MAX_NAME);
+                line.lit(b"\",\"phase\":\"");
+                line.bytes(phase);
+                line.lit(b"\"}\n");
+            }
+            TraceFormat::Perfetto => {
+                perfetto_prefix(line, TID_OTHER, t_ns);
+                line.lit(b"\"name\":\"test ");
+                line.bytes(phase);
+                line.lit(b" ");
+                line.str(name, MAX_NAME);
+                line.lit(b"\",\"args\":{\"seq\":");
+                line.dec(seq);
+                line.lit(b",\"vcpu\":");
+                opt_dec(line, vcpu);
+                line.lit(b"}}");
+            }
+        });
+    }
+
     /// Writes out the buffered lines. A failure counts as the first failed write (see
     /// [`Tracer::finish`]); it is returned too.
     pub fn flush(&self) -> io::Result<()> {
@@ -599,6 +649,16 @@ impl Tracer {
     /// [`StopReason::Output`] naming `name` ("the trace file t.jsonl") and the cause.
     pub fn set_stop_on_failure(&mut self, control: Arc<VmControl>, name: impl Into<String>) {
         lock(&self.out).stop = Some((control, name.into()));
+    }
+
+    /// The `seq` the next record takes (a snapshot saves it).
+    pub fn next_seq(&self) -> u64 {
+        lock(&self.out).seq
+    }
+
+    /// Numbers records from `seq` on: a restored run's trace goes on from the snapshot's.
+    pub fn start_at_seq(&self, seq: u64) {
+        lock(&self.out).seq = seq;
     }
 
     /// Ends the trace: closes a Perfetto document, flushes, and reports a write failure
@@ -2154,6 +2214,41 @@ mod tests {
             devices + 3
         );
         assert_eq!(events.last().unwrap()["name"], "read 0x0");
+    }
+
+    #[test]
+    fn test_boundaries_are_lines_of_their_own_in_both_formats() {
+        // A filter that keeps nothing else: boundaries are always kept.
+        let (t, sink, clock, _) = tracer(TraceOptions {
+            format: TraceFormat::Jsonl,
+            filters: vec!["nothing".parse().unwrap()],
+        });
+        set_current_vcpu(Some(1));
+        t.test_boundary("io \"x\"", true);
+        t.record(1, AddressSpace::Mmio, Op::Read, 0xd000_0000, &[0], Routed::Device);
+        clock.set(2500);
+        t.test_boundary("io \"x\"", false);
+        set_current_vcpu(None);
+        assert_eq!(
+            sink.text(&t),
+            concat!(
+                r#"{"v":2,"seq":0,"t_ns":1500,"kind":"test","vcpu":1,"test":"io \"x\"","phase":"begin"}"#,
+                "\n",
+                r#"{"v":2,"seq":1,"t_ns":2500,"kind":"test","vcpu":1,"test":"io \"x\"","phase":"end"}"#,
+                "\n"
+            )
+        );
+        let (t, sink, _, _) = tracer(TraceOptions {
+            format: TraceFormat::Perfetto,
+            filters: Vec::new(),
+        });
+        t.test_boundary("t1", true);
+        t.finish().unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&sink.text(&t)).unwrap();
+        let event = doc.as_array().unwrap().iter().find(|e| e["ph"] == "i").unwrap();
+        assert_eq!(event["name"], "test begin t1");
+        assert_eq!(event["tid"], TID_OTHER);
+        assert_eq!(event["args"]["seq"], 0);
     }
 
     #[test]

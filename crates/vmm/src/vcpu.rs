@@ -70,8 +70,10 @@ impl Vcpu {
         self.agent = Some(AgentHook::new(agent, self.fd.as_raw_fd(), self.mem.clone()));
     }
 
-    /// Runs until the VM is asked to stop; a fault stops the VM with a report.
-    pub fn run(mut self) -> VcpuStats {
+    /// Runs until the VM is asked to stop; a fault stops the VM with a report. When it
+    /// stopped for a snapshot and `snapshot` is given, the vCPU's state goes into the
+    /// vCPU's slot of it (crate::snapshot).
+    pub fn run(mut self, snapshot: Option<(&crate::snapshot::VcpuCaps, &crate::snapshot::SavedVcpus)>) -> VcpuStats {
         // Self-tracing devices learn the vCPU of an access from the thread they run on.
         crate::trace::set_current_vcpu(Some(self.index));
         let mut stats = VcpuStats::default();
@@ -83,6 +85,13 @@ impl Vcpu {
             match self.step(&handler, &mut stats) {
                 Next::Continue => {}
                 Next::Stop(reason) => self.control.request_stop(reason),
+            }
+        }
+        if let (Some((caps, saved)), Some(StopReason::Snapshot(_))) = (snapshot, self.control.reason()) {
+            let state = crate::snapshot::save_vcpu(&mut self.fd, caps);
+            let mut slots = saved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(slot) = slots.get_mut(self.index as usize) {
+                *slot = Some(state);
             }
         }
         stats

@@ -40,6 +40,22 @@ vmm_sys_util::ioctl_iow_nr!(
     kvm_bindings::kvm_vcpu_events
 );
 vmm_sys_util::ioctl_iow_nr!(KVM_IRQ_LINE, kvm_bindings::KVMIO, 0x61, kvm_bindings::kvm_irq_level);
+// A snapshot's reads of the vCPUs' and the VM's state (crate::snapshot).
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_MP_STATE, kvm_bindings::KVMIO, 0x98, kvm_bindings::kvm_mp_state);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_XSAVE, kvm_bindings::KVMIO, 0xa4, kvm_bindings::kvm_xsave);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_FPU, kvm_bindings::KVMIO, 0x8c, kvm_bindings::kvm_fpu);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_XCRS, kvm_bindings::KVMIO, 0xa6, kvm_bindings::kvm_xcrs);
+vmm_sys_util::ioctl_ior_nr!(
+    KVM_GET_DEBUGREGS,
+    kvm_bindings::KVMIO,
+    0xa1,
+    kvm_bindings::kvm_debugregs
+);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_LAPIC, kvm_bindings::KVMIO, 0x8e, kvm_bindings::kvm_lapic_state);
+vmm_sys_util::ioctl_iowr_nr!(KVM_GET_MSRS, kvm_bindings::KVMIO, 0x88, kvm_bindings::kvm_msrs);
+vmm_sys_util::ioctl_iowr_nr!(KVM_GET_IRQCHIP, kvm_bindings::KVMIO, 0x62, kvm_bindings::kvm_irqchip);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_PIT2, kvm_bindings::KVMIO, 0x9f, kvm_bindings::kvm_pit_state2);
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_CLOCK, kvm_bindings::KVMIO, 0x7c, kvm_bindings::kvm_clock_data);
 
 /// A rule list under construction.
 struct List(Rules);
@@ -162,6 +178,16 @@ pub(super) fn vcpu() -> Result<Rules, SeccompError> {
                 // A level-triggered interrupt line driven by a device on a guest access
                 // (machine::KvmIrqChip; edge lines are irqfds: an eventfd write).
                 KVM_IRQ_LINE(),
+                // `--snapshot-after`: the vCPU's state, read on its own thread when it stops
+                // (snapshot::save_vcpu; KVM_RUN with immediate_exit first, KVM_GET_REGS,
+                // KVM_GET_SREGS and KVM_GET_VCPU_EVENTS above). Reads only.
+                KVM_GET_MP_STATE(),
+                KVM_GET_XSAVE(),
+                KVM_GET_FPU(),
+                KVM_GET_XCRS(),
+                KVM_GET_DEBUGREGS(),
+                KVM_GET_LAPIC(),
+                KVM_GET_MSRS(),
             ])?,
         )
         // A device schedules deferred work: the scheduler re-arms its timerfd.
@@ -193,8 +219,13 @@ pub(super) fn vmm() -> Result<Rules, SeccompError> {
         .allow_if(libc::SYS_sendto, vec![no_address(4)?])
         // Deferred device work re-arms the scheduler's timer.
         .allow(libc::SYS_timerfd_settime)
-        // Deferred device work driving a level-triggered interrupt line.
-        .allow_if(libc::SYS_ioctl, ioctls(&[KVM_IRQ_LINE()])?)
+        // Deferred device work driving a level-triggered interrupt line; with
+        // `--snapshot-after`, the in-kernel PICs, IOAPIC, PIT and kvmclock read once every
+        // vCPU is joined (snapshot::save_vm). Reads only.
+        .allow_if(
+            libc::SYS_ioctl,
+            ioctls(&[KVM_IRQ_LINE(), KVM_GET_IRQCHIP(), KVM_GET_PIT2(), KVM_GET_CLOCK()])?,
+        )
         // stop_vcpus: pthread_kill(SIGRTMIN) = getpid + tgkill, only that signal.
         .allow(libc::SYS_getpid)
         .allow_if(libc::SYS_tgkill, vec![arg_eq(2, kick)?])
@@ -204,8 +235,8 @@ pub(super) fn vmm() -> Result<Rules, SeccompError> {
     Ok(l.0)
 }
 
-/// The main thread: waits for the run (joins the VMM thread), then writes the end-of-run
-/// reports: the summary, `--check-json` and `test --junit` atomically (a temporary file,
+/// The main thread: waits for the run (joins the VMM thread), then writes a snapshot's
+/// files (`--snapshot-after`) and the end-of-run reports: the summary, `--check-json` and `test --junit` atomically (a temporary file,
 /// fsync, rename; removed on failure), reads the trace back for `--expect-trace` and `test
 /// --trace`, removes a temporary trace.
 pub(super) fn main() -> Result<Rules, SeccompError> {
@@ -240,7 +271,10 @@ pub(super) fn main() -> Result<Rules, SeccompError> {
         .allow(libc::SYS_unlink)
         .allow(libc::SYS_unlinkat)
         // The temporary file's name holds the process id.
-        .allow(libc::SYS_getpid);
+        .allow(libc::SYS_getpid)
+        // A snapshot's memory file: only the pages that are not all zeros are written, each
+        // run at its offset (crates/snapshot write.rs; set_len is ftruncate, above).
+        .allow(libc::SYS_pwrite64);
     Ok(l.0)
 }
 
@@ -259,6 +293,16 @@ mod tests {
         assert_eq!(KVM_GET_VCPU_EVENTS(), 0x8040_ae9f);
         assert_eq!(KVM_SET_VCPU_EVENTS(), 0x4040_aea0);
         assert_eq!(KVM_IRQ_LINE(), 0x4008_ae61);
+        assert_eq!(KVM_GET_MP_STATE(), 0x8004_ae98);
+        assert_eq!(KVM_GET_XSAVE(), 0x9000_aea4);
+        assert_eq!(KVM_GET_FPU(), 0x81a0_ae8c);
+        assert_eq!(KVM_GET_XCRS(), 0x8188_aea6);
+        assert_eq!(KVM_GET_DEBUGREGS(), 0x8080_aea1);
+        assert_eq!(KVM_GET_LAPIC(), 0x8400_ae8e);
+        assert_eq!(KVM_GET_MSRS(), 0xc008_ae88);
+        assert_eq!(KVM_GET_IRQCHIP(), 0xc208_ae62);
+        assert_eq!(KVM_GET_PIT2(), 0x8070_ae9f);
+        assert_eq!(KVM_GET_CLOCK(), 0x8030_ae7c);
     }
 
     #[test]
