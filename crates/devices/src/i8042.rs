@@ -103,8 +103,8 @@ const OUTPUT_PORT_INIT: u8 = 0xcf;
 const CTR_INIT: u8 = ctr::KBD_INT | ctr::SYSTEM | ctr::AUX_DISABLED | ctr::XLATE;
 
 /// A command waiting for its data byte (written to 0x60).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pending {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pending {
     /// No command: the byte goes to the keyboard.
     None,
     WriteCtr,
@@ -114,16 +114,21 @@ enum Pending {
     Aux,
 }
 
-/// The controller's registers.
-#[derive(Debug)]
-struct State {
+/// The controller's registers, which are also its snapshot state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// The command byte.
     ctr: u8,
+    /// The output port.
     output_port: u8,
     /// The output buffer: a byte, and whether it reports a time-out.
     out: Option<(u8, bool)>,
     /// The last byte read from the data port (what it reads again when empty).
     last: u8,
+    /// The command waiting for its data byte.
     pending: Pending,
+    /// The last write went to the command port.
     last_write_command: bool,
 }
 
@@ -252,6 +257,24 @@ impl I8042 {
             self.control.request_stop(StopReason::GuestReset);
         }
         result
+    }
+}
+
+impl crate::Snapshot for I8042 {
+    type State = State;
+    const KIND: &'static str = "i8042";
+    const VERSION: u32 = 1;
+
+    fn save(&self) -> State {
+        crate::lock(&self.state).clone()
+    }
+
+    fn restore(&self, state: State) -> Result<(), crate::StateError> {
+        let mut current = crate::lock(&self.state);
+        *current = state;
+        // The interrupt controller's restored state holds what was delivered: no new edge.
+        self.irq.restore_level(current.irq_level());
+        Ok(())
     }
 }
 
@@ -446,6 +469,40 @@ mod tests {
         assert_eq!(r.pulses(), 0);
         r.command(cmd::WRITE_CTR, &[ctr::KBD_INT], 0);
         assert_eq!(r.pulses(), 1, "the line rises with its enable bit");
+    }
+
+    #[test]
+    fn snapshot_carries_the_command_byte_the_buffer_and_a_pending_command() {
+        use crate::DeviceState;
+        let r = rig();
+        r.command(cmd::WRITE_CTR, &[ctr::KBD_INT | ctr::SYSTEM], 0);
+        r.write(0x60, 0xf2); // the keyboard times out: 0xfe waits, IRQ 1 high
+        r.write(0x64, cmd::WRITE_OUTPUT_PORT); // its data byte not written yet
+        let saved = r.dev.save_state();
+        assert_eq!(r.pulses(), 1);
+        let fresh = rig();
+        fresh.dev.restore_state(&saved).unwrap();
+        assert_eq!(fresh.pulses(), 0, "restoring raises no new edge");
+        assert!(fresh.irq.is_asserted(), "but the line is high again");
+        fresh.write(0x60, OUTPUT_PORT_INIT & !RESET_LINE);
+        assert_eq!(
+            fresh.control.reason(),
+            Some(StopReason::GuestReset),
+            "the pending command completes"
+        );
+        let s = fresh.status();
+        assert_eq!(
+            s & (status::OUTPUT_FULL | status::TIMEOUT),
+            status::OUTPUT_FULL | status::TIMEOUT
+        );
+        assert_eq!(fresh.read(0x60), NO_DEVICE);
+        assert_eq!(fresh.reply(cmd::READ_CTR, &[]), ctr::KBD_INT | ctr::SYSTEM);
+        let mut other = saved.clone();
+        other.kind = "serial-16550".to_owned();
+        assert!(
+            fresh.dev.restore_state(&other).is_err(),
+            "another model's state is refused"
+        );
     }
 
     #[test]

@@ -469,14 +469,9 @@ impl Platform {
 
         let kbd_irq = IrqLine::new(I8042::IRQ).map_err(|e| io_err("an interrupt line", e))?;
         irq_lines.push(Arc::new(kbd_irq.clone()));
-        b.add_pio_device(
-            None,
-            "i8042",
-            I8042::PORTS.0,
-            I8042::PORTS.1,
-            Arc::new(I8042::new(control.clone(), kbd_irq)),
-        )
-        .map_err(builtin)?;
+        let i8042 = Arc::new(I8042::new(control.clone(), kbd_irq));
+        b.add_pio_device(None, "i8042", I8042::PORTS.0, I8042::PORTS.1, i8042.clone())
+            .map_err(builtin)?;
         b.add_pio_device(
             None,
             "test-exit",
@@ -494,7 +489,7 @@ impl Platform {
         let marker_port = Arc::new(MarkerPort::new(control.clone()));
         b.add_pio_device(None, "snapshot-marker", SNAPSHOT_PORT, 1, marker_port.clone())
             .map_err(builtin)?;
-        let mut stateful: StatefulDevices = vec![("serial".to_owned(), serial.clone())];
+        let mut stateful: StatefulDevices = vec![("serial".to_owned(), serial.clone()), ("i8042".to_owned(), i8042)];
         let pvpanic_node = format!("pvpanic@{:x}", PVPANIC.0);
         b.add_mmio_device(
             None,
