@@ -119,15 +119,6 @@ if [ -z "$KERNEL" ]; then
 	KERNEL=$OUT/bzImage INITRD=$OUT/initramfs.cpio
 fi
 
-direct_reason() {
-	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
-		echo "/dev/kvm is not usable"
-		return 1
-	fi
-	[ ! -d /sys/module/kvm_pvm ] || { echo "this host's KVM is the software kvm_pvm, which cannot usefully boot Linux"; return 1; }
-	grep -qw -e vmx -e svm /proc/cpuinfo || { echo "the CPU has no vmx/svm: KVM here is not hardware-assisted"; return 1; }
-}
-
 mode=$NESTED reason=''
 if [ "$mode" = auto ]; then
 	if reason=$(direct_reason); then mode=never; else mode=always; fi

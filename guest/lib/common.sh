@@ -55,3 +55,14 @@ lock_dir() {
 	exec 9>"$1/.lock"
 	flock 9
 }
+
+# direct_reason: succeed when /dev/kvm can boot Linux directly (hardware KVM); else fail,
+# printing why (then Linux guests run nested, inside QEMU TCG)
+direct_reason() {
+	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+		echo "/dev/kvm is not usable"
+		return 1
+	fi
+	[ ! -d /sys/module/kvm_pvm ] || { echo "this host's KVM is the software kvm_pvm, which cannot usefully boot Linux"; return 1; }
+	grep -qw -e vmx -e svm /proc/cpuinfo || { echo "the CPU has no vmx/svm: KVM here is not hardware-assisted"; return 1; }
+}

@@ -15,6 +15,8 @@ usage() {
 	cat <<EOF
 Usage: guest/nested/build-l1.sh --vmm BIN --kernel BZIMAGE --initrd L2_CPIO
                                 --config MACHINE_TOML [--files DIR] --out L1.cpio
+                                [--init FILE] [--applets LIST] [--bin SRC:DST]...
+                                [--file SRC:DST]...
 
 Makes the uncompressed newc initramfs of the L1 VM, for hosts whose /dev/kvm
 cannot boot Linux: busybox (static), mmiolab-exit, /init (nested/l1-init),
@@ -34,14 +36,18 @@ guest/nested/run-l1.sh.
 Options:
   --vmm BIN --kernel BZIMAGE --initrd L2_CPIO --config MACHINE_TOML --out FILE
   --files DIR  copied to /mmiolab/files
+  --init FILE  another /init (the boot benchmark's, guest/bench/l1-init)
+  --applets LIST  more busybox applets, space-separated
+  --bin SRC:DST   another program, with its shared libraries (repeatable)
+  --file SRC:DST  another file, symbolic links followed (repeatable)
   -h, --help   this text
 EOF
 }
 
-VMM='' KERNEL='' INITRD='' CONFIG='' OUT='' FILES=''
+VMM='' KERNEL='' INITRD='' CONFIG='' OUT='' FILES='' INIT=$HERE/l1-init BINS=() EXTRA_FILES=()
 while [ $# -gt 0 ]; do
 	case $1 in
-	--vmm | --kernel | --initrd | --config | --out | --files)
+	--vmm | --kernel | --initrd | --config | --out | --files | --init | --applets | --bin | --file)
 		[ $# -ge 2 ] || die "$1 needs an argument"
 		case $1 in
 		--vmm) VMM=$2 ;;
@@ -50,6 +56,10 @@ while [ $# -gt 0 ]; do
 		--config) CONFIG=$2 ;;
 		--out) OUT=$2 ;;
 		--files) FILES=$2 ;;
+		--init) INIT=$2 ;;
+		--applets) APPLETS="$APPLETS $2" ;;
+		--bin) BINS+=("$2") ;;
+		--file) EXTRA_FILES+=("$2") ;;
 		esac
 		shift 2
 		;;
@@ -63,7 +73,7 @@ done
 if [ ! -f "$VMM" ] || [ ! -x "$VMM" ]; then
 	die "--vmm $VMM is not an executable file"
 fi
-for f in "$KERNEL" "$INITRD" "$CONFIG"; do
+for f in "$KERNEL" "$INITRD" "$CONFIG" "$INIT"; do
 	[ -f "$f" ] || die "$f does not exist"
 done
 
@@ -80,21 +90,39 @@ for a in $APPLETS; do
 done
 gcc -static -Os -s -Wall -Wextra -Werror -o "$ROOT/bin/mmiolab-exit" "$GUEST/userspace/mmiolab-exit.c" ||
 	die "building mmiolab-exit failed"
-install -m 0755 "$HERE/l1-init" "$ROOT/init"
+install -m 0755 "$INIT" "$ROOT/init"
 
-stage "VMM $VMM and its shared libraries"
-install -m 0755 "$VMM" "$ROOT/mmiolab/mmiolab"
-# ldd prints "name => /path (addr)" per library and "/path (addr)" for the
-# loader; a static binary or a script makes it fail ("not a dynamic executable").
-if libs=$(LC_ALL=C ldd "$VMM" 2>/dev/null); then
-	grep -o '/[^ ]*' <<<"$libs" | sort -u | while read -r lib; do
-		mkdir -p "$ROOT$(dirname "$lib")"
-		cp -L "$lib" "$ROOT$lib"
-		stage "  $lib"
-	done
-else
-	stage "  (not a dynamic executable: no libraries needed)"
-fi
+# add_program SRC DST: install SRC at DST with its shared libraries and dynamic loader at
+# their ldd paths
+add_program() {
+	local libs
+	stage "$1 and its shared libraries"
+	mkdir -p "$ROOT$(dirname "$2")"
+	install -m 0755 "$1" "$ROOT$2"
+	# ldd prints "name => /path (addr)" per library and "/path (addr)" for the
+	# loader; a static binary or a script makes it fail ("not a dynamic executable").
+	if libs=$(LC_ALL=C ldd "$1" 2>/dev/null); then
+		grep -o '/[^ ]*' <<<"$libs" | sort -u | while read -r lib; do
+			mkdir -p "$ROOT$(dirname "$lib")"
+			cp -L "$lib" "$ROOT$lib"
+			stage "  $lib"
+		done
+	else
+		stage "  (not a dynamic executable: no libraries needed)"
+	fi
+}
+
+add_program "$VMM" /mmiolab/mmiolab
+for spec in "${BINS[@]}"; do
+	[[ $spec = *:/* ]] || die "--bin takes SRC:DST with an absolute DST, not '$spec'"
+	add_program "${spec%%:/*}" "/${spec#*:/}"
+done
+for spec in "${EXTRA_FILES[@]}"; do
+	[[ $spec = *:/* ]] || die "--file takes SRC:DST with an absolute DST, not '$spec'"
+	dst=/${spec#*:/}
+	mkdir -p "$ROOT$(dirname "$dst")"
+	cp -L "${spec%%:/*}" "$ROOT$dst"
+done
 
 cp "$KERNEL" "$ROOT/mmiolab/bzImage"
 cp "$INITRD" "$ROOT/mmiolab/initramfs.cpio"

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod callgrind;
 pub mod components;
 pub mod kinds;
+pub mod linux;
 pub mod proc;
 pub mod rawloop;
 pub mod report;

@@ -14,7 +14,7 @@ use mmiolab_bench::bench::{self, Settings};
 use mmiolab_bench::kinds::{KINDS, Kind};
 use mmiolab_bench::runner::{self, MEMORY_MIB, Runner, Setup};
 use mmiolab_bench::{build_mmiolab, callgrind, default_payload, machine_file, workspace_root};
-use mmiolab_bench::{components, proc, rawloop, scale};
+use mmiolab_bench::{components, linux, proc, rawloop, scale};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +47,13 @@ enum Cmd {
     /// Machine build time (and lookup cost) at growing numbers of devices, registers and
     /// regions: a table on stdout (docs/performance.md, "Scale").
     Scale(ScaleArgs),
+    /// The Linux boot benchmark: the guest kernel and a minimal initramfs booted under
+    /// mmiolab and QEMU microvm, interleaved (guest/bench/run.sh, nested where the host's KVM
+    /// cannot boot Linux); a table on stdout and in OUT/report.md.
+    Linux(LinuxArgs),
+    /// Boot once, timed from the console (what guest/bench/boot-loop.sh runs per boot): one
+    /// JSON sample on stdout.
+    BootOnce(BootOnceArgs),
     /// Build one generated machine and exit (what the scale test counts under callgrind).
     ScaleOne {
         /// What grows.
@@ -59,6 +66,50 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         lookups: usize,
     },
+}
+
+#[derive(Args)]
+struct LinuxArgs {
+    /// Boots per runner.
+    #[arg(long, default_value_t = 5)]
+    reps: u32,
+    /// auto: directly on hardware KVM, else nested; always; never.
+    #[arg(long, default_value = "auto")]
+    nested: String,
+    /// The mmiolab binary; default: build it with `cargo build --release -p mmiolab`.
+    #[arg(long)]
+    mmiolab: Option<PathBuf>,
+    /// Where the samples, consoles and report go (default: target/bench/linux).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Longest one boot may take, seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Boot this bzImage instead of building the guest kernel (guest/kernel/build.sh).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BootOnceArgs {
+    /// The runner's name in the sample.
+    #[arg(long)]
+    runner: String,
+    /// The repetition's number in the sample.
+    #[arg(long)]
+    rep: u32,
+    /// Text of the init's first line.
+    #[arg(long)]
+    marker: String,
+    /// Kill the VMM after this many seconds (the boot then fails).
+    #[arg(long)]
+    timeout: u64,
+    /// The console goes here (the VMM's stderr next to it, `.stderr`).
+    #[arg(long)]
+    console: PathBuf,
+    /// The VMM and its arguments.
+    #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -191,6 +242,19 @@ fn main() -> ExitCode {
         }),
         Cmd::Launch(_) => unreachable!("`launch` is handled before clap"),
         Cmd::Scale(args) => scale_table(&args).map(|()| 0),
+        Cmd::Linux(args) => linux(args).map(|()| 0),
+        Cmd::BootOnce(a) => linux::boot_once(
+            &a.runner,
+            a.rep,
+            &a.marker,
+            Duration::from_secs(a.timeout),
+            &a.console,
+            &a.command,
+        )
+        .and_then(|sample| {
+            println!("{}", serde_json::to_string(&sample)?);
+            Ok(0)
+        }),
         Cmd::ScaleOne { axis, n, lookups } => scale_one(axis, n, lookups).map(|()| 0),
     };
     match result {
@@ -225,6 +289,57 @@ fn launch(args: &[std::ffi::OsString]) -> Result<()> {
         &log.context("launch: --log missing")?,
         &result.context("launch: --result missing")?,
     )
+}
+
+/// `linux`: runs guest/bench/run.sh, then renders its samples. Fails unless every boot of
+/// both runners reached the init's line (the short mode under `cargo xtask test` relies on it).
+fn linux(a: LinuxArgs) -> Result<()> {
+    let root = workspace_root();
+    let mmiolab = match a.mmiolab {
+        Some(p) => p,
+        None => build_mmiolab(true)?,
+    };
+    let out = a.out.unwrap_or_else(|| root.join("target/bench/linux"));
+    let bench = std::env::current_exe().context("locating mmiolab-bench")?;
+    let status = std::process::Command::new("bash")
+        .arg(root.join("guest/bench/run.sh"))
+        .arg("--vmm")
+        .arg(&mmiolab)
+        .arg("--bench")
+        .arg(&bench)
+        .arg("--out")
+        .arg(&out)
+        .args(["--reps", &a.reps.to_string(), "--nested", &a.nested])
+        .args(["--timeout", &a.timeout.to_string()])
+        .args(
+            a.kernel
+                .iter()
+                .flat_map(|k| [std::ffi::OsStr::new("--kernel"), k.as_os_str()]),
+        )
+        .status()
+        .context("running guest/bench/run.sh")?;
+    if !status.success() {
+        bail!("guest/bench/run.sh failed ({status})");
+    }
+    let samples_path = out.join("samples.jsonl");
+    let text = std::fs::read_to_string(&samples_path).with_context(|| format!("reading {}", samples_path.display()))?;
+    let samples = linux::parse_samples(&text);
+    let mode = std::fs::read_to_string(out.join("mode")).unwrap_or_default();
+    let report = format!("Linux boot, {}\n\n{}", mode.trim(), linux::render(&samples));
+    print!("{report}");
+    std::fs::write(out.join("report.md"), &report).with_context(|| format!("writing {}", out.display()))?;
+    for runner in ["mmiolab", "qemu"] {
+        let boots = samples.iter().filter(|s| s.runner == runner);
+        let reached = boots.clone().filter(|s| s.init_ms.is_some()).count();
+        if reached != a.reps as usize || boots.count() != a.reps as usize {
+            bail!(
+                "{runner}: {reached} of {} boots reached the init's first line (consoles in {})",
+                a.reps,
+                out.join("boot/logs").display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn rawloop(a: RawArgs) -> Result<u8> {

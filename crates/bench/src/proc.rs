@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,44 @@ pub fn run(cmd: &mut Command, timeout: Duration, log: &Path, capture_stdout: boo
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let reaped = reap(child, start, timeout)?;
+    let output = std::fs::read_to_string(log).unwrap_or_default();
+    if reaped.timed_out {
+        bail!("{cmd:?} did not finish within {timeout:?}; its output:\n{output}");
+    }
+    Ok(reaped.finished(output))
+}
+
+/// A child reaped by [`reap`].
+pub struct Reaped {
+    /// Spawn to reaped.
+    pub wall: Duration,
+    /// `wait4`'s status.
+    status: i32,
+    /// `wait4`'s rusage: the child's own.
+    usage: libc::rusage,
+    /// The watchdog killed it.
+    pub timed_out: bool,
+}
+
+impl Reaped {
+    /// The measurement, with `output` as the child's captured output.
+    pub fn finished(&self, output: String) -> Finished {
+        Finished {
+            wall: self.wall,
+            code: libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status)),
+            signal: libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status)),
+            maxrss_kib: self.usage.ru_maxrss.max(0) as u64,
+            user: timeval(self.usage.ru_utime),
+            sys: timeval(self.usage.ru_stime),
+            output,
+        }
+    }
+}
+
+/// Waits for `child` (spawned at `start`) with `wait4`, killing it once `timeout` has
+/// passed.
+pub fn reap(child: Child, start: Instant, timeout: Duration) -> Result<Reaped> {
     let pid = child.id() as libc::pid_t;
     let (done, watch) = mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
@@ -94,18 +132,11 @@ pub fn run(cmd: &mut Command, timeout: Duration, log: &Path, capture_stdout: boo
     let timed_out = watchdog.join().unwrap_or(false);
     // The child is reaped: make sure `Child`'s drop does nothing more (it does not wait).
     drop(child);
-    let output = std::fs::read_to_string(log).unwrap_or_default();
-    if timed_out {
-        bail!("{cmd:?} did not finish within {timeout:?}; its output:\n{output}");
-    }
-    Ok(Finished {
+    Ok(Reaped {
         wall,
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-        maxrss_kib: usage.ru_maxrss.max(0) as u64,
-        user: timeval(usage.ru_utime),
-        sys: timeval(usage.ru_stime),
-        output,
+        status,
+        usage,
+        timed_out,
     })
 }
 

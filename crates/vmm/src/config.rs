@@ -745,8 +745,9 @@ impl fmt::Display for ConfigError {
 
 /// Highest IOAPIC pin (the in-kernel IOAPIC has 24).
 pub const MAX_IRQ: u32 = 23;
-/// Pins the built-in devices use: the PIT/PIC cascade and timer (0, 2), COM1 (4).
-pub const RESERVED_IRQS: [u32; 3] = [0, 2, 4];
+/// Pins the built-in devices use: the PIT/PIC cascade and timer (0, 2), the i8042's
+/// keyboard port (1), COM1 (4).
+pub const RESERVED_IRQS: [u32; 4] = [0, 1, 2, 4];
 
 impl MachineConfig {
     /// Reads and checks `path`: a regular file of at most [`MAX_MACHINE_FILE`] bytes, UTF-8.

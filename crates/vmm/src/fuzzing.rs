@@ -673,6 +673,7 @@ pub fn bus_devices(data: &[u8]) {
     let control = Arc::new(VmControl::new().expect("a stop event"));
     let mut builder = BusBuilder::new();
     let com1 = IrqLine::new(4).expect("an interrupt line");
+    let kbd_irq = IrqLine::new(I8042::IRQ).expect("an interrupt line");
     let serial = Arc::new(Serial::new(com1, Box::new(std::io::sink())));
     let builtin = [
         builder.add_pio_device(
@@ -680,7 +681,7 @@ pub fn bus_devices(data: &[u8]) {
             "i8042",
             I8042::PORTS.0,
             I8042::PORTS.1,
-            Arc::new(I8042::new(control.clone())),
+            Arc::new(I8042::new(control.clone(), kbd_irq)),
         ),
         builder.add_pio_device(
             None,

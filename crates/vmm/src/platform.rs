@@ -1,6 +1,7 @@
 //! The platform: built-in PC devices plus the configured ones, on one [`Bus`].
 //!
-//! Built in, always present: the i8042 (0x60-0x64, so a guest reboot ends the VM), the
+//! Built in, always present: the i8042 (0x60-0x64, IRQ 1, so a guest reboot ends the
+//! VM and Linux's keyboard-controller probe ends at once), the
 //! test-exit device (0xf4-0xf7), the snapshot marker port (0xf8: a write is the snapshot point of
 //! `--snapshot-after port`, and does nothing without it), COM1 (0x3f8-0x3ff, IRQ 4), pvpanic-mmio (a guest panic ends
 //! the VM) and the system controller (a guest power-off ends the VM).
@@ -37,6 +38,9 @@ pub const PVPANIC: (u64, u64) = (0xfebf_f000, 2);
 pub const SYSCTL: u64 = 0xfebf_e000;
 /// Ports the test-exit device decodes, as QEMU's `iosize=4`.
 const EXIT_PORTS: u16 = 4;
+/// The PC's system-BIOS area, 0xf0000-0xfffff: for a Linux guest, read-only zeroed memory
+/// when no device claims any of it (see [`bios_area`]).
+pub const BIOS_AREA: (u64, u64) = (0xf_0000, 0x1_0000);
 
 /// A device-tree description of one device, for the FDT generator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -375,7 +379,8 @@ pub struct Platform {
     pub scheduler: Arc<Scheduler>,
     /// Devices that write their own trace records (the generic access line is skipped).
     pub self_traced: Vec<SelfTraced>,
-    /// Memory windows of described devices backed by guest memory (KVM memslots).
+    /// Memory windows of described devices backed by guest memory (KVM memslots), and the
+    /// BIOS area of a Linux guest ([`bios_area`]).
     pub memslots: Vec<DeviceMemslot>,
     /// Host sources that feed FIFOs of described devices, for the event loop.
     pub host_inputs: Vec<HostInput>,
@@ -462,14 +467,11 @@ impl Platform {
         let mut irq_lines: Vec<Arc<IrqLine>> = Vec::new();
         let builtin = |e: BusError| config.error("", format!("built-in device: {e}"));
 
-        b.add_pio_device(
-            None,
-            "i8042",
-            I8042::PORTS.0,
-            I8042::PORTS.1,
-            Arc::new(I8042::new(control.clone())),
-        )
-        .map_err(builtin)?;
+        let kbd_irq = IrqLine::new(I8042::IRQ).map_err(|e| io_err("an interrupt line", e))?;
+        irq_lines.push(Arc::new(kbd_irq.clone()));
+        let i8042 = Arc::new(I8042::new(control.clone(), kbd_irq));
+        b.add_pio_device(None, "i8042", I8042::PORTS.0, I8042::PORTS.1, i8042.clone())
+            .map_err(builtin)?;
         b.add_pio_device(
             None,
             "test-exit",
@@ -487,7 +489,7 @@ impl Platform {
         let marker_port = Arc::new(MarkerPort::new(control.clone()));
         b.add_pio_device(None, "snapshot-marker", SNAPSHOT_PORT, 1, marker_port.clone())
             .map_err(builtin)?;
-        let mut stateful: StatefulDevices = vec![("serial".to_owned(), serial.clone())];
+        let mut stateful: StatefulDevices = vec![("serial".to_owned(), serial.clone()), ("i8042".to_owned(), i8042)];
         let pvpanic_node = format!("pvpanic@{:x}", PVPANIC.0);
         b.add_mmio_device(
             None,
@@ -608,6 +610,8 @@ impl Platform {
             }
         }
 
+        memslots.extend(bios_area(config));
+
         Ok(Platform {
             bus: Arc::new(b.build()),
             control,
@@ -711,6 +715,39 @@ fn pio_range(r: &RegionConfig) -> Option<(u16, u16)> {
     let base = u16::try_from(r.base).ok()?;
     let size = u16::try_from(r.size).ok()?;
     (u64::from(base) + u64::from(size) <= 0x1_0000).then_some((base, size))
+}
+
+/// The BIOS area as read-only zeroed memory, for a Linux guest on a machine where no device
+/// or bus window claims any of [`BIOS_AREA`].
+///
+/// Why: Linux looks for an MP floating pointer by reading every 16th byte of 0xf0000-0xfffff
+/// (after the first KiB of RAM and the last KiB below 640 KiB), as a PC's BIOS would keep
+/// it there. Unmapped, each of those 4,096 reads was a trapped exit (about 0.3 s of a nested
+/// boot); as memory they cost nothing, and zeros hold no table, so the guest takes its
+/// configuration from the device tree as before. A bare-metal program still finds the
+/// area unmapped (reads all ones), and a machine that puts a device there keeps trapping it.
+fn bios_area(config: &MachineConfig) -> Option<DeviceMemslot> {
+    let m = &config.machine;
+    let linux = m.firmware.is_none() && m.kernel.is_some();
+    let (base, size) = BIOS_AREA;
+    let claims = |start: u64, len: u64| start < base + size && base < start.saturating_add(len);
+    let claimed = config
+        .devices
+        .iter()
+        .flat_map(|d| &d.mmio)
+        .any(|r| claims(r.base, r.size))
+        || config
+            .buses
+            .iter()
+            .filter_map(|b| b.mmio)
+            .any(|w| claims(w.base, w.size));
+    (linux && !claimed).then(|| DeviceMemslot {
+        name: "bios".to_owned(),
+        addr: base,
+        size,
+        readonly: true,
+        fill: 0,
+    })
 }
 
 /// The memslot-backed windows of described device `dev` (`key` in messages), at their
@@ -999,6 +1036,33 @@ mod tests {
         assert!(e.contains("needs 3 KVM memslots"), "{e}");
     }
 
+    #[test]
+    fn bios_area_is_memory_for_a_linux_guest_unless_a_device_claims_it() {
+        let bios = |text: &str| {
+            let p = platform(text).unwrap();
+            p.memslots.iter().find(|w| w.name == "bios").cloned()
+        };
+        let linux = "[machine]\nkernel = \"bzImage\"\n";
+        let area = bios(linux).expect("a Linux guest gets the BIOS area as memory");
+        assert_eq!(
+            (area.addr, area.size, area.readonly, area.fill),
+            (0xf_0000, 0x1_0000, true, 0)
+        );
+        assert_eq!(
+            bios("[machine]\nfirmware = \"prog.elf\"\n"),
+            None,
+            "bare metal: unmapped, as before"
+        );
+        let hole = "[[device]]\nname = \"hole\"\nmodel = \"regfile\"\nmmio = [{ base = 0xfff00, size = 0x100 }]\n";
+        assert_eq!(
+            bios(&format!("{linux}{hole}")),
+            None,
+            "a device in the area keeps it trapped"
+        );
+        let bus = "[[bus]]\nname = \"isa\"\nmmio = { base = 0xa0000, size = 0x60000 }\n";
+        assert_eq!(bios(&format!("{linux}{bus}")), None, "so does a bus window");
+    }
+
     const SAMPLE: &str = r#"
 [[bus]]
 name = "platform"
@@ -1035,7 +1099,7 @@ pio = [{ base = 0x378, size = 8 }]
              0378-037f : short\n\
              03f8-03ff : serial\n"
         );
-        assert_eq!(p.irq_lines.iter().map(|l| l.gsi()).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(p.irq_lines.iter().map(|l| l.gsi()).collect::<Vec<_>>(), vec![1, 4, 5]);
         assert_eq!(p.dt_devices.len(), 2);
         assert_eq!(p.dt_devices[1].node, "testdev@d0001000");
     }
@@ -1096,6 +1160,7 @@ pio = [{ base = 0x378, size = 8 }]
         assert_eq!(
             lines,
             vec![
+                (1, mmiolab_devices::IrqTrigger::Edge),
                 (4, mmiolab_devices::IrqTrigger::Edge),
                 (5, mmiolab_devices::IrqTrigger::Level),
                 (6, mmiolab_devices::IrqTrigger::Edge)

@@ -494,7 +494,7 @@ pub fn restore_vm(vm: &VmFd, s: &VmState) -> Result<()> {
 }
 
 /// The devices whose state a snapshot carries, by name: the built-in COM1 (`serial`) and
-/// every device of the machine file.
+/// i8042 (`i8042`), and every device of the machine file.
 pub type StatefulDevices = Vec<(String, Arc<dyn DeviceState>)>;
 
 /// Each device's state.

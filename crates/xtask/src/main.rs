@@ -5,6 +5,7 @@
 //! - `test`: formatting, clippy, and the whole test suite (unit, bare-metal KVM, Linux).
 //! - `guest`: only build the guest kernel and test initramfs into target/guest.
 //! - `bench`: the trapped-access benchmark (raw KVM loop, mmiolab, mmiolab --trace, QEMU).
+//! - `bench-linux`: Linux boot under mmiolab and QEMU microvm, side by side.
 //! - `bench-scale`: machine build time at 10, 1,000 and 100,000 devices (and registers,
 //!   regions), and the cost of a device lookup.
 //! - `headers`: regenerate the committed C headers that `mmiolab header` makes from machine
@@ -35,6 +36,13 @@ tasks:
           microvm on one payload, interleaved; wall time, callgrind instructions per exit,
           start-up and RSS; tables on stdout, target/bench/report.{json,md}. Arguments after
           `bench` go to mmiolab-bench run (see `cargo xtask bench --help`)
+  bench-linux
+          the Linux boot benchmark: the guest kernel and a minimal initramfs booted under
+          mmiolab and QEMU microvm, interleaved, 5 times each (nested in QEMU TCG where the
+          host's KVM cannot boot Linux); time to the first console line, to the init's first
+          line and to the exit, peak RSS, the mmiolab/QEMU ratio per repetition; a table on
+          stdout and in target/bench/linux/report.md. Arguments go to mmiolab-bench linux
+          (--reps N, --nested auto|always|never, --timeout SECS, --kernel BZIMAGE)
   bench-scale
           machine build time (parse and check, platform, device tree, tracer) at 10, 1,000
           and 100,000 devices, at 10, 1,000 and 4,096 registers of one device, at 10, 1,000
@@ -75,6 +83,7 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("guest") => guest(std::env::args().skip(2).collect()),
         Some("bench") => bench(std::env::args().skip(2).collect()),
+        Some("bench-linux") => bench_linux(std::env::args().skip(2).collect()),
         Some("bench-scale") => bench_scale(std::env::args().skip(2).collect()),
         Some("headers") => match std::env::args().nth(2).as_deref() {
             None => headers(),
@@ -285,6 +294,12 @@ fn test() -> Result<()> {
     run(cargo().args(["test", "--workspace"]))?;
     // The instruction-count guard's strict ceiling holds for an optimised mmiolab only.
     run(cargo().args(["test", "--release", "--package", "mmiolab-bench", "--test", "guard"]))
+}
+
+fn bench_linux(args: Vec<String>) -> Result<()> {
+    run(cargo()
+        .args(["run", "--release", "--package", "mmiolab-bench", "--", "linux"])
+        .args(args))
 }
 
 fn bench_scale(args: Vec<String>) -> Result<()> {

@@ -2,7 +2,7 @@
 //! FPU, local APIC LINT pins, CPUID and boot MSRs.
 
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment};
-use kvm_ioctls::{Kvm, VcpuFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::error::{Error, Result};
@@ -219,20 +219,31 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, mem: &GuestMemoryMmap, mode: EntryMode, re
 /// the VMM; without it Linux never looks at the KVM leaves, so it gets no kvm-clock and must
 /// calibrate its TSC against the PIT, which fails on a loaded host and stalls the boot.
 const CPUID_1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// CPUID.1:ECX bit 24: the local APIC's TSC-deadline timer mode. KVM emulates it when it
+/// has KVM_CAP_TSC_DEADLINE_TIMER, but KVM_GET_SUPPORTED_CPUID leaves the bit to the VMM
+/// (as QEMU and Firecracker set it). Without it Linux calibrates the APIC timer against
+/// its clock at boot, a busy wait of a tenth of a second or more (measured: about 0.3 s of
+/// the guest's clock nested).
+const CPUID_1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 
-/// Per-vCPU set-up common to every boot: CPUID (with this vCPU's APIC ID and the
-/// hypervisor bit), boot MSRs and the local APIC's LINT0 (ExtINT, for the PIC) and LINT1
+/// Per-vCPU set-up common to every boot: CPUID (with this vCPU's APIC ID, the hypervisor
+/// bit and the TSC-deadline timer where KVM has it), boot MSRs and the local APIC's LINT0 (ExtINT, for the PIC) and LINT1
 /// (NMI) as a PC wires them.
 pub fn setup_vcpu_common(kvm: &Kvm, vcpu: &VcpuFd, index: u8) -> Result<()> {
     let ioctl = |what: &'static str| move |e: kvm_ioctls::Error| Error::Kvm(what, e);
     let mut cpuid: CpuId = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+    let tsc_deadline = if kvm.check_extension(Cap::TscDeadlineTimer) {
+        CPUID_1_ECX_TSC_DEADLINE
+    } else {
+        0
+    };
     for entry in cpuid.as_mut_slice() {
         match entry.function {
             1 => {
                 entry.ebx = (entry.ebx & 0x00ff_ffff) | (u32::from(index) << 24);
-                entry.ecx |= CPUID_1_ECX_HYPERVISOR;
+                entry.ecx |= CPUID_1_ECX_HYPERVISOR | tsc_deadline;
             }
             0xb => entry.edx = u32::from(index),
             _ => {}
