@@ -9,17 +9,18 @@
 //! skipped cases, parameterised ones, diagnostics) judged with `--from-log`, with a trace
 //! so that a failed case carries its trace tail.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
+#[path = "support/jenkins_schema.rs"]
+mod jenkins_schema;
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-const SCHEMA: &str = "junit-10.xsd";
 
 fn main() {
     let args = Arguments::from_args();
-    let missing = tools_missing();
+    let missing = jenkins_schema::missing();
     let ignored = missing.is_some() && std::env::var_os("CI").is_none();
     if let (Some(reason), true) = (&missing, ignored) {
         eprintln!("the JUnit schema test is ignored: {reason}");
@@ -35,46 +36,6 @@ fn main() {
         .with_ignored_flag(ignored),
     ];
     libtest_mimic::run(&args, trials).exit();
-}
-
-/// Where .ci/run puts the schema.
-fn schema() -> PathBuf {
-    std::env::var_os("MMIOLAB_TOOLS")
-        .map_or_else(
-            || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/mmiolab/tools"),
-            PathBuf::from,
-        )
-        .join(SCHEMA)
-}
-
-/// Why the validation cannot run here, if it cannot.
-fn tools_missing() -> Option<String> {
-    if Command::new("xmllint").arg("--version").output().is_err() {
-        return Some("xmllint is not installed (.ci/run installs libxml2-utils)".to_owned());
-    }
-    (!schema().is_file()).then(|| {
-        format!(
-            "{} is missing (.ci/run takes it from PyPI's pytest 9.2.0 source distribution)",
-            schema().display()
-        )
-    })
-}
-
-fn xmllint(report: &Path) -> Result<(bool, String), Failed> {
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(schema())
-        .arg(report)
-        .output()?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
 }
 
 fn the_junit_report_is_valid_against_the_jenkins_schema() -> Result<(), Failed> {
@@ -117,7 +78,7 @@ fn the_junit_report_is_valid_against_the_jenkins_schema() -> Result<(), Failed> 
         assert!(xml.contains(element), "no {element} in\n{xml}");
     }
     assert!(xml.contains("a&lt;&amp;&gt;"), "the trace tail, escaped:\n{xml}");
-    let (valid, said) = xmllint(&junit)?;
+    let (valid, said) = jenkins_schema::validate(&junit)?;
     assert!(valid, "xmllint:\n{said}");
     // The validator does validate: quick-junit's own root tag (with the `skipped` total the
     // schema does not allow) is refused, and so is a case without its name.
@@ -133,7 +94,7 @@ fn the_junit_report_is_valid_against_the_jenkins_schema() -> Result<(), Failed> 
     ] {
         let file = dir.join("broken.xml");
         std::fs::write(&file, broken)?;
-        let (valid, said) = xmllint(&file)?;
+        let (valid, said) = jenkins_schema::validate(&file)?;
         assert!(!valid, "{what} passed xmllint: {said}");
         assert!(said.contains("fails to validate"), "{what}: {said}");
     }
