@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
+#[path = "support/jenkins_schema.rs"]
+mod jenkins_schema;
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Tests the guest init runs (guest/initramfs/init), and the host's own checks (`host: `,
@@ -165,6 +168,18 @@ fn linux_guest_driver_tests_pass() -> Result<(), Failed> {
     let xml = std::fs::read_to_string(&junit)?;
     if !xml.contains("failures=\"0\"") {
         return Err("the JUnit report records failures".into());
+    }
+    // the report of a real run is valid against the schema of the JUnit format
+    // (tests/junit_schema.rs validates one with failures)
+    match jenkins_schema::missing() {
+        None => {
+            let (valid, said) = jenkins_schema::validate(junit.as_ref())?;
+            if !valid {
+                return Err(format!("the JUnit report is not valid against the Jenkins schema:\n{said}").into());
+            }
+        }
+        Some(reason) if std::env::var_os("CI").is_some() => return Err(format!("on CI: {reason}").into()),
+        Some(reason) => eprintln!("the JUnit report is not validated against the Jenkins schema: {reason}"),
     }
     // The checker's report: the findings of the checker's own tests (agent_*, rule_*,
     // devmem_poke) are exactly those they make on purpose, each with its test and the RIP

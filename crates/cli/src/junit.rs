@@ -9,6 +9,12 @@
 //! console has them) and, when it failed and a trace was taken with `--check` (whose guest
 //! agent marks where each test begins and ends in the trace), the last accesses of the
 //! trace during its guest test in `<system-err>`.
+//!
+//! The document is valid against the Jenkins xUnit plugin's `junit-10.xsd` (the schema of the
+//! format quick-junit targets; tests/junit_schema.rs validates a report with it), with one
+//! change to quick-junit's output: the schema allows no `skipped` count on `<testsuites>`,
+//! which quick-junit always writes, so [`report`] takes it off (each `<testsuite>` keeps its
+//! own).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -30,11 +36,7 @@ pub const MODULE_TAG: &str = "mmiolab-module:";
 /// The JUnit XML for `results` (`mmiolab test`'s, guest tests first, in the order of
 /// `tree`, the KTAP tree of the same console), with the trace's tail for failures when
 /// `trace` (JSON lines) is given.
-pub fn report(
-    results: &[TestResult],
-    tree: &[Test],
-    trace: Option<&str>,
-) -> Result<String, quick_junit::SerializeError> {
+pub fn report(results: &[TestResult], tree: &[Test], trace: Option<&str>) -> anyhow::Result<String> {
     let mut report = Report::new("mmiolab test");
     let mut main = TestSuite::new(MAIN_SUITE);
     let mut previous_end = None;
@@ -110,7 +112,39 @@ pub fn report(
         report.add_test_suite(suite);
     }
     report.add_test_suite(main);
-    report.to_string()
+    without_suites_skipped(&report.to_string()?)
+}
+
+/// `xml` without the `skipped` attribute of its root `<testsuites>` (which the Jenkins
+/// schema does not allow, and quick-junit always writes); every other byte as it was.
+fn without_suites_skipped(xml: &str) -> anyhow::Result<String> {
+    use quick_xml::events::{BytesStart, Event};
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        let start = usize::try_from(reader.buffer_position())?;
+        let (e, empty) = match reader.read_event()? {
+            Event::Start(e) => (e, false),
+            Event::Empty(e) => (e, true),
+            Event::Eof => anyhow::bail!("the JUnit report has no <testsuites> element"),
+            _ => continue,
+        };
+        anyhow::ensure!(
+            e.name().as_ref() == b"testsuites",
+            "the JUnit report's root element is not <testsuites>"
+        );
+        let end = usize::try_from(reader.buffer_position())?;
+        let mut root = BytesStart::new("testsuites");
+        for a in e.attributes() {
+            let a = a?;
+            if a.key.as_ref() != b"skipped" {
+                root.push_attribute(a);
+            }
+        }
+        let mut tag = quick_xml::Writer::new(Vec::new());
+        tag.write_event(if empty { Event::Empty(root) } else { Event::Start(root) })?;
+        let tag = String::from_utf8(tag.into_inner())?;
+        return Ok(format!("{}{tag}{}", &xml[..start], &xml[end..]));
+    }
 }
 
 /// The leaf cases under `t`, named by their path below it, with the time each started: the
@@ -299,6 +333,8 @@ mod tests {
         results.extend(extra);
         let xml = report(&results, &k.tests, trace).unwrap();
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
+        let root = xml.lines().nth(1).unwrap_or_default();
+        assert!(!root.contains("skipped="), "{root}");
         let back = Parsed::deserialize_from_str(&xml).unwrap();
         // the counts the library keeps are those of the cases written
         let cases: usize = back.test_suites.iter().map(|s| s.test_cases.len()).sum();
@@ -329,6 +365,19 @@ mod tests {
 
     fn case<'a>(s: &'a quick_junit::TestSuite, name: &str) -> &'a TestCase {
         s.test_cases.iter().find(|c| c.name.as_str() == name).expect(name)
+    }
+
+    #[test]
+    fn only_the_root_loses_its_skipped_count_and_nothing_else_changes() {
+        let xml = "<?xml version=\"1.0\"?>\n<testsuites name=\"a &amp; b\" tests=\"1\" skipped=\"1\" errors=\"0\">\n    <testsuite name=\"s\" tests=\"1\" skipped=\"1\"><testcase name=\"c &lt;1&gt;\"><skipped/></testcase></testsuite>\n</testsuites>\n";
+        assert_eq!(
+            without_suites_skipped(xml).unwrap(),
+            xml.replacen(" skipped=\"1\"", "", 1)
+        );
+        let empty = "<testsuites tests=\"0\" skipped=\"0\"/>";
+        assert_eq!(without_suites_skipped(empty).unwrap(), "<testsuites tests=\"0\"/>");
+        assert!(without_suites_skipped("<testsuite name=\"s\"/>").is_err());
+        assert!(without_suites_skipped("").is_err());
     }
 
     #[test]
