@@ -1,7 +1,9 @@
 //! `mmiolab test --nested auto|always|never`: whether the Linux guest boots directly under
 //! this process or inside an outer VM (QEMU TCG running mmiolab on its nested KVM), for
 //! hosts whose KVM cannot boot Linux (a software KVM). The nested run is the kit's
-//! run-machine.sh (crate::kit), so an installed binary needs no checkout for it.
+//! run-machine.sh (crate::kit), so an installed binary needs no checkout for it. A run with
+//! `--snapshot-at` goes through it too, also directly: each of its boot and restores is a
+//! `mmiolab run` process of its own (docs/snapshot.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
