@@ -569,7 +569,6 @@ fn progress(args: &TestArgs, line: &str) {
 }
 
 fn test(mut args: TestArgs) -> Result<u8> {
-    let mut restored = false;
     if args.from_log.is_none() {
         let config = test_config(&args)?;
         let linux = config.machine.kernel.is_some();
@@ -621,7 +620,6 @@ fn test(mut args: TestArgs) -> Result<u8> {
                 direct,
                 snapshot: args.snapshot_at.as_deref().map(|t| (t, args.retries)),
             })?;
-            restored = args.snapshot_at.is_some();
             // judged as a log brought back from elsewhere
             args.from_log = Some(log);
             args.findings = findings;
@@ -717,11 +715,14 @@ fn test(mut args: TestArgs) -> Result<u8> {
             (String::from_utf8_lossy(&bytes).into_owned(), Some(report.reason))
         }
     };
-    // Booted once and restored per attempt: the last attempt is judged (with the boot that
-    // led to it), the earlier ones, which failed, are named.
+    // Booted once and restored per attempt (--snapshot-at here, or a log of run-machine.sh
+    // --snapshot-at): the last attempt is judged (with the boot that led to it), the
+    // earlier ones, which failed, are named.
     let mut attempt_notes = Vec::new();
-    let console = if restored {
-        let split = guest_test::Attempts::split(&console);
+    let split = guest_test::Attempts::split(&console);
+    let console = if split.attempts.is_empty() {
+        console.clone()
+    } else {
         let total = split.attempts.len();
         for n in 0..total.saturating_sub(1) {
             let report = ktap::parse(&split.run(n));
@@ -742,8 +743,6 @@ fn test(mut args: TestArgs) -> Result<u8> {
             ));
         }
         split.run(total.saturating_sub(1))
-    } else {
-        console
     };
     let mut verdict = guest_test::judge(&console, &platform, run.as_ref());
     let trace_text = args.trace.as_ref().map(|path| {
