@@ -590,6 +590,11 @@ fn test(mut args: TestArgs) -> Result<u8> {
                     ),
                 );
             }
+            let (Some(kernel), Some(initrd)) = (&config.machine.kernel, &config.machine.initrd) else {
+                return Err(usage_error(
+                    "a nested run, or one with --snapshot-at, boots a Linux kernel and initramfs: the machine file (or --kernel and --initrd) must name both",
+                ));
+            };
             if let Some(text) = &args.snapshot_at {
                 if text.is_empty() || text.contains(char::is_whitespace) {
                     return Err(usage_error("--snapshot-at takes a console text without spaces"));
@@ -602,11 +607,6 @@ fn test(mut args: TestArgs) -> Result<u8> {
                     ),
                 );
             }
-            let (Some(kernel), Some(initrd)) = (&config.machine.kernel, &config.machine.initrd) else {
-                return Err(usage_error(
-                    "a nested run, or one with --snapshot-at, boots a Linux kernel and initramfs: the machine file (or --kernel and --initrd) must name both",
-                ));
-            };
             let (log, findings) = nesting::run(&nesting::NestedRun {
                 config: &args.config,
                 kernel: &config.resolve(kernel),
