@@ -15,7 +15,7 @@ usage() {
 Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|always|never]
                             [--log FILE] [--out DIR] [--timeout SECS]
                             [--trace FILE [--trace-filter DEVICE[.REGISTER]]...]
-                            [--check-json FILE | --snapshot-at TEXT] [--fragment FILE]...
+                            [--check-json FILE | --snapshot-at TEXT [--retries N]] [--fragment FILE]...
                             [--initramfs-test SCRIPT]... [--initramfs-file SRC:DST]...
                             [--kernel FILE --initrd FILE]
 
@@ -34,7 +34,11 @@ Usage: guest/run-machine.sh --vmm BIN [--config MACHINE_TOML] [--nested auto|alw
   --snapshot-at TEXT   boot to the first console line holding TEXT (no spaces), save the
                   VM there (mmiolab run --snapshot-after console:TEXT), and run the rest
                   from a restore of that snapshot (--restore; docs/snapshot.md); not with
-                  --check-json
+                  --check-json; each restore starts with a line "mmiolab: restoring the
+                  snapshot taken at console:TEXT (attempt K of M)" on the console
+  --retries N     with --snapshot-at: when the restored run ends with a non-zero status,
+                  restore the same snapshot again, up to N more times (no new boot);
+                  the exit status is the last attempt's
   --check-json FILE    run the checker (mmiolab run --check, with the guest agent's port;
                   docs/checker.md) and write its findings report to FILE; nested, the
                   outer VM prints it between "mmiolab-l1: begin findings" and "mmiolab-l1:
@@ -55,7 +59,7 @@ EOT
 }
 
 VMM='' CONFIG=$GUEST/machines/default.toml NESTED=auto LOG='' OUT=$(dirname "$GUEST")/target/guest TIMEOUT=600
-TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS= SNAPSHOT_AT= KERNEL='' INITRD=''
+TRACE='' FILTERS=() KERNEL_ARGS=() INITRAMFS_ARGS=() FINDINGS= SNAPSHOT_AT= RETRIES=0 KERNEL='' INITRD=''
 while [ $# -gt 0 ]; do
 	[ $# -ge 2 ] || case $1 in -h | --help) ;; *) die "$1 needs an argument (see --help)" ;; esac
 	case $1 in
@@ -70,6 +74,11 @@ while [ $# -gt 0 ]; do
 	--snapshot-at)
 		case $2 in *' '* | '') die "--snapshot-at takes a console text without spaces" ;; esac
 		SNAPSHOT_AT=$2
+		shift 2
+		;;
+	--retries)
+		case $2 in '' | *[!0-9]*) die "--retries takes a number" ;; esac
+		RETRIES=$2
 		shift 2
 		;;
 	--fragment) KERNEL_ARGS+=(--fragment "$2"); shift 2 ;;
@@ -92,6 +101,9 @@ fi
 case $NESTED in auto | always | never) ;; *) die "--nested takes auto, always or never" ;; esac
 if [ -n "$SNAPSHOT_AT" ] && [ -n "$FINDINGS" ]; then
 	die "--snapshot-at does not combine with --check-json (docs/snapshot.md)"
+fi
+if [ "$RETRIES" -gt 0 ] && [ -z "$SNAPSHOT_AT" ]; then
+	die "--retries restores a snapshot: it needs --snapshot-at"
 fi
 if [ -n "$KERNEL$INITRD" ] && { [ ! -f "$KERNEL" ] || [ ! -f "$INITRD" ]; }; then
 	die "--kernel and --initrd go together, and must name files"
@@ -145,9 +157,16 @@ if [ "$mode" = never ]; then
 		rc=${PIPESTATUS[0]}
 		[ "$rc" -eq 0 ] || exit "$rc"
 		TRACE_ARGS+=(--restore "$OUT/snapshot")
-		echo "mmiolab: restoring the snapshot taken at console:$SNAPSHOT_AT" | tee -a "$LOG"
-		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee -a "$LOG"
-		rc=${PIPESTATUS[0]}
+		# Each attempt is a new process restoring the same snapshot (copy-on-write: the
+		# snapshot is unchanged by a run); a failed one is retried without a new boot.
+		attempts=$((RETRIES + 1)) attempt=1
+		while :; do
+			echo "mmiolab: restoring the snapshot taken at console:$SNAPSHOT_AT (attempt $attempt of $attempts)" | tee -a "$LOG"
+			"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${TRACE_ARGS[@]}" </dev/null | tee -a "$LOG"
+			rc=${PIPESTATUS[0]}
+			[ "$rc" -ne 0 ] && [ "$attempt" -lt "$attempts" ] || break
+			attempt=$((attempt + 1))
+		done
 	else
 		"$VMM" run --config "$CONFIG" --timeout "$TIMEOUT" "${BOOT_ARGS[@]}" "${TRACE_ARGS[@]}" </dev/null | tee "$LOG"
 		rc=${PIPESTATUS[0]}
@@ -194,7 +213,7 @@ if [ -n "$TRACE" ]; then
 	EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_TRACE=$spec"
 fi
 [ -z "$FINDINGS" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_CHECK=1"
-[ -z "$SNAPSHOT_AT" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_SNAPSHOT=$SNAPSHOT_AT"
+[ -z "$SNAPSHOT_AT" ] || EXTRA="${EXTRA:+$EXTRA }MMIOLAB_L1_SNAPSHOT=$SNAPSHOT_AT MMIOLAB_L1_RETRIES=$RETRIES"
 APPEND=()
 [ -z "$EXTRA" ] || APPEND=(--append "$EXTRA")
 set +e

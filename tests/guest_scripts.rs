@@ -118,3 +118,100 @@ fn every_initramfs_script_parses() {
         );
     }
 }
+
+/// A stand-in for `mmiolab run` (`--vmm`), so run-machine.sh's direct path runs without a
+/// VM: it records each call's arguments in $CALLS; a boot to `--snapshot-after
+/// console:KTAP` prints up to the marker; a restore goes on with the rest of that line and
+/// one KTAP result, which passes (status 0) from attempt $PASS_ON on (never when 0).
+const STAND_IN: &str = r#"#!/bin/bash
+echo "$*" >>"$CALLS"
+case " $* " in
+*" --snapshot-after console:KTAP "*) printf 'mmiolab: /init started\nKTAP'; exit 0 ;;
+*" --restore "*)
+	attempt=$(($(wc -l <"$CALLS") - 1))
+	if [ "$PASS_ON" -ne 0 ] && [ "$attempt" -ge "$PASS_ON" ]; then
+		printf ' version 1\n1..1\nok 1 a\n'; exit 0
+	fi
+	printf ' version 1\n1..1\nnot ok 1 a\n'; exit 1 ;;
+esac
+exit 9
+"#;
+
+/// docs/snapshot.md: run-machine.sh --snapshot-at TEXT --retries N, directly: one boot to
+/// the marker, then restores of the same snapshot while they fail, at most N + 1, each
+/// after its `mmiolab: restoring` line; the exit status is the last attempt's; and
+/// `mmiolab test --from-log` of that log judges the last attempt, naming the failed ones.
+#[test]
+fn run_machine_retries_restores_directly_and_mmiolab_test_judges_the_last() {
+    let dir = scratch("retries");
+    let vmm = file(&dir, "vmm", STAND_IN);
+    std::fs::set_permissions(&vmm, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let kernel = file(&dir, "bzImage", "");
+    let initrd = file(&dir, "initramfs.cpio", "");
+    let config = format!("{ROOT}/tests/machines/described.toml");
+    let restore =
+        |k: u32, of: u32| format!("mmiolab: restoring the snapshot taken at console:KTAP (attempt {k} of {of})\n");
+    for (retries, pass_on, status, attempts) in [(2, 2, 0, 2), (1, 0, 1, 2), (0, 1, 0, 1)] {
+        let calls = dir.join(format!("calls-{retries}-{pass_on}"));
+        let log = dir.join(format!("log-{retries}-{pass_on}"));
+        let out = Command::new("bash")
+            .arg(format!("{ROOT}/guest/run-machine.sh"))
+            .args(["--vmm", &vmm, "--config", &config, "--nested", "never"])
+            .args(["--kernel", &kernel, "--initrd", &initrd, "--snapshot-at", "KTAP"])
+            .args(["--retries", &retries.to_string()])
+            .arg("--out")
+            .arg(&dir)
+            .arg("--log")
+            .arg(&log)
+            .env("CALLS", &calls)
+            .env("PASS_ON", pass_on.to_string())
+            .output()
+            .expect("running bash");
+        let what = format!("--retries {retries}, passing from attempt {pass_on}");
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let calls = std::fs::read_to_string(&calls).unwrap();
+        let calls: Vec<&str> = calls.lines().collect();
+        assert_eq!(calls.len(), 1 + attempts, "{what}: {calls:?}");
+        let snapshot = format!("{}/snapshot", dir.display());
+        assert!(
+            calls[0].contains(&format!("--snapshot-after console:KTAP --snapshot-dir {snapshot}")),
+            "{what}: {calls:?}"
+        );
+        assert!(
+            calls[1..].iter().all(|c| c.ends_with(&format!("--restore {snapshot}"))),
+            "{what}: {calls:?}"
+        );
+        let mut want = "mmiolab: /init started\nKTAP".to_owned();
+        for k in 1..=attempts {
+            want.push_str(&restore(k as u32, retries + 1));
+            let passes = pass_on != 0 && k >= pass_on;
+            want.push_str(if passes {
+                " version 1\n1..1\nok 1 a\n"
+            } else {
+                " version 1\n1..1\nnot ok 1 a\n"
+            });
+        }
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), want, "{what}");
+        if (retries, pass_on) != (2, 2) {
+            continue;
+        }
+        let judged = Command::new(env!("CARGO_BIN_EXE_mmiolab"))
+            .args(["test", "--config", &config, "--from-log"])
+            .arg(&log)
+            .output()
+            .expect("running mmiolab test");
+        let stdout = String::from_utf8_lossy(&judged.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some("mmiolab test: attempt 1 of 2 failed (failed: a); retried from the snapshot"),
+            "{stdout}"
+        );
+        assert_eq!(lines.get(1).copied(), Some("PASS a"), "{stdout}");
+    }
+}

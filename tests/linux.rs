@@ -105,6 +105,10 @@ fn main() {
                 linux_guest_restored_from_a_snapshot_passes_the_driver_tests,
             ),
             Trial::test(
+                "mmiolab_test_retries_a_failed_run_from_one_boot",
+                mmiolab_test_retries_a_failed_run_from_one_boot,
+            ),
+            Trial::test(
                 "examples_demo_driver_runs_as_its_readme_says",
                 examples_demo_driver_runs_as_its_readme_says,
             ),
@@ -417,32 +421,98 @@ fn linux_guest_restored_from_a_snapshot_passes_the_driver_tests() -> Result<(), 
         "run-machine.sh",
         &["--snapshot-at", "KTAP", "--log", &log, "--timeout", "300"],
     )?;
-    // Directly, mmiolab's summaries are on stderr; nested, on the outer VM's console.
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The console is on stdout, directly and nested; the harness's line before the restore
+    // too (mmiolab's own summaries are on stderr directly, on the console nested).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(0) {
-        return Err(format!("expected exit status 0, got {:?}\n{all}", out.status.code()).into());
+        return Err(format!("expected exit status 0, got {:?}\n{stdout}{stderr}", out.status.code()).into());
     }
-    let saved = "stopped for a snapshot at the console printed `KTAP`";
-    let at = all
-        .find(saved)
-        .ok_or_else(|| format!("no snapshot was taken (`{saved}`):\n{all}"))?;
-    let after = all.get(at..).unwrap_or_default();
+    let restore = "mmiolab: restoring the snapshot taken at console:KTAP (attempt 1 of 1)";
+    let at = stdout
+        .find(restore)
+        .ok_or_else(|| format!("no restore (`{restore}`):\n{stdout}{stderr}"))?;
+    if stdout.matches("mmiolab: restoring the snapshot").count() != 1 {
+        return Err(format!("one restore expected:\n{stdout}").into());
+    }
+    let (before, after) = stdout.split_at(at);
+    if !format!("{before}{stderr}").contains("stopped for a snapshot at the console printed `KTAP`") {
+        return Err(format!("no snapshot was taken before the restore:\n{stdout}{stderr}").into());
+    }
     let passed = format!("mmiolab: {} passed, 0 failed", guest_test_count());
     // The tests ran after the restore, and only there.
-    for want in [passed.as_str(), "guest wrote 0x0 to the test-exit port"] {
-        if !after.contains(want) {
-            return Err(format!("after the snapshot, the output lacks `{want}`:\n{all}").into());
-        }
+    if !after.contains(&passed) {
+        return Err(format!("after the restore, the output lacks `{passed}`:\n{stdout}").into());
+    }
+    let exited = "guest wrote 0x0 to the test-exit port";
+    if !format!("{after}{stderr}").contains(exited) {
+        return Err(format!("the restored run did not end with `{exited}`:\n{stdout}{stderr}").into());
     }
     if !ran_mmio_fixed(after) {
-        return Err(format!("after the snapshot, no result line of mmio_fixed:\n{all}").into());
+        return Err(format!("after the restore, no result line of mmio_fixed:\n{stdout}").into());
     }
-    if ran_mmio_fixed(all.get(..at).unwrap_or_default()) {
-        return Err(format!("the tests ran before the snapshot:\n{all}").into());
+    if ran_mmio_fixed(before) {
+        return Err(format!("the tests ran before the snapshot:\n{stdout}").into());
+    }
+    Ok(())
+}
+
+/// docs/snapshot.md: `mmiolab test --snapshot-at KTAP --retries 1` on a guest whose one
+/// script test always fails boots once, runs the test from a restore, and again from a
+/// second restore of the same snapshot; it reports both attempts and fails.
+fn mmiolab_test_retries_a_failed_run_from_one_boot() -> Result<(), Failed> {
+    let dir = format!("{ROOT}/target/guest/retry");
+    std::fs::create_dir_all(&dir)?;
+    let test = format!("{dir}/always_fails.sh");
+    std::fs::write(&test, "#!/bin/sh\necho \"always fails\"\nexit 1\n")?;
+    let initrd = format!("{dir}/initramfs.cpio");
+    let mmiolab = env!("CARGO_BIN_EXE_mmiolab");
+    let built = Command::new(mmiolab)
+        .args(["guest", "initramfs", "--script", &test, "-o", &initrd])
+        .output()?;
+    if !built.status.success() {
+        return Err(format!("mmiolab guest initramfs: {}", String::from_utf8_lossy(&built.stderr)).into());
+    }
+    // The kernel the other trials build (cached).
+    let kernel = format!("{ROOT}/target/guest/bzImage");
+    if !std::path::Path::new(&kernel).is_file() {
+        script("run-machine.sh", &["--timeout", "300"])?;
+    }
+    let out = Command::new(mmiolab)
+        .args(["test", "--config", &format!("{ROOT}/guest/machines/default.toml")])
+        .args(["--kernel", &kernel, "--initrd", &initrd])
+        .args([
+            "--snapshot-at",
+            "KTAP",
+            "--retries",
+            "1",
+            "--timeout",
+            "300",
+            "--verbose",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    if out.status.code() != Some(1) {
+        return Err(format!("expected exit status 1, got {:?}\n{stdout}", out.status.code()).into());
+    }
+    // One boot (the guest's /init started once), two restores, both reported.
+    let boots = stdout.matches("mmiolab: /init started").count();
+    let restores = stdout
+        .matches("mmiolab: restoring the snapshot taken at console:KTAP (attempt ")
+        .count();
+    if boots != 1 || restores != 2 {
+        return Err(format!("expected 1 boot and 2 restores, got {boots} and {restores}:\n{stdout}").into());
+    }
+    for want in [
+        "mmiolab test: attempt 1 of 2 failed (failed: always_fails); retried from the snapshot",
+        "FAIL always_fails",
+        "PASS host: guest resources match mmiolab tree",
+        "mmiolab test: 1 passed, 1 failed",
+    ] {
+        if !stdout.lines().any(|l| l == want) {
+            return Err(format!("missing `{want}` in the results:\n{stdout}").into());
+        }
     }
     Ok(())
 }

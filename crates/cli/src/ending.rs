@@ -268,6 +268,17 @@ mod tests {
     use mmiolab_vmm::mmiolab_bus::UnmappedCounts;
 
     #[test]
+    fn the_snapshot_stop_reads_as_mmiolab_test_finds_it_in_a_log() {
+        let marker = mmiolab_vmm::snapshot::Marker::parse("console:KTAP").unwrap();
+        let (status, what) = describe(&marker.reason());
+        assert_eq!(status, 0);
+        assert!(
+            format!("mmiolab: {what}").starts_with(crate::guest_test::SNAPSHOT_STOP),
+            "{what}"
+        );
+    }
+
+    #[test]
     fn every_ending_has_its_status() {
         let closed = OutputFailure {
             output: "standard output".into(),

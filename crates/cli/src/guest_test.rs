@@ -53,6 +53,60 @@ pub fn judge(console: &str, platform: &Platform, run: Option<&StopReason>) -> Ve
     Verdict { results, failed, notes }
 }
 
+/// The line each restore of a run with `--snapshot-at` starts with, on the console log
+/// (guest/run-machine.sh directly, the outer VM's /init nested). The snapshot was taken on
+/// the marker text's last byte, so it follows that text on the same line, and the restored
+/// guest's first bytes are the rest of that line.
+pub const RESTORE_LINE: &str = "mmiolab: restoring the snapshot taken at ";
+
+/// How `mmiolab run` says it stopped for a snapshot (crate::ending::describe); nested, that
+/// is on the console log too, right after the marker text.
+pub const SNAPSHOT_STOP: &str = "mmiolab: stopped for a snapshot at ";
+
+/// A console log of a run booted once and restored for each attempt: what the guest printed
+/// up to the snapshot, and what it printed in each attempt, in order (none: no restore).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Attempts<'a> {
+    /// Up to the marker text (without the harness's lines after it).
+    pub boot: &'a str,
+    /// From after each restore line to the next restore line.
+    pub attempts: Vec<&'a str>,
+}
+
+impl<'a> Attempts<'a> {
+    /// Splits `console` at the [`RESTORE_LINE`]s (each to its end of line).
+    pub fn split(console: &'a str) -> Attempts<'a> {
+        let starts: Vec<usize> = console.match_indices(RESTORE_LINE).map(|(i, _)| i).collect();
+        let before = console
+            .get(..starts.first().copied().unwrap_or(console.len()))
+            .unwrap_or(console);
+        let boot = if starts.is_empty() {
+            before
+        } else {
+            before
+                .find(SNAPSHOT_STOP)
+                .and_then(|i| before.get(..i))
+                .unwrap_or(before)
+        };
+        let attempts = starts
+            .iter()
+            .enumerate()
+            .map(|(n, &from)| {
+                let to = starts.get(n + 1).copied().unwrap_or(console.len());
+                let part = console.get(from..to).unwrap_or_default();
+                part.split_once('\n').map_or("", |(_, rest)| rest)
+            })
+            .collect();
+        Attempts { boot, attempts }
+    }
+
+    /// What the guest printed in a whole run of attempt `n`: the boot, then that attempt
+    /// (which goes on with the marker's line).
+    pub fn run(&self, n: usize) -> String {
+        format!("{}{}", self.boot, self.attempts.get(n).copied().unwrap_or_default())
+    }
+}
+
 /// Name of the host's check on how the guest's run ended.
 pub const RUN_CHECK: &str = "host: the guest's run ended cleanly";
 
@@ -515,6 +569,37 @@ mod tests {
         let c = MachineConfig::parse(MACHINE, Path::new("m.toml")).unwrap();
         let p = Platform::build(&c, Box::new(std::io::sink())).unwrap();
         judge(console, &p, run)
+    }
+
+    #[test]
+    fn a_log_with_restores_splits_into_the_boot_and_each_attempt() {
+        // Nested: the VMM's stop line follows the marker, then the outer /init's lines.
+        let nested = "boot\nKTAPmmiolab: stopped for a snapshot at console:KTAP, written to /tmp/s\n\
+                      mmiolab-l1: uptime 9\n\
+                      mmiolab: restoring the snapshot taken at console:KTAP (attempt 1 of 2)\r\n\
+                      \x20version 1\n1..1\nnot ok 1 a\n\
+                      mmiolab: restoring the snapshot taken at console:KTAP (attempt 2 of 2)\n\
+                      \x20version 1\n1..1\nok 1 a\n";
+        let a = Attempts::split(nested);
+        assert_eq!(a.boot, "boot\nKTAP");
+        assert_eq!(
+            a.attempts,
+            [" version 1\n1..1\nnot ok 1 a\n", " version 1\n1..1\nok 1 a\n"]
+        );
+        assert_eq!(a.run(1), "boot\nKTAP version 1\n1..1\nok 1 a\n");
+        assert_eq!(parse(&a.run(0)).results.len(), 1);
+        // Directly: the harness's line follows the marker on its line.
+        let direct = "boot\nKTAPmmiolab: restoring the snapshot taken at console:KTAP (attempt 1 of 1)\n version 1\n";
+        assert_eq!(Attempts::split(direct).run(0), "boot\nKTAP version 1\n");
+        // Without restores, all is the boot.
+        let plain = "x\nKTAP version 1\n";
+        assert_eq!(
+            Attempts::split(plain),
+            Attempts {
+                boot: plain,
+                attempts: vec![]
+            }
+        );
     }
 
     #[test]

@@ -216,6 +216,17 @@ struct TestArgs {
     /// The initramfs to boot instead of the machine file's.
     #[arg(long, value_name = "FILE", conflicts_with = "from_log")]
     initrd: Option<PathBuf>,
+    /// Boot once to the first console line holding TEXT (no spaces; e.g. `KTAP`, which
+    /// the test initramfs prints before its first test), save the VM there, and run the
+    /// tests from a restore of it in a new mmiolab process (docs/snapshot.md). Directly or
+    /// nested, the runs go through the kit's run-machine.sh; not with --check.
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["from_log", "check"])]
+    snapshot_at: Option<String>,
+    /// With --snapshot-at: when a restored run fails (a non-zero status), restore the same
+    /// snapshot again, up to N more times, without booting again; the last attempt is
+    /// judged, and each earlier one is named in the results.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "snapshot_at")]
+    retries: u32,
 }
 
 #[derive(Args)]
@@ -561,37 +572,59 @@ fn test(mut args: TestArgs) -> Result<u8> {
     if args.from_log.is_none() {
         let config = test_config(&args)?;
         let linux = config.machine.kernel.is_some();
-        match nesting::decide(args.nested, linux, nesting::Host::probe()) {
-            nesting::Placement::Direct(why) => progress(&args, &format!("mmiolab test: booting directly: {why}")),
-            nesting::Placement::Nested(why) => {
+        let placement = nesting::decide(args.nested, linux, nesting::Host::probe());
+        if let nesting::Placement::Direct(why) = &placement {
+            progress(&args, &format!("mmiolab test: booting directly: {why}"));
+        }
+        // A run with restores needs a process per run, which this one cannot start once it
+        // has run a VM (its seccomp filter): it goes through the harness, as a nested run.
+        if let (nesting::Placement::Direct(_), Some(_)) | (nesting::Placement::Nested(_), _) =
+            (&placement, &args.snapshot_at)
+        {
+            let direct = matches!(placement, nesting::Placement::Direct(_));
+            if let nesting::Placement::Nested(why) = &placement {
                 progress(
                     &args,
                     &format!(
                         "mmiolab test: booting nested: {why}; the outer VM is QEMU TCG running mmiolab on its nested KVM"
                     ),
                 );
-                let (Some(kernel), Some(initrd)) = (&config.machine.kernel, &config.machine.initrd) else {
-                    return Err(usage_error(
-                        "a nested run boots a Linux kernel and initramfs: the machine file (or --kernel and --initrd) must name both",
-                    ));
-                };
-                let (log, findings) = nesting::run(&nesting::NestedRun {
-                    config: &args.config,
-                    kernel: &config.resolve(kernel),
-                    initrd: &config.resolve(initrd),
-                    timeout: args.timeout,
-                    trace: args.trace.as_deref(),
-                    trace_filters: args.trace_filter.iter().map(ToString::to_string).collect(),
-                    check: args.check,
-                    verbose: args.verbose,
-                    quiet: args.quiet,
-                })?;
-                // judged as a log brought back from elsewhere
-                args.from_log = Some(log);
-                args.findings = findings;
-                args.kernel = None;
-                args.initrd = None;
             }
+            let (Some(kernel), Some(initrd)) = (&config.machine.kernel, &config.machine.initrd) else {
+                return Err(usage_error(
+                    "a nested run, or one with --snapshot-at, boots a Linux kernel and initramfs: the machine file (or --kernel and --initrd) must name both",
+                ));
+            };
+            if let Some(text) = &args.snapshot_at {
+                if text.is_empty() || text.contains(char::is_whitespace) {
+                    return Err(usage_error("--snapshot-at takes a console text without spaces"));
+                }
+                progress(
+                    &args,
+                    &format!(
+                        "mmiolab test: booting once to console:{text}, saving the VM there, then running the tests from a restore of it (up to {} retries)",
+                        args.retries
+                    ),
+                );
+            }
+            let (log, findings) = nesting::run(&nesting::NestedRun {
+                config: &args.config,
+                kernel: &config.resolve(kernel),
+                initrd: &config.resolve(initrd),
+                timeout: args.timeout,
+                trace: args.trace.as_deref(),
+                trace_filters: args.trace_filter.iter().map(ToString::to_string).collect(),
+                check: args.check,
+                verbose: args.verbose,
+                quiet: args.quiet,
+                direct,
+                snapshot: args.snapshot_at.as_deref().map(|t| (t, args.retries)),
+            })?;
+            // judged as a log brought back from elsewhere
+            args.from_log = Some(log);
+            args.findings = findings;
+            args.kernel = None;
+            args.initrd = None;
         }
     }
     // Before any thread: a Ctrl-C ends the run cleanly and is judged as how it ended.
@@ -682,6 +715,35 @@ fn test(mut args: TestArgs) -> Result<u8> {
             (String::from_utf8_lossy(&bytes).into_owned(), Some(report.reason))
         }
     };
+    // Booted once and restored per attempt (--snapshot-at here, or a log of run-machine.sh
+    // --snapshot-at): the last attempt is judged (with the boot that led to it), the
+    // earlier ones, which failed, are named.
+    let mut attempt_notes = Vec::new();
+    let split = guest_test::Attempts::split(&console);
+    let console = if split.attempts.is_empty() {
+        console.clone()
+    } else {
+        let total = split.attempts.len();
+        for n in 0..total.saturating_sub(1) {
+            let report = ktap::parse(&split.run(n));
+            let failed: Vec<&str> = report
+                .results
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| r.name.as_str())
+                .collect();
+            attempt_notes.push(format!(
+                "mmiolab test: attempt {} of {total} failed ({}); retried from the snapshot",
+                n + 1,
+                if failed.is_empty() {
+                    "its run ended badly".to_owned()
+                } else {
+                    format!("failed: {}", failed.join(", "))
+                }
+            ));
+        }
+        split.run(total.saturating_sub(1))
+    };
     let mut verdict = guest_test::judge(&console, &platform, run.as_ref());
     let trace_text = args.trace.as_ref().map(|path| {
         std::fs::read(path)
@@ -710,6 +772,10 @@ fn test(mut args: TestArgs) -> Result<u8> {
     verdict.failed = verdict.results.iter().filter(|r| !r.ok).count()
         + verdict.notes.iter().filter(|n| n.starts_with("FAIL")).count();
     let mut out = String::new();
+    for note in &attempt_notes {
+        out.push_str(note);
+        out.push('\n');
+    }
     // The guest's tests come first in the results, in the order of the KTAP tree.
     let tree = ktap::parse(&console).tests;
     for (i, r) in verdict.results.iter().enumerate() {

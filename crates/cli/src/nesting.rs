@@ -1,7 +1,9 @@
 //! `mmiolab test --nested auto|always|never`: whether the Linux guest boots directly under
 //! this process or inside an outer VM (QEMU TCG running mmiolab on its nested KVM), for
 //! hosts whose KVM cannot boot Linux (a software KVM). The nested run is the kit's
-//! run-machine.sh (crate::kit), so an installed binary needs no checkout for it.
+//! run-machine.sh (crate::kit), so an installed binary needs no checkout for it. A run with
+//! `--snapshot-at` goes through it too, also directly: each of its boot and restores is a
+//! `mmiolab run` process of its own (docs/snapshot.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -103,10 +105,18 @@ pub struct NestedRun<'a> {
     pub verbose: bool,
     /// No stage lines (shown only if the run leaves no console log).
     pub quiet: bool,
+    /// Boot under this process's host directly (`--nested never`) rather than nested: the
+    /// harness still runs each `mmiolab run` as a process of its own, which a run with
+    /// restores needs (docs/snapshot.md).
+    pub direct: bool,
+    /// `--snapshot-at TEXT` and `--retries N`: boot once to the console text, save, and run
+    /// from restores of that snapshot, again while an attempt fails.
+    pub snapshot: Option<(&'a str, u32)>,
 }
 
-/// Runs the machine nested with the kit's run-machine.sh; returns the console log and,
-/// with the checker, the findings report (when the outer VM printed one).
+/// Runs the machine with the kit's run-machine.sh (nested, or directly with `direct`);
+/// returns the console log and, with the checker, the findings report (when the outer VM
+/// printed one).
 pub fn run(r: &NestedRun<'_>) -> Result<(PathBuf, Option<PathBuf>)> {
     let kit = kit::extract().context("writing the guest kit into the cache")?;
     let out = kit::cache_dir().join("nested").join(std::process::id().to_string());
@@ -124,7 +134,7 @@ pub fn run(r: &NestedRun<'_>) -> Result<(PathBuf, Option<PathBuf>)> {
         .arg(r.kernel)
         .arg("--initrd")
         .arg(r.initrd)
-        .args(["--nested", "always", "--timeout"])
+        .args(["--nested", if r.direct { "never" } else { "always" }, "--timeout"])
         .arg(format!("{}", r.timeout.ceil()))
         .arg("--out")
         .arg(&out)
@@ -139,6 +149,12 @@ pub fn run(r: &NestedRun<'_>) -> Result<(PathBuf, Option<PathBuf>)> {
     if r.check {
         cmd.arg("--check-json").arg(&findings);
     }
+    if let Some((text, retries)) = r.snapshot {
+        cmd.arg("--snapshot-at")
+            .arg(text)
+            .arg("--retries")
+            .arg(retries.to_string());
+    }
     cmd.stdin(Stdio::null())
         .stdout(if r.verbose { Stdio::inherit() } else { Stdio::null() })
         .stderr(if r.quiet { Stdio::piped() } else { Stdio::inherit() });
@@ -150,7 +166,8 @@ pub fn run(r: &NestedRun<'_>) -> Result<(PathBuf, Option<PathBuf>)> {
     let status = output.status;
     if !r.quiet {
         crate::ending::say(&format!(
-            "mmiolab test: the outer VM ended ({status}); console log: {}",
+            "mmiolab test: the {} ended ({status}); console log: {}",
+            if r.direct { "harness" } else { "outer VM" },
             log.display()
         ));
     }
