@@ -244,37 +244,54 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     )?)
 }
 
+/// A little-endian ELF64 file's header fields, read with bounds checks.
+struct Elf64<'a>(&'a [u8]);
+
+impl<'a> Elf64<'a> {
+    /// `None`: not an ELF64 little-endian file.
+    fn new(elf: &'a [u8]) -> Option<Elf64<'a>> {
+        (elf.get(..6) == Some(&[0x7f, b'E', b'L', b'F', 2, 1][..])).then_some(Elf64(elf))
+    }
+
+    fn bytes<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
+        self.0.get(at..at.checked_add(N)?)?.try_into().ok()
+    }
+
+    fn u16(&self, at: usize) -> Option<usize> {
+        self.bytes(at).map(u16::from_le_bytes).map(usize::from)
+    }
+
+    fn u32(&self, at: usize) -> Option<u32> {
+        self.bytes(at).map(u32::from_le_bytes)
+    }
+
+    fn offset(&self, at: usize) -> Option<usize> {
+        usize::try_from(self.bytes(at).map(u64::from_le_bytes)?).ok()
+    }
+
+    /// Where the `i`th entry of a table at `table` with entries of `size` bytes starts.
+    fn entry(table: usize, size: usize, i: usize) -> Option<usize> {
+        table.checked_add(i.checked_mul(size)?)
+    }
+}
+
 /// Whether the ELF64 file `elf` has a section named `name`. `None`: not an ELF64
 /// little-endian file, or one whose section headers lie outside it.
 pub fn has_section(elf: &[u8], name: &str) -> Option<bool> {
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        elf.get(o..o + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    };
-    let u64_at = |o: usize| {
-        elf.get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
-    if elf.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
-        return None;
-    }
-    let shoff = usize::try_from(u64_at(0x28)?).ok()?;
-    let shentsize = usize::from(u16_at(0x3a)?);
-    let shnum = usize::from(u16_at(0x3c)?);
-    let shstrndx = usize::from(u16_at(0x3e)?);
+    let elf = Elf64::new(elf)?;
+    let shoff = elf.offset(0x28)?;
+    let shentsize = elf.u16(0x3a)?;
+    let shnum = elf.u16(0x3c)?;
+    let shstrndx = elf.u16(0x3e)?;
     if shentsize < 0x40 {
         return None;
     }
-    let header = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
-    let names_hdr = header(shstrndx)?;
-    let names_off = usize::try_from(u64_at(names_hdr.checked_add(0x18)?)?).ok()?;
-    let names_size = usize::try_from(u64_at(names_hdr.checked_add(0x20)?)?).ok()?;
-    let names = elf.get(names_off..names_off.checked_add(names_size)?)?;
+    let names_hdr = Elf64::entry(shoff, shentsize, shstrndx)?;
+    let names_off = elf.offset(names_hdr.checked_add(0x18)?)?;
+    let names_size = elf.offset(names_hdr.checked_add(0x20)?)?;
+    let names = elf.0.get(names_off..names_off.checked_add(names_size)?)?;
     for i in 0..shnum {
-        let at = usize::try_from(u32_at(header(i)?)?).ok()?;
+        let at = usize::try_from(elf.u32(Elf64::entry(shoff, shentsize, i)?)?).ok()?;
         let Some(rest) = names.get(at..) else { continue };
         let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
         if &rest[..end] == name.as_bytes() {
@@ -286,26 +303,13 @@ pub fn has_section(elf: &[u8], name: &str) -> Option<bool> {
 
 /// Whether the ELF file `elf` asks for a program interpreter (is dynamically linked).
 fn is_dynamic(elf: &[u8]) -> Option<bool> {
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        elf.get(o..o + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    };
-    let u64_at = |o: usize| {
-        elf.get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
-    if elf.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
-        return None;
-    }
-    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
-    let phentsize = usize::from(u16_at(0x36)?);
-    let phnum = usize::from(u16_at(0x38)?);
     const PT_INTERP: u32 = 3;
+    let elf = Elf64::new(elf)?;
+    let phoff = elf.offset(0x20)?;
+    let phentsize = elf.u16(0x36)?;
+    let phnum = elf.u16(0x38)?;
     for i in 0..phnum {
-        if u32_at(phoff.checked_add(i.checked_mul(phentsize)?)?)? == PT_INTERP {
+        if elf.u32(Elf64::entry(phoff, phentsize, i)?)? == PT_INTERP {
             return Some(true);
         }
     }
