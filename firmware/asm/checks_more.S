@@ -15,8 +15,6 @@
 #include "mmiolab.h"
 
 #define CHK3       0xd0000000
-#define LAPIC      0xfee00000
-#define IOAPIC     0xfec00000
 #define PIN        5
 #define VEC        0x35
 
@@ -31,26 +29,9 @@ _start:
     mov 0x12(%rdi), %eax        /* WIN + 2, 4 bytes: unaligned */
 
     /* Interrupts: IDT, PIC masked, LAPIC on, IOAPIC pin 5 level-triggered. */
-    lea on_irq(%rip), %rax
-    lea idt + VEC * 16(%rip), %rdx
-    mov %ax, (%rdx)
-    movw $0x10, 2(%rdx)
-    movw $0x8e00, 4(%rdx)
-    shr $16, %rax
-    mov %ax, 6(%rdx)
-    shr $16, %rax
-    mov %eax, 8(%rdx)
-    lidt idtr(%rip)
-    mov $0xff, %al
-    out %al, $0x21
-    out %al, $0xa1
-    mov $LAPIC, %r8d
-    movl $0x1ff, 0xf0(%r8)
-    mov $IOAPIC, %r9d
-    movl $(0x10 + 2 * PIN), (%r9)
-    movl $(0x8000 | VEC), 0x10(%r9)
-    movl $(0x11 + 2 * PIN), (%r9)
-    movl $0, 0x10(%r9)
+    gate VEC, on_irq
+    lapic_on
+    ioapic_route PIN, 0x8000|VEC
     sti
 
     movl $3, 0x00(%rdi)         /* CTRL.EN | CTRL.IE */

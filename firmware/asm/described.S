@@ -9,8 +9,6 @@
 #define BEH        DESC_BEH_BASE       /* device "beh", MMIO */
 #define BEH_PORT   DESC_BEH_PIO_BASE   /* device "beh", the same registers through I/O ports */
 #define BE         DESC_BE_BASE        /* device "be", big endian */
-#define LAPIC      0xfee00000
-#define IOAPIC     0xfec00000
 #define VEC_LEVEL  0x35
 #define VEC_EDGE   0x36
 
@@ -19,20 +17,6 @@
     cmp $\expected, %eax
     jne fail
     incl checks(%rip)
-.endm
-
-/* Installs handler \handler at vector \vec. */
-.macro gate vec, handler
-    lea \handler(%rip), %rax
-    lea idt(%rip), %rdx
-    add $\vec * 16, %rdx
-    mov %ax, (%rdx)
-    movw $0x10, 2(%rdx)
-    movw $0x8e00, 4(%rdx)
-    shr $16, %rax
-    mov %ax, 6(%rdx)
-    shr $16, %rax
-    mov %eax, 8(%rdx)
 .endm
 
     .code64
@@ -213,21 +197,9 @@ _start:
     /* Interrupts: IDT, PIC masked, LAPIC on, IOAPIC pin 5 level, pin 6 edge. */
     gate VEC_LEVEL, on_level
     gate VEC_EDGE, on_edge
-    lidt idtr(%rip)
-    mov $0xff, %al
-    out %al, $0x21
-    out %al, $0xa1
-    mov $LAPIC, %r8d
-    movl $0x1ff, 0xf0(%r8)
-    mov $IOAPIC, %r9d
-    movl $(0x10 + 2 * DESC_BEH_IRQ), (%r9)
-    movl $(0x8000 | VEC_LEVEL), 0x10(%r9)
-    movl $(0x11 + 2 * DESC_BEH_IRQ), (%r9)
-    movl $0, 0x10(%r9)
-    movl $(0x10 + 2 * DESC_BE_IRQ), (%r9)
-    movl $VEC_EDGE, 0x10(%r9)
-    movl $(0x11 + 2 * DESC_BE_IRQ), (%r9)
-    movl $0, 0x10(%r9)
+    lapic_on
+    ioapic_route DESC_BEH_IRQ, 0x8000|VEC_LEVEL
+    ioapic_route DESC_BE_IRQ, VEC_EDGE
     sti
 
     /* Level: GO with IE; 200 us later DONE rises; the handler clears it by W1C. */

@@ -26,3 +26,42 @@
     cmp %rbx, %rax
     jne fail_\n
 .endm
+
+#define LAPIC       0xfee00000  /* local APIC (xAPIC MMIO) */
+#define IOAPIC      0xfec00000  /* IOAPIC: index register, window at +0x10 */
+
+/* Installs \handler as the interrupt gate of vector \vec in the program's `idt`.
+ * Clobbers %rax and %rdx. */
+.macro gate vec, handler
+    lea \handler(%rip), %rax
+    lea idt(%rip), %rdx
+    add $\vec * 16, %rdx
+    mov %ax, (%rdx)
+    movw $0x10, 2(%rdx)
+    movw $0x8e00, 4(%rdx)
+    shr $16, %rax
+    mov %ax, 6(%rdx)
+    shr $16, %rax
+    mov %eax, 8(%rdx)
+.endm
+
+/* Interrupts through the IOAPIC and the local APIC only: loads the program's `idtr`, masks
+ * both PICs, enables the LAPIC (spurious vector 0xff). Leaves LAPIC in %r8. */
+.macro lapic_on
+    lidt idtr(%rip)
+    mov $0xff, %al
+    out %al, $0x21
+    out %al, $0xa1
+    mov $LAPIC, %r8d
+    movl $0x1ff, 0xf0(%r8)
+.endm
+
+/* Routes IOAPIC pin \pin to the redirection entry's low word \entry (the vector, with
+ * 0x8000 for level-triggered), to the LAPIC of CPU 0. Clobbers %r9. */
+.macro ioapic_route pin, entry
+    mov $IOAPIC, %r9d
+    movl $(0x10 + 2 * \pin), (%r9)
+    movl $(\entry), 0x10(%r9)
+    movl $(0x11 + 2 * \pin), (%r9)
+    movl $0, 0x10(%r9)
+.endm

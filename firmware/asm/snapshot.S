@@ -14,8 +14,6 @@
 #include "described-machine.h"
 
 #define BEH        DESC_BEH_BASE
-#define LAPIC      0xfee00000
-#define IOAPIC     0xfec00000
 #define VEC_LEVEL  0x35
 #define SNAPSHOT_PORT 0xf8
 #define MARK       0x5a5a1234
@@ -41,27 +39,9 @@ _start:
     putc '\n'
 
     /* Interrupts routed, but off: IDT, PIC masked, LAPIC on, IOAPIC pin level. */
-    lea on_level(%rip), %rax
-    lea idt(%rip), %rdx
-    add $VEC_LEVEL * 16, %rdx
-    mov %ax, (%rdx)
-    movw $0x10, 2(%rdx)
-    movw $0x8e00, 4(%rdx)
-    shr $16, %rax
-    mov %ax, 6(%rdx)
-    shr $16, %rax
-    mov %eax, 8(%rdx)
-    lidt idtr(%rip)
-    mov $0xff, %al
-    out %al, $0x21
-    out %al, $0xa1
-    mov $LAPIC, %r8d
-    movl $0x1ff, 0xf0(%r8)
-    mov $IOAPIC, %r9d
-    movl $(0x10 + 2 * DESC_BEH_IRQ), (%r9)
-    movl $(0x8000 | VEC_LEVEL), 0x10(%r9)
-    movl $(0x11 + 2 * DESC_BEH_IRQ), (%r9)
-    movl $0, 0x10(%r9)
+    gate VEC_LEVEL, on_level
+    lapic_on
+    ioapic_route DESC_BEH_IRQ, 0x8000|VEC_LEVEL
 
     /* The counter: three reads; the last count kept in %r13. */
     mov DESC_BEH_SEQ_OFFSET(%rdi), %eax
