@@ -93,6 +93,10 @@ fn main() {
             test_expect_trace_judges_a_recorded_trace,
         ),
         Trial::test(
+            "a_guest_test_with_a_finding_not_allowed_fails_itself",
+            a_guest_test_with_a_finding_not_allowed_fails_itself,
+        ),
+        Trial::test(
             "models_lists_and_prints_the_bundled_descriptions",
             models_lists_and_prints_the_bundled_descriptions,
         ),
@@ -1386,6 +1390,57 @@ fn coverage_of_described_is_exact() -> Result<(), Failed> {
     let want_line = "total: registers 22/24 touched (91.7%), 17 read (70.8%), 19 written (79.2%); fields 24/28 touched (85.7%), 21 read (75.0%), 22 written (78.6%); behaviours 19/26 fired (73.1%)";
     if !table.lines().any(|l| l == want_line) {
         return Err(format!("the table lacks\n{want_line}\nit is:\n{table}").into());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// `mmiolab test --check` (here judging a recorded run: --from-log, --findings): a guest
+/// test during which the checker found what the machine file does not allow fails itself,
+/// the finding under it, besides `register-check`; an allowed finding fails nothing.
+fn a_guest_test_with_a_finding_not_allowed_fails_itself() -> Result<(), Failed> {
+    let dir = scratch("test-finding-fails-its-test")?;
+    let log = dir.join("console.log");
+    std::fs::write(&log, "KTAP version 1\n1..2\nok 1 t_bad\nok 2 t_fine\n")?;
+    let finding = |test: &str, register: &str, allowed: bool| {
+        serde_json::json!({
+            "rule": "write-read-only", "device": "beh", "region": "beh", "register": register,
+            "space": "mmio", "addr": "0xd0000000", "count": 1, "allowed": allowed,
+            "module": test, "test": test,
+        })
+    };
+    let findings = dir.join("findings.json");
+    std::fs::write(
+        &findings,
+        serde_json::json!({ "findings": [finding("t_bad", "ID", false), finding("t_fine", "MODS", true)] }).to_string(),
+    )?;
+    let out = mmiolab(&[
+        "test",
+        "--config",
+        DESCRIBED,
+        "--check",
+        "--from-log",
+        path_str(&log)?,
+        "--findings",
+        path_str(&findings)?,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "FAIL t_bad")
+        .ok_or_else(|| format!("t_bad did not fail:\n{stdout}"))?;
+    let under = lines.get(at + 1).copied().unwrap_or_default();
+    if !(under.starts_with("    # checker: ") && under.contains("write-read-only") && under.contains("ID")) {
+        return Err(format!("the finding is not under FAIL t_bad:\n{stdout}").into());
+    }
+    for want in ["PASS t_fine", "FAIL register-check"] {
+        if !lines.contains(&want) {
+            return Err(format!("no `{want}`:\n{stdout}").into());
+        }
+    }
+    if out.status.code() != Some(1) {
+        return Err(format!("exit status {:?}:\n{stdout}", out.status.code()).into());
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -115,6 +115,22 @@ pub fn test_result(findings: &[Finding]) -> TestResult {
     }
 }
 
+/// How a finding starts among a failed guest test's details.
+pub const FINDING_DETAIL: &str = "# checker: ";
+
+/// A guest test during which the checker found what the machine file does not allow fails
+/// itself, not only `register-check`: each such finding becomes a line of its details (and
+/// of its JUnit failure). Results of other names (the host's own) are left alone.
+pub fn fail_tests_with_findings(results: &mut [TestResult], findings: &[Finding]) {
+    for f in findings.iter().filter(|f| !f.allowed) {
+        let Some(test) = f.test.as_deref() else { continue };
+        if let Some(r) = results.iter_mut().find(|r| r.name == test) {
+            r.ok = false;
+            r.details.push(format!("{FINDING_DETAIL}{f}"));
+        }
+    }
+}
+
 /// What a guest test prints, among its KTAP diagnostics, to have the host check the
 /// checker's findings about it (with the guest agent: those of its module, the test's name,
 /// and those of user space while it ran): `# mmiolab-agent-expect: RULE DEVICE[.REGISTER]`,
@@ -297,6 +313,39 @@ mod agent_tests {
         ok 1 agent_unclaimed\n\
         \x20   # mmiolab-agent-expect: none\n\
         ok 2 agent_clean\n";
+
+    #[test]
+    fn a_test_with_a_finding_not_allowed_fails_itself() {
+        let result = |name: &str| TestResult {
+            name: name.to_owned(),
+            ok: true,
+            directive: None,
+            details: Vec::new(),
+        };
+        let mut results = vec![result("io_accessors"), result("short"), result("register-check")];
+        let mut allowed = agent_finding(Rule::WriteReadOnly, Some("ID"), "short", "short");
+        allowed.allowed = true;
+        let found = [
+            agent_finding(Rule::ReadWriteOnly, Some("RAISE"), "io_accessors", "io_accessors"),
+            allowed,
+            // no test: nothing to blame but register-check
+            Finding {
+                test: None,
+                ..agent_finding(Rule::Hole, None, "io_accessors", "io_accessors")
+            },
+        ];
+        fail_tests_with_findings(&mut results, &found);
+        assert!(!results[0].ok);
+        assert_eq!(results[0].details.len(), 1);
+        assert!(
+            results[0].details[0].starts_with("# checker: "),
+            "{:?}",
+            results[0].details
+        );
+        assert!(results[0].details[0].contains("RAISE"), "{:?}", results[0].details);
+        assert!(results[1].ok, "an allowed finding fails nothing");
+        assert!(results[2].ok);
+    }
 
     #[test]
     fn expected_agent_findings_pass_and_others_fail() {

@@ -757,9 +757,9 @@ fn test(mut args: TestArgs) -> Result<u8> {
     verdict.failed += order.iter().filter(|r| !r.ok).count();
     verdict.results.extend(order);
     if args.check {
-        verdict
-            .results
-            .push(checking::test_result(findings.as_deref().unwrap_or_default()));
+        let found = findings.as_deref().unwrap_or_default();
+        checking::fail_tests_with_findings(&mut verdict.results, found);
+        verdict.results.push(checking::test_result(found));
     }
     verdict.results.extend(checking::agent_results(
         &ktap::parse(&console),
@@ -792,6 +792,11 @@ fn test(mut args: TestArgs) -> Result<u8> {
                 if !r.ok {
                     for line in &t.log {
                         out.push_str(&format!("    {line}\n"));
+                    }
+                    // the checker's findings against it (the rest of its details are
+                    // the tree's, rendered below)
+                    for d in r.details.iter().filter(|d| d.starts_with(checking::FINDING_DETAIL)) {
+                        out.push_str(&format!("    {d}\n"));
                     }
                 }
                 ktap::render_subtests(t, 4, &mut out);
