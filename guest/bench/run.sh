@@ -129,7 +129,7 @@ for rep in $(seq 1 "$REPS"); do
 		log=$OUT/l1-console-$rep.log
 		set +e
 		"$GUEST/nested/run-l1.sh" --kernel "$OUT/boot/bzImage" --initrd "$OUT/l1.cpio" \
-			--timeout $((TIMEOUT * 2 + 90)) --log "$log" \
+			--timeout $((TIMEOUT * 4 + 90)) --log "$log" \
 			--append "MMIOLAB_BENCH_REP=$rep MMIOLAB_BENCH_MEM=$MEM MMIOLAB_BENCH_VCPUS=$VCPUS MMIOLAB_BENCH_TIMEOUT=$TIMEOUT" >&2
 		rc=$?
 		set -e
