@@ -21,9 +21,11 @@ Usage: guest/bench/run.sh --vmm MMIOLAB --bench MMIOLAB_BENCH --out DIR
                           [--kernel BZIMAGE]
 
 Builds the guest kernel (guest/kernel/build.sh, cached) and a minimal initramfs (busybox
-and guest/bench/init: one line, then the exit port), then boots them N times (default 5)
-under mmiolab and under qemu-system-x86_64 -M microvm -accel kvm, interleaved, each with
-$MEM MiB, $VCPUS vCPU and the command line "$CMDLINE", through guest/bench/boot-loop.sh.
+and guest/bench/init: one line, a KTAP report of one test, then the exit port), then boots
+them N times (default 5) under mmiolab and under qemu-system-x86_64 -M microvm -accel kvm,
+and restores them N times under mmiolab (a snapshot taken in each repetition at the
+line /init prints before its tests), interleaved, each with $MEM MiB, $VCPUS vCPU and the command line "$CMDLINE", through
+guest/bench/boot-loop.sh.
 With hardware KVM they boot directly; else both run inside an outer VM (QEMU TCG with
 nested SVM, as guest/run-machine.sh does; a fresh one per repetition, run again once if it
 fails), QEMU and its firmware copied into it from the qemu-system-x86 package. DIR/samples.jsonl gets one JSON sample per boot (mmiolab-bench
@@ -113,7 +115,7 @@ for f in bios-microvm.bin linuxboot_dma.bin; do
 	QEMU_FILES+=(--file "$FIRMWARE/$f:/usr/share/qemu/$f")
 done
 "$GUEST/nested/build-l1.sh" --vmm "$VMM" --kernel "$OUT/boot/bzImage" --initrd "$OUT/boot/initramfs.cpio" \
-	--config "$OUT/boot/machine.toml" --out "$OUT/l1.cpio" --init "$HERE/l1-init" --applets "mkdir" \
+	--config "$OUT/boot/machine.toml" --out "$OUT/l1.cpio" --init "$HERE/l1-init" --applets "mkdir rm" \
 	--bin "$QEMU:/usr/bin/qemu-system-x86_64" --bin "$BENCH:/bin/mmiolab-bench" "${QEMU_FILES[@]}" \
 	--file "$HERE/boot-loop.sh:/bin/boot-loop.sh" --file "$OUT/boot/cmdline:/bench/cmdline"
 # One outer VM per repetition, tried twice: nested KVM under TCG here sometimes freezes the
@@ -127,7 +129,7 @@ for rep in $(seq 1 "$REPS"); do
 		log=$OUT/l1-console-$rep.log
 		set +e
 		"$GUEST/nested/run-l1.sh" --kernel "$OUT/boot/bzImage" --initrd "$OUT/l1.cpio" \
-			--timeout $((TIMEOUT * 2 + 90)) --log "$log" \
+			--timeout $((TIMEOUT * 4 + 90)) --log "$log" \
 			--append "MMIOLAB_BENCH_REP=$rep MMIOLAB_BENCH_MEM=$MEM MMIOLAB_BENCH_VCPUS=$VCPUS MMIOLAB_BENCH_TIMEOUT=$TIMEOUT" >&2
 		rc=$?
 		set -e

@@ -9,6 +9,13 @@
 //! that the host's load moves less: the kernel's own clock when it starts the init (its
 //! timestamp on "Run /init as init process"), and for mmiolab the number of VM exits (from
 //! its report on stderr).
+//!
+//! The guest's `/init` then prints a KTAP report of one test; the time to the end of its
+//! result line ([`is_first_test_result`]) is what a restore is compared on: the runner
+//! [`SNAPSHOT`] boots mmiolab to the console text "mmiolab-boot-bench: tests", the line the
+//! init prints before its tests, and saves the VM there (its exit is
+//! the boot to the marker plus the save), and [`RESTORE`] is a new `mmiolab run --restore`
+//! of that snapshot, timed from its spawn like a cold boot.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -47,6 +54,22 @@ pub struct BootSample {
     /// VM exits, from mmiolab's report on stderr (`None` for QEMU, which has none).
     #[serde(default)]
     pub exits: Option<u64>,
+    /// Spawn to the end of the first test's result line ([`is_first_test_result`]), ms.
+    #[serde(default)]
+    pub test_ms: Option<f64>,
+}
+
+/// The runner that boots mmiolab to the init's line before its tests and saves a snapshot there.
+pub const SNAPSHOT: &str = "mmiolab-snapshot";
+/// The runner that restores [`SNAPSHOT`]'s snapshot in a new mmiolab process.
+pub const RESTORE: &str = "mmiolab-restore";
+
+/// Whether `line` is the KTAP result line of the first test: `ok 1` or `not ok 1`, then the
+/// line's end or a space (so `ok 10` is not it).
+pub fn is_first_test_result(line: &str) -> bool {
+    let line = line.trim();
+    let rest = line.strip_prefix("ok 1").or_else(|| line.strip_prefix("not ok 1"));
+    rest.is_some_and(|r| r.is_empty() || r.starts_with(' '))
 }
 
 /// The kernel's line when it starts the init.
@@ -74,6 +97,7 @@ struct ConsoleTimes {
     first_line_text: String,
     marker: Option<Duration>,
     kernel_init_ms: Option<f64>,
+    first_test: Option<Duration>,
 }
 
 /// Reads `console` to its end, copying it to `log`, and notes when the first line and the
@@ -110,6 +134,9 @@ fn watch_console(mut console: impl Read, log: &mut impl Write, marker: &[u8], st
             }
             if times.kernel_init_ms.is_none() && text.contains(RUN_INIT) {
                 times.kernel_init_ms = printk_ms(text);
+            }
+            if times.first_test.is_none() && is_first_test_result(text) {
+                times.first_test = Some(now);
             }
             line.clear();
         }
@@ -165,6 +192,7 @@ pub fn boot_once(
         first_line: times.first_line_text,
         kernel_init_ms: times.kernel_init_ms,
         exits: report_exits(&std::fs::read_to_string(&stderr_path).unwrap_or_default()),
+        test_ms: times.first_test.map(ms),
     })
 }
 
@@ -191,9 +219,10 @@ fn runners(samples: &[BootSample]) -> Vec<&str> {
 type Figure = fn(&BootSample) -> Option<f64>;
 
 /// The figures of the table: column title, and how to read it off a boot.
-const FIGURES: [(&str, Figure); 4] = [
+const FIGURES: [(&str, Figure); 5] = [
     ("first console line", |s| s.first_line_ms),
     ("init's first line", |s| s.init_ms),
+    ("first test line", |s| s.test_ms),
     ("exit (power-off)", |s| Some(s.exit_ms)),
     ("kernel's clock at Run /init", |s| s.kernel_init_ms),
 ];
@@ -256,20 +285,11 @@ pub fn render(samples: &[BootSample]) -> String {
         }
         out.push('\n');
         for (title, figure) in FIGURES {
-            out.push_str(&format!("| {title} |"));
-            let mut ratios = Vec::new();
-            for rep in 1..=reps {
-                let of = |n: &str| samples.iter().find(|s| s.runner == n && s.rep == rep).and_then(figure);
-                match (of(a), of(b)) {
-                    (Some(x), Some(y)) if y > 0.0 => {
-                        ratios.push(x / y);
-                        out.push_str(&format!(" {:.2} |", x / y));
-                    }
-                    _ => out.push_str(" - |"),
-                }
-            }
-            out.push_str(&Summary::of(&ratios).map_or(" - |\n".to_owned(), |v| format!(" {:.2} |\n", v.median)));
+            out.push_str(&format!("| {title} |{}\n", ratio_cells(samples, a, b, figure, reps)));
         }
+    }
+    if names.contains(&RESTORE) {
+        out.push_str(&restore_section(samples, reps));
     }
     let mut firsts: Vec<String> = Vec::new();
     for name in &names {
@@ -281,13 +301,64 @@ pub fn render(samples: &[BootSample]) -> String {
     out
 }
 
+/// The cells ` x | y | ... | median |` of the ratio `a / b` of `figure` in each repetition
+/// (`-` where either lacks it).
+fn ratio_cells(samples: &[BootSample], a: &str, b: &str, figure: Figure, reps: u32) -> String {
+    let mut cells = String::new();
+    let mut ratios = Vec::new();
+    for rep in 1..=reps {
+        let of = |n: &str| samples.iter().find(|s| s.runner == n && s.rep == rep).and_then(figure);
+        match (of(a), of(b)) {
+            (Some(x), Some(y)) if y > 0.0 => {
+                ratios.push(x / y);
+                cells.push_str(&format!(" {:.2} |", x / y));
+            }
+            _ => cells.push_str(" - |"),
+        }
+    }
+    cells.push_str(&Summary::of(&ratios).map_or(" - |".to_owned(), |v| format!(" {:.2} |", v.median)));
+    cells
+}
+
+/// The restore against the cold boots, on the time to the first test line, per repetition;
+/// and what the snapshot cost (paid once, not in the restore's figure).
+fn restore_section(samples: &[BootSample], reps: u32) -> String {
+    let mut out = format!(
+        "\nRestore against cold boot, time to the first test line, per repetition:\n\n| ratio | {} | median |\n|---|",
+        (1..=reps).map(|r| format!("rep {r}")).collect::<Vec<_>>().join(" | ")
+    );
+    for _ in 0..=reps {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    let to_test: Figure = |s| s.test_ms;
+    for cold in ["mmiolab", "qemu"] {
+        out.push_str(&format!(
+            "| {RESTORE} / {cold} |{}\n",
+            ratio_cells(samples, RESTORE, cold, to_test, reps)
+        ));
+    }
+    let snaps: Vec<&BootSample> = samples.iter().filter(|s| s.runner == SNAPSHOT).collect();
+    let whole: Vec<f64> = snaps.iter().map(|s| s.exit_ms).collect();
+    let save: Vec<f64> = snaps.iter().filter_map(|s| Some(s.exit_ms - s.init_ms?)).collect();
+    if let (Some(w), Some(v)) = (Summary::of(&whole), Summary::of(&save)) {
+        out.push_str(&format!(
+            "\nThe snapshot, taken once per repetition (not in {RESTORE}'s figures): the {SNAPSHOT} run \
+             (boot to the marker, save, exit) took {:.0} ms ({:.0}-{:.0}), of which {:.0} ms ({:.0}-{:.0}) \
+             after the init's line (the save and the exit).\n",
+            w.median, w.min, w.max, v.median, v.min, v.max
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn console_times_find_the_first_line_and_the_marker() {
-        let console: &[u8] = b"\r\n[    0.000000] Linux version 6.1\r\nmore\r\n[    5.507857] Run /init as init process\r\nboot-bench: init here\r\nboot-bench: init again\n";
+        let console: &[u8] = b"\r\n[    0.000000] Linux version 6.1\r\nmore\r\n[    5.507857] Run /init as init process\r\nboot-bench: init here\r\nboot-bench: init again\nKTAP version 1\r\nok 1 first\r\n";
         let mut log = Vec::new();
         let t = watch_console(console, &mut log, b"boot-bench: init", Instant::now());
         assert_eq!(log, console, "the console is copied whole");
@@ -295,7 +366,8 @@ mod tests {
             t.first_line_text, "[    0.000000] Linux version 6.1",
             "blank lines are not the first"
         );
-        assert!(t.first_line.is_some() && t.marker.is_some());
+        assert!(t.first_line.is_some() && t.marker.is_some() && t.first_test.is_some());
+        assert!(t.marker <= t.first_test, "{t:?}");
         assert_eq!(
             t.kernel_init_ms,
             Some(5507.857),
@@ -317,7 +389,41 @@ mod tests {
             first_line: "Linux `x`".to_owned(),
             kernel_init_ms: init.map(|i| i / 2.0),
             exits: (runner == "mmiolab").then_some(1000 + u64::from(rep)),
+            test_ms: init.map(|i| i + 10.0),
         }
+    }
+
+    #[test]
+    fn the_first_test_line_is_test_1s_result() {
+        for yes in ["ok 1", "ok 1 boot", "not ok 1 boot # SKIP", "  ok 1 x\r"] {
+            assert!(is_first_test_result(yes), "{yes:?}");
+        }
+        for no in ["ok 10 x", "ok 2 x", "# ok 1", "1..1", "KTAP version 1", "not ok 12"] {
+            assert!(!is_first_test_result(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn restore_is_compared_with_both_cold_boots_and_the_save_is_apart() {
+        let mut samples = vec![
+            sample("mmiolab", 1, Some(100.0), 200.0),
+            sample("qemu", 1, Some(200.0), 400.0),
+            sample(SNAPSHOT, 1, Some(100.0), 250.0),
+            sample(RESTORE, 1, None, 50.0),
+        ];
+        samples[2].test_ms = None;
+        samples[3].test_ms = Some(11.0);
+        let table = render(&samples);
+        assert!(table.contains("| mmiolab-restore / mmiolab | 0.10 | 0.10 |"), "{table}");
+        assert!(table.contains("| mmiolab-restore / qemu | 0.05 | 0.05 |"), "{table}");
+        assert!(
+            table.contains("took 250 ms (250-250), of which 150 ms (150-150) after the init's line"),
+            "{table}"
+        );
+        assert!(
+            !render(&samples[..2]).contains("Restore against"),
+            "no restore section without the restore runner"
+        );
     }
 
     #[test]
@@ -345,16 +451,17 @@ mod tests {
         let table = render(&samples);
         assert!(table.starts_with("2 repetition(s)"), "{table}");
         assert!(
-            table.contains("| mmiolab | 62 ms (50-75) | 100 ms (100-100), missing in 1 | 250 ms (200-300) | 50 ms (50-50), missing in 1 | 2.0 MiB | 1002 (1001-1002) | exit status 0 |"),
+            table.contains("| mmiolab | 62 ms (50-75) | 100 ms (100-100), missing in 1 | 110 ms (110-110), missing in 1 | 250 ms (200-300) | 50 ms (50-50), missing in 1 | 2.0 MiB | 1002 (1001-1002) | exit status 0 |"),
             "{table}"
         );
         assert!(
             table.contains(
-                "| qemu | 62 ms (25-100) | 150 ms (100-200) | 250 ms (100-400) | 75 ms (50-100) | 2.0 MiB | - |"
+                "| qemu | 62 ms (25-100) | 150 ms (100-200) | 160 ms (110-210) | 250 ms (100-400) | 75 ms (50-100) | 2.0 MiB | - |"
             ),
             "{table}"
         );
         assert!(table.contains("| init's first line | 0.50 | - | 0.50 |"), "{table}");
+        assert!(table.contains("| first test line | 0.52 | - | 0.52 |"), "{table}");
         assert!(table.contains("| exit (power-off) | 0.50 | 3.00 | 1.75 |"), "{table}");
         assert!(table.contains("mmiolab: `Linux 'x'`"), "{table}");
     }

@@ -291,8 +291,8 @@ fn launch(args: &[std::ffi::OsString]) -> Result<()> {
     )
 }
 
-/// `linux`: runs guest/bench/run.sh, then renders its samples. Fails unless every boot of
-/// both runners reached the init's line (the short mode under `cargo xtask test` relies on it).
+/// `linux`: runs guest/bench/run.sh, then renders its samples. Fails unless every run of
+/// every runner reached its lines (the short mode under `cargo xtask test` relies on it).
 fn linux(a: LinuxArgs) -> Result<()> {
     let root = workspace_root();
     let mmiolab = match a.mmiolab {
@@ -328,12 +328,23 @@ fn linux(a: LinuxArgs) -> Result<()> {
     let report = format!("Linux boot, {}\n\n{}", mode.trim(), linux::render(&samples));
     print!("{report}");
     std::fs::write(out.join("report.md"), &report).with_context(|| format!("writing {}", out.display()))?;
-    for runner in ["mmiolab", "qemu"] {
+    // What each runner must have reached in every repetition: the cold boots the init's line
+    // and the test's, the snapshot run the init's line (it stops on the next), the restore the
+    // test's line.
+    let init: fn(&linux::BootSample) -> bool = |s| s.init_ms.is_some();
+    let test: fn(&linux::BootSample) -> bool = |s| s.test_ms.is_some();
+    let both: fn(&linux::BootSample) -> bool = |s| s.init_ms.is_some() && s.test_ms.is_some();
+    for (runner, what, reached_it) in [
+        ("mmiolab", "the init's and the test's lines", both),
+        ("qemu", "the init's and the test's lines", both),
+        (linux::SNAPSHOT, "the init's line", init),
+        (linux::RESTORE, "the test's line", test),
+    ] {
         let boots = samples.iter().filter(|s| s.runner == runner);
-        let reached = boots.clone().filter(|s| s.init_ms.is_some()).count();
+        let reached = boots.clone().filter(|s| reached_it(s)).count();
         if reached != a.reps as usize || boots.count() != a.reps as usize {
             bail!(
-                "{runner}: {reached} of {} boots reached the init's first line (consoles in {})",
+                "{runner}: {reached} of {} runs reached {what} (consoles in {})",
                 a.reps,
                 out.join("boot/logs").display()
             );
