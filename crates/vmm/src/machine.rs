@@ -604,10 +604,12 @@ fn event_loop(platform: &Platform, sources: &LoopSources) -> Result<EventLoop> {
 ///
 /// On a host that EOIs level interrupts at delivery a line left high would be delivered
 /// again the moment the handler returns, before it could clear the cause; there a level
-/// line's rising edge is a pulse, and an irqfd makes it: KVM raises and lowers the pin in
-/// one kernel step. (Two KVM_IRQ_LINE calls from the VMM leave the pin high while the VMM
-/// thread can be preempted between them, and a guest that takes the interrupt in that
-/// window gets it twice: seen under load, about one run in ten.)
+/// line's rising edge raises the pin through a resampling irqfd, and KVM lowers it when it
+/// acknowledges the interrupt, in the same kernel step. (Two KVM_IRQ_LINE calls from the
+/// VMM leave the pin high while the VMM thread can be preempted between them, and a guest
+/// that takes the interrupt in that window gets it twice: seen under load, about one run in
+/// ten. A plain irqfd's raise-then-lower in a kernel work item has the same window, smaller:
+/// seen once under heavy load, `coverage_of_described_is_exact`.)
 ///
 /// Returns the irqfds registered (a duplicate of each eventfd, and its GSI), which a snapshot
 /// drains before reading the interrupt controllers (crate::snapshot::IrqfdDrain).
@@ -626,8 +628,21 @@ fn bind_irq_lines(vm: &Arc<VmFd>, platform: &Platform) -> Result<Vec<(vmm_sys_ut
             IrqTrigger::Level if !eoi_at_delivery => line.connect(chip.clone()),
             // An unconnected level line signals its eventfd on each rising edge.
             IrqTrigger::Level | IrqTrigger::Edge => {
-                vm.register_irqfd(line.event(), line.gsi())
-                    .map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
+                if line.trigger() == IrqTrigger::Level {
+                    // A resampling irqfd raises the pin, and KVM lowers it itself when the
+                    // interrupt is acknowledged (here: at delivery). A plain irqfd raises and
+                    // lowers it in two steps of a kernel work item, which can be preempted
+                    // between them: a guest that took the interrupt and returned from its
+                    // handler meanwhile found the pin still high and got it again (seen under
+                    // load). The resample eventfd is never read: nothing is re-raised.
+                    let resample = vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)
+                        .map_err(|e| Error::Host("creating an interrupt line's resample eventfd", e))?;
+                    vm.register_irqfd_with_resample(line.event(), &resample, line.gsi())
+                        .map_err(|e| Error::Kvm("KVM_IRQFD (resample)", e))?;
+                } else {
+                    vm.register_irqfd(line.event(), line.gsi())
+                        .map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
+                }
                 let evt = line
                     .event()
                     .try_clone()
