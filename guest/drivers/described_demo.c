@@ -27,14 +27,10 @@
 #include <linux/platform_device.h>
 #include <linux/string.h>
 
-#include "mmiolab-test.h"
+#include "mmiolab-cases-driver.h"
 
 /* STATUS bits 31:24: reserved, read as ones (reserved_read in models/demo.toml) */
 #define DEMO_STATUS_RESERVED	0xff000000U
-
-static char result[16] = "not-probed";
-module_param_string(result, result, sizeof(result), 0444);
-MODULE_PARM_DESC(result, "test outcome: pass, fail or not-probed (read-only)");
 
 static struct {
 	struct platform_device *pdev;
@@ -316,44 +312,7 @@ static const struct mmiolab_case cases[] = {
 	{ "ioport_map_sees_the_same_registers", t_ioport_map_same_registers },
 };
 
-static int demo_probe(struct platform_device *pdev)
-{
-	unsigned int failed;
-
-	if (t.pdev)
-		return -EBUSY;
-	t.pdev = pdev;
-	failed = mmiolab_run_cases(cases, ARRAY_SIZE(cases));
-	strscpy(result, failed ? "fail" : "pass", sizeof(result));
-	if (!t.base) {
-		t.pdev = NULL;
-		return -ENODEV;
-	}
-	return 0;
-}
-
-static int demo_remove(struct platform_device *pdev)
-{
-	t.pdev = NULL;
-	t.base = NULL;
-	return 0;
-}
-
-static const struct of_device_id demo_of_match[] = {
-	{ .compatible = MMIOLAB_DEMO_COMPAT },
-	{ }
-};
-MODULE_DEVICE_TABLE(of, demo_of_match);
-
-static struct platform_driver demo_driver = {
-	.probe = demo_probe,
-	.remove = demo_remove,
-	.driver = {
-		.name = "mmiolab-demo",
-		.of_match_table = demo_of_match,
-	},
-};
-module_platform_driver(demo_driver);
+MMIOLAB_CASES_DRIVER("mmiolab-demo", MMIOLAB_DEMO_COMPAT);
 
 MODULE_DESCRIPTION("mmiolab: platform driver for the described demo device");
 MODULE_LICENSE("GPL");

@@ -20,11 +20,7 @@
 #include <linux/module.h>
 #include <linux/platform_device.h>
 
-#include "mmiolab-test.h"
-
-static char result[16] = "not-probed";
-module_param_string(result, result, sizeof(result), 0444);
-MODULE_PARM_DESC(result, "test outcome: pass, fail or not-probed (read-only)");
+#include "mmiolab-cases-driver.h"
 
 /* One testdev per machine: the cases share this state. */
 static struct {
@@ -151,45 +147,7 @@ static const struct mmiolab_case cases[] = {
 	{ "doorbell_again_raises_another", t_doorbell_again },
 };
 
-static int testdev_probe(struct platform_device *pdev)
-{
-	unsigned int failed;
-
-	if (t.pdev)
-		return -EBUSY;	/* the tests expect exactly one testdev */
-	t.pdev = pdev;
-	failed = mmiolab_run_cases(cases, ARRAY_SIZE(cases));
-	strscpy(result, failed ? "fail" : "pass", sizeof(result));
-	/* stay bound (and keep the claim) whenever the registers are mapped */
-	if (!t.base) {
-		t.pdev = NULL;
-		return -ENODEV;
-	}
-	return 0;
-}
-
-static int testdev_remove(struct platform_device *pdev)
-{
-	t.pdev = NULL;
-	t.base = NULL;
-	return 0;
-}
-
-static const struct of_device_id testdev_of_match[] = {
-	{ .compatible = MMIOLAB_TESTDEV_COMPAT },
-	{ }
-};
-MODULE_DEVICE_TABLE(of, testdev_of_match);
-
-static struct platform_driver testdev_driver = {
-	.probe = testdev_probe,
-	.remove = testdev_remove,
-	.driver = {
-		.name = "mmiolab-testdev",
-		.of_match_table = testdev_of_match,
-	},
-};
-module_platform_driver(testdev_driver);
+MMIOLAB_CASES_DRIVER("mmiolab-testdev", MMIOLAB_TESTDEV_COMPAT);
 
 MODULE_DESCRIPTION("mmiolab: platform driver for the DT testdev regfile");
 MODULE_LICENSE("GPL");

@@ -17,11 +17,7 @@
 #include <linux/platform_device.h>
 #include <linux/slab.h>
 
-#include "mmiolab-test.h"
-
-static char result[16] = "not-probed";
-module_param_string(result, result, sizeof(result), 0444);
-MODULE_PARM_DESC(result, "test outcome: pass, fail or not-probed (read-only)");
+#include "mmiolab-cases-driver.h"
 
 static struct {
 	struct platform_device *pdev;
@@ -96,45 +92,7 @@ static const struct mmiolab_case cases[] = {
 	{ "storage_round_trip", t_storage },
 };
 
-static int pio_testdev_probe(struct platform_device *pdev)
-{
-	unsigned int failed;
-
-	if (t.pdev)
-		return -EBUSY;	/* the tests expect exactly one pio-testdev */
-	t.pdev = pdev;
-	failed = mmiolab_run_cases(cases, ARRAY_SIZE(cases));
-	strscpy(result, failed ? "fail" : "pass", sizeof(result));
-	/* stay bound (and keep the claim) whenever the ports are mapped */
-	if (!t.base) {
-		t.pdev = NULL;
-		return -ENODEV;
-	}
-	return 0;
-}
-
-static int pio_testdev_remove(struct platform_device *pdev)
-{
-	t.pdev = NULL;
-	t.base = NULL;
-	return 0;
-}
-
-static const struct of_device_id pio_testdev_of_match[] = {
-	{ .compatible = MMIOLAB_PIO_DT_COMPAT },
-	{ }
-};
-MODULE_DEVICE_TABLE(of, pio_testdev_of_match);
-
-static struct platform_driver pio_testdev_driver = {
-	.probe = pio_testdev_probe,
-	.remove = pio_testdev_remove,
-	.driver = {
-		.name = "mmiolab-pio-testdev",
-		.of_match_table = pio_testdev_of_match,
-	},
-};
-module_platform_driver(pio_testdev_driver);
+MMIOLAB_CASES_DRIVER("mmiolab-pio-testdev", MMIOLAB_PIO_DT_COMPAT);
 
 MODULE_DESCRIPTION("mmiolab: platform driver for the DT I/O-port regfile");
 MODULE_LICENSE("GPL");
