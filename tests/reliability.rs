@@ -195,6 +195,17 @@ fn s(p: &Path) -> &str {
 
 /// mmiolab with `args`, default dispositions for the stop signals (a test run from a
 /// background shell may inherit SIGINT ignored, which mmiolab rightly respects).
+/// `mmiolab run` of the `forever` program (it prints and accesses devices until stopped) on
+/// the test machine, traced to `trace`, ended by `--timeout SECS` when given.
+fn forever(trace: &str, timeout: Option<&str>) -> Command {
+    let fw = firmware("forever");
+    let mut args = vec!["run", "-c", MACHINE, "--firmware", s(&fw), "--trace", trace];
+    if let Some(secs) = timeout {
+        args.extend(["--timeout", secs]);
+    }
+    mmiolab(&args)
+}
+
 fn mmiolab(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.args(args).env_remove("RUST_LOG");
@@ -389,8 +400,7 @@ fn expect_console_matches(check: &TraceCheck, printed: u64) -> Result<(), Failed
 fn stop_by_kill(signo: i32) -> Result<(), Failed> {
     let dir = Scratch::new(&format!("kill-{signo}"));
     let (trace, console, err) = (dir.path("trace.jsonl"), dir.path("console"), dir.path("stderr"));
-    let fw = firmware("forever");
-    let mut child = mmiolab(&["run", "-c", MACHINE, "--firmware", s(&fw), "--trace", s(&trace)])
+    let mut child = forever(s(&trace), None)
         .stdin(Stdio::null())
         .stdout(File::create(&console)?)
         .stderr(File::create(&err)?)
@@ -447,8 +457,7 @@ fn sigint_through_a_pty_ends_the_run_cleanly() -> Result<(), Failed> {
         Ok(t)
     };
     let before = settings(&slave)?;
-    let fw = firmware("forever");
-    let mut cmd = mmiolab(&["run", "-c", MACHINE, "--firmware", s(&fw), "--trace", s(&trace)]);
+    let mut cmd = forever(s(&trace), None);
     let tty = slave.as_raw_fd();
     // SAFETY: setsid and ioctl are async-signal-safe; the child makes the pty its
     // controlling terminal so that the line discipline sends it SIGINT.
@@ -518,22 +527,11 @@ fn timeout_holds_while_stdout_is_blocked() -> Result<(), Failed> {
     let dir = Scratch::new("blocked");
     let (trace, err) = (dir.path("trace.jsonl"), dir.path("stderr"));
     let (read_end, write_end) = small_pipe()?;
-    let fw = firmware("forever");
-    let mut child = mmiolab(&[
-        "run",
-        "-c",
-        MACHINE,
-        "--firmware",
-        s(&fw),
-        "--trace",
-        s(&trace),
-        "--timeout",
-        "2",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(write_end))
-    .stderr(File::create(&err)?)
-    .spawn()?;
+    let mut child = forever(s(&trace), Some("2"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write_end))
+        .stderr(File::create(&err)?)
+        .spawn()?;
     let status = wait_guarded(&mut child)?;
     let stderr = std::fs::read_to_string(&err)?;
     expect_code(status, 124, &stderr)?;
@@ -571,23 +569,12 @@ fn closed_pipe() -> Result<OwnedFd, Failed> {
 fn closed_stdout_ends_a_printing_guest_quietly() -> Result<(), Failed> {
     let dir = Scratch::new("closed-stdout");
     let (trace, err) = (dir.path("trace.jsonl"), dir.path("stderr"));
-    let fw = firmware("forever");
     let (read_end, write_end) = small_pipe()?;
-    let mut child = mmiolab(&[
-        "run",
-        "-c",
-        MACHINE,
-        "--firmware",
-        s(&fw),
-        "--trace",
-        s(&trace),
-        "--timeout",
-        "100",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(write_end))
-    .stderr(File::create(&err)?)
-    .spawn()?;
+    let mut child = forever(s(&trace), Some("100"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write_end))
+        .stderr(File::create(&err)?)
+        .spawn()?;
     let mut head = [0u8; 100];
     let read = File::from(read_end).read_exact(&mut head);
     // The read end is closed here, as `head` exits.
@@ -664,19 +651,8 @@ fn closed_stderr_ends_the_run() -> Result<(), Failed> {
 fn full_stdout_ends_the_run_reported_once() -> Result<(), Failed> {
     let dir = Scratch::new("full-stdout");
     let trace = dir.path("trace.jsonl");
-    let fw = firmware("forever");
     let out = output_to(
-        &mut mmiolab(&[
-            "run",
-            "-c",
-            MACHINE,
-            "--firmware",
-            s(&fw),
-            "--trace",
-            s(&trace),
-            "--timeout",
-            "100",
-        ]),
+        &mut forever(s(&trace), Some("100")),
         File::options().write(true).open("/dev/full")?,
     )?;
     let stderr = text(&out.stderr);
@@ -698,21 +674,7 @@ fn full_stdout_ends_the_run_reported_once() -> Result<(), Failed> {
 /// The trace is /dev/full: the first write of the trace (when its buffer fills) fails, the
 /// run ends (74) with the summary, the cause reported once.
 fn trace_write_error_ends_the_run_reported_once() -> Result<(), Failed> {
-    let fw = firmware("forever");
-    let out = output_to(
-        &mut mmiolab(&[
-            "run",
-            "-c",
-            MACHINE,
-            "--firmware",
-            s(&fw),
-            "--trace",
-            "/dev/full",
-            "--timeout",
-            "100",
-        ]),
-        Stdio::null(),
-    )?;
+    let out = output_to(&mut forever("/dev/full", Some("100")), Stdio::null())?;
     let stderr = text(&out.stderr);
     expect_code(out.status, 74, &stderr)?;
     expect_in(
@@ -733,18 +695,7 @@ fn trace_on_a_full_disk_keeps_only_whole_lines() -> Result<(), Failed> {
     const LIMIT: u64 = 200_000;
     let dir = Scratch::new("fsize");
     let trace = dir.path("trace.jsonl");
-    let fw = firmware("forever");
-    let mut cmd = mmiolab(&[
-        "run",
-        "-c",
-        MACHINE,
-        "--firmware",
-        s(&fw),
-        "--trace",
-        s(&trace),
-        "--timeout",
-        "100",
-    ]);
+    let mut cmd = forever(s(&trace), Some("100"));
     // SAFETY: setrlimit and signal are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
