@@ -64,17 +64,11 @@ on_irq:
     mov $IOAPIC, %eax
     movl $(0x10 + 2 * PIN), (%rax)
     movl $(0x18000 | VEC), 0x10(%rax)
-1:  mov $LAPIC + 0xb0, %eax
-    movl $0, (%rax)
+1:
+    lapic_eoi
     pop %rdi
     pop %rax
     iretq
 
-    .data
-idtr:
-    .word 256 * 16 - 1
-    .quad idt
-    .bss
-    .balign 16
-idt: .skip 256 * 16
+    idt_storage
 hits: .skip 8

@@ -12,13 +12,6 @@
 #define VEC_LEVEL  0x35
 #define VEC_EDGE   0x36
 
-/* Fails with \n unless %eax == \expected. */
-.macro check n, expected
-    cmp $\expected, %eax
-    jne fail
-    incl checks(%rip)
-.endm
-
     .code64
     .globl _start
 _start:
@@ -243,12 +236,7 @@ _start:
     cli
     exit 0
 
-/* Exits with the number of the failing check (the checks passed so far + 1). */
-fail:
-    mov checks(%rip), %eax
-    inc %eax
-    out %al, $EXIT_PORT
-1:  jmp 1b
+    checks_fail
 
 on_level:
     push %rax
@@ -258,8 +246,7 @@ on_level:
     mov %eax, last_status(%rip)
     movl $1, DESC_BEH_STATUS_OFFSET(%rdi)
     incq level_hits(%rip)
-    mov $LAPIC + 0xb0, %eax
-    movl $0, (%rax)
+    lapic_eoi
     pop %rdi
     pop %rax
     iretq
@@ -270,21 +257,15 @@ on_edge:
     mov $BE, %esi
     movl $0x01000000, DESC_BE_PEND_OFFSET(%rsi)   /* big endian: these bytes are the value 1 */
     incq edge_hits(%rip)
-    mov $LAPIC + 0xb0, %eax
-    movl $0, (%rax)
+    lapic_eoi
     pop %rsi
     pop %rax
     iretq
 
     .data
-idtr:
-    .word 256 * 16 - 1
-    .quad idt
 words:
     .long 0x01020304, 0x05060708, 0x090a0b0c
-    .bss
-    .balign 16
-idt: .skip 256 * 16
+    idt_storage
 back: .skip 16
 checks: .skip 4
 last_status: .skip 4

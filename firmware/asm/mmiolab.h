@@ -65,3 +65,38 @@
     movl $(0x11 + 2 * \pin), (%r9)
     movl $0, 0x10(%r9)
 .endm
+
+/* A checked program's check \n: counts it in the program's 4-byte `checks` when %eax is
+ * \expected, else jumps to `fail` (checks_fail). */
+.macro check n, expected
+    cmp $\expected, %eax
+    jne fail
+    incl checks(%rip)
+.endm
+
+/* `fail`: exits with the number of the failing check (the checks passed so far + 1). */
+.macro checks_fail
+fail:
+    mov checks(%rip), %eax
+    inc %eax
+    out %al, $EXIT_PORT
+1:  jmp 1b
+.endm
+
+/* Ends the interrupt being handled (the LAPIC's EOI register). Clobbers %eax. */
+.macro lapic_eoi
+    mov $LAPIC + 0xb0, %eax
+    movl $0, (%rax)
+.endm
+
+/* The program's IDT (256 gates, filled by `gate`) and the `idtr` lapic_on loads; leaves
+ * the assembler in .bss. */
+.macro idt_storage
+    .data
+idtr:
+    .word 256 * 16 - 1
+    .quad idt
+    .bss
+    .balign 16
+idt: .skip 256 * 16
+.endm

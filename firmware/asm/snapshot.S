@@ -18,12 +18,6 @@
 #define SNAPSHOT_PORT 0xf8
 #define MARK       0x5a5a1234
 
-.macro check n, expected
-    cmp $\expected, %eax
-    jne fail
-    incl checks(%rip)
-.endm
-
 /* Prints the byte \c on COM1. */
 .macro putc c
     mov $\c, %al
@@ -120,11 +114,7 @@ _start:
     cli
     exit 0
 
-fail:
-    mov checks(%rip), %eax
-    inc %eax
-    out %al, $EXIT_PORT
-1:  jmp 1b
+    checks_fail
 
 on_level:
     push %rax
@@ -134,19 +124,12 @@ on_level:
     mov %eax, last_status(%rip)
     movl $3, DESC_BEH_STATUS_OFFSET(%rdi)
     incq level_hits(%rip)
-    mov $LAPIC + 0xb0, %eax
-    movl $0, (%rax)
+    lapic_eoi
     pop %rdi
     pop %rax
     iretq
 
-    .data
-idtr:
-    .word 256 * 16 - 1
-    .quad idt
-    .bss
-    .balign 16
-idt: .skip 256 * 16
+    idt_storage
 saved: .skip 8
 checks: .skip 4
 last_status: .skip 4
