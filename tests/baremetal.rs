@@ -11,6 +11,10 @@ use std::process::{Command, Output};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
+#[path = "support/status.rs"]
+mod status;
+use status::expect_status;
+
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/baremetal.toml");
 const DESCRIBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/described.toml");
 const CHECKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/checks.toml");
@@ -171,19 +175,6 @@ fn run_traced_in(dir: &Path, machine: &str, program: &str, extra: &[&str]) -> Re
         .map(serde_json::from_str)
         .collect::<Result<Vec<Value>, _>>()?;
     Ok((out, lines))
-}
-
-fn expect_status(out: &Output, status: i32) -> Result<(), Failed> {
-    if out.status.code() == Some(status) {
-        return Ok(());
-    }
-    Err(format!(
-        "expected exit status {status}, got {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .into())
 }
 
 /// The trace records of `space` accesses to `addr`, as (op, width, value, device, offset).

@@ -13,6 +13,10 @@ use std::process::{Command, Output};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
+#[path = "support/status.rs"]
+mod status;
+use status::expect_status;
+
 const DESCRIBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/machines/described.toml");
 
 fn main() {
@@ -81,19 +85,6 @@ fn scratch(name: &str) -> Result<PathBuf, Failed> {
 
 fn s(p: &Path) -> Result<&str, Failed> {
     Ok(p.to_str().ok_or("path is not UTF-8")?)
-}
-
-fn expect_status(out: &Output, status: i32) -> Result<(), Failed> {
-    if out.status.code() == Some(status) {
-        return Ok(());
-    }
-    Err(format!(
-        "expected exit status {status}, got {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .into())
 }
 
 fn trace_of(path: &Path) -> Result<Vec<Value>, Failed> {
