@@ -176,21 +176,18 @@ fn guest_initramfs_of_an_installed_binary_holds_the_kit_and_the_users_files() ->
     let plain = fake_module(&at, "drv", false);
     let script = at.file("check_drv.sh", b"#!/bin/sh\necho checking\n");
     let conf = at.file("drv.conf", b"speed=9600\n");
+    let file = format!("{conf}:/etc/drv/drv.conf");
+    let build = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["guest", "initramfs"];
+        args.extend_from_slice(extra);
+        args.extend([
+            "--module", &kunit, "--module", &plain, "--script", &script, "--file", &file,
+        ]);
+        args.extend(["-o", out.to_str().unwrap()]);
+        at.run(&args)
+    };
     let out_path = at.dir.join("initramfs.cpio");
-    let out = at.run(&[
-        "guest",
-        "initramfs",
-        "--module",
-        &kunit,
-        "--module",
-        &plain,
-        "--script",
-        &script,
-        "--file",
-        &format!("{conf}:/etc/drv/drv.conf"),
-        "-o",
-        out_path.to_str().unwrap(),
-    ]);
+    let out = build(&out_path, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), out_path.to_str().unwrap());
@@ -232,21 +229,7 @@ fn guest_initramfs_of_an_installed_binary_holds_the_kit_and_the_users_files() ->
     assert_eq!(names, sorted);
     // the static helpers are cached: a second run builds nothing and writes the same bytes
     let again = at.dir.join("again.cpio");
-    let out2 = at.run(&[
-        "guest",
-        "initramfs",
-        "--quiet",
-        "--module",
-        &kunit,
-        "--module",
-        &plain,
-        "--script",
-        &script,
-        "--file",
-        &format!("{conf}:/etc/drv/drv.conf"),
-        "-o",
-        again.to_str().unwrap(),
-    ]);
+    let out2 = build(&again, &["--quiet"]);
     assert!(out2.status.success());
     assert!(
         out2.stderr.is_empty(),
